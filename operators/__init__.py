@@ -1,0 +1,1 @@
+"""Built-in degradation operators and noise models (a plugin like any other)."""

@@ -1,0 +1,167 @@
+"""The project's own prior format: a directory with ``model.safetensors`` and ``config.json``.
+
+Only safetensors is read (no pickle, so loading a file never runs code).
+``config.json``::
+
+    {"format": "restore-unet", "format_version": 1,
+     "architecture": {"channels": 3, "base_channels": 32, "channel_mult": [1, 2, 2],
+                      "num_res_blocks": 1, "groups": 8},
+     "channels": 3,                       # image channels, = architecture.channels
+     "data_range": [-1.0, 1.0],           # prior values of intensities 0 and 1
+     "parametrization": "edm",            # or "epsilon" / "x0" / "v" (VP schedules)
+     "schedule": {"type": "ve", "sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0},
+              # or {"type": "vp", "beta_schedule": "linear" | "cosine", "num_timesteps": 1000}
+     "sigma_data": 0.5,                   # EDM only
+     "learned_sigma": false}
+
+Denoiser views (:func:`native_denoiser`):
+
+* ``"edm"`` with a VE schedule: :class:`restore.diffusion.denoiser.EDMDenoiser`, the
+  network conditioned on c_noise = ln(sigma) / 4 (Karras et al. 2022, Table 1).  This
+  is the recommended choice for new training: continuous sigma, unit-variance inputs
+  and targets at every noise level.
+* epsilon / x0 / v with a VP schedule: :class:`restore.diffusion.denoiser.VPNetworkDenoiser`,
+  the network conditioned on the fractional timestep t.
+
+Either way the network is wrapped in :class:`restore.priors.sizing.PaddedNetwork`, so the
+prior runs at any image size (``Prior.shape`` is None).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from restore.diffusion.denoiser import Denoiser, EDMDenoiser, VPNetworkDenoiser
+from restore.diffusion.parametrization import PARAMETRIZATIONS
+from restore.diffusion.schedules import VEContinuous, VPDiscrete
+from restore.priors.base import Prior
+from restore.priors.sizing import PaddedNetwork
+from restore.priors.unet import CompactUNet, UNetConfig
+
+FORMAT = "restore-unet"
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+VP_PARAMETRIZATIONS = tuple(p for p in PARAMETRIZATIONS if p != "score")
+#: schedule type -> (required keys, optional keys)
+SCHEDULE_KEYS = {"vp": (("beta_schedule", "num_timesteps"), ()), "ve": (("sigma_min", "sigma_max"), ("rho",))}
+
+
+@dataclass(frozen=True)
+class NativeConfig:
+    """Everything in ``config.json`` besides the format tag (see the module docstring)."""
+
+    architecture: UNetConfig = field(default_factory=UNetConfig)
+    parametrization: str = "edm"
+    schedule: dict = field(default_factory=lambda: {"type": "ve", "sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0})
+    data_range: tuple[float, float] = (-1.0, 1.0)
+    sigma_data: float = 0.5
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_range", tuple(float(v) for v in self.data_range))
+        kind = self.schedule.get("type")
+        if kind == "ve" and self.parametrization != "edm":
+            raise ValueError(f"parametrization {self.parametrization!r} with a VE schedule: VE networks use 'edm'")
+        if kind == "vp" and self.parametrization not in VP_PARAMETRIZATIONS:
+            raise ValueError(f"parametrization {self.parametrization!r} with a VP schedule; "
+                             f"known: {', '.join(VP_PARAMETRIZATIONS)}")
+        self.make_schedule()  # validates the schedule fields
+
+    def make_schedule(self) -> Union[VPDiscrete, VEContinuous]:
+        kind = self.schedule.get("type")
+        if kind not in SCHEDULE_KEYS:
+            raise ValueError(f"schedule type must be 'vp' or 've', got {kind!r}")
+        required, optional = SCHEDULE_KEYS[kind]
+        missing = [k for k in required if k not in self.schedule]
+        unknown = sorted(set(self.schedule) - {"type", *required, *optional})
+        if missing or unknown:
+            raise ValueError(f"schedule {self.schedule}: missing keys {missing}, unknown keys {unknown}")
+        s = self.schedule
+        if kind == "vp":
+            return VPDiscrete.named(s["beta_schedule"], int(s["num_timesteps"]))
+        return VEContinuous(float(s["sigma_min"]), float(s["sigma_max"]), s.get("rho", 7.0))
+
+    def to_json(self) -> dict:
+        data = {"format": FORMAT, "format_version": FORMAT_VERSION, "architecture": self.architecture.to_dict(),
+                "channels": self.architecture.channels, "data_range": list(self.data_range),
+                "parametrization": self.parametrization, "schedule": dict(self.schedule), "learned_sigma": False}
+        if self.parametrization == "edm":
+            data["sigma_data"] = self.sigma_data
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict, source: str = CONFIG) -> "NativeConfig":
+        if data.get("format") != FORMAT or data.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{source}: not a {FORMAT} v{FORMAT_VERSION} config "
+                             f"(format={data.get('format')!r}, format_version={data.get('format_version')!r})")
+        if data.get("learned_sigma", False):
+            raise ValueError(f"{source}: learned_sigma is true, but the compact UNet has no learned variance")
+        architecture = UNetConfig.from_dict(data["architecture"])
+        if data.get("channels", architecture.channels) != architecture.channels:
+            raise ValueError(f"{source}: channels={data['channels']} but the architecture has "
+                             f"{architecture.channels} channels")
+        return cls(architecture, data["parametrization"], dict(data["schedule"]), tuple(data["data_range"]),
+                   float(data.get("sigma_data", 0.5)))
+
+
+def save_native(directory: Union[str, Path], network: CompactUNet, config: NativeConfig) -> Path:
+    """Write ``network``'s weights and ``config`` into ``directory`` (created if needed)."""
+    if network.config != config.architecture:
+        raise ValueError(f"network architecture {network.config} differs from "
+                         f"config.architecture {config.architecture}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS), metadata={"format": "pt"})
+    (directory / CONFIG).write_text(json.dumps(config.to_json(), indent=2) + "\n")
+    return directory
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.is_file():
+        others = sorted(p.name for p in path.parent.glob("*") if p.suffix in (".pt", ".pth", ".bin", ".ckpt", ".pkl"))
+        hint = f" (found {', '.join(others)}: only safetensors is read, pickles are never loaded)" if others else ""
+        raise FileNotFoundError(f"{what} not found: {path}{hint}")
+    return path
+
+
+def load_native(directory: Union[str, Path], *, device=None, dtype: Optional[torch.dtype] = None,
+                ) -> tuple[CompactUNet, NativeConfig]:
+    """The network (eval mode, on ``device`` in ``dtype``) and its config from a native directory."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"native UNet directory not found: {directory}")
+    config_path = _require(directory / CONFIG, "native UNet config")
+    config = NativeConfig.from_json(json.loads(config_path.read_text()), str(config_path))
+    state = load_file(str(_require(directory / WEIGHTS, "native UNet weights")))
+    in_channels = state["conv_in.weight"].shape[1] if "conv_in.weight" in state else None
+    if in_channels != config.architecture.channels:
+        raise ValueError(f"{directory / WEIGHTS}: weights take {in_channels} channels, "
+                         f"config says {config.architecture.channels}")
+    network = CompactUNet(config.architecture)
+    network.load_state_dict(state, strict=True)
+    return network.to(device=device, dtype=dtype).eval(), config
+
+
+def native_denoiser(network: CompactUNet, config: NativeConfig) -> Denoiser:
+    """The VE denoiser view of a compact UNet, padded to run at any size."""
+    padded = PaddedNetwork(network, network.multiple)
+    schedule = config.make_schedule()
+    if config.parametrization == "edm":
+        return EDMDenoiser(padded, schedule, sigma_data=config.sigma_data)
+    return VPNetworkDenoiser(padded, schedule, parametrization=config.parametrization)
+
+
+def native_prior(directory: Union[str, Path], *, device=None, dtype: Optional[torch.dtype] = None,
+                 name: Optional[str] = None) -> Prior:
+    """A :class:`Prior` from a native directory; fully convolutional, so ``shape`` is None."""
+    network, config = load_native(directory, device=device, dtype=dtype)
+    info = {"format": FORMAT, "path": str(directory), "channels": config.architecture.channels,
+            "parametrization": config.parametrization, "schedule": dict(config.schedule), "size_policy": "pad"}
+    return Prior(native_denoiser(network, config), name=name or f"unet:{directory}", shape=None,
+                 data_range=config.data_range, info=info)

@@ -1,0 +1,81 @@
+"""Built-in prior formats, registered through ``restore_prior_formats`` like any plugin.
+
+Schemes (syntax in :mod:`restore.priors.spec`): ``default``, ``unet``, ``adm``, ``diffusers``.
+The analytic ``gmm`` / ``gaussian`` priors register from :mod:`restore.priors.analytic`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from restore.diffusion.denoiser import VPNetworkDenoiser
+from restore.diffusion.schedules import VPDiscrete
+from restore.hookspecs import hookimpl
+from restore.priors.base import Prior
+from restore.priors.native import native_prior
+from restore.priors.sizing import TiledNetwork
+from restore.priors.spec import conditioned, parse_spec
+
+
+def load_default(spec: str, *, device=None, dtype: Optional[torch.dtype] = None) -> Prior:
+    """``default``: the embedded default prior shipped with the package."""
+    raise RuntimeError("the embedded default prior is not trained yet, so 'default' cannot be loaded; "
+                       "name a prior instead, e.g. unet:DIR, adm:PATH[:PRESET], diffusers:DIR or gmm:D")
+
+
+def load_unet(spec: str, *, device=None, dtype: Optional[torch.dtype] = None) -> Prior:
+    """``unet:DIR``: the project's compact UNet (model.safetensors + config.json)."""
+    parsed = parse_spec(spec)
+    parsed.check_options(())
+    return native_prior(parsed.require_body("DIR"), device=device, dtype=dtype, name=spec)
+
+
+def load_adm_prior(spec: str, *, device=None, dtype: Optional[torch.dtype] = None) -> Prior:
+    """``adm:PATH[:PRESET][?class=N&overlap=N]``: a guided-diffusion UNet checkpoint.
+
+    PRESET: a preset name (``restore.priors.adm.PRESETS``) or a ``create_model`` config
+    ``.json``, which may also give guided-diffusion's ``noise_schedule`` / ``diffusion_steps``;
+    otherwise the schedule is linear with 1000 steps (every preset: DPS FFHQ, OpenAI
+    ImageNet 256, RePaint).  Denoiser: epsilon prediction, learned-range variance when
+    ``learn_sigma``, x0 clipped to [-1, 1]; images in [-1, 1].  Sizes other than the
+    trained ``image_size`` go through :class:`restore.priors.sizing.TiledNetwork`.
+    """
+    from restore.priors.adm import load_adm
+
+    parsed = parse_spec(spec)
+    parsed.check_options(("class", "overlap"))
+    path, _, preset_text = parsed.require_body("PATH[:PRESET]").partition(":")
+    preset: Optional[str | dict] = preset_text or None
+    schedule = {"noise_schedule": "linear", "diffusion_steps": 1000}
+    if preset_text.endswith(".json"):
+        config_path = Path(preset_text)
+        if not config_path.is_file():
+            raise FileNotFoundError(f"ADM config not found: {config_path}")
+        preset = json.loads(config_path.read_text())
+        schedule.update({k: preset[k] for k in schedule if k in preset})
+    network = load_adm(path, preset, device=device or "cpu", dtype=dtype or torch.float32)
+    config = network.config
+    size = int(config["image_size"])
+    info = {"format": "adm", "path": path, "preset": preset_text or None, "channels": 3, "size_policy": "tile",
+            "config": config, **schedule}
+    labelled = conditioned(network, bool(config["class_cond"]), parsed, info)
+    overlap = parsed.float_option("overlap")
+    sized = TiledNetwork(labelled, (size, size), None if overlap is None else int(overlap))
+    denoiser = VPNetworkDenoiser(sized, VPDiscrete.named(schedule["noise_schedule"], int(schedule["diffusion_steps"])),
+                                 parametrization="epsilon", learned_sigma=bool(config["learn_sigma"]), clip=(-1.0, 1.0))
+    return Prior(denoiser, name=spec, shape=(3, size, size), data_range=(-1.0, 1.0), info=info)
+
+
+def load_diffusers(spec: str, *, device=None, dtype: Optional[torch.dtype] = None) -> Prior:
+    """``diffusers:DIR[?class=N&scaling_factor=X&overlap=N]``: a local diffusers folder (pixel or latent)."""
+    from restore.priors.diffusers_format import diffusers_prior
+
+    return diffusers_prior(parse_spec(spec), device=device, dtype=dtype)
+
+
+@hookimpl
+def restore_prior_formats():
+    return {"default": load_default, "unet": load_unet, "adm": load_adm_prior, "diffusers": load_diffusers}

@@ -1,0 +1,13 @@
+"""The ``restore`` command line (typer).
+
+One module per group of commands; each adds its commands to :data:`app`.
+Heavy imports (torch models, metrics) happen inside the commands, so
+``restore --help`` starts fast.
+"""
+from restore.cli.app import app
+from restore.cli import core_commands  # noqa: F401  (registers commands)
+from restore.cli import operator_commands  # noqa: F401
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,36 @@
+"""The typer application every command module adds itself to."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(
+    name="restore",
+    help="Image restoration with diffusion priors.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _options(
+    disable_plugin: Optional[List[str]] = typer.Option(
+        None, "--disable-plugin", help="Disable a plugin by name (repeatable); adds to RESTORE_DISABLE_PLUGINS."
+    ),
+) -> None:
+    """Image restoration with diffusion priors."""
+    if disable_plugin:
+        import os
+
+        from restore.plugins import DISABLE_ENV
+
+        current = [p for p in os.environ.get(DISABLE_ENV, "").split(",") if p]
+        os.environ[DISABLE_ENV] = ",".join(dict.fromkeys(current + list(disable_plugin)))
+
+
+def fail(message: str) -> "typer.Exit":
+    """Print ``message`` as an error and return the exit to raise."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=2)

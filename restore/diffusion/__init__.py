@@ -1,0 +1,1 @@
+"""The diffusion core: noise schedules, the denoiser view of a prior, samplers."""

@@ -1,0 +1,210 @@
+"""Unconditional samplers, each one short function over a descending grid of sigmas.
+
+Every sampler has the signature
+
+    sampler(denoiser, x, sigmas, *, generator=None, callback=None, **options) -> x0
+
+where ``x`` is the starting draw at ``sigmas[0]`` (``denoiser.init_noise``), ``sigmas``
+ends in 0 and the result is the final sample.  All work in the VE view
+x = x0 + sigma eps of :mod:`restore.diffusion.denoiser`; with sigma_t^2 = 1/abar_t - 1
+each step is exactly its VP counterpart scaled by sqrt(abar), so respaced VP grids
+reproduce guided-diffusion's samplers.  ``callback`` receives a
+:class:`restore.events.StepEvent` after each step; samplers never do I/O.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from restore.diffusion.denoiser import Denoiser, Prediction
+from restore.events import StepCallback, StepEvent
+from restore.hookspecs import hookimpl
+
+
+def noise_like(x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
+    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+def predict_at(denoiser: Denoiser, x: Tensor, sigma: float) -> Prediction:
+    return denoiser.predict(x, torch.full((x.shape[0],), sigma, device=x.device, dtype=torch.float64))
+
+
+def emit(callback: StepCallback, i: int, sigmas: Tensor, x: Tensor, x0: Tensor) -> None:
+    if callback is not None:
+        callback(StepEvent(step=i, total=len(sigmas) - 1, sigma=float(sigmas[i + 1]), x=x, x0=x0))
+
+
+def sigma_pairs(sigmas: Tensor):
+    """Consecutive pairs (i, sigma_i, sigma_{i+1}) as floats."""
+    values = [float(s) for s in sigmas]
+    return [(i, values[i], values[i + 1]) for i in range(len(values) - 1)]
+
+
+def ddpm_posterior(x: Tensor, pred: Prediction, sigma: float, sigma_next: float) -> tuple[Tensor, Tensor]:
+    """Mean and log-variance of q(x_next | x, x0) in the VE view (Ho et al. 2020, Eq. 6-7):
+
+        mean = x0 + (sigma_next^2 / sigma^2) (x - x0),
+        beta~ = sigma_next^2 (sigma^2 - sigma_next^2) / sigma^2.
+
+    With a learned-range fraction f (Nichol & Dhariwal 2021, Eq. 15) the variance is
+    exp(f log beta + (1 - f) log beta~) with the VP step beta = (sigma^2 - sigma_next^2) / (1 + sigma^2),
+    both taken to the VE scale by the factor 1 + sigma_next^2.  Requires sigma_next > 0.
+    """
+    x0 = pred.x0
+    mean = x0 + (sigma_next**2 / sigma**2) * (x - x0)
+    log_tilde = math.log(sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2)
+    if pred.var_frac is None:
+        return mean, torch.full_like(x, log_tilde)
+    log_beta = math.log((sigma**2 - sigma_next**2) / (1 + sigma**2) * (1 + sigma_next**2))
+    return mean, pred.var_frac * log_beta + (1 - pred.var_frac) * log_tilde
+
+
+def ddpm_step(x: Tensor, pred: Prediction, sigma: float, sigma_next: float,
+              generator: Optional[torch.Generator] = None) -> Tensor:
+    """One ancestral step: a draw from q(x_next | x, x0) (:func:`ddpm_posterior`); x0 itself at sigma_next = 0."""
+    if sigma_next == 0:
+        return pred.x0
+    mean, log_var = ddpm_posterior(x, pred, sigma, sigma_next)
+    return mean + (0.5 * log_var).exp() * noise_like(x, generator)
+
+
+def sample_ddpm(denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, generator=None, callback: StepCallback = None) -> Tensor:
+    """DDPM ancestral sampling (Ho et al. 2020, Alg. 2): draw x_next ~ q(x_next | x, D(x, sigma)),
+    with learned-range variance when the denoiser reports it (Nichol & Dhariwal 2021)."""
+    for i, s, s_next in sigma_pairs(sigmas):
+        pred = predict_at(denoiser, x, s)
+        x = ddpm_step(x, pred, s, s_next, generator)
+        emit(callback, i, sigmas, x, pred.x0)
+    return x
+
+
+def ddim_noise(sigma: float, sigma_next: float, eta: float) -> float:
+    """The fresh-noise level c = eta sqrt(beta~) of a DDIM step, beta~ as in :func:`ddpm_posterior`."""
+    return eta * sigma_next * math.sqrt(max(sigma**2 - sigma_next**2, 0.0)) / sigma
+
+
+def ddim_mean(x0: Tensor, eps: Tensor, sigma_next: float, c: float) -> Tensor:
+    """The deterministic part x0 + sqrt(sigma_next^2 - c^2) eps of a DDIM-type step whose fresh
+    noise has level c <= sigma_next: the noise level sigma_next is split between the kept
+    direction eps and fresh noise.  DDIM uses c = :func:`ddim_noise`; DDRM / DDNM (eta sigma_next)
+    and DiffPIR (sqrt(zeta) sigma_next) choose c differently and add their own noise."""
+    return x0 + math.sqrt(max(sigma_next**2 - c**2, 0.0)) * eps
+
+
+def forward_noise(x: Tensor, sigma: float, sigma_to: float, generator: Optional[torch.Generator] = None) -> Tensor:
+    """A draw from the forward transition q(x_to | x) = N(x, (sigma_to^2 - sigma^2) I) of the VE
+    process, sigma_to >= sigma (sigma = 0 noises a clean x0 to level sigma_to)."""
+    if sigma_to < sigma:
+        raise ValueError(f"forward_noise: sigma_to ({sigma_to}) must be >= sigma ({sigma})")
+    return x + math.sqrt(sigma_to**2 - sigma**2) * noise_like(x, generator)
+
+
+def ddim_step(x: Tensor, x0: Tensor, sigma: float, sigma_next: float, eta: float = 0.0,
+              generator: Optional[torch.Generator] = None, eps: Optional[Tensor] = None) -> Tensor:
+    """One DDIM step (Song et al. 2021, Eq. 12) in the VE view: with eps = (x - x0) / sigma and
+    c = eta sqrt(beta~) (beta~ as in :func:`ddpm_posterior`),
+    x_next = x0 + sqrt(sigma_next^2 - c^2) eps + c z.  eta = 0 is deterministic, eta = 1 is DDPM.
+    Strategies that correct the noise direction pass their own ``eps``."""
+    if eps is None:
+        eps = (x - x0) / sigma
+    c = ddim_noise(sigma, sigma_next, eta)
+    x_next = ddim_mean(x0, eps, sigma_next, c)
+    return x_next + c * noise_like(x, generator) if c > 0 else x_next
+
+
+def sample_ddim(denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, eta: float = 0.0, generator=None,
+                callback: StepCallback = None) -> Tensor:
+    """DDIM sampling with stochasticity ``eta`` (see :func:`ddim_step`)."""
+    for i, s, s_next in sigma_pairs(sigmas):
+        x0 = predict_at(denoiser, x, s).x0
+        x = ddim_step(x, x0, s, s_next, eta, generator)
+        emit(callback, i, sigmas, x, x0)
+    return x
+
+
+def euler_maruyama_step(x: Tensor, x0: Tensor, sigma: float, sigma_next: float,
+                        generator: Optional[torch.Generator] = None) -> Tensor:
+    """One Euler-Maruyama step of the reverse VE SDE dx = -d(sigma^2) grad log p + sqrt(d(sigma^2)) dw
+    (Song et al. 2021, Eq. 6; their reverse-diffusion predictor): with the score (x0 - x) / sigma^2,
+    x_next = x + (sigma^2 - sigma_next^2) score + sqrt(sigma^2 - sigma_next^2) z.
+    The step to sigma = 0 returns the denoised estimate, as Song et al. do."""
+    if sigma_next == 0:
+        return x0
+    dvar = sigma**2 - sigma_next**2
+    return x + dvar * (x0 - x) / sigma**2 + math.sqrt(dvar) * noise_like(x, generator)
+
+
+def sample_euler_maruyama(denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, generator=None,
+                          callback: StepCallback = None) -> Tensor:
+    """Euler-Maruyama sampling of the reverse VE SDE (see :func:`euler_maruyama_step`)."""
+    for i, s, s_next in sigma_pairs(sigmas):
+        x0 = predict_at(denoiser, x, s).x0
+        x = euler_maruyama_step(x, x0, s, s_next, generator)
+        emit(callback, i, sigmas, x, x0)
+    return x
+
+
+def sample_euler(denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, generator=None,
+                 callback: StepCallback = None) -> Tensor:
+    """Euler on the probability-flow ODE dx/dsigma = (x - D(x, sigma)) / sigma (Karras et al. 2022, Eq. 4)."""
+    for i, s, s_next in sigma_pairs(sigmas):
+        x0 = predict_at(denoiser, x, s).x0
+        x = x + (s_next - s) * (x - x0) / s
+        emit(callback, i, sigmas, x, x0)
+    return x
+
+
+def sample_heun(denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, generator=None,
+                callback: StepCallback = None) -> Tensor:
+    """Heun's second-order method on the probability-flow ODE (Karras et al. 2022, Alg. 1, without churn):
+    an Euler step, then the average of the slopes at both ends, except on the last step to sigma = 0."""
+    for i, s, s_next in sigma_pairs(sigmas):
+        x0 = predict_at(denoiser, x, s).x0
+        slope = (x - x0) / s
+        x_euler = x + (s_next - s) * slope
+        if s_next > 0:
+            slope_next = (x_euler - predict_at(denoiser, x_euler, s_next).x0) / s_next
+            x = x + (s_next - s) * (slope + slope_next) / 2
+        else:
+            x = x_euler
+        emit(callback, i, sigmas, x, x0)
+    return x
+
+
+def sample_pc(denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, snr: float = 0.16, corrector_steps: int = 1,
+              generator=None, callback: StepCallback = None) -> Tensor:
+    """Predictor-corrector sampling (Song et al. 2021, Alg. 2 and 4): a reverse-diffusion
+    (Euler-Maruyama) predictor step, then ``corrector_steps`` Langevin steps at the new level,
+    x <- x + e g + sqrt(2 e) z with g the score and e = 2 (snr ||z|| / ||g||)^2.
+
+    As in the authors' implementation the norms are averaged over the batch: per-item
+    ratios are heavy-tailed in low dimension and inflate the spread.  Items of a batch
+    therefore share the step size (and nothing else)."""
+    for i, s, s_next in sigma_pairs(sigmas):
+        x0 = predict_at(denoiser, x, s).x0
+        x = euler_maruyama_step(x, x0, s, s_next, generator)
+        for _ in range(corrector_steps if s_next > 0 else 0):
+            grad = (predict_at(denoiser, x, s_next).x0 - x) / s_next**2
+            z = noise_like(x, generator)
+            step = 2 * (snr * z.flatten(1).norm(dim=1).mean() / grad.flatten(1).norm(dim=1).mean()) ** 2
+            x = x + step * grad + (2 * step).sqrt() * z
+        emit(callback, i, sigmas, x, x0)
+    return x
+
+
+SAMPLERS = {
+    "ddpm": sample_ddpm,
+    "ddim": sample_ddim,
+    "euler-maruyama": sample_euler_maruyama,
+    "euler": sample_euler,
+    "heun": sample_heun,
+    "pc": sample_pc,
+}
+
+
+@hookimpl
+def restore_samplers():
+    return dict(SAMPLERS)

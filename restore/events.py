@@ -1,0 +1,22 @@
+"""Per-step events that sampler loops hand to observers (progress, previews, tracing)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """State after step ``step`` of ``total``: the current iterate ``x`` at noise level
+    ``sigma`` (VE scale) and the denoised estimate ``x0`` the step was based on."""
+
+    step: int
+    total: int
+    sigma: float
+    x: Tensor
+    x0: Tensor
+
+
+StepCallback = Optional[Callable[[StepEvent], None]]

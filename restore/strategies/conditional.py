@@ -1,0 +1,201 @@
+r"""Conditional denoising networks: SR3 (Saharia et al. 2021, "Image Super-Resolution via
+Iterative Refinement") and Palette (Saharia et al. 2022, "Palette: Image-to-Image Diffusion
+Models").
+
+The network is trained for one task and sees the measurement directly: its input is the
+noisy image concatenated along channels with a condition image c(y) of the same size,
+
+* ``"upsample"`` (SR3): y upsampled to the target size by bicubic interpolation;
+* ``"pinv"`` (Palette-style, any linear operator): the pseudo-inverse A^+ y,
+
+both mapped to the prior's range; ``"auto"`` takes ``"upsample"`` when y is a smaller
+image with the same channels and ``"pinv"`` otherwise.  The network predicts epsilon on a
+discrete VP schedule, so bound to one c(y) it is an ordinary VE-view denoiser
+(:class:`restore.diffusion.denoiser.VPNetworkDenoiser`) and samples with the shared
+samplers: ancestral DDPM as in SR3 and Palette, or DDIM with ``eta``.
+
+Training (:func:`train_conditional`) minimises the epsilon objective of Ho et al. 2020
+(Alg. 1) with the condition added, as SR3 does:
+
+    E_{x0, y, t, eps} || eps - f(cat[sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, c(y)], t) ||^2,
+
+t uniform over the schedule's timesteps and y = A(x0) + n drawn from the operator.
+(SR3 conditions on a continuous noise level instead of t; on a discrete schedule the two
+coincide.)
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from restore.diffusion.denoiser import Denoiser, Prediction, VPNetworkDenoiser
+from restore.diffusion.samplers import sample_ddim, sample_ddpm
+from restore.diffusion.schedules import VPDiscrete
+from restore.events import StepCallback
+from restore.operators.base import Operator
+from restore.priors.base import Prior
+from restore.strategies.base import Problem, Strategy, StrategyNotApplicable
+
+CONDITIONS = ("auto", "upsample", "pinv")
+
+
+def condition_mode(problem: Problem, shape: tuple[int, ...], mode: str) -> str:
+    """Resolve ``"auto"`` and check that the operator supports the condition."""
+    if mode not in CONDITIONS:
+        raise ValueError(f"conditional: condition must be one of {', '.join(CONDITIONS)}; got {mode!r}")
+    y = problem.y
+    is_low_res = (y.dim() == len(shape) + 1 == 4 and y.shape[1] == shape[0]
+                  and all(a <= b for a, b in zip(y.shape[-2:], shape[-2:])) and y.shape[-2:] != shape[-2:])
+    if mode == "auto":
+        mode = "upsample" if is_low_res else "pinv"
+    if mode == "upsample" and not is_low_res:
+        raise StrategyNotApplicable(f"condition 'upsample' needs y to be a smaller image with {shape[0]} channels; "
+                                    f"got y of shape {tuple(y.shape)} for samples of shape {tuple(shape)}")
+    if mode == "pinv" and not problem.operator.linear:
+        raise StrategyNotApplicable(f"condition 'pinv' needs an operator that is linear; "
+                                    f"{type(problem.operator).__name__} is not")
+    return mode
+
+
+def measurement_condition(problem: Problem, shape: tuple[int, ...], mode: str = "auto") -> Tensor:
+    """The condition image c(y) in prior range, (B, C', H, W) with the H, W of ``shape``
+    (see the module docstring)."""
+    mode = condition_mode(problem, shape, mode)
+    if mode == "upsample":
+        image = F.interpolate(problem.y, size=tuple(shape[-2:]), mode="bicubic", align_corners=False)
+    else:
+        image = problem.operator.pinv(problem.y)
+        if image[0].numel() != math.prod(shape):
+            raise StrategyNotApplicable(f"condition 'pinv': A^+ y has {image[0].numel()} entries per item, "
+                                        f"samples of shape {tuple(shape)} have {math.prod(shape)}")
+        image = image.reshape(image.shape[0], *shape)  # flat for operators on vectors (matrix)
+    return problem.prior.to_prior(image)
+
+
+class ConditionalDenoiser(Denoiser):
+    """An epsilon-predicting network ``network(cat[x_vp, c], t)`` trained on ``schedule``
+    with condition ``condition`` (see :data:`CONDITIONS`).  It needs a condition before it
+    can denoise: :meth:`bind` gives the denoiser for one c(y)."""
+
+    vp = True
+
+    def __init__(self, network: Callable[[Tensor, Tensor], Tensor], schedule: VPDiscrete, *,
+                 condition: str = "auto", clip: Optional[tuple[float, float]] = None) -> None:
+        if condition not in CONDITIONS:
+            raise ValueError(f"conditional: condition must be one of {', '.join(CONDITIONS)}; got {condition!r}")
+        self.network = network
+        self.schedule = schedule
+        self.condition = condition
+        self.clip = clip
+        self.sigma_min, self.sigma_max = schedule.sigma_min, schedule.sigma_max
+
+    def bind(self, cond: Tensor) -> VPNetworkDenoiser:
+        """The denoiser D(x, sigma | c) for the condition image ``cond`` (B, C', H, W)."""
+        return VPNetworkDenoiser(lambda x_vp, t: self.network(torch.cat([x_vp, cond.to(x_vp.dtype)], dim=1), t),
+                                 self.schedule, parametrization="epsilon", clip=self.clip)
+
+    def predict(self, x: Tensor, sigma: Tensor) -> Prediction:
+        raise TypeError("a conditional network needs the measurement: sample it with strategy 'conditional' "
+                        "(or call .bind(condition) for a plain denoiser)")
+
+    def sampling_sigmas(self, steps: int) -> Tensor:
+        return self.schedule.sampling_sigmas(steps)
+
+
+def _conditional_denoiser(prior: Prior) -> ConditionalDenoiser:
+    if not isinstance(prior.denoiser, ConditionalDenoiser):
+        raise StrategyNotApplicable(f"strategy 'conditional' needs a prior whose denoiser is a ConditionalDenoiser "
+                                    f"(a network trained with the measurement); prior {prior.name!r} has "
+                                    f"{type(prior.denoiser).__name__}")
+    return prior.denoiser
+
+
+class Conditional(Strategy):
+    """Sampling a conditional network (SR3 / Palette) bound to the measurement.
+
+    ``eta``: None samples with ancestral DDPM steps (SR3, Palette); a number uses DDIM
+    with that stochasticity (0 deterministic).
+    """
+
+    name = "conditional"
+    needs_pixel_prior = True
+
+    def __init__(self, eta: Optional[float] = None) -> None:
+        if eta is not None and not (isinstance(eta, (int, float)) and 0 <= eta <= 1):
+            raise ValueError(f"conditional: eta must be None (DDPM) or a number in [0, 1], got {eta!r}")
+        self.eta = eta
+
+    def check(self, problem: Problem) -> None:
+        super().check(problem)
+        _conditional_denoiser(problem.prior)
+
+    def denoiser(self, problem: Problem, shape: tuple[int, ...]) -> Denoiser:
+        network = _conditional_denoiser(problem.prior)
+        return network.bind(measurement_condition(problem, shape, network.condition))
+
+    def sample(self, problem: Problem, denoiser: Denoiser, x: Tensor, sigmas: Tensor, *,
+               generator: Optional[torch.Generator] = None, callback: StepCallback = None) -> Tensor:
+        if self.eta is None:
+            return sample_ddpm(denoiser, x, sigmas, generator=generator, callback=callback)
+        return sample_ddim(denoiser, x, sigmas, eta=self.eta, generator=generator, callback=callback)
+
+
+def epsilon_loss(prior: Prior, operator: Operator, images: Tensor, *,
+                 generator: Optional[torch.Generator] = None) -> Tensor:
+    """The conditional epsilon objective (module docstring) on a batch of clean ``images``
+    in [0, 1]: y drawn from the operator, t uniform, one eps per image."""
+    model = _conditional_denoiser(prior)
+    y = operator.measure(images, generator=generator)
+    cond = measurement_condition(Problem(prior, operator, y), tuple(images.shape[1:]), model.condition)
+    x0 = prior.to_prior(images)
+    abar = model.schedule.alphas_cumprod.to(x0.device)
+    t = torch.randint(0, model.schedule.num_timesteps, (x0.shape[0],), generator=generator, device=x0.device)
+    eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    a = abar[t].to(x0.dtype).reshape(-1, *([1] * (x0.dim() - 1)))
+    x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
+    predicted = model.network(torch.cat([x_t, cond], dim=1), t.to(x0.dtype))
+    return F.mse_loss(predicted, eps)
+
+
+def train_conditional(prior: Prior, operator: Operator, images: Callable[[int, torch.Generator], Tensor], *,
+                      steps: int = 300, batch_size: int = 32, lr: float = 1e-3,
+                      generator: Optional[torch.Generator] = None) -> list[float]:
+    """Train ``prior``'s conditional network (an ``nn.Module``) with Adam on
+    :func:`epsilon_loss`; ``images(batch_size, generator)`` draws clean training images in
+    [0, 1].  Returns the loss of every step."""
+    network = _conditional_denoiser(prior).network
+    if not isinstance(network, nn.Module):
+        raise TypeError(f"train_conditional: the network must be a torch.nn.Module, got {type(network).__name__}")
+    generator = generator or torch.Generator().manual_seed(0)
+    optimizer = torch.optim.Adam(network.parameters(), lr=lr)
+    network.train()
+    losses = []
+    for _ in range(steps):
+        loss = epsilon_loss(prior, operator, images(batch_size, generator), generator=generator)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    network.eval()
+    return losses
+
+
+class LeadingChannels(nn.Module):
+    """A network with equal input and output channels (the compact UNet) used as a
+    conditional one: it receives cat[x_vp, c] and only its first ``channels`` outputs are
+    read, so the extra input channels carry the condition."""
+
+    def __init__(self, network: nn.Module, channels: int) -> None:
+        super().__init__()
+        self.network = network
+        self.channels = channels
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.network(x, t)[:, :self.channels]
+
+
+STRATEGIES = {Conditional.name: Conditional}

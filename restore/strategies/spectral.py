@@ -1,0 +1,73 @@
+r"""A linear problem seen in the SVD basis of its operator, shared by the SVD strategies
+(DDRM, DDNM / DDNM+, PiGDM, DiffPIR).
+
+With A = U diag(s) V^T (:class:`restore.operators.base.SVDOperator`) acting on prior-space
+pixels and the measurement y = A x + sigma_y n in prior units (:meth:`Problem.y_prior`,
+:attr:`Problem.sigma_y`), the spectral coordinates are x_bar = V^T x (N = x[0].numel()
+entries) and U^T y.  The first k = len(s) coordinates pair with s; a coordinate with
+s_i > 0 is *observed*, one with s_i = 0 (or i >= k) is not.  On an observed coordinate
+the measurement reads
+
+    y_bar_i = (U^T y)_i / s_i = x_bar_i + (sigma_y / s_i) n_i,
+
+a direct noisy observation of x_bar_i with noise level sigma_y / s_i (Kawar et al. 2022,
+"Denoising Diffusion Restoration Models", Sec. 3.2 and Eq. 5).  The strategies differ only
+in how far they move the denoised estimate's observed coordinates toward y_bar
+(:meth:`Spectrum.pull`) and in how they spend the noise of each step.
+"""
+from __future__ import annotations
+
+from typing import Union
+
+import torch
+from torch import Tensor
+
+from restore.strategies.base import Problem
+
+
+class Spectrum:
+    """The measurement of ``problem`` in spectral coordinates, in the dtype and device of ``like``
+    (a batch of denoiser-space points (B, ...), B the measurement's batch size).
+
+    * ``singulars``: s padded with zeros to N entries, (N,);
+    * ``observed``: s_i > 0, (N,) bool;
+    * ``y_bar``: U^T y / s on observed coordinates, 0 elsewhere, (B, N);
+    * ``y_noise``: sigma_y / s_i on observed coordinates, inf elsewhere, (N,);
+    * ``sigma_y``: the measurement noise in prior units.
+    """
+
+    def __init__(self, problem: Problem, like: Tensor) -> None:
+        self.operator = problem.operator
+        self.sigma_y = problem.sigma_y
+        n = like[0].numel()
+        s = self.operator.singulars().to(device=like.device, dtype=like.dtype)
+        k = s.numel()
+        if k > n:
+            raise ValueError(f"spectrum: the operator has {k} singular values for inputs of {n} entries")
+        self.singulars = torch.zeros(n, device=like.device, dtype=like.dtype)
+        self.singulars[:k] = s
+        self.observed = self.singulars > 0
+        safe = torch.where(self.observed, self.singulars, torch.ones_like(self.singulars))
+        y_hat = self.operator.ut(problem.y_prior().to(device=like.device, dtype=like.dtype))[:, :k]
+        if y_hat.shape[0] != like.shape[0]:
+            raise ValueError(f"spectrum: the measurement has batch size {y_hat.shape[0]}, the samples {like.shape[0]}")
+        self.y_bar = like.new_zeros(like.shape[0], n)
+        self.y_bar[:, :k] = y_hat / safe[:k]
+        self.y_bar[:, ~self.observed] = 0
+        self.y_noise = torch.where(self.observed, self.sigma_y / safe, torch.full_like(safe, float("inf")))
+
+    def vt(self, x: Tensor) -> Tensor:
+        """V^T x, (B, N)."""
+        return self.operator.vt(x)
+
+    def v(self, c: Tensor) -> Tensor:
+        """V c, back in the shape of the samples."""
+        return self.operator.v(c)
+
+    def pull(self, x0: Tensor, weight: Union[float, Tensor]) -> Tensor:
+        """V diag(w) (y_bar - V^T x0) with w = ``weight`` (a number or (N,)) on observed
+        coordinates and 0 elsewhere: adding it to x0 moves each observed spectral coordinate
+        the fraction w_i of the way to the measurement."""
+        w = torch.as_tensor(weight, device=x0.device, dtype=x0.dtype)
+        w = torch.where(self.observed, w, torch.zeros_like(w))
+        return self.v(w * (self.y_bar - self.vt(x0)))
