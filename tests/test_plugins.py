@@ -1,5 +1,6 @@
 """The plugin system: built-ins register through the hooks, broken plugins are reported by name
 and never take the rest down, plugins can be disabled."""
+import sys
 import types
 
 from typer.testing import CliRunner
@@ -89,3 +90,16 @@ def test_cli_disable_option(monkeypatch):
     assert result.exit_code == 0, result.output
     assert "disabled plugins: builtin-samplers" in result.output
     assert " heun " not in result.output
+
+
+def test_import_and_registry_stay_light():
+    """`import restore`, the CLI and loading every built-in plugin import no torchvision,
+    lpips or diffusers (they are optional and slow to import)."""
+    import subprocess
+
+    code = (
+        "import sys, restore, restore.cli; from restore.plugins import load_registry; load_registry();"
+        "print(sorted(m for m in ('torchvision', 'lpips', 'diffusers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

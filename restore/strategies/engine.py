@@ -5,6 +5,7 @@ CLI and the Python API both call :func:`solve`.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -64,10 +65,14 @@ def solve(problem: Problem, strategy: Strategy, *, steps: Optional[int] = None,
     ``shape`` is the denoiser-space shape of one sample (default: the prior's); the batch
     size is y's.
     """
-    strategy.check(problem)
     shape = shape or problem.prior.shape
     if shape is None:
         raise ValueError("the prior runs at any size: pass the sample shape")
+    if problem.operator.shape is None and not problem.prior.latent and len(shape) == 3:
+        # Bind the operator to the image size: its SVD depends on it, and binding checks that
+        # the operator can take such images at all (kernel size, scale) before sampling starts.
+        problem = dataclasses.replace(problem, operator=problem.operator.bound_to(shape))
+    strategy.check(problem)
     denoiser = CountingDenoiser(strategy.denoiser(problem, tuple(shape)))
     if sigmas is None:
         steps = strategy.default_steps if steps is None else steps
