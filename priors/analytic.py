@@ -77,7 +77,18 @@ class GaussianMixture(Denoiser):
             return self.variances[:, None, None] * eye
         return self.eigvecs @ torch.diag_embed(self.eigvals) @ self.eigvecs.mT
 
+    def to(self, device: torch.device | str) -> "GaussianMixture":
+        """Move the parameters (float64 throughout) to ``device``; returns self."""
+        for name in ("weights", "means", "variances", "eigvals", "eigvecs"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.to(device))
+        return self
+
     def _flat(self, x: Tensor) -> Tensor:
+        """x as float64 (B, d); the parameters follow x to its device on first use there."""
+        if x.device != self.means.device:
+            self.to(x.device)
         return x.reshape(x.shape[0], self.dim).to(torch.float64)
 
     # -- noisy marginal ----------------------------------------------------------------------
