@@ -17,6 +17,7 @@ from torch import Tensor
 
 from restore.diffusion import parametrization as param
 from restore.diffusion.parametrization import PARAMETRIZATIONS
+from restore.diffusion.randomness import randn
 from restore.diffusion.schedules import VEContinuous, VPDiscrete
 
 
@@ -55,7 +56,7 @@ class Denoiser:
                    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Tensor:
         """A draw from the approximate marginal at noise level ``sigma`` (see ``vp``)."""
         scale = (1 + sigma**2) ** 0.5 if self.vp else sigma
-        return scale * torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        return scale * randn(shape, generator, device=device, dtype=dtype)
 
 
 class NetworkDenoiser(Denoiser):

@@ -20,12 +20,13 @@ import torch
 from torch import Tensor
 
 from restore.diffusion.denoiser import Denoiser, Prediction
+from restore.diffusion.randomness import Generator, randn
 from restore.events import StepCallback, StepEvent
 from restore.hookspecs import hookimpl
 
 
-def noise_like(x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+def noise_like(x: Tensor, generator: Generator) -> Tensor:
+    return randn(x.shape, generator, device=x.device, dtype=x.dtype)
 
 
 def predict_at(denoiser: Denoiser, x: Tensor, sigma: float) -> Prediction:

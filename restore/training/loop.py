@@ -1,0 +1,286 @@
+"""The training loop every ``restore train`` command shares.
+
+A :class:`Task` says what is trained (its network, a batch, the loss, a validation and
+an export); :func:`train` owns everything else:
+
+* Adam with the learning rate a function of *images seen* (:class:`LRSchedule`: linear
+  warm-up, constant, then a final anneal to ``anneal_factor`` x, the recipe that reached
+  CBM3D's denoising level on a CPU here), gradient-norm clipping;
+* a bias-corrected EMA of the weights (:mod:`restore.training.ema`), which is what is
+  validated and exported;
+* checkpoints (``OUT/checkpoint.pt``, read back with ``weights_only=True``) written
+  atomically every few minutes and at the end: rerunning the same command continues
+  where the last one stopped, step for step, because each step's random draws come from
+  a generator seeded by (seed, rank, step) rather than from state that would need saving;
+* ``max_minutes``, a time box for one invocation; the schedule is in images, so a run
+  stopped by the box and resumed follows the same schedule as an uninterrupted one;
+* torch.distributed under torchrun (DistributedDataParallel; gloo on CPU, nccl on GPU):
+  each rank draws its own batches, rank 0 validates, checkpoints and exports;
+* bf16 autocast on request (``precision="bf16"``), the weights and optimiser in fp32.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from restore.files import atomic_write
+from restore.training.distributed import World
+from restore.training.ema import EMA
+
+CHECKPOINT = "checkpoint.pt"
+HISTORY = "training.json"
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """lr(n) for n images seen: lr * n / warmup below ``warmup`` images, ``lr`` until the last
+    ``anneal_fraction`` of ``total`` images, then ``lr * anneal_factor``."""
+
+    lr: float
+    total: int
+    warmup: int = 2000
+    anneal_fraction: float = 0.15
+    anneal_factor: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not (self.lr > 0 and self.total > 0 and self.warmup >= 0 and 0 <= self.anneal_fraction < 1
+                and self.anneal_factor > 0):
+            raise ValueError(f"invalid learning-rate schedule {self}")
+
+    def __call__(self, images: int) -> float:
+        if self.warmup and images < self.warmup:
+            return self.lr * max(images, 1) / self.warmup
+        if images >= (1.0 - self.anneal_fraction) * self.total:
+            return self.lr * self.anneal_factor
+        return self.lr
+
+
+@dataclass
+class RunOptions:
+    """How long and how to train; everything but the task."""
+
+    out: Path
+    images: int
+    batch_size: int = 16
+    lr: float = 1e-3
+    warmup_images: int = 2000
+    anneal_fraction: float = 0.15
+    anneal_factor: float = 0.1
+    ema_beta: float = 0.998
+    grad_clip: float = 1.0
+    seed: int = 0
+    max_minutes: Optional[float] = None
+    checkpoint_minutes: float = 5.0
+    validate_images: int = 20000
+    precision: str = "fp32"
+    log_seconds: float = 30.0
+    quiet: bool = False
+
+    def schedule(self) -> LRSchedule:
+        return LRSchedule(self.lr, self.images, self.warmup_images, self.anneal_fraction, self.anneal_factor)
+
+
+class Task(Protocol):
+    """What :func:`train` trains."""
+
+    network: nn.Module
+
+    def identity(self) -> dict:
+        """JSON facts a checkpoint must share to be resumed (architecture, data, ...)."""
+
+    def batch(self, size: int, generator: torch.Generator) -> Tensor:
+        """One training batch on the CPU."""
+
+    def loss(self, network: Callable, batch: Tensor, generator: torch.Generator) -> Tensor:
+        """The scalar loss of ``network`` (possibly DDP-wrapped) on ``batch``."""
+
+    def validate(self, network: nn.Module) -> dict[str, float]:
+        """Figures of merit of ``network`` (the EMA weights, eval mode, no grad)."""
+
+    def export(self, out: Path, state: dict[str, Tensor], record: dict) -> None:
+        """Write the shippable model (``state``: EMA weights) and its card into ``out``."""
+
+
+@dataclass
+class Progress:
+    """Counters that survive resumption (saved in the checkpoint)."""
+
+    step: int = 0
+    images: int = 0
+    seconds: float = 0.0          # training wall time over all invocations
+    history: list = field(default_factory=list)
+
+
+def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
+    """The generator for one step's random draws, a pure function of (seed, rank, step)."""
+    return torch.Generator().manual_seed(((seed * 1_000_003 + rank) * 10_000_019 + step) % (2**63 - 1))
+
+
+def _load_checkpoint(path: Path, identity: dict) -> Optional[dict]:
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("identity") != json.loads(json.dumps(identity)):
+        raise ValueError(f"{path} was written by a different run ({state.get('identity')}); "
+                         f"this run is {identity}: use another output folder or delete the checkpoint")
+    return state
+
+
+def hardware(world: World) -> dict:
+    device = world.device
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    return {"device": str(device), "name": name, "processes": world.size, "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version()}
+
+
+class _Log:
+    """Progress lines on stderr: step, images, loss, lr, images/s and ETA."""
+
+    def __init__(self, options: RunOptions, world: World) -> None:
+        self.enabled = world.main and not options.quiet
+        self.every = options.log_seconds
+        self.last = time.monotonic()
+        self.losses: list[float] = []
+
+    def line(self, text: str) -> None:
+        if self.enabled:
+            print(text, file=sys.stderr, flush=True)
+
+    def step(self, progress: Progress, loss: float, lr: float, rate: float, eta: float) -> None:
+        self.losses.append(loss)
+        now = time.monotonic()
+        if now - self.last < self.every:
+            return
+        self.last = now
+        mean = sum(self.losses) / len(self.losses)
+        self.losses.clear()
+        self.line(f"step {progress.step}  images {progress.images}  loss {mean:.4f}  lr {lr:.2e}  "
+                  f"{rate:.1f} img/s  eta {eta / 60:.1f} min")
+
+
+def train(task: Task, options: RunOptions, world: World) -> dict:
+    """Train ``task`` until ``options.images`` images are seen or the time box closes; returns
+    the record (progress, validation history, hardware) also written to ``OUT/training.json``."""
+    out = Path(options.out)
+    if world.main:
+        out.mkdir(parents=True, exist_ok=True)
+    world.barrier()
+    network = task.network.to(world.device)
+    optimizer = torch.optim.Adam(network.parameters(), lr=options.lr)
+    ema = EMA(network, options.ema_beta)
+    progress = Progress()
+    identity = {**task.identity(), "ema_beta": options.ema_beta, "batch_size": options.batch_size,
+                "processes": world.size, "seed": options.seed}
+    state = _load_checkpoint(out / CHECKPOINT, identity)
+    log = _Log(options, world)
+    if state is not None:
+        network.load_state_dict(state["network"])
+        optimizer.load_state_dict(state["optimizer"])
+        ema.load_state_dict(state["ema"])
+        progress = Progress(int(state["step"]), int(state["images"]), float(state["seconds"]), list(state["history"]))
+        log.line(f"resuming {out / CHECKPOINT} at step {progress.step} ({progress.images} images)")
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", options.lr)
+    schedule = options.schedule()
+    wrapped: Callable = network
+    if world.size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrapped = DistributedDataParallel(network, device_ids=[world.device] if world.device.type == "cuda" else None)
+    autocast = options.precision == "bf16"
+    if options.precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be fp32 or bf16, got {options.precision!r}")
+
+    def save() -> None:
+        if world.main:
+            payload = {"identity": identity, "step": progress.step, "images": progress.images,
+                       "seconds": progress.seconds, "history": progress.history, "network": network.state_dict(),
+                       "optimizer": optimizer.state_dict(), "ema": ema.state_dict()}
+            atomic_write(out / CHECKPOINT, lambda tmp: torch.save(payload, tmp))
+            export()
+        world.barrier()
+
+    def record() -> dict:
+        return {"images": progress.images, "steps": progress.step, "train_seconds": round(progress.seconds, 1),
+                "schedule": asdict(schedule), "ema_beta": options.ema_beta, "ema_horizon_steps": ema.horizon,
+                "batch_size": options.batch_size, "precision": options.precision, "hardware": hardware(world),
+                "identity": identity, "validation": progress.history}
+
+    def export() -> None:
+        rec = record()
+        task.export(out, ema.state_for(network), rec)
+        atomic_write(out / HISTORY, lambda tmp: tmp.write_text(json.dumps(rec, indent=2) + "\n"))
+
+    def validate() -> None:
+        if world.main:
+            shadow = type(network)(network.config) if hasattr(network, "config") else None
+            if shadow is None:
+                raise TypeError("validation needs a network type rebuildable from its .config")
+            shadow.load_state_dict(ema.state_for(network))
+            shadow.to(world.device).eval()
+            with torch.no_grad():
+                figures = task.validate(shadow)
+            entry = {"images": progress.images, "step": progress.step, **{k: round(v, 4) for k, v in figures.items()}}
+            progress.history.append(entry)
+            log.line("validation  " + "  ".join(f"{k} {v}" for k, v in entry.items()))
+        world.barrier()
+
+    start = time.monotonic()
+    last_save = start
+    next_validation = (progress.images // options.validate_images + 1) * options.validate_images
+    stopped_by_time = False
+    network.train()
+    while progress.images < options.images:
+        elapsed = time.monotonic() - start
+        if world.any(options.max_minutes is not None and elapsed > 60 * options.max_minutes):
+            stopped_by_time = True
+            break
+        tick = time.monotonic()
+        generator = step_generator(options.seed, world.rank, progress.step)
+        batch = task.batch(options.batch_size, generator).to(world.device)
+        lr = schedule(progress.images)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss = task.loss(wrapped, batch, generator)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss.item()} at step {progress.step}; "
+                                     f"lower --lr (now {options.lr}) or check the data")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if options.grad_clip:
+            nn.utils.clip_grad_norm_(network.parameters(), options.grad_clip)
+        optimizer.step()
+        ema.update(network)
+        progress.step += 1
+        progress.images += options.batch_size * world.size
+        took = time.monotonic() - tick
+        progress.seconds += took
+        rate = options.batch_size * world.size / max(took, 1e-9)
+        log.step(progress, world.mean(float(loss)), lr, rate, (options.images - progress.images) / max(rate, 1e-9))
+        if progress.images >= next_validation:
+            validate()
+            network.train()
+            next_validation += options.validate_images
+        if time.monotonic() - last_save > 60 * options.checkpoint_minutes:
+            save()
+            last_save = time.monotonic()
+    if not progress.history or progress.history[-1]["images"] != progress.images:
+        validate()
+    save()
+    if stopped_by_time:
+        log.line(f"stopped by --max-minutes at {progress.images} of {options.images} images; "
+                 "rerun the same command to continue")
+    else:
+        log.line(f"done: {progress.images} images in {progress.seconds / 60:.1f} min of training")
+    return record()

@@ -1,0 +1,170 @@
+"""EDM training of the compact UNet as an unconditional image prior (``restore train prior``).
+
+Karras et al. 2022 ("Elucidating the design space...", Sec. 5 and Table 1):
+
+    ln sigma ~ N(P_mean, P_std^2),  P_mean = -1.2, P_std = 1.2
+    n ~ N(0, sigma^2 I),  loss = lambda(sigma) || D(x + n, sigma) - x ||^2,
+    lambda(sigma) = (sigma^2 + sigma_d^2) / (sigma sigma_d)^2,  sigma_d = 0.5,
+
+with D the preconditioned network of :class:`restore.diffusion.denoiser.EDMDenoiser`
+(the same object the exported prior uses, so training and sampling cannot disagree).
+Images are mapped to [-1, 1].  Validation is the Tweedie denoising PSNR of D: for
+noise sigma on the 0..255 scale, y = x + (sigma / 255) n on [0, 1] (not clipped), the
+estimate D(y) clipped to [0, 1], PSNR on 0..255.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from restore.diffusion.denoiser import EDMDenoiser
+from restore.diffusion.schedules import VEContinuous
+from restore.files import atomic_write
+from restore.priors.native import NativeConfig, save_native
+from restore.priors.sizing import PaddedNetwork
+from restore.priors.unet import CompactUNet, UNetConfig
+from restore.training.data import CropSampler
+
+DATA_RANGE = (-1.0, 1.0)
+SCHEDULE = {"type": "ve", "sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0}
+VALIDATION_SIGMAS = (15.0, 25.0, 50.0)
+
+
+@dataclass(frozen=True)
+class EDMLoss:
+    """The EDM loss over log-normal noise levels (module docstring)."""
+
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    sigma_data: float = 0.5
+
+    def __call__(self, network: Callable, x: Tensor, generator: torch.Generator) -> Tensor:
+        b = x.shape[0]
+        ln_sigma = self.p_mean + self.p_std * torch.randn(b, generator=generator)
+        sigma = ln_sigma.exp().to(x.device)
+        noise = torch.randn(x.shape, generator=generator).to(x.device)
+        s = sigma.reshape(-1, 1, 1, 1)
+        denoised = edm_denoiser(network, self.sigma_data)(x + s * noise, sigma)
+        weight = (s**2 + self.sigma_data**2) / (s * self.sigma_data) ** 2
+        return (weight * (denoised.float() - x) ** 2).mean()
+
+
+def edm_denoiser(network: Callable, sigma_data: float) -> EDMDenoiser:
+    return EDMDenoiser(network, VEContinuous(SCHEDULE["sigma_min"], SCHEDULE["sigma_max"], SCHEDULE["rho"]),
+                       sigma_data=sigma_data)
+
+
+def to_prior(x01: Tensor) -> Tensor:
+    lo, hi = DATA_RANGE
+    return x01 * (hi - lo) + lo
+
+
+def to_image(xp: Tensor) -> Tensor:
+    lo, hi = DATA_RANGE
+    return (xp - lo) / (hi - lo)
+
+
+def psnr255(estimate01: Tensor, truth01: Tensor) -> float:
+    mse = ((estimate01.clamp(0, 1) - truth01) * 255.0).pow(2).mean().item()
+    return 10 * math.log10(255.0**2 / mse) if mse > 0 else float("inf")
+
+
+def tweedie_psnr(denoiser: Callable[[Tensor, Tensor], Tensor], images: Sequence[Tensor], sigma255: float,
+                 seed: int = 0) -> float:
+    """Mean PSNR (dB, 0..255) of D(x + sigma n) over ``images`` ((1, C, H, W) in [0, 1]); the
+    noise is seeded per image, so every call sees the same noisy images."""
+    scale = (DATA_RANGE[1] - DATA_RANGE[0])
+    total = 0.0
+    for i, x in enumerate(images):
+        gen = torch.Generator().manual_seed(seed * 7919 + i)
+        noisy = x + (sigma255 / 255.0) * torch.randn(x.shape, generator=gen, dtype=x.dtype)
+        sigma = torch.tensor([scale * sigma255 / 255.0])
+        estimate = to_image(denoiser(to_prior(noisy), sigma))
+        total += psnr255(estimate, x)
+    return total / len(images)
+
+
+class PriorTask:
+    """The EDM prior as a :class:`restore.training.loop.Task`."""
+
+    def __init__(self, architecture: UNetConfig, data: CropSampler, data_name: str,
+                 validation: Sequence[Tensor] = (), validation_name: str = "", loss: EDMLoss = EDMLoss(),
+                 card: Optional[dict] = None) -> None:
+        if architecture.channels != data.images[0].shape[0]:
+            raise ValueError(f"architecture has {architecture.channels} channels, the data {data.images[0].shape[0]}")
+        self.network = CompactUNet(architecture)
+        self.architecture = architecture
+        self.data = data
+        self.data_name = data_name
+        self.validation = list(validation)
+        self.validation_name = validation_name
+        self.loss_fn = loss
+        self.card = card or {}
+
+    def identity(self) -> dict:
+        return {"task": "prior", "architecture": self.architecture.to_dict(), "data": self.data_name,
+                "crop": self.data.size, "loss": asdict(self.loss_fn)}
+
+    def batch(self, size: int, generator: torch.Generator) -> Tensor:
+        return to_prior(self.data.sample(size, generator))
+
+    def loss(self, network: Callable, batch: Tensor, generator: torch.Generator) -> Tensor:
+        return self.loss_fn(network, batch, generator)
+
+    def validate(self, network) -> dict[str, float]:
+        if not self.validation:
+            return {}
+        denoiser = edm_denoiser(PaddedNetwork(network, network.multiple), self.loss_fn.sigma_data)
+        device = next(network.parameters()).device
+        images = [x.to(device) for x in self.validation]
+        return {f"psnr{int(s)}": tweedie_psnr(denoiser, images, s) for s in VALIDATION_SIGMAS}
+
+    def export(self, out: Path, state: dict[str, Tensor], record: dict) -> None:
+        network = CompactUNet(self.architecture)
+        network.load_state_dict(state)
+        config = NativeConfig(self.architecture, "edm", dict(SCHEDULE), DATA_RANGE, self.loss_fn.sigma_data)
+        save_native(out, network, config)
+        text = model_card(self.architecture, network, self.data_name, self.validation_name, record, self.card)
+        atomic_write(Path(out) / "MODEL_CARD.md", lambda tmp: tmp.write_text(text))
+
+
+def model_card(architecture: UNetConfig, network: CompactUNet, data_name: str, validation_name: str,
+               record: dict, extra: dict) -> str:
+    """The model card written next to the weights: what, trained on what, where, how long, how good."""
+    params = sum(p.numel() for p in network.parameters())
+    hw = record["hardware"]
+    lines = [f"# {extra.get('title', 'restore compact UNet prior (EDM)')}", "",
+             extra.get("summary", "An unconditional image prior: the compact fully convolutional UNet of "
+                                  "`restore.priors.unet`, trained with the EDM loss (Karras et al. 2022)."), "",
+             "| field | value |", "|---|---|",
+             f"| architecture | CompactUNet {json.dumps(architecture.to_dict())}, {params:,} parameters |",
+             f"| preconditioning | EDM (sigma_data {record['identity']['loss'].get('sigma_data', 0.5)}), "
+             f"data range [-1, 1], VE sigma 0.002..80 |",
+             f"| training data | {data_name} |",
+             f"| data terms | {extra.get('terms', 'see the data set licence')} |",
+             f"| crops | {record['identity']['crop']}x{record['identity']['crop']}, random flips and 90-degree rotations |",
+             f"| optimiser | Adam, lr {record['schedule']['lr']} (warm-up {record['schedule']['warmup']} images, "
+             f"x{record['schedule']['anneal_factor']} for the last {record['schedule']['anneal_fraction']:.0%}), "
+             f"batch {record['batch_size']}, grad-norm clip |",
+             f"| EMA | bias-corrected, beta {record['ema_beta']} (horizon {record['ema_horizon_steps']:.0f} steps) |",
+             f"| images seen | {record['images']:,} of {record['schedule']['total']:,} planned ({record['steps']:,} steps) |",
+             f"| hardware | {hw['name']} ({hw['device']}), {hw['processes']} process(es), {hw['threads']} thread(s), "
+             f"torch {hw['torch']} |",
+             f"| training wall time | {record['train_seconds'] / 60:.1f} min |", ""]
+    if record["validation"]:
+        last = record["validation"][-1]
+        lines += [f"## Validation (Tweedie denoising PSNR, dB on 0..255, {validation_name})", "",
+                  "| images seen | " + " | ".join(k for k in last if k.startswith("psnr")) + " |",
+                  "|---|" + "---|" * sum(k.startswith("psnr") for k in last)]
+        for entry in record["validation"]:
+            lines.append(f"| {entry['images']:,} | " + " | ".join(f"{v:.2f}" for k, v in entry.items()
+                                                                  if k.startswith("psnr")) + " |")
+        lines.append("")
+    lines += extra.get("notes", [])
+    return "\n".join(lines) + "\n"
