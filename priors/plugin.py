@@ -1,7 +1,7 @@
 """Built-in prior formats, registered through ``restore_prior_formats`` like any plugin.
 
-Schemes (syntax in :mod:`restore.priors.spec`): ``default``, ``unet``, ``adm``, ``diffusers``.
-The analytic ``gmm`` / ``gaussian`` priors register from :mod:`restore.priors.analytic`.
+Schemes (syntax in :mod:`restore.priors.spec`): ``default``, ``unet``, ``adm``, ``diffusers``,
+and the analytic ``gmm`` / ``gaussian`` (``PRIOR_FORMATS`` of :mod:`restore.priors.analytic`).
 """
 from __future__ import annotations
 
@@ -14,16 +14,37 @@ import torch
 from restore.diffusion.denoiser import VPNetworkDenoiser
 from restore.diffusion.schedules import VPDiscrete
 from restore.hookspecs import hookimpl
+from restore.priors import analytic
 from restore.priors.base import Prior
 from restore.priors.native import native_prior
 from restore.priors.sizing import TiledNetwork
 from restore.priors.spec import conditioned, parse_spec
 
 
+#: The embedded priors shipped inside the package: spec name -> folder under priors/weights/.
+EMBEDDED = {"default": "default"}
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+def embedded_dir(name: str) -> Path:
+    """The folder of the embedded prior ``name`` (a native ``unet:DIR`` folder with its MODEL_CARD.md)."""
+    folder = WEIGHTS_DIR / EMBEDDED[name]
+    if not (folder / "model.safetensors").is_file():
+        raise FileNotFoundError(f"the embedded prior {name!r} is missing from this installation ({folder}); "
+                                "reinstall the package, or name a prior: unet:DIR, adm:PATH[:PRESET], diffusers:DIR")
+    return folder
+
+
 def load_default(spec: str, *, device=None, dtype: Optional[torch.dtype] = None) -> Prior:
-    """``default``: the embedded default prior shipped with the package."""
-    raise RuntimeError("the embedded default prior is not trained yet, so 'default' cannot be loaded; "
-                       "name a prior instead, e.g. unet:DIR, adm:PATH[:PRESET], diffusers:DIR or gmm:D")
+    """``default``: the embedded natural-image prior (colour, any size; see its MODEL_CARD.md)."""
+    parsed = parse_spec(spec)
+    parsed.check_options(())
+    if parsed.body:
+        raise ValueError(f"prior spec {spec!r}: 'default' takes no argument")
+    folder = embedded_dir("default")
+    prior = native_prior(folder, device=device, dtype=dtype, name="default")
+    prior.info["model_card"] = str(folder / "MODEL_CARD.md")
+    return prior
 
 
 def load_unet(spec: str, *, device=None, dtype: Optional[torch.dtype] = None) -> Prior:
@@ -78,4 +99,5 @@ def load_diffusers(spec: str, *, device=None, dtype: Optional[torch.dtype] = Non
 
 @hookimpl
 def restore_prior_formats():
-    return {"default": load_default, "unet": load_unet, "adm": load_adm_prior, "diffusers": load_diffusers}
+    return {"default": load_default, "unet": load_unet, "adm": load_adm_prior, "diffusers": load_diffusers,
+            **analytic.PRIOR_FORMATS}

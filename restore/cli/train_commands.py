@@ -21,13 +21,14 @@ BSDS_TERMS = "Berkeley Segmentation Dataset: free for non-commercial research an
 
 
 def _run_options(out: Path, images: int, batch_size: int, lr: float, ema_beta: float, seed: int,
-                 max_minutes: Optional[float], validate_every: int, precision: str, quiet: bool,
-                 checkpoint_minutes: float, warmup: int, anneal_fraction: float):
+                 max_minutes: Optional[float], max_steps: Optional[int], validate_every: int, precision: str,
+                 quiet: bool, checkpoint_minutes: float, warmup: int, anneal_fraction: float):
     from restore.training.loop import RunOptions
 
     return RunOptions(out=out, images=images, batch_size=batch_size, lr=lr, ema_beta=ema_beta, seed=seed,
-                      max_minutes=max_minutes, validate_images=validate_every, precision=precision, quiet=quiet,
-                      checkpoint_minutes=checkpoint_minutes, warmup_images=warmup, anneal_fraction=anneal_fraction)
+                      max_minutes=max_minutes, max_steps=max_steps, validate_images=validate_every,
+                      precision=precision, quiet=quiet, checkpoint_minutes=checkpoint_minutes, warmup_images=warmup,
+                      anneal_fraction=anneal_fraction)
 
 
 @train_app.command("prior")
@@ -51,6 +52,8 @@ def train_prior(
     ema_beta: float = typer.Option(0.998, "--ema-beta", help="EMA decay (bias-corrected; horizon 1/(1-beta) steps)."),
     seed: int = typer.Option(0, "--seed"),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (resumably) after this long."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1,
+                                            help="Stop (resumably) after this many steps in this invocation."),
     validate_every: int = typer.Option(20_000, "--validate-every", min=1, help="Validate every N images."),
     checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes"),
     device: str = typer.Option("auto", "--device", help="auto (cuda when available), cpu, cuda, cuda:1 ..."),
@@ -85,9 +88,9 @@ def train_prior(
         card["title"] = title
     task = PriorTask(architecture, sampler, f"{data.resolve().name} ({len(sampler)} images)",
                      validation, f"{val.resolve().name}, first {len(validation)} images"
-                     + (f", centre {val_crop}x{val_crop}" if val_crop else "") if val else "", card=card)
-    options = _run_options(output, images, batch_size, lr, ema_beta, seed, max_minutes, validate_every, precision,
-                           quiet, checkpoint_minutes, warmup, anneal_fraction)
+                     + (f", centre {val_crop}x{val_crop}" if val_crop else "") if val else "", card=card, seed=seed)
+    options = _run_options(output, images, batch_size, lr, ema_beta, seed, max_minutes, max_steps, validate_every,
+                           precision, quiet, checkpoint_minutes, warmup, anneal_fraction)
     try:
         train(task, options, world)
     except ValueError as exc:

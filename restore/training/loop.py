@@ -80,6 +80,7 @@ class RunOptions:
     grad_clip: float = 1.0
     seed: int = 0
     max_minutes: Optional[float] = None
+    max_steps: Optional[int] = None     # stop this invocation after N steps (resumable), like max_minutes
     checkpoint_minutes: float = 5.0
     validate_images: int = 20000
     precision: str = "fp32"
@@ -239,10 +240,13 @@ def train(task: Task, options: RunOptions, world: World) -> dict:
     last_save = start
     next_validation = (progress.images // options.validate_images + 1) * options.validate_images
     stopped_by_time = False
+    first_step, first_images = progress.step, progress.images
     network.train()
     while progress.images < options.images:
         elapsed = time.monotonic() - start
-        if world.any(options.max_minutes is not None and elapsed > 60 * options.max_minutes):
+        out_of_time = options.max_minutes is not None and elapsed > 60 * options.max_minutes
+        out_of_steps = options.max_steps is not None and progress.step - first_step >= options.max_steps
+        if world.any(out_of_time or out_of_steps):
             stopped_by_time = True
             break
         tick = time.monotonic()
@@ -264,10 +268,9 @@ def train(task: Task, options: RunOptions, world: World) -> dict:
         ema.update(network)
         progress.step += 1
         progress.images += options.batch_size * world.size
-        took = time.monotonic() - tick
-        progress.seconds += took
-        rate = options.batch_size * world.size / max(took, 1e-9)
-        log.step(progress, world.mean(float(loss)), lr, rate, (options.images - progress.images) / max(rate, 1e-9))
+        progress.seconds += time.monotonic() - tick
+        rate = (progress.images - first_images) / max(time.monotonic() - start, 1e-9)
+        log.step(progress, world.mean(float(loss.detach())), lr, rate, (options.images - progress.images) / max(rate, 1e-9))
         if progress.images >= next_validation:
             validate()
             network.train()
@@ -279,8 +282,8 @@ def train(task: Task, options: RunOptions, world: World) -> dict:
         validate()
     save()
     if stopped_by_time:
-        log.line(f"stopped by --max-minutes at {progress.images} of {options.images} images; "
-                 "rerun the same command to continue")
+        log.line(f"stopped by the time box (--max-minutes / --max-steps) at {progress.images} of "
+                 f"{options.images} images; rerun the same command to continue")
     else:
         log.line(f"done: {progress.images} images in {progress.seconds / 60:.1f} min of training")
     return record()

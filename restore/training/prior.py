@@ -55,6 +55,13 @@ class EDMLoss:
         return (weight * (denoised.float() - x) ** 2).mean()
 
 
+def seeded_network(architecture: UNetConfig, seed: int) -> CompactUNet:
+    """A freshly initialised network whose weights depend only on ``seed`` (the global RNG is left alone)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return CompactUNet(architecture)
+
+
 def edm_denoiser(network: Callable, sigma_data: float) -> EDMDenoiser:
     return EDMDenoiser(network, VEContinuous(SCHEDULE["sigma_min"], SCHEDULE["sigma_max"], SCHEDULE["rho"]),
                        sigma_data=sigma_data)
@@ -95,10 +102,10 @@ class PriorTask:
 
     def __init__(self, architecture: UNetConfig, data: CropSampler, data_name: str,
                  validation: Sequence[Tensor] = (), validation_name: str = "", loss: EDMLoss = EDMLoss(),
-                 card: Optional[dict] = None) -> None:
+                 card: Optional[dict] = None, seed: int = 0) -> None:
         if architecture.channels != data.images[0].shape[0]:
             raise ValueError(f"architecture has {architecture.channels} channels, the data {data.images[0].shape[0]}")
-        self.network = CompactUNet(architecture)
+        self.network = seeded_network(architecture, seed)
         self.architecture = architecture
         self.data = data
         self.data_name = data_name

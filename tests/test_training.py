@@ -1,0 +1,131 @@
+"""``restore train prior``: the EDM loss, the schedule, the EMA, resumption and torchrun."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from restore.cli import app
+from restore.priors.spec import load_prior
+from restore.priors.unet import CompactUNet, UNetConfig
+from restore.training.data import CropSampler
+from restore.training.ema import EMA
+from restore.training.loop import LRSchedule
+
+TINY = ["--base-channels", "8", "--channel-mult", "1,2", "--crop", "16", "--batch-size", "2", "--val-crop", "24",
+        "--val-count", "1", "--warmup-images", "4", "--quiet", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """Three smooth colour images (gradients plus a disc), 40x48 pixels."""
+    root = tmp_path_factory.mktemp("train")
+    yy, xx = np.mgrid[0:40, 0:48]
+    for i in range(3):
+        disc = ((yy - 20) ** 2 + (xx - 10 - 10 * i) ** 2 < 100).astype(float)
+        rgb = np.stack([xx / 47, yy / 39, disc], -1) * (0.5 + 0.2 * i)
+        Image.fromarray((rgb * 255).round().astype(np.uint8)).save(root / f"im{i}.png")
+    return root
+
+
+def _train(folder: Path, out: Path, *extra: str):
+    result = CliRunner().invoke(app, ["train", "prior", "--data", str(folder), "-o", str(out), "--val", str(folder),
+                                      *TINY, *extra])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_schedule_warms_up_then_anneals():
+    s = LRSchedule(1e-3, total=1000, warmup=100, anneal_fraction=0.2, anneal_factor=0.1)
+    assert s(50) == pytest.approx(5e-4)
+    assert s(100) == s(799) == 1e-3
+    assert s(800) == pytest.approx(1e-4)
+
+
+def test_ema_is_bias_corrected():
+    net = torch.nn.Linear(3, 2)
+    ema = EMA(net, 0.999)
+    ema.update(net)
+    # after one update the corrected average is the raw weights (an uncorrected one would be 0.001 x them)
+    assert all(torch.allclose(v, net.state_dict()[k]) for k, v in ema.state_for(net).items())
+    w0 = net.weight.detach().clone()
+    with torch.no_grad():
+        net.weight.fill_(2.0)
+    for _ in range(4):
+        ema.update(net)
+    b = 0.999
+    expected = ((1 - b) * b**4 * w0 + sum((1 - b) * b**k for k in range(4)) * 2.0) / (1 - b**5)
+    assert torch.allclose(ema.state_for(net)["weight"], expected, atol=1e-6)
+    assert ema.horizon == pytest.approx(1000)
+
+
+def test_crops_are_augmented_and_seeded(folder):
+    sampler = CropSampler.from_folder(folder, 16, 3)
+    a = sampler.sample(8, torch.Generator().manual_seed(1))
+    b = sampler.sample(8, torch.Generator().manual_seed(1))
+    assert a.shape == (8, 3, 16, 16) and torch.equal(a, b) and 0 <= a.min() and a.max() <= 1
+    with pytest.raises(ValueError, match="smaller than the crop size"):
+        CropSampler.from_folder(folder, 41, 3)
+
+
+def test_train_writes_a_loadable_prior_with_card(folder, tmp_path):
+    out = tmp_path / "prior"
+    _train(folder, out, "--images", "8", "--validate-every", "4")
+    prior = load_prior(f"unet:{out}")
+    x = torch.rand(1, 3, 20, 28) * 2 - 1
+    assert prior.denoiser(x, torch.tensor([0.5])).shape == x.shape
+    record = json.loads((out / "training.json").read_text())
+    assert record["images"] == 8 and record["steps"] == 4
+    assert [v["images"] for v in record["validation"]] == [4, 8]
+    assert all(np.isfinite(v["psnr25"]) for v in record["validation"])
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "non-commercial" in card and "| images seen | 8 of 8 planned (4 steps) |" in card
+
+
+def test_resume_continues_step_for_step(folder, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    _train(folder, straight, "--images", "12")
+    _train(folder, resumed, "--images", "12", "--max-steps", "2")
+    assert json.loads((resumed / "training.json").read_text())["steps"] == 2
+    _train(folder, resumed, "--images", "12")
+    a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_another_architecture(folder, tmp_path):
+    _train(folder, tmp_path / "p", "--images", "4")
+    result = CliRunner().invoke(app, ["train", "prior", "--data", str(folder), "-o", str(tmp_path / "p"),
+                                      *TINY, "--images", "4", "--num-res-blocks", "2"])
+    assert result.exit_code == 2 and "different run" in result.output
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_gloo_run(folder, tmp_path):
+    out = tmp_path / "ddp"
+    script = Path(sys.executable).with_name("restore")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", str(_free_port()), str(script), "train", "prior", "--data", str(folder), "-o", str(out),
+           "--val", str(folder), *TINY, "--images", "8", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((out / "training.json").read_text())
+    # two ranks of batch 2: four images per step
+    assert record["hardware"]["processes"] == 2 and record["steps"] == 2 and record["images"] == 8
+    network = CompactUNet(UNetConfig(base_channels=8, channel_mult=(1, 2)))
+    network.load_state_dict(load_file(out / "model.safetensors"))
