@@ -12,7 +12,8 @@ Only safetensors is read (no pickle, so loading a file never runs code).
      "schedule": {"type": "ve", "sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0},
               # or {"type": "vp", "beta_schedule": "linear" | "cosine", "num_timesteps": 1000}
      "sigma_data": 0.5,                   # EDM only
-     "learned_sigma": false}
+     "learned_sigma": false,
+     "condition": "upsample"}             # optional: a conditional (SR3 / Palette) network, see below
 
 Denoiser views (:func:`native_denoiser`):
 
@@ -25,6 +26,12 @@ Denoiser views (:func:`native_denoiser`):
 
 Either way the network is wrapped in :class:`restore.priors.sizing.PaddedNetwork`, so the
 prior runs at any image size (``Prior.shape`` is None).
+
+With ``"condition"`` (``"upsample"`` or ``"pinv"``, VP epsilon only) the network is
+conditional: it takes ``in_channels`` = 2 x ``channels`` (the noisy image, then the
+condition image c(y)) and the prior's denoiser is a
+:class:`restore.strategies.conditional.ConditionalDenoiser`, sampled by the
+``conditional`` strategy.
 """
 from __future__ import annotations
 
@@ -61,9 +68,19 @@ class NativeConfig:
     schedule: dict = field(default_factory=lambda: {"type": "ve", "sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0})
     data_range: tuple[float, float] = (-1.0, 1.0)
     sigma_data: float = 0.5
+    condition: Optional[str] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_range", tuple(float(v) for v in self.data_range))
+        if self.condition is None and self.architecture.in_channels != self.architecture.channels:
+            raise ValueError(f"an unconditional network maps {self.architecture.channels} channels to as many; "
+                             f"the architecture takes {self.architecture.in_channels} (set 'condition')")
+        if self.condition is not None:
+            if self.parametrization != "epsilon" or self.schedule.get("type") != "vp":
+                raise ValueError("a conditional network ('condition') must predict epsilon on a VP schedule")
+            if self.architecture.in_channels != 2 * self.architecture.channels:
+                raise ValueError(f"a conditional network takes 2 x {self.architecture.channels} input channels, "
+                                 f"the architecture has {self.architecture.in_channels}")
         kind = self.schedule.get("type")
         if kind == "ve" and self.parametrization != "edm":
             raise ValueError(f"parametrization {self.parametrization!r} with a VE schedule: VE networks use 'edm'")
@@ -92,6 +109,8 @@ class NativeConfig:
                 "parametrization": self.parametrization, "schedule": dict(self.schedule), "learned_sigma": False}
         if self.parametrization == "edm":
             data["sigma_data"] = self.sigma_data
+        if self.condition is not None:
+            data["condition"] = self.condition
         return data
 
     @classmethod
@@ -106,7 +125,7 @@ class NativeConfig:
             raise ValueError(f"{source}: channels={data['channels']} but the architecture has "
                              f"{architecture.channels} channels")
         return cls(architecture, data["parametrization"], dict(data["schedule"]), tuple(data["data_range"]),
-                   float(data.get("sigma_data", 0.5)))
+                   float(data.get("sigma_data", 0.5)), data.get("condition"))
 
 
 def save_native(directory: Union[str, Path], network: CompactUNet, config: NativeConfig) -> Path:
@@ -140,18 +159,23 @@ def load_native(directory: Union[str, Path], *, device=None, dtype: Optional[tor
     config = NativeConfig.from_json(json.loads(config_path.read_text()), str(config_path))
     state = load_file(str(_require(directory / WEIGHTS, "native UNet weights")))
     in_channels = state["conv_in.weight"].shape[1] if "conv_in.weight" in state else None
-    if in_channels != config.architecture.channels:
-        raise ValueError(f"{directory / WEIGHTS}: weights take {in_channels} channels, "
-                         f"config says {config.architecture.channels}")
+    if in_channels != config.architecture.in_channels:
+        raise ValueError(f"{directory / WEIGHTS}: weights take {in_channels} input channels, "
+                         f"config says {config.architecture.in_channels}")
     network = CompactUNet(config.architecture)
     network.load_state_dict(state, strict=True)
     return network.to(device=device, dtype=dtype).eval(), config
 
 
 def native_denoiser(network: CompactUNet, config: NativeConfig) -> Denoiser:
-    """The VE denoiser view of a compact UNet, padded to run at any size."""
+    """The VE denoiser view of a compact UNet, padded to run at any size (conditional networks:
+    the :class:`ConditionalDenoiser` that the ``conditional`` strategy binds to c(y))."""
     padded = PaddedNetwork(network, network.multiple)
     schedule = config.make_schedule()
+    if config.condition is not None:
+        from restore.strategies.conditional import ConditionalDenoiser
+
+        return ConditionalDenoiser(padded, schedule, condition=config.condition)
     if config.parametrization == "edm":
         return EDMDenoiser(padded, schedule, sigma_data=config.sigma_data)
     return VPNetworkDenoiser(padded, schedule, parametrization=config.parametrization)
@@ -162,6 +186,7 @@ def native_prior(directory: Union[str, Path], *, device=None, dtype: Optional[to
     """A :class:`Prior` from a native directory; fully convolutional, so ``shape`` is None."""
     network, config = load_native(directory, device=device, dtype=dtype)
     info = {"format": FORMAT, "path": str(directory), "channels": config.architecture.channels,
-            "parametrization": config.parametrization, "schedule": dict(config.schedule), "size_policy": "pad"}
+            "parametrization": config.parametrization, "schedule": dict(config.schedule), "size_policy": "pad",
+            "condition": config.condition}
     return Prior(native_denoiser(network, config), name=name or f"unet:{directory}", shape=None,
                  data_range=config.data_range, info=info)

@@ -21,6 +21,7 @@ c_noise = ln(sigma) / 4 (Karras et al. 2022, Table 1) for the EDM preconditionin
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -32,9 +33,10 @@ from restore.priors.adm.blocks import timestep_embedding
 class UNetConfig:
     """Architecture of a :class:`CompactUNet`.
 
-    ``channels``: image channels (input and output); ``base_channels``: width of the
-    first level, level i has ``base_channels * channel_mult[i]``; ``groups``: GroupNorm
-    groups (must divide every width).
+    ``channels``: image channels (the output); ``in_channels``: input channels, = ``channels``
+    unless a condition is concatenated to the input (SR3-style networks: noisy image and
+    upsampled measurement, 2 x channels); ``base_channels``: width of the first level, level i
+    has ``base_channels * channel_mult[i]``; ``groups``: GroupNorm groups (must divide every width).
     """
 
     channels: int = 3
@@ -42,10 +44,14 @@ class UNetConfig:
     channel_mult: tuple[int, ...] = (1, 2, 2)
     num_res_blocks: int = 1
     groups: int = 8
+    in_channels: Optional[int] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel_mult", tuple(int(m) for m in self.channel_mult))
-        if self.channels < 1 or self.base_channels < 1 or self.num_res_blocks < 1 or not self.channel_mult:
+        if self.in_channels is None:
+            object.__setattr__(self, "in_channels", self.channels)
+        if (self.channels < 1 or self.in_channels < 1 or self.base_channels < 1 or self.num_res_blocks < 1
+                or not self.channel_mult):
             raise ValueError(f"invalid UNet config {self}: channels, base_channels, num_res_blocks must be >= 1 "
                              "and channel_mult non-empty")
         bad = [self.base_channels * m for m in self.channel_mult if (self.base_channels * m) % self.groups]
@@ -63,6 +69,8 @@ class UNetConfig:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["channel_mult"] = list(self.channel_mult)
+        if data["in_channels"] == data["channels"]:
+            del data["in_channels"]  # configs of unconditional networks stay as they were
         return data
 
 
@@ -89,7 +97,7 @@ class ResBlock(nn.Module):
 
 
 class CompactUNet(nn.Module):
-    """x (B, C, H, W), noise (B,) -> output (B, C, H, W); H, W multiples of :attr:`multiple`."""
+    """x (B, in_channels, H, W), noise (B,) -> output (B, channels, H, W); H, W multiples of :attr:`multiple`."""
 
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()
@@ -97,7 +105,7 @@ class CompactUNet(nn.Module):
         base, groups = config.base_channels, config.groups
         emb_dim = 4 * base
         self.embed = nn.Sequential(nn.Linear(base, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.conv_in = nn.Conv2d(config.channels, base * config.channel_mult[0], 3, padding=1)
+        self.conv_in = nn.Conv2d(config.in_channels, base * config.channel_mult[0], 3, padding=1)
 
         widths = [base * m for m in config.channel_mult]
         skip_widths = [widths[0]]
@@ -140,8 +148,8 @@ class CompactUNet(nn.Module):
 
     def forward(self, x: Tensor, noise: Tensor) -> Tensor:
         b, c, h, w = x.shape
-        if c != self.config.channels:
-            raise ValueError(f"CompactUNet expects {self.config.channels} channels, "
+        if c != self.config.in_channels:
+            raise ValueError(f"CompactUNet expects {self.config.in_channels} input channels, "
                              f"got input of shape {tuple(x.shape)}")
         if h % self.multiple or w % self.multiple:
             raise ValueError(f"CompactUNet needs height and width divisible by {self.multiple}, got {h}x{w} "

@@ -32,7 +32,7 @@ def test_unet_runs_at_multiples_and_rejects_other_sizes():
     assert net(torch.randn(2, 1, 12, 20), torch.tensor([0.1, 0.2])).shape == (2, 1, 12, 20)
     with pytest.raises(ValueError, match="divisible by 4"):
         net(torch.randn(1, 1, 10, 12), torch.tensor([0.0]))
-    with pytest.raises(ValueError, match="expects 1 channels"):
+    with pytest.raises(ValueError, match="expects 1 input channels"):
         net(torch.randn(1, 3, 12, 12), torch.tensor([0.0]))
     with pytest.raises(ValueError, match="groups=3"):
         UNetConfig(base_channels=8, groups=3)
@@ -135,7 +135,7 @@ def test_load_errors_name_the_problem(tmp_path):
             load_native(tmp_path)
     gray = {**config, "channels": 1, "architecture": {**config["architecture"], "channels": 1}}
     (tmp_path / CONFIG).write_text(json.dumps(gray))
-    with pytest.raises(ValueError, match="weights take 3 channels, config says 1"):
+    with pytest.raises(ValueError, match="weights take 3 input channels, config says 1"):
         load_native(tmp_path)
     (tmp_path / CONFIG).write_text(json.dumps(config))
     with pytest.raises(ValueError, match="wrong channel count: .* models 3-channel images, the input has 1"):

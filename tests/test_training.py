@@ -129,3 +129,38 @@ def test_two_process_gloo_run(folder, tmp_path):
     assert record["hardware"]["processes"] == 2 and record["steps"] == 2 and record["images"] == 8
     network = CompactUNet(UNetConfig(base_channels=8, channel_mult=(1, 2)))
     network.load_state_dict(load_file(out / "model.safetensors"))
+
+
+def test_train_sr3_writes_a_conditional_network(folder, tmp_path):
+    from restore.strategies.base import Problem
+    from restore.strategies.conditional import Conditional, ConditionalDenoiser
+    from restore.strategies.engine import solve
+    from restore.training.sr3 import sr_operator
+
+    out = tmp_path / "sr3"
+    result = CliRunner().invoke(app, ["train", "sr3", "--scale", "2", "--data", str(folder), "-o", str(out),
+                                      "--val", str(folder), "--val-steps", "3", *TINY, "--images", "4"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["condition"] == "upsample" and config["architecture"]["in_channels"] == 6
+    validation = json.loads((out / "training.json").read_text())["validation"][-1]
+    assert set(validation) >= {"sr2_psnr", "bicubic_psnr"} and np.isfinite(validation["sr2_psnr"])
+    prior = load_prior(f"unet:{out}")
+    assert isinstance(prior.denoiser, ConditionalDenoiser)
+    x = torch.rand(1, 3, 12, 20)
+    y = sr_operator(2).measure(x)
+    image = solve(Problem(prior, sr_operator(2), y), Conditional(eta=0.0), steps=3, shape=(3, 12, 20),
+                  generator=torch.Generator().manual_seed(0)).image
+    assert image.shape == x.shape and torch.isfinite(image).all()
+
+
+def test_native_config_refuses_inconsistent_conditioning():
+    from restore.priors.native import NativeConfig
+
+    vp = {"type": "vp", "beta_schedule": "linear", "num_timesteps": 1000}
+    with pytest.raises(ValueError, match="2 x 3 input channels"):
+        NativeConfig(UNetConfig(), "epsilon", vp, condition="upsample")
+    with pytest.raises(ValueError, match="set 'condition'"):
+        NativeConfig(UNetConfig(in_channels=6), "epsilon", vp)
+    with pytest.raises(ValueError, match="epsilon on a VP schedule"):
+        NativeConfig(UNetConfig(in_channels=6), condition="upsample")

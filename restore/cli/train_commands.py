@@ -1,4 +1,4 @@
-"""``restore train prior | sr3 | classifier``: the commands that make the networks the project ships.
+"""``restore train prior | sr3``: the commands that make the networks the project ships.
 
 Each runs on CPU in one process, on one GPU (``--precision bf16`` for autocast), or under
 ``torchrun --nproc-per-node N restore train ...`` with DistributedDataParallel.  Rerunning
@@ -7,93 +7,139 @@ the same command with the same ``-o`` resumes from its checkpoint.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated, Optional
 
 import typer
 
+
 from restore.cli.app import app, fail
 
-train_app = typer.Typer(help="Train priors, SR3-style conditional networks and noise-aware classifiers.",
+train_app = typer.Typer(help="Train priors and SR3-style conditional networks (resumable; torchrun-ready).",
                         no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
 BSDS_TERMS = "Berkeley Segmentation Dataset: free for non-commercial research and educational purposes"
 
+# Options every training command takes (one declaration each).
+Data = Annotated[Path, typer.Option("--data", help="Folder of training images (e.g. ../shared/data/train/cbsd432).")]
+Output = Annotated[Path, typer.Option("-o", "--output", help="Output folder: a unet:DIR model + checkpoint + card.")]
+Val = Annotated[Optional[Path], typer.Option("--val", help="Held-out folder for validation.")]
+ValCount = Annotated[int, typer.Option("--val-count", min=1, help="Validation images taken from --val.")]
+ValCrop = Annotated[int, typer.Option("--val-crop", min=0, help="Centre crop of validation images (0: whole).")]
+Images = Annotated[int, typer.Option("--images", min=1, help="Training length in images seen (the schedule's unit).")]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Crops per step and process.")]
+Crop = Annotated[int, typer.Option("--crop", min=8, help="Training crop side in pixels.")]
+Channels = Annotated[int, typer.Option("--channels", help="3 (colour) or 1 (grey).")]
+Base = Annotated[int, typer.Option("--base-channels", min=1, help="Width of the UNet's first level.")]
+Mult = Annotated[str, typer.Option("--channel-mult", help="Width multipliers per level, comma-separated.")]
+Blocks = Annotated[int, typer.Option("--num-res-blocks", min=1, help="Residual blocks per level.")]
+LR = Annotated[float, typer.Option("--lr", help="Adam learning rate after warm-up.")]
+Warmup = Annotated[int, typer.Option("--warmup-images", min=0, help="Linear learning-rate warm-up, in images.")]
+Anneal = Annotated[float, typer.Option("--anneal-fraction", help="Final fraction of --images trained at lr / 10.")]
+EmaBeta = Annotated[float, typer.Option("--ema-beta", help="EMA decay (bias-corrected; horizon 1/(1-beta) steps).")]
+Seed = Annotated[int, typer.Option("--seed", help="Seeds the initial weights and every step's draws.")]
+MaxMinutes = Annotated[Optional[float], typer.Option("--max-minutes", help="Stop (resumably) after this long.")]
+MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", min=1,
+                                                 help="Stop (resumably) after this many steps in this invocation.")]
+ValidateEvery = Annotated[int, typer.Option("--validate-every", min=1, help="Validate every N images.")]
+CheckpointMinutes = Annotated[float, typer.Option("--checkpoint-minutes", help="Checkpoint and export this often.")]
+Device = Annotated[str, typer.Option("--device", help="auto (cuda when available), cpu, cuda, cuda:1 ...")]
+Precision = Annotated[str, typer.Option("--precision", help="fp32, or bf16 autocast (GPU).")]
+Threads = Annotated[Optional[int], typer.Option("--threads", help="CPU threads per process (torch.set_num_threads).")]
+Title = Annotated[Optional[str], typer.Option("--title", help="Model card title.")]
+Terms = Annotated[str, typer.Option("--terms", help="The training data's terms, for the model card.")]
+Quiet = Annotated[bool, typer.Option("--quiet", help="No progress lines.")]
 
-def _run_options(out: Path, images: int, batch_size: int, lr: float, ema_beta: float, seed: int,
-                 max_minutes: Optional[float], max_steps: Optional[int], validate_every: int, precision: str,
-                 quiet: bool, checkpoint_minutes: float, warmup: int, anneal_fraction: float):
-    from restore.training.loop import RunOptions
 
-    return RunOptions(out=out, images=images, batch_size=batch_size, lr=lr, ema_beta=ema_beta, seed=seed,
-                      max_minutes=max_minutes, max_steps=max_steps, validate_images=validate_every,
-                      precision=precision, quiet=quiet, checkpoint_minutes=checkpoint_minutes, warmup_images=warmup,
-                      anneal_fraction=anneal_fraction)
-
-
-@train_app.command("prior")
-def train_prior(
-    data: Path = typer.Option(..., "--data", help="Folder of training images (e.g. ../shared/data/train/cbsd432)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output folder: a unet:DIR prior + checkpoint + card."),
-    val: Optional[Path] = typer.Option(None, "--val", help="Held-out folder for the Tweedie PSNR validation."),
-    val_count: int = typer.Option(8, "--val-count", min=1, help="Validation images taken from --val."),
-    val_crop: Optional[int] = typer.Option(256, "--val-crop", help="Centre crop of validation images (0: whole)."),
-    images: int = typer.Option(100_000, "--images", min=1, help="Training length in images seen (the schedule's unit)."),
-    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Crops per step and process."),
-    crop: int = typer.Option(64, "--crop", min=8, help="Training crop side in pixels."),
-    channels: int = typer.Option(3, "--channels", help="3 (colour) or 1 (grey)."),
-    base_channels: int = typer.Option(32, "--base-channels", min=1),
-    channel_mult: str = typer.Option("1,2,2", "--channel-mult", help="Width multipliers per level."),
-    num_res_blocks: int = typer.Option(1, "--num-res-blocks", min=1),
-    lr: float = typer.Option(1e-3, "--lr", help="Adam learning rate after warm-up."),
-    warmup: int = typer.Option(2000, "--warmup-images", min=0),
-    anneal_fraction: float = typer.Option(0.15, "--anneal-fraction",
-                                          help="Final fraction of --images trained at lr / 10."),
-    ema_beta: float = typer.Option(0.998, "--ema-beta", help="EMA decay (bias-corrected; horizon 1/(1-beta) steps)."),
-    seed: int = typer.Option(0, "--seed"),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop (resumably) after this long."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1,
-                                            help="Stop (resumably) after this many steps in this invocation."),
-    validate_every: int = typer.Option(20_000, "--validate-every", min=1, help="Validate every N images."),
-    checkpoint_minutes: float = typer.Option(5.0, "--checkpoint-minutes"),
-    device: str = typer.Option("auto", "--device", help="auto (cuda when available), cpu, cuda, cuda:1 ..."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, or bf16 autocast (GPU)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per process (torch.set_num_threads)."),
-    title: Optional[str] = typer.Option(None, "--title", help="Model card title."),
-    terms: str = typer.Option(BSDS_TERMS, "--terms", help="The training data's terms, for the model card."),
-    quiet: bool = typer.Option(False, "--quiet"),
-) -> None:
-    """Train the compact UNet as an EDM image prior on random augmented crops of a folder."""
+def _run(make_task, *, data: Path, output: Path, val: Optional[Path], val_count: int, val_crop: int, crop: int,
+         channels: int, architecture: dict, threads: Optional[int], device: str, title: Optional[str], terms: str,
+         **run) -> None:
+    """Build the data, validation set, world and task, then train; user errors exit 2 with one line."""
     import torch
 
     from restore.priors.unet import UNetConfig
     from restore.training.data import CropSampler, load_validation
     from restore.training.distributed import close_world, init_world
-    from restore.training.loop import train
-    from restore.training.prior import PriorTask
+    from restore.training.loop import RunOptions, train
 
     if threads:
         torch.set_num_threads(threads)
     try:
-        architecture = UNetConfig(channels=channels, base_channels=base_channels,
-                                  channel_mult=tuple(int(v) for v in channel_mult.split(",")),
-                                  num_res_blocks=num_res_blocks)
         sampler = CropSampler.from_folder(data, crop, channels)
         validation = load_validation(val, channels, val_count, val_crop or None) if val else []
+        config = UNetConfig(**architecture)
+        val_name = (f"{val.resolve().name}, first {len(validation)} images"
+                    + (f", centre {val_crop}x{val_crop}" if val_crop else "")) if val else ""
+        card = {"terms": terms, **({"title": title} if title else {})}
+        task = make_task(config, sampler, f"{data.resolve().name} ({len(sampler)} images)", validation, val_name,
+                         card)
+        options = RunOptions(out=output, **run)
         world = init_world(device)
     except (ValueError, FileNotFoundError, OSError) as exc:
         raise fail(str(exc))
-    card = {"terms": terms}
-    if title:
-        card["title"] = title
-    task = PriorTask(architecture, sampler, f"{data.resolve().name} ({len(sampler)} images)",
-                     validation, f"{val.resolve().name}, first {len(validation)} images"
-                     + (f", centre {val_crop}x{val_crop}" if val_crop else "") if val else "", card=card, seed=seed)
-    options = _run_options(output, images, batch_size, lr, ema_beta, seed, max_minutes, max_steps, validate_every,
-                           precision, quiet, checkpoint_minutes, warmup, anneal_fraction)
     try:
         train(task, options, world)
     except ValueError as exc:
         raise fail(str(exc))
     finally:
         close_world(world)
+
+
+def _mult(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise fail(f"--channel-mult must be comma-separated integers, got {text!r}")
+
+
+@train_app.command("prior")
+def train_prior(data: Data, output: Output, val: Val = None, val_count: ValCount = 8, val_crop: ValCrop = 256,
+                images: Images = 100_000, batch_size: BatchSize = 16, crop: Crop = 64, channels: Channels = 3,
+                base_channels: Base = 32, channel_mult: Mult = "1,2,2", num_res_blocks: Blocks = 1,
+                lr: LR = 1e-3, warmup: Warmup = 2000, anneal_fraction: Anneal = 0.15, ema_beta: EmaBeta = 0.998,
+                seed: Seed = 0, max_minutes: MaxMinutes = None, max_steps: MaxSteps = None,
+                validate_every: ValidateEvery = 20_000, checkpoint_minutes: CheckpointMinutes = 5.0,
+                device: Device = "auto", precision: Precision = "fp32", threads: Threads = None,
+                title: Title = None, terms: Terms = BSDS_TERMS, quiet: Quiet = False) -> None:
+    """Train the compact UNet as an EDM image prior on random augmented crops of a folder;
+    validation prints the Tweedie denoising PSNR at sigma 15 / 25 / 50 (0..255)."""
+    from restore.training.prior import PriorTask
+
+    def make(config, sampler, data_name, validation, val_name, card):
+        return PriorTask(config, sampler, data_name, validation, val_name, card=card, seed=seed)
+
+    _run(make, data=data, output=output, val=val, val_count=val_count, val_crop=val_crop, crop=crop,
+         channels=channels, architecture={"channels": channels, "base_channels": base_channels,
+                                          "channel_mult": _mult(channel_mult), "num_res_blocks": num_res_blocks},
+         threads=threads, device=device, title=title, terms=terms, images=images, batch_size=batch_size, lr=lr,
+         warmup_images=warmup, anneal_fraction=anneal_fraction, ema_beta=ema_beta, seed=seed,
+         max_minutes=max_minutes, max_steps=max_steps, validate_images=validate_every,
+         checkpoint_minutes=checkpoint_minutes, precision=precision, quiet=quiet)
+
+
+@train_app.command("sr3")
+def train_sr3(data: Data, output: Output, scale: Annotated[int, typer.Option("--scale", min=2)] = 4,
+              val: Val = None, val_count: ValCount = 4, val_crop: ValCrop = 128,
+              val_steps: Annotated[int, typer.Option("--val-steps", min=1, help="DDIM steps per validation image.")] = 50,
+              images: Images = 100_000, batch_size: BatchSize = 16, crop: Crop = 64, channels: Channels = 3,
+              base_channels: Base = 32, channel_mult: Mult = "1,2,2", num_res_blocks: Blocks = 1,
+              lr: LR = 1e-3, warmup: Warmup = 2000, anneal_fraction: Anneal = 0.15, ema_beta: EmaBeta = 0.998,
+              seed: Seed = 0, max_minutes: MaxMinutes = None, max_steps: MaxSteps = None,
+              validate_every: ValidateEvery = 20_000, checkpoint_minutes: CheckpointMinutes = 5.0,
+              device: Device = "auto", precision: Precision = "fp32", threads: Threads = None,
+              title: Title = None, terms: Terms = BSDS_TERMS, quiet: Quiet = False) -> None:
+    """Train an SR3-style x SCALE conditional network (noisy image + bicubic-upsampled low-resolution
+    image in); validation prints its SR PSNR next to bicubic's on held-out crops."""
+    from restore.training.sr3 import SR3Task
+
+    def make(config, sampler, data_name, validation, val_name, card):
+        return SR3Task(config, sampler, data_name, scale, validation, val_name, val_steps, card=card, seed=seed)
+
+    _run(make, data=data, output=output, val=val, val_count=val_count, val_crop=val_crop, crop=crop,
+         channels=channels, architecture={"channels": channels, "in_channels": 2 * channels,
+                                          "base_channels": base_channels, "channel_mult": _mult(channel_mult),
+                                          "num_res_blocks": num_res_blocks},
+         threads=threads, device=device, title=title, terms=terms, images=images, batch_size=batch_size, lr=lr,
+         warmup_images=warmup, anneal_fraction=anneal_fraction, ema_beta=ema_beta, seed=seed,
+         max_minutes=max_minutes, max_steps=max_steps, validate_images=validate_every,
+         checkpoint_minutes=checkpoint_minutes, precision=precision, quiet=quiet)

@@ -14,7 +14,6 @@ estimate D(y) clipped to [0, 1], PSNR on 0..255.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from restore.priors.native import NativeConfig, save_native
 from restore.priors.sizing import PaddedNetwork
 from restore.priors.unet import CompactUNet, UNetConfig
 from restore.training.data import CropSampler
+from restore.training.export import model_card, seeded_network
 
 DATA_RANGE = (-1.0, 1.0)
 SCHEDULE = {"type": "ve", "sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0}
@@ -53,13 +53,6 @@ class EDMLoss:
         denoised = edm_denoiser(network, self.sigma_data)(x + s * noise, sigma)
         weight = (s**2 + self.sigma_data**2) / (s * self.sigma_data) ** 2
         return (weight * (denoised.float() - x) ** 2).mean()
-
-
-def seeded_network(architecture: UNetConfig, seed: int) -> CompactUNet:
-    """A freshly initialised network whose weights depend only on ``seed`` (the global RNG is left alone)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return CompactUNet(architecture)
 
 
 def edm_denoiser(network: Callable, sigma_data: float) -> EDMDenoiser:
@@ -139,39 +132,3 @@ class PriorTask:
         save_native(out, network, config)
         text = model_card(self.architecture, network, self.data_name, self.validation_name, record, self.card)
         atomic_write(Path(out) / "MODEL_CARD.md", lambda tmp: tmp.write_text(text))
-
-
-def model_card(architecture: UNetConfig, network: CompactUNet, data_name: str, validation_name: str,
-               record: dict, extra: dict) -> str:
-    """The model card written next to the weights: what, trained on what, where, how long, how good."""
-    params = sum(p.numel() for p in network.parameters())
-    hw = record["hardware"]
-    lines = [f"# {extra.get('title', 'restore compact UNet prior (EDM)')}", "",
-             extra.get("summary", "An unconditional image prior: the compact fully convolutional UNet of "
-                                  "`restore.priors.unet`, trained with the EDM loss (Karras et al. 2022)."), "",
-             "| field | value |", "|---|---|",
-             f"| architecture | CompactUNet {json.dumps(architecture.to_dict())}, {params:,} parameters |",
-             f"| preconditioning | EDM (sigma_data {record['identity']['loss'].get('sigma_data', 0.5)}), "
-             f"data range [-1, 1], VE sigma 0.002..80 |",
-             f"| training data | {data_name} |",
-             f"| data terms | {extra.get('terms', 'see the data set licence')} |",
-             f"| crops | {record['identity']['crop']}x{record['identity']['crop']}, random flips and 90-degree rotations |",
-             f"| optimiser | Adam, lr {record['schedule']['lr']} (warm-up {record['schedule']['warmup']} images, "
-             f"x{record['schedule']['anneal_factor']} for the last {record['schedule']['anneal_fraction']:.0%}), "
-             f"batch {record['batch_size']}, grad-norm clip |",
-             f"| EMA | bias-corrected, beta {record['ema_beta']} (horizon {record['ema_horizon_steps']:.0f} steps) |",
-             f"| images seen | {record['images']:,} of {record['schedule']['total']:,} planned ({record['steps']:,} steps) |",
-             f"| hardware | {hw['name']} ({hw['device']}), {hw['processes']} process(es), {hw['threads']} thread(s), "
-             f"torch {hw['torch']} |",
-             f"| training wall time | {record['train_seconds'] / 60:.1f} min |", ""]
-    if record["validation"]:
-        last = record["validation"][-1]
-        lines += [f"## Validation (Tweedie denoising PSNR, dB on 0..255, {validation_name})", "",
-                  "| images seen | " + " | ".join(k for k in last if k.startswith("psnr")) + " |",
-                  "|---|" + "---|" * sum(k.startswith("psnr") for k in last)]
-        for entry in record["validation"]:
-            lines.append(f"| {entry['images']:,} | " + " | ".join(f"{v:.2f}" for k, v in entry.items()
-                                                                  if k.startswith("psnr")) + " |")
-        lines.append("")
-    lines += extra.get("notes", [])
-    return "\n".join(lines) + "\n"
