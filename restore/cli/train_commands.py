@@ -1,4 +1,4 @@
-"""``restore train prior | sr3``: the commands that make the networks the project ships.
+"""``restore train prior | sr3 | classifier``: the commands that make the networks the project ships.
 
 Each runs on CPU in one process, on one GPU (``--precision bf16`` for autocast), or under
 ``torchrun --nproc-per-node N restore train ...`` with DistributedDataParallel.  Rerunning
@@ -14,7 +14,7 @@ import typer
 
 from restore.cli.app import app, fail
 
-train_app = typer.Typer(help="Train priors and SR3-style conditional networks (resumable; torchrun-ready).",
+train_app = typer.Typer(help="Train priors, SR3-style conditional networks and noise-aware classifiers (resumable; torchrun-ready).",
                         no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
@@ -51,28 +51,18 @@ Terms = Annotated[str, typer.Option("--terms", help="The training data's terms, 
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress lines.")]
 
 
-def _run(make_task, *, data: Path, output: Path, val: Optional[Path], val_count: int, val_crop: int, crop: int,
-         channels: int, architecture: dict, threads: Optional[int], device: str, title: Optional[str], terms: str,
-         **run) -> None:
-    """Build the data, validation set, world and task, then train; user errors exit 2 with one line."""
+def _run(build, *, threads: Optional[int], device: str, output: Path, **run) -> None:
+    """Build the task (``build()``), the world and the options, then train; user errors exit 2
+    with one line."""
     import torch
 
-    from restore.priors.unet import UNetConfig
-    from restore.training.data import CropSampler, load_validation
     from restore.training.distributed import close_world, init_world
     from restore.training.loop import RunOptions, train
 
     if threads:
         torch.set_num_threads(threads)
     try:
-        sampler = CropSampler.from_folder(data, crop, channels)
-        validation = load_validation(val, channels, val_count, val_crop or None) if val else []
-        config = UNetConfig(**architecture)
-        val_name = (f"{val.resolve().name}, first {len(validation)} images"
-                    + (f", centre {val_crop}x{val_crop}" if val_crop else "")) if val else ""
-        card = {"terms": terms, **({"title": title} if title else {})}
-        task = make_task(config, sampler, f"{data.resolve().name} ({len(sampler)} images)", validation, val_name,
-                         card)
+        task = build()
         options = RunOptions(out=output, **run)
         world = init_world(device)
     except (ValueError, FileNotFoundError, OSError) as exc:
@@ -83,6 +73,24 @@ def _run(make_task, *, data: Path, output: Path, val: Optional[Path], val_count:
         raise fail(str(exc))
     finally:
         close_world(world)
+
+
+def _images(data: Path, crop: int, channels: int, val: Optional[Path], val_count: int, val_crop: int):
+    """Crops of ``data``, the validation images and the names the model card gives them."""
+    from restore.training.data import CropSampler, load_validation
+
+    sampler = CropSampler.from_folder(data, crop, channels)
+    validation = load_validation(val, channels, val_count, val_crop or None) if val else []
+    return sampler, f"{data.resolve().name} ({len(sampler)} images)", validation, _val_name(val, len(validation),
+                                                                                           val_crop)
+
+
+def _val_name(val: Optional[Path], count: int, crop: int) -> str:
+    return f"{val.resolve().name}, {count} images" + (f", centre {crop}x{crop}" if crop else "") if val else ""
+
+
+def _card(title: Optional[str], terms: str) -> dict:
+    return {"terms": terms, **({"title": title} if title else {})}
 
 
 def _mult(text: str) -> tuple[int, ...]:
@@ -103,15 +111,16 @@ def train_prior(data: Data, output: Output, val: Val = None, val_count: ValCount
                 title: Title = None, terms: Terms = BSDS_TERMS, quiet: Quiet = False) -> None:
     """Train the compact UNet as an EDM image prior on random augmented crops of a folder;
     validation prints the Tweedie denoising PSNR at sigma 15 / 25 / 50 (0..255)."""
+    from restore.priors.unet import UNetConfig
     from restore.training.prior import PriorTask
 
-    def make(config, sampler, data_name, validation, val_name, card):
-        return PriorTask(config, sampler, data_name, validation, val_name, card=card, seed=seed)
+    def build():
+        sampler, data_name, validation, val_name = _images(data, crop, channels, val, val_count, val_crop)
+        config = UNetConfig(channels=channels, base_channels=base_channels, channel_mult=_mult(channel_mult),
+                            num_res_blocks=num_res_blocks)
+        return PriorTask(config, sampler, data_name, validation, val_name, card=_card(title, terms), seed=seed)
 
-    _run(make, data=data, output=output, val=val, val_count=val_count, val_crop=val_crop, crop=crop,
-         channels=channels, architecture={"channels": channels, "base_channels": base_channels,
-                                          "channel_mult": _mult(channel_mult), "num_res_blocks": num_res_blocks},
-         threads=threads, device=device, title=title, terms=terms, images=images, batch_size=batch_size, lr=lr,
+    _run(build, threads=threads, device=device, output=output, images=images, batch_size=batch_size, lr=lr,
          warmup_images=warmup, anneal_fraction=anneal_fraction, ema_beta=ema_beta, seed=seed,
          max_minutes=max_minutes, max_steps=max_steps, validate_images=validate_every,
          checkpoint_minutes=checkpoint_minutes, precision=precision, quiet=quiet)
@@ -130,16 +139,50 @@ def train_sr3(data: Data, output: Output, scale: Annotated[int, typer.Option("--
               title: Title = None, terms: Terms = BSDS_TERMS, quiet: Quiet = False) -> None:
     """Train an SR3-style x SCALE conditional network (noisy image + bicubic-upsampled low-resolution
     image in); validation prints its SR PSNR next to bicubic's on held-out crops."""
+    from restore.priors.unet import UNetConfig
     from restore.training.sr3 import SR3Task
 
-    def make(config, sampler, data_name, validation, val_name, card):
-        return SR3Task(config, sampler, data_name, scale, validation, val_name, val_steps, card=card, seed=seed)
+    def build():
+        sampler, data_name, validation, val_name = _images(data, crop, channels, val, val_count, val_crop)
+        config = UNetConfig(channels=channels, in_channels=2 * channels, base_channels=base_channels,
+                            channel_mult=_mult(channel_mult), num_res_blocks=num_res_blocks)
+        return SR3Task(config, sampler, data_name, scale, validation, val_name, val_steps,
+                       card=_card(title, terms), seed=seed)
 
-    _run(make, data=data, output=output, val=val, val_count=val_count, val_crop=val_crop, crop=crop,
-         channels=channels, architecture={"channels": channels, "in_channels": 2 * channels,
-                                          "base_channels": base_channels, "channel_mult": _mult(channel_mult),
-                                          "num_res_blocks": num_res_blocks},
-         threads=threads, device=device, title=title, terms=terms, images=images, batch_size=batch_size, lr=lr,
+    _run(build, threads=threads, device=device, output=output, images=images, batch_size=batch_size, lr=lr,
+         warmup_images=warmup, anneal_fraction=anneal_fraction, ema_beta=ema_beta, seed=seed,
+         max_minutes=max_minutes, max_steps=max_steps, validate_images=validate_every,
+         checkpoint_minutes=checkpoint_minutes, precision=precision, quiet=quiet)
+
+
+@train_app.command("classifier")
+def train_classifier(
+        data: Annotated[Path, typer.Option("--data", help="Folder with one subfolder of images per class.")],
+        output: Output, val: Val = None, val_crop: ValCrop = 64, images: Images = 50_000,
+        batch_size: BatchSize = 16, crop: Crop = 64, channels: Channels = 3, base_channels: Base = 32,
+        channel_mult: Mult = "1,2,2", num_res_blocks: Blocks = 1, lr: LR = 3e-4, warmup: Warmup = 1000,
+        anneal_fraction: Anneal = 0.15, ema_beta: EmaBeta = 0.998, seed: Seed = 0,
+        max_minutes: MaxMinutes = None, max_steps: MaxSteps = None, validate_every: ValidateEvery = 10_000,
+        checkpoint_minutes: CheckpointMinutes = 5.0, device: Device = "auto", precision: Precision = "fp32",
+        threads: Threads = None, title: Title = None,
+        terms: Annotated[str, typer.Option("--terms", help="The training data's terms.")] = "see the data's licence",
+        quiet: Quiet = False) -> None:
+    """Train a noise-aware classifier (one class per subfolder of --data) for classifier guidance;
+    validation prints the accuracy on --val (same subfolders) at timesteps 0 / 250 / 500 / 750."""
+    from restore.training.classifier import ClassifierTask, load_labelled_validation
+    from restore.training.data import LabelledCropSampler
+
+    def build():
+        sampler = LabelledCropSampler.from_folder(data, crop, channels)
+        validation = load_labelled_validation(val, sampler.classes, channels, val_crop or None) if val else []
+        architecture = {"image_size": crop, "in_channels": channels, "model_channels": base_channels,
+                        "num_res_blocks": num_res_blocks, "attention_resolutions": [],
+                        "channel_mult": list(_mult(channel_mult)), "pool": "adaptive"}
+        return ClassifierTask(architecture, sampler, f"{data.resolve().name} ({len(sampler)} images, "
+                              f"classes {', '.join(sampler.classes)})", validation,
+                              _val_name(val, len(validation), val_crop), card=_card(title, terms), seed=seed)
+
+    _run(build, threads=threads, device=device, output=output, images=images, batch_size=batch_size, lr=lr,
          warmup_images=warmup, anneal_fraction=anneal_fraction, ema_beta=ema_beta, seed=seed,
          max_minutes=max_minutes, max_steps=max_steps, validate_images=validate_every,
          checkpoint_minutes=checkpoint_minutes, precision=precision, quiet=quiet)

@@ -97,3 +97,31 @@ def load_validation(folder: Path, channels: int, count: int, crop: Optional[int]
             image = image[:, top:top + c, left:left + c]
         images.append(image[None])
     return images
+
+
+class LabelledCropSampler:
+    """Crops of a folder with one subfolder per class (sorted names are the classes 0..K-1),
+    drawn with classes equally likely; ``sample`` returns (crops, labels)."""
+
+    def __init__(self, classes: Sequence[str], samplers: Sequence[CropSampler]) -> None:
+        if len(classes) < 2:
+            raise ValueError(f"a classifier needs at least two classes (subfolders), found {len(classes)}")
+        self.classes = list(classes)
+        self.samplers = list(samplers)
+        self.size = samplers[0].size
+
+    @classmethod
+    def from_folder(cls, folder: Path, size: int, channels: int) -> "LabelledCropSampler":
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"training data folder not found: {folder}")
+        subfolders = sorted(p for p in folder.iterdir() if p.is_dir())
+        return cls([p.name for p in subfolders], [CropSampler.from_folder(p, size, channels) for p in subfolders])
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.samplers)
+
+    def sample(self, batch: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        labels = torch.randint(0, len(self.classes), (batch,), generator=generator)
+        crops = torch.cat([self.samplers[k].sample(1, generator) for k in labels.tolist()])
+        return crops, labels

@@ -4,8 +4,13 @@ from __future__ import annotations
 import json
 
 import torch
+from torch import nn
 
 from restore.priors.unet import CompactUNet, UNetConfig
+
+
+def describe(architecture: UNetConfig) -> str:
+    return f"CompactUNet {json.dumps(architecture.to_dict())}"
 
 
 def seeded_network(architecture: UNetConfig, seed: int) -> CompactUNet:
@@ -15,16 +20,17 @@ def seeded_network(architecture: UNetConfig, seed: int) -> CompactUNet:
         return CompactUNet(architecture)
 
 
-def model_card(architecture: UNetConfig, network: CompactUNet, data_name: str, validation_name: str,
+def model_card(architecture: str, network: nn.Module, data_name: str, validation_name: str,
                record: dict, extra: dict) -> str:
-    """The model card written next to the weights: what, trained on what, where, how long, how good."""
+    """The model card written next to the weights: what (``architecture``, a one-line description),
+    trained on what, where, how long, how good (``record``: :func:`restore.training.loop.train`'s)."""
     params = sum(p.numel() for p in network.parameters())
     hw = record["hardware"]
     lines = [f"# {extra.get('title', 'restore compact UNet prior (EDM)')}", "",
              extra.get("summary", "An unconditional image prior: the compact fully convolutional UNet of "
                                   "`restore.priors.unet`, trained with the EDM loss (Karras et al. 2022)."), "",
              "| field | value |", "|---|---|",
-             f"| architecture | CompactUNet {json.dumps(architecture.to_dict())}, {params:,} parameters |",
+             f"| architecture | {architecture}, {params:,} parameters |",
              f"| objective | {extra.get('objective', 'EDM loss and preconditioning, sigma_data 0.5, VE sigma 0.002..80')}"
              ", data range [-1, 1] |",
              f"| training data | {data_name} |",

@@ -20,9 +20,8 @@ an export); :func:`train` owns everything else:
 """
 from __future__ import annotations
 
+import copy
 import json
-import math
-import os
 import platform
 import sys
 import time
@@ -99,10 +98,10 @@ class Task(Protocol):
     def identity(self) -> dict:
         """JSON facts a checkpoint must share to be resumed (architecture, data, ...)."""
 
-    def batch(self, size: int, generator: torch.Generator) -> Tensor:
-        """One training batch on the CPU."""
+    def batch(self, size: int, generator: torch.Generator) -> Tensor | tuple[Tensor, ...]:
+        """One training batch on the CPU (a tensor, or a tuple such as images and labels)."""
 
-    def loss(self, network: Callable, batch: Tensor, generator: torch.Generator) -> Tensor:
+    def loss(self, network: Callable, batch, generator: torch.Generator) -> Tensor:
         """The scalar loss of ``network`` (possibly DDP-wrapped) on ``batch``."""
 
     def validate(self, network: nn.Module) -> dict[str, float]:
@@ -135,6 +134,11 @@ def _load_checkpoint(path: Path, identity: dict) -> Optional[dict]:
         raise ValueError(f"{path} was written by a different run ({state.get('identity')}); "
                          f"this run is {identity}: use another output folder or delete the checkpoint")
     return state
+
+
+def _to_device(batch, device: torch.device):
+    """A batch (a tensor or a tuple of tensors, e.g. images and labels) on ``device``."""
+    return tuple(b.to(device) for b in batch) if isinstance(batch, tuple) else batch.to(device)
 
 
 def hardware(world: World) -> dict:
@@ -224,9 +228,7 @@ def train(task: Task, options: RunOptions, world: World) -> dict:
 
     def validate() -> None:
         if world.main:
-            shadow = type(network)(network.config) if hasattr(network, "config") else None
-            if shadow is None:
-                raise TypeError("validation needs a network type rebuildable from its .config")
+            shadow = copy.deepcopy(network)
             shadow.load_state_dict(ema.state_for(network))
             shadow.to(world.device).eval()
             with torch.no_grad():
@@ -251,7 +253,7 @@ def train(task: Task, options: RunOptions, world: World) -> dict:
             break
         tick = time.monotonic()
         generator = step_generator(options.seed, world.rank, progress.step)
-        batch = task.batch(options.batch_size, generator).to(world.device)
+        batch = _to_device(task.batch(options.batch_size, generator), world.device)
         lr = schedule(progress.images)
         for group in optimizer.param_groups:
             group["lr"] = lr

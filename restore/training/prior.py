@@ -29,7 +29,7 @@ from restore.priors.native import NativeConfig, save_native
 from restore.priors.sizing import PaddedNetwork
 from restore.priors.unet import CompactUNet, UNetConfig
 from restore.training.data import CropSampler
-from restore.training.export import model_card, seeded_network
+from restore.training.export import describe, model_card, seeded_network
 
 DATA_RANGE = (-1.0, 1.0)
 SCHEDULE = {"type": "ve", "sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0}
@@ -130,5 +130,5 @@ class PriorTask:
         network.load_state_dict(state)
         config = NativeConfig(self.architecture, "edm", dict(SCHEDULE), DATA_RANGE, self.loss_fn.sigma_data)
         save_native(out, network, config)
-        text = model_card(self.architecture, network, self.data_name, self.validation_name, record, self.card)
+        text = model_card(describe(self.architecture), network, self.data_name, self.validation_name, record, self.card)
         atomic_write(Path(out) / "MODEL_CARD.md", lambda tmp: tmp.write_text(text))

@@ -25,7 +25,7 @@ from restore.priors.base import Prior
 from restore.priors.native import NativeConfig, native_denoiser, save_native
 from restore.priors.unet import CompactUNet, UNetConfig
 from restore.training.data import CropSampler
-from restore.training.export import model_card, seeded_network
+from restore.training.export import describe, model_card, seeded_network
 from restore.training.prior import DATA_RANGE, psnr255
 
 SCHEDULE = {"type": "vp", "beta_schedule": "linear", "num_timesteps": 1000}
@@ -102,7 +102,7 @@ class SR3Task:
                  "objective": "epsilon loss (Ho et al. 2020) with the condition concatenated, VP linear 1000",
                  "validation_title": f"SR x{self.scale} PSNR, dB on 0..255, DDIM {self.val_steps} steps vs bicubic",
                  **self.card}
-        text = model_card(self.architecture, network, self.data_name, self.validation_name, record, extra)
+        text = model_card(describe(self.architecture), network, self.data_name, self.validation_name, record, extra)
         atomic_write(Path(out) / "MODEL_CARD.md", lambda tmp: tmp.write_text(text))
 
 
