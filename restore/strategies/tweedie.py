@@ -1,0 +1,52 @@
+r"""The posterior mean of a Gaussian denoising problem in one network evaluation.
+
+For y = x + sigma_y n (the ``denoise`` operator with white Gaussian noise), Tweedie's
+formula (Robbins 1956; Miyasawa 1961; Efron 2011, Eq. 2.8) gives
+
+    E[x | y] = y + sigma_y^2 grad log p_{sigma_y}(y) = D(y, sigma_y),
+
+exactly the denoiser of the prior at noise level sigma_y (in prior pixel units:
+(hi - lo) sigma_y on a [lo, hi] prior).  It is the minimum-mean-squared-error estimate,
+so it maximises expected PSNR; it is not a sample: every item of ``--samples`` is the same
+and the posterior spread is not shown.  Cost: one NFE, no gradient.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from restore.diffusion.denoiser import Denoiser
+from restore.diffusion.samplers import emit, predict_at
+from restore.events import StepCallback
+from restore.strategies.base import Problem, Strategy, StrategyNotApplicable
+
+
+class Tweedie(Strategy):
+    """E[x | y] = D(y, sigma_y) for Gaussian denoising (one network evaluation)."""
+
+    name = "tweedie"
+    needs_pixel_prior = True
+    default_steps = 1
+
+    def check(self, problem: Problem) -> None:
+        super().check(problem)
+        noise = problem.operator.noise
+        if problem.operator.task != "denoise":
+            raise StrategyNotApplicable(f"strategy 'tweedie' needs the denoise operator (y = x + n); "
+                                        f"{type(problem.operator).__name__} poses {problem.operator.task or 'another'} "
+                                        "task")
+        if not noise.is_gaussian or noise.noiseless:
+            raise StrategyNotApplicable("strategy 'tweedie' needs white Gaussian measurement noise with a known "
+                                        "sigma > 0 (give --noise / --sigma)")
+
+    def sample(self, problem: Problem, denoiser: Denoiser, x: Tensor, sigmas: Tensor, *,
+               generator: Optional[torch.Generator] = None, callback: StepCallback = None) -> Tensor:
+        y = problem.prior.to_prior(problem.y).to(x.dtype)
+        x0 = predict_at(denoiser, y, problem.sigma_y).x0
+        emit(callback, 0, torch.tensor([problem.sigma_y, 0.0]), x0, x0)
+        return x0
+
+
+STRATEGIES = {Tweedie.name: Tweedie}
