@@ -6,6 +6,8 @@ import subprocess
 import sys
 
 import numpy as np
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -43,8 +45,27 @@ def test_scheme_errors_and_the_default_prior():
     with pytest.raises(UnknownItemError, match="unknown prior scheme 'nope'.*known schemes: adm, default, diffusers, "
                                                "gaussian, gmm, unet"):
         load_prior("nope:x")
-    with pytest.raises(RuntimeError, match="embedded default prior is not trained yet"):
-        load_prior("default")
+    with pytest.raises(ValueError, match="'default' takes no argument"):
+        load_prior("default:x")
+
+
+def test_the_embedded_default_prior_ships_and_runs_at_any_size():
+    """The embedded prior is in the package (weights, config and card) and restores any size."""
+    prior = load_prior("default", channels=3)
+    card = Path(prior.info["model_card"])
+    assert card.is_file() and "non-commercial" in card.read_text()
+    assert prior.shape is None and prior.data_range == (-1.0, 1.0)
+    assert all(not p.requires_grad for p in prior.denoiser.network.network.parameters())
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 37), torch.linspace(0, 1, 53), indexing="ij")
+    disc = ((yy - 0.5) ** 2 + (xx - 0.4) ** 2 < 0.08).float()  # a piecewise-smooth picture
+    x = torch.stack([0.2 + 0.6 * xx, 0.3 + 0.4 * yy, 0.2 + 0.6 * disc])[None]
+    noisy = x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        x0 = prior.to_image(prior.denoiser(prior.to_prior(noisy), torch.tensor([0.2])))
+    # a trained denoiser: the estimate is closer to the clean image than the noisy input is
+    assert x0.shape == x.shape and ((x0 - x) ** 2).mean() < 0.5 * ((noisy - x) ** 2).mean()
+    with pytest.raises(ValueError, match="models 3-channel images, the input has 1"):
+        load_prior("default", channels=1)
 
 
 def test_analytic_priors_resolve_through_the_registry():
