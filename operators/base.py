@@ -24,31 +24,31 @@ keywords (a user mask, a user kernel) are left out of it and returned by
 ``tensors()`` under their keyword, so ``factory(**params(), **tensors())`` rebuilds
 the operator exactly.  A caller storing the JSON writes each tensor next to it as a
 ``.npy`` file and passes the path back: factories accept a tensor, an array or a
-file path for every tensor-valued keyword (:func:`load_array`).
+file path for every tensor-valued keyword
+(:func:`restore.operators.validation.load_array`).
+
+Examples.  Every registered factory declares ``example``: keyword arguments that build
+a typical instance (``restore check-operator NAME`` checks it when given no
+``--param``; :func:`example_params` reads it).
+
+Parameter checks live in :mod:`restore.operators.validation` (shared with the
+strategies), linear-algebra helpers (CGLS, coordinate orderings) in
+:mod:`restore.operators.linalg`.
 """
 from __future__ import annotations
 
 import copy
-import inspect
 import math
-import os
-import warnings
 from collections import OrderedDict
-from numbers import Integral, Real
-from pathlib import Path
 from typing import Any, Callable, ClassVar, Hashable, Mapping, Optional, Sequence, Union
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from restore.operators.noise import NoiseModel
+from restore.operators.validation import check_int
 
 NoiseSpec = Union[NoiseModel, Mapping[str, Any], None]
-ArraySource = Union[Tensor, np.ndarray, str, os.PathLike]
-
-#: File suffixes read as images (greyscale, scaled to [0, 1]) by :func:`load_array`.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def as_noise(noise: NoiseSpec) -> NoiseModel:
@@ -58,95 +58,6 @@ def as_noise(noise: NoiseSpec) -> NoiseModel:
     if noise is None or isinstance(noise, Mapping):
         return NoiseModel.from_json(noise)
     raise TypeError(f"noise must be a NoiseModel, its JSON dict or None, got {type(noise).__name__}")
-
-
-def working_dtype(x: Tensor) -> torch.dtype:
-    """float64 stays float64; every other dtype computes in float32 (for steps such as
-    the FFT that have no bfloat16 kernels)."""
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
-def check_number(op: str, name: str, value: Any, *, low: float, low_inclusive: bool = True) -> float:
-    """``value`` as a float, or a ValueError naming ``op`` and parameter ``name``."""
-    bound = ">=" if low_inclusive else ">"
-    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value >= low if low_inclusive else value > low)
-    if not ok:
-        raise ValueError(f"{op}: {name} must be a finite number {bound} {low}, got {value!r}")
-    return float(value)
-
-
-def check_int(op: str, name: str, value: Any, *, low: int, odd: bool = False) -> int:
-    """``value`` as an int >= ``low`` (odd if asked), or a ValueError naming ``name``."""
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{op}: {name} must be an integer >= {low}, got {value!r}")
-    if odd and value % 2 == 0:
-        raise ValueError(f"{op}: {name} must be odd, got {value}")
-    return int(value)
-
-
-def check_choice(op: str, name: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{op}: {name} must be one of {', '.join(choices)}; got {value!r}")
-    return value
-
-
-def check_pair(op: str, name: str, value: Any, *, low: int) -> tuple[int, int]:
-    """An int or a pair of ints (height, width), each >= ``low``, as a pair."""
-    pair = (value, value) if isinstance(value, Integral) and not isinstance(value, bool) else value
-    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-        raise ValueError(f"{op}: {name} must be an integer or a pair [height, width], got {value!r}")
-    return check_int(op, name, pair[0], low=low), check_int(op, name, pair[1], low=low)
-
-
-def bind_options(op: str, param: str, name: str, generator: Callable[..., Any], options: Mapping[str, Any]) -> dict[str, Any]:
-    """The keyword options of the generator ``name`` (given as parameter ``param``),
-    defaults filled in, so ``params()`` pins every value; a ValueError names an
-    option the generator does not take."""
-    signature = inspect.signature(generator)
-    accepted = [p.name for p in signature.parameters.values() if p.kind is p.KEYWORD_ONLY]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ValueError(
-            f"{op}: {param} {name!r} takes no option {', '.join(map(repr, unknown))}; its options: {', '.join(accepted)}"
-        )
-    bound = signature.bind_partial(**options)
-    bound.apply_defaults()
-    return {key: value for key, value in bound.arguments.items() if key in accepted}
-
-
-def load_array(source: ArraySource, name: str) -> tuple[Tensor, bool]:
-    """A tensor-valued parameter given as a tensor, a numpy array or a file path.
-
-    Returns the values as a float64 CPU tensor and whether they came from an image
-    file.  ``.npy`` files hold the array as is; image files (:data:`IMAGE_SUFFIXES`)
-    are read in greyscale (colour converted by PIL's ITU-R 601 luma) and scaled to
-    [0, 1]: 8-bit values by 255, 16-bit ones (PIL modes ``I;16`` and ``I``) by 65535,
-    float images (mode ``F``) as they are.  Errors name the parameter.
-    """
-    if isinstance(source, Tensor):
-        return source.detach().to("cpu", torch.float64), False
-    if isinstance(source, np.ndarray):
-        return torch.from_numpy(np.asarray(source, dtype=np.float64)), False
-    if not isinstance(source, (str, os.PathLike)):
-        raise TypeError(f"{name}: expected a tensor, an array or a file path, got {type(source).__name__}")
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"{name}: no such file {str(path)!r}")
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        return torch.from_numpy(np.load(path, allow_pickle=False).astype(np.float64)), False
-    if suffix not in IMAGE_SUFFIXES:
-        raise ValueError(f"{name}: unsupported file type {suffix!r}; use .npy or an image ({', '.join(IMAGE_SUFFIXES)})")
-    from PIL import Image
-
-    with Image.open(path) as image:
-        if image.mode not in ("1", "L", "I;16", "I", "F"):
-            image = image.convert("L")
-        array = np.asarray(image)
-    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.int32): 65535.0}
-    values = array.astype(np.float64) / scale.get(array.dtype, 1.0)
-    return torch.from_numpy(values), True
 
 
 class Operator:
@@ -166,6 +77,11 @@ class Operator:
     #: Contract checks that do not apply to this operator, with the reason
     #: (e.g. the gradient of a quantizing codec); ``operators/contract.py`` skips them.
     contract_exempt: ClassVar[dict[str, str]] = {}
+    #: The task this operator poses, for strategies whose published settings are per task
+    #: (DPS's step size): "inpaint", "super-resolution", "deblur", "phase-retrieval", "denoise", or None.
+    task: ClassVar[Optional[str]] = None
+    #: Keyword arguments of a typical instance (see the module docstring); None: not declared.
+    example: ClassVar[Optional[dict[str, Any]]] = None
 
     #: The (C, H, W) every input must have, or None for any shape.
     shape: Optional[tuple[int, int, int]] = None
@@ -267,6 +183,10 @@ class LinearOperator(Operator):
         """The Moore-Penrose pseudo-inverse A^+ y."""
         raise NotImplementedError
 
+    #: For an iterative pseudo-inverse, the relative normal-equation residual
+    #: ||A^T (y - A A^+ y)|| / ||A^T y|| it is computed to; None when exact up to rounding.
+    pinv_tolerance: Optional[float] = None
+
 
 class SVDOperator(LinearOperator):
     """A linear operator with an exact, cheap singular value decomposition A = U S V^T."""
@@ -323,86 +243,12 @@ class SVDOperator(LinearOperator):
         return out
 
 
-class LeadingFirst:
-    """A fixed ordering of the entries of a tensor of shape ``lead.shape``: the entries
-    where ``lead`` is True first, then the others, each group in raster order.
-
-    SVD operators whose spectral coordinates are a permutation of an array (known
-    pixels of a mask, the leading block of a Kronecker product) use it to put the
-    coordinates paired with singular values first, as the contract asks.
-    """
-
-    def __init__(self, lead: Tensor) -> None:
-        flat = lead.reshape(-1).to("cpu", torch.bool)
-        self.shape = tuple(lead.shape)
-        self.count = int(flat.sum())
-        self._order = torch.cat([flat.nonzero()[:, 0], (~flat).nonzero()[:, 0]])
-        self._inverse = torch.argsort(self._order)
-        self._on_device: dict[torch.device, tuple[Tensor, Tensor]] = {}
-
-    def _indices(self, device: torch.device) -> tuple[Tensor, Tensor]:
-        if device not in self._on_device:
-            self._on_device[device] = (self._order.to(device), self._inverse.to(device))
-        return self._on_device[device]
-
-    def flatten(self, t: Tensor) -> Tensor:
-        """(B, *shape) -> (B, N), leading entries first."""
-        order, _ = self._indices(t.device)
-        return t.reshape(t.shape[0], -1).index_select(1, order)
-
-    def unflatten(self, c: Tensor) -> Tensor:
-        """(B, N) -> (B, *shape); the inverse of :meth:`flatten`."""
-        _, inverse = self._indices(c.device)
-        return c.index_select(1, inverse).reshape(c.shape[0], *self.shape)
-
-
-def _dot(a: Tensor, b: Tensor) -> Tensor:
-    """<a_i, b_i> per batch item, shape (B,)."""
-    return (a * b).flatten(1).sum(1)
-
-
-def _per_item(v: Tensor, like: Tensor) -> Tensor:
-    """A (B,) tensor shaped to broadcast against ``like`` (B, ...)."""
-    return v.reshape(-1, *([1] * (like.dim() - 1)))
-
-
-def cgls(op: LinearOperator, y: Tensor, *, tol: float, max_iter: int) -> Tensor:
-    """The minimum-norm least-squares solution A^+ y by CGLS.
-
-    CGLS is conjugate gradients on the normal equations A^T A x = A^T y (Hestenes &
-    Stiefel 1952; the stable form of Paige & Saunders 1982, "LSQR", Sec. 7.1).  From
-    x_0 = 0 every iterate lies in range(A^T), so the limit is the minimum-norm
-    solution, i.e. A^+ y.  Iterates per batch item; stops when
-    ||A^T (y - A x_k)|| <= tol ||A^T y|| for every item, or after ``max_iter``
-    iterations with a RuntimeWarning giving the residual reached.
-    """
-    tiny = torch.finfo(working_dtype(y)).tiny
-    s = op.adjoint(y)
-    x = torch.zeros_like(s)
-    r, p = y, s
-    gamma = _dot(s, s)
-    gamma_start = gamma
-    target = (tol**2) * gamma_start
-    for _ in range(max_iter):
-        done = gamma <= target
-        if bool(done.all()):
-            return x
-        q = op.forward(p)
-        qq = _dot(q, q)
-        alpha = torch.where(done | (qq <= 0), torch.zeros_like(gamma), gamma / qq.clamp_min(tiny))
-        x = x + _per_item(alpha, p) * p
-        r = r - _per_item(alpha, q) * q
-        s = op.adjoint(r)
-        gamma_next = _dot(s, s)
-        beta = torch.where(gamma > 0, gamma_next / gamma.clamp_min(tiny), torch.zeros_like(gamma))
-        p = s + _per_item(beta, p) * p
-        gamma = gamma_next
-    if not bool((gamma <= target).all()):
-        reached = (gamma / gamma_start.clamp_min(tiny)).sqrt().max().item()
-        warnings.warn(
-            f"{op.name}: pinv (CGLS) stopped after max_iter={max_iter} iterations at relative residual "
-            f"{reached:.2e} > tol={tol:.1e}",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    return x
+def example_params(factory: Callable[..., Any]) -> dict[str, Any]:
+    """The example keyword arguments a registered operator factory declares (its ``example``
+    attribute, a class attribute for operator classes); a ValueError when it declares none."""
+    example = getattr(factory, "example", None)
+    if not isinstance(example, Mapping):
+        name = getattr(factory, "__name__", repr(factory))
+        raise ValueError(f"operator factory {name} declares no example configuration (an 'example' dict "
+                         "of keyword arguments); pass its parameters explicitly")
+    return dict(example)

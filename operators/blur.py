@@ -23,7 +23,7 @@ without wrap-around, so their FFTs may zero-pad to a fast length (:func:`fast_le
 without changing any value.
 
 For ``reflect`` and ``valid`` the pseudo-inverse is computed by CGLS
-(:func:`restore.operators.base.cgls`) to relative normal-equation residual ``tol``.
+(:func:`restore.operators.linalg.cgls`) to relative normal-equation residual ``tol``.
 ``circular`` and ``reflect`` need odd kernel sides (a centre pixel); every mode
 needs the kernel no larger than the image.
 """
@@ -36,19 +36,9 @@ from typing import Any, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from restore.operators.base import (
-    ArraySource,
-    LinearOperator,
-    NoiseSpec,
-    Operator,
-    SVDOperator,
-    bind_options,
-    cgls,
-    check_choice,
-    check_int,
-    check_number,
-    working_dtype,
-)
+from restore.operators.base import LinearOperator, NoiseSpec, Operator, SVDOperator
+from restore.operators.linalg import cgls, working_dtype
+from restore.operators.validation import ArraySource, bind_options, check_choice, check_int, check_number
 from restore.operators.kernels import GENERATORS, load_kernel, normalized
 
 BOUNDARIES = ("circular", "reflect", "valid")
@@ -71,6 +61,7 @@ class Blur(Operator):
 
     name = "blur"
     boundary = "circular"
+    task = "deblur"
 
     def __init__(
         self,
@@ -348,6 +339,11 @@ class PaddedBlur(Blur, LinearOperator):
     def pinv(self, y: Tensor) -> Tensor:
         return cgls(self, y, tol=self.tol, max_iter=self.max_iter)
 
+    @property
+    def pinv_tolerance(self) -> float:
+        """The pseudo-inverse is CGLS to relative normal-equation residual ``tol``."""
+        return self.tol
+
     def params(self) -> dict[str, Any]:
         return {**super().params(), "tol": self.tol, "max_iter": self.max_iter}
 
@@ -375,5 +371,7 @@ def blur(
         return CircularBlur(kernel, noise=noise, shape=shape, **options)
     return PaddedBlur(kernel, boundary=boundary, noise=noise, shape=shape, **options)
 
+
+blur.example = {"kernel": "gaussian"}
 
 OPERATORS = {"blur": blur}

@@ -19,7 +19,8 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import Tensor
 
-from restore.operators.base import NoiseSpec, SVDOperator, check_choice
+from restore.operators.base import NoiseSpec, SVDOperator
+from restore.operators.validation import check_choice
 
 #: Channel weights by name.
 WEIGHTS = {"mean": (1 / 3, 1 / 3, 1 / 3), "bt601": (0.299, 0.587, 0.114)}
@@ -29,6 +30,7 @@ class Colorize(SVDOperator):
     """Colorization: the grey image of an RGB image, by the channel mean or BT.601 luma."""
 
     name = "colorize"
+    example = {"weights": "mean"}
 
     def __init__(self, weights: str = "mean", *, noise: NoiseSpec = None, shape: Optional[Sequence[int]] = None) -> None:
         super().__init__(noise, shape)

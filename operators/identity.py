@@ -11,12 +11,13 @@ import torch
 from torch import Tensor
 
 from restore.operators.base import SVDOperator
-
-
 class Denoise(SVDOperator):
     """Denoising: the identity operator; the noise model is the degradation."""
 
     name = "denoise"
+    task = "denoise"
+    task = "denoise"
+    example = {"noise": {"kind": "gaussian", "sigma": 0.1}}
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)

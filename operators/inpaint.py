@@ -18,7 +18,9 @@ from typing import Any, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from restore.operators.base import ArraySource, LeadingFirst, NoiseSpec, SVDOperator, bind_options
+from restore.operators.base import NoiseSpec, SVDOperator
+from restore.operators.linalg import LeadingFirst
+from restore.operators.validation import ArraySource, bind_options
 from restore.operators.masks import GENERATORS, load_mask
 
 
@@ -37,6 +39,8 @@ class Inpaint(SVDOperator):
 
     name = "inpaint"
     is_mask = True
+    task = "inpaint"
+    example = {"mask": "box"}
 
     def __init__(
         self,

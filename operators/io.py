@@ -1,19 +1,24 @@
 """Image and measurement files.
 
-* Images: PNG (grey, grey + alpha, RGB, RGBA, palette; up to 8 bits through Pillow,
-  16 bits decoded here), JPEG and ``.npy`` read to a float32 tensor (1, C, H, W) on
-  [0, 1]; PNG written with 8 or 16 bits.  An alpha channel is dropped only when it is fully opaque (else an error: the
-  image would change).  16-bit PNGs are decoded here (Pillow truncates 16-bit colour
-  PNGs to 8 bits); ``.npy`` arrays are channel-first, (H, W), (C, H, W) or (1, C, H, W).
-* Every file is written atomically (a temporary file in the same folder, then
-  ``os.replace``: :func:`restore.files.atomic_write`), so readers never see a partial file.
+* Images are read and written through maintained libraries: PNG (8 and 16 bits, grey,
+  grey + alpha, RGB, RGBA, palette) by OpenCV after Pillow has checked the file's
+  integrity (chunk CRCs through IEND), JPEG by Pillow with its EXIF orientation
+  applied, TIFF (8 / 16-bit integers, float32) by tifffile, and channel-first ``.npy``
+  arrays, (H, W), (C, H, W) or (1, C, H, W), by numpy.  The format is told by the
+  file's first bytes, not its name.  :func:`load_image` gives the image as a float32
+  tensor (1, C, H, W) on [0, 1] with its bit depth (8, 16, or 32 for float) and its
+  alpha channel kept aside; :func:`write_image` writes one back with any bit depth the
+  format holds, alpha put back.
+* Every file is written atomically (:func:`restore.files.atomic_write`), so readers
+  never see a partial file; a command groups its outputs with
+  :func:`restore.files.all_or_nothing`.
 * Measurement sidecars: ``y.json`` next to the measurement ``y.png`` / ``y.npy`` holds
   the operator's registry name, its parameters, its noise model, the seed of the noise
   draw, the input path and its SHA-256, and the names of ``.npy`` files holding the
   operator's tensors (masks, kernels), so :func:`load_operator_from_sidecar` rebuilds
   the exact operator: ``factory(**params, noise=noise, **tensors)``, each tensor passed
   as its file path (factories accept a path for every tensor-valued keyword:
-  :func:`restore.operators.base.load_array`).  The mask or kernel in use, generated
+  :func:`restore.operators.validation.load_array`).  The mask or kernel in use, generated
   or given, is also written for inspection (:func:`write_inspection_files`).
 """
 from __future__ import annotations
@@ -22,8 +27,6 @@ import hashlib
 import io
 import json
 import os
-import struct
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -32,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from restore.files import atomic_write
+from restore.files import all_or_nothing, atomic_write
 
 PathLike = Union[str, os.PathLike]
 
@@ -41,10 +44,33 @@ SIDECAR_VERSION = 1
 #: How the noise of a measurement is drawn from its recorded seed.
 NOISE_RNG = "operator.measure(x.float32 on cpu, generator=torch.Generator('cpu').manual_seed(seed))"
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-#: PNG colour type -> channels (grey, RGB, grey + alpha, RGBA); 3 (palette) is never 16-bit.
-PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
-READABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
+#: Leading bytes of each image format read here.
+SIGNATURES = {"png": (b"\x89PNG\r\n\x1a\n",), "jpeg": (b"\xff\xd8\xff",), "tiff": (b"II*\x00", b"MM\x00*")}
+READABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy")
+#: Image suffix -> format and the bit depths it holds (32: float32).
+WRITABLE = {".png": ("png", (8, 16)), ".jpg": ("jpeg", (8,)), ".jpeg": ("jpeg", (8,)),
+            ".tif": ("tiff", (8, 16, 32)), ".tiff": ("tiff", (8, 16, 32))}
+JPEG_QUALITY = 95
+
+
+class ImageFileError(ValueError):
+    """A file that is not a readable image, or an image that cannot be written as asked."""
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    """An image read from a file: ``image`` (1, C, H, W) float32 on [0, 1] without alpha,
+    ``bits`` per sample of the file (8, 16, or 32 for float) and ``alpha`` (1, 1, H, W)
+    on [0, 1] or None."""
+
+    image: Tensor
+    bits: int
+    alpha: Optional[Tensor]
+    path: Path
+
+    @property
+    def channels(self) -> int:
+        return int(self.image.shape[1])
 
 
 # ----------------------------------------------------------------------------- writing
@@ -69,10 +95,11 @@ def write_json(path: PathLike, data: dict[str, Any]) -> Path:
 
 
 def to_pixels(x: Tensor, bits: int = 8) -> np.ndarray:
-    """(H, W, C) unsigned integers round(clip(x, 0, 1) * (2^bits - 1)) of an image
-    (1, C, H, W), (C, H, W) or (H, W); C in 1..4."""
-    if bits not in (8, 16):
-        raise ValueError(f"bits must be 8 or 16, got {bits!r}")
+    """(H, W, C) samples of an image (1, C, H, W), (C, H, W) or (H, W), C in 1..4:
+    round(clip(x, 0, 1) * (2^bits - 1)) as unsigned integers for 8 and 16 bits,
+    clip(x, 0, 1) as float32 for 32."""
+    if bits not in (8, 16, 32):
+        raise ValueError(f"bits must be 8, 16 or 32 (float), got {bits!r}")
     if x.ndim == 4 and x.shape[0] == 1:
         x = x[0]
     elif x.ndim == 2:
@@ -82,154 +109,205 @@ def to_pixels(x: Tensor, bits: int = 8) -> np.ndarray:
     x = x.detach().to("cpu", torch.float64)
     if not torch.isfinite(x).all():
         raise ValueError("an image to write has NaN or infinite values")
-    top = 2**bits - 1
-    pixels = torch.round(x.clamp(0, 1) * top).permute(1, 2, 0).numpy()
+    x = x.clamp(0, 1).permute(1, 2, 0)
+    if bits == 32:
+        return x.numpy().astype(np.float32)
+    pixels = torch.round(x * (2**bits - 1)).numpy()
     return pixels.astype(np.uint8 if bits == 8 else np.uint16)
 
 
-def write_image(path: PathLike, x: Tensor, bits: int = 8) -> Path:
-    """Write an image on [0, 1] as PNG with ``bits`` per sample (values are clipped to
-    [0, 1] and rounded: see :func:`to_pixels`); atomic."""
+def write_image(path: PathLike, x: Tensor, bits: int = 8, alpha: Optional[Tensor] = None) -> Path:
+    """Write an image on [0, 1] (values clipped and rounded: :func:`to_pixels`) as PNG
+    (8 / 16 bits), JPEG (8 bits, quality 95) or TIFF (8 / 16 bits, 32 = float32), told by
+    the suffix; ``alpha`` (1, 1, H, W) is put back as the last channel.  Atomic."""
     path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"{path}: images are written as .png (use write_array for .npy)")
-    return atomic_write_bytes(path, encode_png(to_pixels(x, bits)))
+    kind, depths = WRITABLE.get(path.suffix.lower(), (None, ()))
+    if kind is None:
+        raise ImageFileError(f"{path}: images are written as {', '.join(WRITABLE)} (use write_array for .npy)")
+    if bits not in depths:
+        raise ImageFileError(f"{path}: {kind.upper()} holds {' or '.join(map(str, depths))} bits per sample, not {bits}; "
+                             "write 16 bits as .png or .tif and float32 as .tif")
+    if alpha is not None:
+        x = torch.cat([x.reshape(1, -1, *x.shape[-2:]), alpha.reshape(1, 1, *x.shape[-2:]).to(x)], dim=1)
+    pixels = to_pixels(x, bits)
+    if kind == "jpeg" and pixels.shape[-1] not in (1, 3):
+        raise ImageFileError(f"{path}: JPEG holds grey or RGB images, not {pixels.shape[-1]} channels; write .png or .tif")
+    atomic_write(path, lambda tmp: ENCODERS[kind](tmp, pixels))
+    return path
 
 
-def encode_png(pixels: np.ndarray) -> bytes:
-    """PNG bytes of (H, W, C) uint8 / uint16 pixels (filter type 0 on every row)."""
-    h, w, c = pixels.shape
-    depth = 8 * pixels.dtype.itemsize
-    color = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    rows = pixels.astype(f">u{pixels.dtype.itemsize}").reshape(h, w * c).view(np.uint8)
-    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()
+def _encode_png(path: Path, pixels: np.ndarray) -> None:
+    """OpenCV, except grey + alpha (which it cannot write): Pillow's LA, 8 bits only."""
+    import cv2
 
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    if pixels.shape[-1] == 2:
+        if pixels.dtype != np.uint8:
+            raise ImageFileError(f"{path}: a 16-bit grey + alpha PNG cannot be written here; write it as .tif")
+        from PIL import Image
 
-    header = struct.pack(">IIBBBBB", w, h, depth, color, 0, 0, 0)
-    return PNG_SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+        Image.fromarray(pixels).save(path, format="PNG")  # (H, W, 2) uint8: mode LA
+        return
+    ok, data = cv2.imencode(".png", _swap_rb(pixels))
+    if not ok:
+        raise ImageFileError(f"{path}: OpenCV could not encode the PNG")
+    path.write_bytes(data.tobytes())
+
+
+def _encode_jpeg(path: Path, pixels: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(path, format="JPEG", quality=JPEG_QUALITY)
+
+
+def _encode_tiff(path: Path, pixels: np.ndarray) -> None:
+    import tifffile
+
+    grey = pixels.shape[-1] in (1, 2)
+    extra = ["unassalpha"] if pixels.shape[-1] in (2, 4) else None
+    tifffile.imwrite(path, pixels[..., 0] if pixels.shape[-1] == 1 else pixels,
+                     photometric="minisblack" if grey else "rgb", extrasamples=extra, planarconfig="contig")
+
+
+ENCODERS = {"png": _encode_png, "jpeg": _encode_jpeg, "tiff": _encode_tiff}
+
+
+def _swap_rb(pixels: np.ndarray) -> np.ndarray:
+    """RGB(A) <-> OpenCV's BGR(A) channel order (grey and grey + alpha unchanged)."""
+    return pixels[..., [2, 1, 0, 3][: pixels.shape[-1]]] if pixels.shape[-1] >= 3 else pixels
 
 
 # ----------------------------------------------------------------------------- reading
 
 
 def read_image(path: PathLike) -> Tensor:
-    """An image file as a float32 tensor (1, C, H, W) on [0, 1]."""
+    """An image file as a float32 tensor (1, C, H, W) on [0, 1]; an alpha channel is
+    dropped when fully opaque and refused otherwise (the image would change)."""
+    loaded = load_image(path)
+    if loaded.alpha is not None and not torch.all(loaded.alpha == 1):
+        raise ImageFileError(f"{path}: the alpha channel is not fully opaque; flatten the image first")
+    return loaded.image
+
+
+def load_image(path: PathLike) -> ImageFile:
+    """Read an image file (module docstring); :class:`ImageFileError` for anything that is
+    not a complete image of a supported kind, naming the file."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in READABLE_SUFFIXES:
-        raise ValueError(f"{path}: unsupported image type {suffix!r}; use one of {', '.join(READABLE_SUFFIXES)}")
+    if path.suffix.lower() not in READABLE_SUFFIXES:
+        raise ImageFileError(f"{path}: unsupported image type {path.suffix.lower()!r}; "
+                             f"use one of {', '.join(READABLE_SUFFIXES)}")
+    if path.is_dir():
+        raise ImageFileError(f"{path}: is a folder, not an image file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    if suffix == ".npy":
-        return _image_from_array(path, read_array(path))
+    if path.suffix.lower() == ".npy":
+        return ImageFile(_image_from_array(path, read_array(path)), 32, None, path)
     data = path.read_bytes()
-    if data[:8] == PNG_SIGNATURE and _png_header(data)[0] == 16:
-        pixels, top = decode_png16(data), 65535
+    kind = next((k for k, heads in SIGNATURES.items() if data.startswith(heads)), None)
+    if kind is None:
+        what = "an empty file" if not data else "not a PNG, JPEG or TIFF image"
+        raise ImageFileError(f"{path}: {what}; give an image file")
+    try:
+        pixels, grey = DECODERS[kind](data)
+    except ImageFileError as exc:
+        raise ImageFileError(f"{path}: {exc}") from None
+    except Exception as exc:  # decoders raise many types for damaged files
+        raise ImageFileError(f"{path}: damaged, truncated or unsupported {kind.upper()} file "
+                             f"({type(exc).__name__}: {exc})") from None
+    return _split(path, pixels, grey)
+
+
+def _decode_png(data: bytes) -> tuple[np.ndarray, bool]:
+    """Pillow checks the chunks (CRCs, completeness) and says whether it is grey; OpenCV
+    decodes every bit depth (Pillow keeps only 8 bits of 16-bit colour)."""
+    import cv2
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        grey = im.mode in ("1", "L", "LA", "La", "I", "I;16", "I;16B")
+        im.verify()
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        raise ImageFileError("OpenCV could not decode this PNG")
+    pixels = pixels[..., None] if pixels.ndim == 2 else _swap_rb(pixels)
+    if grey and pixels.shape[-1] == 4:  # OpenCV expands grey + alpha to BGRA
+        pixels = pixels[..., [0, 3]]
+    return pixels, grey
+
+
+def _decode_jpeg(data: bytes) -> tuple[np.ndarray, bool]:
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        upright = ImageOps.exif_transpose(im)
+        if upright.mode not in ("L", "RGB"):
+            upright = upright.convert("RGB")
+        pixels = np.asarray(upright)
+    return (pixels[..., None], True) if pixels.ndim == 2 else (pixels, False)
+
+
+def _decode_tiff(data: bytes) -> tuple[np.ndarray, bool]:
+    import tifffile
+
+    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        if len(tif.pages) != 1:
+            raise ImageFileError(f"a TIFF with {len(tif.pages)} pages; give a single-page image")
+        page = tif.pages[0]
+        if page.photometric == tifffile.PHOTOMETRIC.MINISWHITE:
+            raise ImageFileError("a min-is-white TIFF; save it as min-is-black")
+        grey = page.photometric == tifffile.PHOTOMETRIC.MINISBLACK
+        pixels = page.asarray()
+        if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and pixels.ndim == 3:
+            pixels = np.moveaxis(pixels, 0, -1)
+    pixels = pixels[..., None] if pixels.ndim == 2 else pixels
+    if pixels.ndim != 3 or not 1 <= pixels.shape[-1] <= 4:
+        raise ImageFileError(f"TIFF samples of shape {pixels.shape}; expected (H, W) or (H, W, C) with C <= 4")
+    return pixels, grey or pixels.shape[-1] <= 2
+
+
+DECODERS = {"png": _decode_png, "jpeg": _decode_jpeg, "tiff": _decode_tiff}
+
+
+def _split(path: Path, pixels: np.ndarray, grey: bool) -> ImageFile:
+    """Scale samples to [0, 1] and set aside an alpha channel (grey + 1 or colour + 1)."""
+    if pixels.dtype == np.uint8 or pixels.dtype == np.uint16:
+        bits = 8 * pixels.dtype.itemsize
+        values = pixels.astype(np.float32) / (2**bits - 1)
+    elif pixels.dtype in (np.float32, np.float64):
+        bits, values = 32, pixels.astype(np.float32)
+        if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
+            raise ImageFileError(f"{path}: float image values must be finite and on [0, 1]")
     else:
-        pixels, top = _pillow_pixels(path, data), 255
-    x = torch.from_numpy(pixels.astype(np.float32) / top).permute(2, 0, 1)[None]
-    return _drop_opaque_alpha(path, x.contiguous())
+        raise ImageFileError(f"{path}: samples of type {pixels.dtype} are not supported; use 8 / 16-bit or float32")
+    x = torch.from_numpy(np.ascontiguousarray(values)).permute(2, 0, 1)[None].contiguous()
+    has_alpha = x.shape[1] == 4 or (x.shape[1] == 2 and grey)
+    if not has_alpha:
+        return ImageFile(x, bits, None, path)
+    return ImageFile(x[:, :-1].contiguous(), bits, x[:, -1:].contiguous(), path)
 
 
 def read_array(path: PathLike) -> Tensor:
     """A ``.npy`` file as a tensor, values and dtype as stored (no pickles)."""
-    return torch.from_numpy(np.load(Path(path), allow_pickle=False))
+    try:
+        return torch.from_numpy(np.load(Path(path), allow_pickle=False))
+    except (ValueError, OSError, EOFError) as exc:
+        raise ImageFileError(f"{path}: not a readable .npy array ({exc})") from None
 
 
 def _image_from_array(path: Path, a: Tensor) -> Tensor:
     if a.dtype == torch.bool:
         a = a.float()
     if not a.is_floating_point():
-        raise ValueError(f"{path}: an image array must hold floats on [0, 1], got {a.dtype}")
+        raise ImageFileError(f"{path}: an image array must hold floats on [0, 1], got {a.dtype}")
     if a.ndim == 2:
         a = a[None]
     if a.ndim == 3:
         a = a[None]
     if a.ndim != 4 or a.shape[0] != 1:
-        raise ValueError(f"{path}: an image array must be (H, W), (C, H, W) or (1, C, H, W), got {tuple(a.shape)}")
+        raise ImageFileError(f"{path}: an image array must be (H, W), (C, H, W) or (1, C, H, W), got {tuple(a.shape)}")
     if not torch.isfinite(a).all() or a.min() < 0 or a.max() > 1:
-        raise ValueError(f"{path}: image values must be finite and on [0, 1]")
+        raise ImageFileError(f"{path}: image values must be finite and on [0, 1]")
     return a.float()
-
-
-def _pillow_pixels(path: Path, data: bytes) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        if im.mode == "P":
-            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-        elif im.mode == "1":
-            im = im.convert("L")
-        if im.mode not in ("L", "LA", "RGB", "RGBA"):
-            raise ValueError(f"{path}: unsupported image mode {im.mode!r}; convert it to RGB or greyscale")
-        pixels = np.asarray(im)
-    return pixels[..., None] if pixels.ndim == 2 else pixels
-
-
-def _drop_opaque_alpha(path: Path, x: Tensor) -> Tensor:
-    if x.shape[1] not in (2, 4):
-        return x
-    if not torch.all(x[:, -1] == 1):
-        raise ValueError(f"{path}: the alpha channel is not fully opaque; flatten the image first")
-    return x[:, :-1]
-
-
-def _png_chunks(data: bytes):
-    pos = len(PNG_SIGNATURE)
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        yield kind, data[pos + 8 : pos + 8 + length]
-        pos += 12 + length
-
-
-def _png_header(data: bytes) -> tuple[int, int, int, int, int]:
-    """(bit depth, colour type, interlace, width, height) from the IHDR chunk."""
-    kind, body = next(_png_chunks(data))
-    if kind != b"IHDR":
-        raise ValueError("not a PNG file: the first chunk is not IHDR")
-    w, h, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", body)
-    return depth, color, interlace, w, h
-
-
-def decode_png16(data: bytes) -> np.ndarray:
-    """(H, W, C) uint16 pixels of a non-interlaced 16-bit PNG (PNG spec, sec. 9: filters)."""
-    depth, color, interlace, w, h = _png_header(data)
-    if depth != 16 or color not in PNG_CHANNELS or interlace:
-        raise ValueError(f"decode_png16 reads non-interlaced 16-bit PNGs, got depth {depth}, colour type {color}, interlace {interlace}")
-    channels = PNG_CHANNELS[color]
-    raw = zlib.decompress(b"".join(body for kind, body in _png_chunks(data) if kind == b"IDAT"))
-    bpp, stride = 2 * channels, 2 * channels * w
-    rows = np.frombuffer(raw, np.uint8).reshape(h, stride + 1)
-    out = np.empty((h, stride), np.uint8)
-    prior = np.zeros(stride, np.uint8)
-    for y in range(h):
-        prior = out[y] = _unfilter(int(rows[y, 0]), rows[y, 1:], prior, bpp)
-    return out.view(">u2").reshape(h, w, channels).astype(np.uint16)
-
-
-def _unfilter(kind: int, line: np.ndarray, prior: np.ndarray, bpp: int) -> np.ndarray:
-    """Undo one PNG row filter: 0 None, 1 Sub, 2 Up, 3 Average, 4 Paeth (bytes mod 256)."""
-    if kind == 0:
-        return line
-    if kind == 1:
-        return (np.cumsum(line.reshape(-1, bpp), axis=0, dtype=np.int64) % 256).astype(np.uint8).ravel()
-    if kind == 2:
-        return line + prior
-    if kind not in (3, 4):
-        raise ValueError(f"corrupt PNG: unknown row filter type {kind}")
-    out, up = bytearray(line.tobytes()), prior.tobytes()
-    for i in range(len(out)):
-        a = out[i - bpp] if i >= bpp else 0
-        b = up[i]
-        if kind == 3:
-            out[i] = (out[i] + ((a + b) >> 1)) & 255
-            continue
-        c = up[i - bpp] if i >= bpp else 0
-        pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
-        out[i] = (out[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-    return np.frombuffer(bytes(out), np.uint8)
 
 
 def sha256_file(path: PathLike) -> str:
@@ -266,45 +344,51 @@ def save_measurement(
     operator_name: Optional[str] = None,
     seed: Optional[int] = None,
     input_path: Optional[PathLike] = None,
+    input_shape: Optional[tuple[int, ...]] = None,
     bits: int = 8,
 ) -> dict[str, Any]:
     """Write the measurement ``y`` to ``path`` (``.png``: clipped and quantized with
     ``bits``; ``.npy``: exact), the operator's tensors as ``<stem>.<name>.npy`` and the
-    sidecar ``<stem>.json`` (:func:`sidecar_path`); returns the sidecar.  All writes are
-    atomic."""
+    sidecar ``<stem>.json`` (:func:`sidecar_path`); returns the sidecar.  ``input_shape``,
+    the shape of the clean image, is recorded for operators whose measurement has another
+    shape (phase retrieval, compressed sensing), so a restoration knows the image size.  All writes are
+    atomic and form one unit (:func:`restore.files.all_or_nothing`): on any error none
+    of the files is left."""
     path = Path(path)
     suffix = path.suffix.lower()
     entry: dict[str, Any] = {"file": path.name, "shape": list(y.shape), "dtype": str(y.dtype).removeprefix("torch.")}
-    if suffix == ".png":
-        write_image(path, y, bits=bits)
-        outside = ((y < 0) | (y > 1)).float().mean().item()
-        entry.update(storage="png", bits=bits, clipped_fraction=outside)
-    elif suffix == ".npy":
-        write_array(path, y)
-        entry.update(storage="npy")
-    else:
-        raise ValueError(f"{path}: a measurement is written as .png or .npy, not {suffix!r}")
-    tensors = {}
-    for name, tensor in operator.tensors().items():
-        tensors[name] = write_array(path.with_name(f"{path.stem}.{name}.npy"), tensor).name
-    inspect = write_inspection_files(operator, y, path)
-    params = dict(operator.params())
-    noise = params.pop("noise", None)
-    sidecar = {
-        "format": SIDECAR_FORMAT,
-        "version": SIDECAR_VERSION,
-        "operator": operator_name or operator.name,
-        "params": params,
-        "tensors": tensors,
-        "noise": noise,
-        "seed": seed,
-        "noise_rng": NOISE_RNG,
-        "input": None if input_path is None else str(input_path),
-        "input_sha256": None if input_path is None else sha256_file(input_path),
-        "measurement": entry,
-        "inspect": inspect,
-    }
-    write_json(sidecar_path(path), sidecar)
+    with all_or_nothing():
+        if suffix == ".png":
+            write_image(path, y, bits=bits)
+            outside = ((y < 0) | (y > 1)).float().mean().item()
+            entry.update(storage="png", bits=bits, clipped_fraction=outside)
+        elif suffix == ".npy":
+            write_array(path, y)
+            entry.update(storage="npy")
+        else:
+            raise ValueError(f"{path}: a measurement is written as .png or .npy, not {suffix!r}")
+        tensors = {}
+        for name, tensor in operator.tensors().items():
+            tensors[name] = write_array(path.with_name(f"{path.stem}.{name}.npy"), tensor).name
+        inspect = write_inspection_files(operator, y, path)
+        params = dict(operator.params())
+        noise = params.pop("noise", None)
+        sidecar = {
+            "format": SIDECAR_FORMAT,
+            "version": SIDECAR_VERSION,
+            "operator": operator_name or operator.name,
+            "params": params,
+            "tensors": tensors,
+            "noise": noise,
+            "seed": seed,
+            "noise_rng": NOISE_RNG,
+            "input": None if input_path is None else str(input_path),
+            "input_sha256": None if input_path is None else sha256_file(input_path),
+            "input_shape": None if input_shape is None else list(input_shape),
+            "measurement": entry,
+            "inspect": inspect,
+        }
+        write_json(sidecar_path(path), sidecar)
     return sidecar
 
 

@@ -44,8 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from restore.operators.base import NoiseSpec, Operator, check_choice, check_int, working_dtype
-
+from restore.operators.base import NoiseSpec, Operator
+from restore.operators.linalg import working_dtype
+from restore.operators.validation import check_choice, check_int
 #: T.81 Annex K, Table K.1: luminance quantization table (natural, row-major order).
 LUMA_TABLE = (
     (16, 11, 10, 16, 24, 40, 51, 61),
@@ -125,6 +126,7 @@ class JPEG(Operator):
     """JPEG-like compression at ``quality`` (1..100); see the module docstring for the math."""
 
     name = "jpeg"
+    example = {"quality": 75}
     #: Contract checks (:mod:`restore.operators.contract`) that cannot hold for a codec, and why.
     contract_exempt = {
         "gradient": "rounding is discontinuous: autograd gives the gradient of the rounding stand-in, "

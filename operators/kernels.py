@@ -14,9 +14,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from restore.operators.base import ArraySource, check_int, check_number, load_array
-
-
+from restore.operators.validation import ArraySource, check_int, check_number, load_array
 def gaussian_kernel(*, size: int = 61, std: float = 3.0) -> Tensor:
     """The sampled isotropic Gaussian k(a, b) ~ exp(-((a - c)^2 + (b - c)^2) / (2 std^2)),
     c = size // 2, on a size x size support, normalized to sum 1.

@@ -15,7 +15,7 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from restore.operators.base import ArraySource, check_choice, check_int, check_number, check_pair, load_array
+from restore.operators.validation import ArraySource, check_choice, check_int, check_number, check_pair, load_array
 
 PairLike = Union[int, Sequence[int]]
 

@@ -25,8 +25,8 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from restore.operators.base import ArraySource, NoiseSpec, SVDOperator, as_noise, check_int, load_array
-
+from restore.operators.base import NoiseSpec, SVDOperator, as_noise
+from restore.operators.validation import ArraySource, check_int, load_array
 #: Largest entry of |Q^T Q - I| accepted for a given orthogonal factor (float64).
 ORTHOGONALITY_TOLERANCE = 1e-8
 
@@ -45,6 +45,8 @@ class MatrixOperator(SVDOperator):
     (min(m, d),) and ``v`` (d, d).  ``shape`` is the per-item input shape (default (d,))."""
 
     name = "matrix"
+    #: A fixed, well-conditioned 4 x 6 matrix.
+    example = {"matrix": torch.eye(4, 6, dtype=torch.float64) + 0.1 * torch.linspace(-1, 1, 24).reshape(4, 6)}
 
     def __init__(self, matrix: Optional[ArraySource] = None, *, u: Optional[ArraySource] = None,
                  s: Optional[ArraySource] = None, v: Optional[ArraySource] = None,

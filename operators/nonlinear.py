@@ -4,7 +4,7 @@ and a nonlinear blur.
 All of them are differentiable functions of the image (B, C, H, W) for any batch,
 channel count and size, on any device, in float32, float64 and bfloat16.  Steps
 without reduced-precision kernels (the FFT) run in float32 for bfloat16 / float16
-inputs and cast the result back (:func:`restore.operators.base.working_dtype`).
+inputs and cast the result back (:func:`restore.operators.linalg.working_dtype`).
 
 The JPEG-like codec lives in :mod:`restore.operators.jpeg`; the nonlinear blur builds
 on :mod:`restore.operators.blur`.
@@ -18,7 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from restore.operators.base import ArraySource, NoiseSpec, Operator, check_choice, check_number, working_dtype
+from restore.operators.base import NoiseSpec, Operator
+from restore.operators.linalg import working_dtype
+from restore.operators.validation import ArraySource, check_choice, check_number
 from restore.operators.blur import blur
 
 
@@ -45,6 +47,8 @@ class PhaseRetrieval(Operator):
     """
 
     name = "phase-retrieval"
+    task = "phase-retrieval"
+    example = {"oversample": 2.0}
     image_measurement = False
 
     def __init__(self, oversample: float = 2.0, noise: NoiseSpec = None, shape: Optional[Sequence[int]] = None) -> None:
@@ -95,6 +99,7 @@ class Saturation(Operator):
     """
 
     name = "saturation"
+    example = {"gain": 2.0}
 
     def __init__(
         self, gain: float = 2.0, softness: float = 0.0, noise: NoiseSpec = None, shape: Optional[Sequence[int]] = None
@@ -140,6 +145,8 @@ class NonlinearBlur(Operator):
     """
 
     name = "nonlinear-blur"
+    task = "deblur"
+    example = {"kernel": "gaussian"}
     RESPONSES = ("srgb", "tanh")
 
     def __init__(

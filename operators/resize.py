@@ -23,9 +23,9 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import Tensor
 
-from restore.operators.base import LeadingFirst, NoiseSpec, SVDOperator, check_choice, check_int
-
-
+from restore.operators.base import NoiseSpec, SVDOperator
+from restore.operators.linalg import LeadingFirst
+from restore.operators.validation import check_choice, check_int
 def cubic(t: Tensor) -> Tensor:
     """Keys' cubic convolution kernel with a = -0.5 (Keys 1981), MATLAB's ``cubic``:
     1.5|t|^3 - 2.5|t|^2 + 1 for |t| <= 1, -0.5|t|^3 + 2.5|t|^2 - 4|t| + 2 for 1 < |t| <= 2,
@@ -80,6 +80,8 @@ class Downsample(SVDOperator):
     """
 
     name = "sr"
+    task = "super-resolution"
+    example = {"scale": 4}
 
     def __init__(
         self,

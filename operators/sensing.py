@@ -31,7 +31,9 @@ from typing import Any, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from restore.operators.base import LeadingFirst, NoiseSpec, SVDOperator, check_choice, check_int, check_number, check_pair
+from restore.operators.base import NoiseSpec, SVDOperator
+from restore.operators.linalg import LeadingFirst
+from restore.operators.validation import check_choice, check_int, check_number, check_pair
 
 BASES = ("hadamard", "orthogonal")
 
@@ -54,6 +56,7 @@ class CompressedSensing(SVDOperator):
     """Block compressed sensing: seeded subsampled Walsh-Hadamard with random signs, or random orthogonal rows."""
 
     name = "cs"
+    example = {"ratio": 0.25}
     image_measurement = False
 
     def __init__(

@@ -29,7 +29,6 @@ from torch import Tensor
 
 from restore.diffusion.denoiser import Denoiser, Prediction
 from restore.diffusion.schedules import VPDiscrete
-from restore.hookspecs import hookimpl
 from restore.priors.base import Prior
 
 
@@ -209,11 +208,12 @@ def _load_gaussian(spec: str, *, device=None, dtype=None) -> Prior:
         std = float(parts[1]) if len(parts) > 1 else 1.0
     except (IndexError, ValueError):
         raise ValueError(f"prior spec {spec!r}: expected gaussian:SHAPE[:STD], e.g. gaussian:3x16x16:0.5") from None
+    if not (math.isfinite(std) and std > 0) or min(shape) < 1:
+        raise ValueError(f"prior spec {spec!r}: STD must be a finite number > 0 and SHAPE positive sizes")
     prior = gaussian(torch.zeros(math.prod(shape)), std**2)
     prior.shape = shape
     return Prior(prior, name=spec, shape=shape, data_range=(0.0, 1.0))
 
 
-@hookimpl
-def restore_prior_formats():
-    return {"gmm": _load_gmm, "gaussian": _load_gaussian}
+#: The analytic prior formats by spec scheme (registered by :mod:`restore.priors.plugin`).
+PRIOR_FORMATS = {"gmm": _load_gmm, "gaussian": _load_gaussian}

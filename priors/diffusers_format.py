@@ -118,13 +118,16 @@ def read_scheduler(config: dict, source: str) -> SchedulerView:
 
 
 class DiffusersUNet:
-    """A UNet2DModel as a network callable: (x, t, y=None) -> ``unet(x, t, class_labels=y).sample``."""
+    """A UNet2DModel as a network callable: (x, t, y=None) -> ``unet(x, t, class_labels=y).sample``,
+    computed in the UNet's dtype and returned in ``x``'s (as the ADM models do), so samplers
+    may run in float64 on a float32 model."""
 
     def __init__(self, unet: torch.nn.Module) -> None:
         self.unet = unet
 
     def __call__(self, x: Tensor, t: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        return self.unet(x, t, class_labels=y).sample
+        dtype = self.unet.dtype
+        return self.unet(x.to(dtype), t.to(torch.promote_types(dtype, torch.float32)), class_labels=y).sample.to(x.dtype)
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -171,7 +174,7 @@ def _autoencoder(folder: Path, spec: PriorSpec, device, dtype) -> dict:
         latent_channels = config.vq_embed_dim or config.latent_channels
 
         def encode(x: Tensor) -> Tensor:
-            return scale * ae.encode(x).latents
+            return scale * ae.encode(x.to(ae.dtype)).latents.to(x.dtype)
 
     else:
         scale = config.scaling_factor if override is None else override
@@ -179,10 +182,10 @@ def _autoencoder(folder: Path, spec: PriorSpec, device, dtype) -> dict:
         latent_channels = config.latent_channels
 
         def encode(x: Tensor) -> Tensor:
-            return scale * (ae.encode(x).latent_dist.mode() - shift)
+            return scale * (ae.encode(x.to(ae.dtype)).latent_dist.mode().to(x.dtype) - shift)
 
-    def decode(z: Tensor) -> Tensor:
-        return ae.decode(z / scale + shift).sample
+    def decode(z: Tensor) -> Tensor:  # computed in the autoencoder's dtype, returned in z's
+        return ae.decode((z / scale + shift).to(ae.dtype)).sample.to(z.dtype)
 
     return dict(encoder=encode, decoder=decode, factor=2 ** (len(config.block_out_channels) - 1),
                 pixel_channels=config.in_channels, latent_channels=latent_channels,

@@ -30,7 +30,7 @@ prior runs at any image size (``Prior.shape`` is None).
 With ``"condition"`` (``"upsample"`` or ``"pinv"``, VP epsilon only) the network is
 conditional: it takes ``in_channels`` = 2 x ``channels`` (the noisy image, then the
 condition image c(y)) and the prior's denoiser is a
-:class:`restore.strategies.conditional.ConditionalDenoiser`, sampled by the
+:class:`restore.strategies.conditional.ConditionalNetwork`, sampled by the
 ``conditional`` strategy.
 """
 from __future__ import annotations
@@ -151,7 +151,7 @@ def _require(path: Path, what: str) -> Path:
 
 def load_native(directory: Union[str, Path], *, device=None, dtype: Optional[torch.dtype] = None,
                 ) -> tuple[CompactUNet, NativeConfig]:
-    """The network (eval mode, on ``device`` in ``dtype``) and its config from a native directory."""
+    """The network (eval mode, frozen, on ``device`` in ``dtype``) and its config from a native directory."""
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"native UNet directory not found: {directory}")
@@ -164,18 +164,19 @@ def load_native(directory: Union[str, Path], *, device=None, dtype: Optional[tor
                          f"config says {config.architecture.in_channels}")
     network = CompactUNet(config.architecture)
     network.load_state_dict(state, strict=True)
-    return network.to(device=device, dtype=dtype).eval(), config
+    # A loaded prior is for sampling: frozen, so no autograd graph ever reaches its weights.
+    return network.to(device=device, dtype=dtype).eval().requires_grad_(False), config
 
 
 def native_denoiser(network: CompactUNet, config: NativeConfig) -> Denoiser:
     """The VE denoiser view of a compact UNet, padded to run at any size (conditional networks:
-    the :class:`ConditionalDenoiser` that the ``conditional`` strategy binds to c(y))."""
+    the :class:`ConditionalNetwork` that the ``conditional`` strategy binds to c(y))."""
     padded = PaddedNetwork(network, network.multiple)
     schedule = config.make_schedule()
     if config.condition is not None:
-        from restore.strategies.conditional import ConditionalDenoiser
+        from restore.strategies.conditional import ConditionalNetwork
 
-        return ConditionalDenoiser(padded, schedule, condition=config.condition)
+        return ConditionalNetwork(padded, schedule, condition=config.condition)
     if config.parametrization == "edm":
         return EDMDenoiser(padded, schedule, sigma_data=config.sigma_data)
     return VPNetworkDenoiser(padded, schedule, parametrization=config.parametrization)

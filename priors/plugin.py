@@ -1,7 +1,8 @@
 """Built-in prior formats, registered through ``restore_prior_formats`` like any plugin.
 
 Schemes (syntax in :mod:`restore.priors.spec`): ``default``, ``unet``, ``adm``, ``diffusers``,
-and the analytic ``gmm`` / ``gaussian`` (``PRIOR_FORMATS`` of :mod:`restore.priors.analytic`).
+defined here, and those of the ``PRIOR_FORMATS`` mappings of :data:`MODULES` (the analytic
+``gmm`` / ``gaussian``).
 """
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ import torch
 from restore.diffusion.denoiser import VPNetworkDenoiser
 from restore.diffusion.schedules import VPDiscrete
 from restore.hookspecs import hookimpl
-from restore.priors import analytic
+from restore.plugins import gather
 from restore.priors.base import Prior
 from restore.priors.native import native_prior
 from restore.priors.sizing import TiledNetwork
 from restore.priors.spec import conditioned, parse_spec
 
+#: Modules of this package with a ``PRIOR_FORMATS`` mapping (scheme -> loader).
+MODULES = ("analytic",)
 
 #: The embedded priors shipped inside the package: spec name -> folder under priors/weights/.
 EMBEDDED = {"default": "default"}
@@ -100,4 +103,4 @@ def load_diffusers(spec: str, *, device=None, dtype: Optional[torch.dtype] = Non
 @hookimpl
 def restore_prior_formats():
     return {"default": load_default, "unet": load_unet, "adm": load_adm_prior, "diffusers": load_diffusers,
-            **analytic.PRIOR_FORMATS}
+            **gather("restore.priors", MODULES, "PRIOR_FORMATS")}

@@ -11,27 +11,32 @@ Plugins are disabled by name with the environment variable
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import pluggy
 
 from restore import hookspecs
+from restore.docstrings import summary
 
 ENTRY_POINT_GROUP = "restore"
 DISABLE_ENV = "RESTORE_DISABLE_PLUGINS"
 
-#: Built-in plugins, by the name they are listed and disabled under.
+#: Built-in plugins, by the name they are listed and disabled under: one ``plugin.py``
+#: registration module per built-in package, the only modules of the package that hold
+#: hook implementations.  Each gathers the ``OPERATORS`` / ``SAMPLERS`` / ``PRIOR_FORMATS`` /
+#: ``STRATEGIES`` / ``METRICS`` mappings of the modules it lists in ``MODULES`` (:func:`gather`);
+#: the prior loaders of ``restore.priors.plugin`` are defined in it.
 BUILTIN_PLUGINS = {
     "builtin-operators": "restore.operators.plugin",
-    "builtin-samplers": "restore.diffusion.samplers",
-    "builtin-analytic-priors": "restore.priors.analytic",
+    "builtin-samplers": "restore.diffusion.plugin",
     "builtin-priors": "restore.priors.plugin",
     "builtin-strategies": "restore.strategies.plugin",
-    "builtin-metrics": "restore.metrics",
+    "builtin-metrics": "restore.metrics.plugin",
 }
 
 #: Registration hook of each kind of item.
@@ -62,8 +67,12 @@ class Entry:
 
     @property
     def summary(self) -> str:
-        doc = (getattr(self.obj, "__doc__", None) or "").strip()
-        return doc.splitlines()[0] if doc else ""
+        """The first sentence of the item's docstring as plain text (no reST markup)."""
+        return summary(getattr(self.obj, "__doc__", None))
+
+    def to_json(self) -> dict[str, str]:
+        """What ``restore list --json`` prints for the item."""
+        return {"name": self.name, "kind": self.kind, "plugin": self.plugin, "summary": self.summary}
 
 
 @dataclass
@@ -93,6 +102,22 @@ class Registry:
     def listens(self, hook_name: str) -> bool:
         """Whether any plugin implements the observer hook ``hook_name``."""
         return bool(getattr(self.manager.hook, hook_name).get_hookimpls())
+
+    @contextlib.contextmanager
+    def listen(self, listener: Any, name: str | None = None) -> Iterator[Any]:
+        """Register ``listener`` (an object or module with ``@hookimpl`` observer methods:
+        ``restore_run_start``, ``restore_step``, ``restore_run_end``) for the duration of the
+        ``with`` block, then unregister it::
+
+            with registry.listen(ProgressBar()):
+                solve(problem, strategy, registry=registry)
+
+        It only observes: it is not asked for items and never appears in :attr:`entries`."""
+        registered = self.manager.register(listener, name=name)
+        try:
+            yield listener
+        finally:
+            self.manager.unregister(name=registered)
 
 
 def gather(package: str, modules: Iterable[str], attribute: str) -> dict[str, Any]:

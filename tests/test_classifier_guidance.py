@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+from conftest import small_operator
 
 from restore.diffusion.samplers import sample_ddpm
 from restore.diffusion.schedules import VPDiscrete
@@ -180,14 +181,8 @@ def test_guidance_composes_with_dps():
     assert (nearest[1.0] == 7).float().mean() > 0.9 and (nearest[0.0] == 12).float().mean() > 0.9
 
 
-@pytest.mark.parametrize("name", ["inpaint", "blur", "sr", "colorize", "cs", "denoise", "jpeg",
-                                  "nonlinear-blur", "phase-retrieval", "saturation"])
-def test_guidance_runs_on_every_builtin_operator(name):
-    if name not in REGISTRY.names("operator"):
-        pytest.skip(f"operator {name!r} is not registered yet")
-    kwargs = {"inpaint": dict(mask="box"), "blur": dict(kernel="gaussian", size=5, std=1.0), "sr": dict(scale=2),
-              "cs": dict(block=16), "nonlinear-blur": dict(kernel="gaussian", size=5, std=1.0)}.get(name, {})
-    op = REGISTRY.get("operator", name)(**kwargs, noise=GaussianNoise(0.02))
+def test_guidance_runs_on_every_registered_operator(operator_name):
+    op = small_operator(operator_name, IMAGE_SHAPE, noise=GaussianNoise(0.02))
     prior, classifier = image_prior(), ADMClassifierGuide(tiny_adm_classifier())
     g = torch.Generator().manual_seed(0)
     y = op.measure(prior.denoiser.sample(2, generator=g, dtype=torch.float32).clamp(0, 1), generator=g)
@@ -206,7 +201,13 @@ def test_guidance_checks_and_divergence():
     with pytest.raises(ValueError, match="scale"):
         ClassifierGuidance(DPS(), classifier, 0, scale=-1.0)
     with pytest.raises(TypeError, match="strategy"):
-        ClassifierGuidance("dps", classifier, 0)
+        ClassifierGuidance(42, classifier, 0)
+    with pytest.raises(KeyError, match="registered strategys"):
+        ClassifierGuidance("nosuch", classifier, 0)
+    with pytest.raises(ValueError, match="unknown classifier spec"):
+        solve(Problem(prior, REGISTRY.get("operator", "matrix")(matrix=torch.eye(8, dtype=torch.float64)[:2]),
+                      torch.zeros(1, 2, dtype=torch.float64)), ClassifierGuidance("dps", "nosuch:x", 0, strategy_params={"zeta": 0.3}),
+              steps=2)
     with pytest.raises(TypeError, match="classifier"):
         ClassifierGuidance(DPS(), lambda x: x, 0)
     assert ClassifierGuidance(RePaint(), classifier, 0).default_steps == 250
@@ -230,3 +231,24 @@ def test_guidance_checks_and_divergence():
     with pytest.raises(DivergenceError, match="step 5 of 20"):
         solve(Problem(prior, op, torch.zeros(2, 2, dtype=torch.float64)), ClassifierGuidance(DPS(zeta=0.3), NaNBelow(), 0),
               steps=20)
+
+
+def test_guidance_builds_from_json_parameters_and_counts_classifier_evaluations():
+    # As the CLI builds it: the registry's factory with JSON-able parameters only.
+    import json
+
+    mixture = reference_mixture(8)
+    prior = Prior(mixture, name="gmm", shape=(8,), data_range=(0.0, 1.0))
+    op = REGISTRY.get("operator", "matrix")(matrix=torch.eye(8, dtype=torch.float64)[:2], noise=GaussianNoise(2.0))
+    params = json.loads(json.dumps({"strategy": "dps", "strategy_params": {"zeta": 0.3}, "classifier": "mixture",
+                                    "labels": 7, "scale": 1.0}))
+    strategy = REGISTRY.get("strategy", "classifier-guidance")(**params)
+    assert json.loads(json.dumps(strategy.params())) == {**params, "strategy_params": {"zeta": 0.3}}
+    y = torch.zeros(50, 2, dtype=torch.float64)
+    result = solve(Problem(prior, op, y), strategy, steps=40, generator=torch.Generator().manual_seed(0))
+    # one classifier forward + backward per denoiser evaluation, reported next to the NFE
+    assert result.nfe == 40 and result.evaluations == {"nfe": 40, "classifier": 40}
+    # and it guides exactly like the object-built strategy (same seed, same samples)
+    same = solve(Problem(prior, op, y), ClassifierGuidance(DPS(zeta=0.3), MixtureClassifier(mixture), 7, 1.0),
+                 steps=40, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(result.sample, same.sample, rtol=0, atol=0)

@@ -171,3 +171,21 @@ def test_diffusers_errors(tmp_path):
     pipeline_folder(latent, autoencoder(VQModel, latent_channels=3), "vqvae", 4, DDPMScheduler())
     with pytest.raises(ValueError, match="wrong channel count .* UNet maps 4 -> 4 channels; expected 3 -> 3"):
         load_prior(f"diffusers:{latent}")
+
+
+def test_restore_sample_runs_a_float32_diffusers_prior(tmp_path):
+    # `restore sample` draws in float64; the float32 UNet computes in its own dtype and hands the
+    # result back in float64 (it crashed with "Input type (double) and bias type (float)").
+    from typer.testing import CliRunner
+
+    from restore.cli import app
+
+    model = unet(attention=True)
+    model.save_pretrained(tmp_path)
+    DDPMScheduler().save_config(tmp_path)
+    prior = load_prior(f"diffusers:{tmp_path}")
+    with torch.no_grad():
+        x0 = prior.denoiser(torch.randn(1, 3, 8, 8, dtype=torch.float64), torch.tensor([2.0]))
+    assert x0.dtype == torch.float64
+    result = CliRunner().invoke(app, ["sample", "--prior", f"diffusers:{tmp_path}", "--steps", "2", "-n", "2"])
+    assert result.exit_code == 0, result.output

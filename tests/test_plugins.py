@@ -1,13 +1,20 @@
-"""The plugin system: built-ins register through the hooks, broken plugins are reported by name
-and never take the rest down, plugins can be disabled."""
+"""The plugin system: built-ins register through the hooks from one registration module per
+package, broken plugins are reported by name and never take the rest down, plugins can be
+disabled, `restore list` (and `--json`) shows plain first sentences, the top-level exports
+resolve lazily, and the observer hooks receive what their specifications say."""
+import json
+import re
+import subprocess
 import sys
 import types
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from restore.cli import app
 from restore.hookspecs import hookimpl
-from restore.plugins import DISABLE_ENV, load_registry
+from restore.plugins import BUILTIN_PLUGINS, DISABLE_ENV, load_registry
 
 
 def _plugin(**hooks):
@@ -19,7 +26,27 @@ def test_builtins_register_through_the_hooks():
     assert registry.failures == {}
     assert {"ddpm", "ddim", "euler-maruyama", "euler", "heun", "pc"} <= set(registry.names("sampler"))
     assert registry.entries["sampler"]["heun"].plugin == "builtin-samplers"
-    assert registry.entries["prior"]["gmm"].plugin == "builtin-analytic-priors"
+    assert registry.entries["prior"]["gmm"].plugin == "builtin-priors"
+    assert registry.entries["metric"]["sliced-wasserstein"].plugin == "builtin-metrics"
+
+
+REGISTRATION_HOOK = re.compile(r"^\s*@hookimpl\S*\s+def (restore_operators|restore_prior_formats|restore_strategies"
+                               r"|restore_samplers|restore_metrics)\(", re.M)
+
+
+def test_builtins_register_in_one_style():
+    """Every built-in plugin is the ``plugin.py`` module of its package, and no other module
+    of restore defines a registration hook."""
+    root = Path(__file__).resolve().parents[1]
+    sources = {"restore": root / "restore", "restore.operators": root / "operators", "restore.priors": root / "priors"}
+    registering = set()
+    for package, folder in sources.items():
+        for path in folder.rglob("*.py"):
+            if REGISTRATION_HOOK.search(path.read_text()):
+                parts = path.relative_to(folder).with_suffix("").parts
+                registering.add(".".join((package, *parts)))
+    assert registering == set(BUILTIN_PLUGINS.values())
+    assert all(module.endswith(".plugin") for module in BUILTIN_PLUGINS.values())
 
 
 def test_third_party_items_are_listed_with_their_plugin():
@@ -85,21 +112,163 @@ def test_cli_disable_option(monkeypatch):
     import restore.plugins as plugins
 
     monkeypatch.setattr(plugins, "_DEFAULT", {})
-    monkeypatch.delenv(DISABLE_ENV, raising=False)
+    monkeypatch.setenv(DISABLE_ENV, "")  # the option writes the variable; teardown removes it again
     result = CliRunner().invoke(app, ["--disable-plugin", "builtin-samplers", "list"])
     assert result.exit_code == 0, result.output
     assert "disabled plugins: builtin-samplers" in result.output
     assert " heun " not in result.output
 
 
-def test_import_and_registry_stay_light():
-    """`import restore`, the CLI and loading every built-in plugin import no torchvision,
-    lpips or diffusers (they are optional and slow to import)."""
-    import subprocess
+HEAVY = ("torchvision", "lpips", "diffusers", "skimage", "kornia")
 
-    code = (
-        "import sys, restore, restore.cli; from restore.plugins import load_registry; load_registry();"
-        "print(sorted(m for m in ('torchvision', 'lpips', 'diffusers') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+
+def _imported_after(code: str) -> list[str]:
+    """Which of torch and the heavy optional packages a fresh interpreter has imported after ``code``."""
+    probe = f"{code}; import sys; print(sorted(m for m in ('torch',) + {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().replace("'", '"'))
+
+
+def test_import_and_registry_stay_light():
+    """`import restore` imports no torch at all (nor does the plugin author's `restore.hookimpl`);
+    the CLI and loading every built-in plugin import no torchvision, lpips, diffusers, scikit-image
+    or kornia (they are optional and slow to import)."""
+    assert _imported_after("import restore") == []
+    assert _imported_after("from restore import hookimpl") == []
+    assert _imported_after("import restore, restore.cli; from restore.plugins import load_registry; load_registry()") \
+        == ["torch"]
+
+
+def test_every_top_level_export_resolves_to_its_target():
+    import importlib
+
+    import restore
+
+    assert {"hookimpl", "Operator", "LinearOperator", "SVDOperator"} <= set(restore.EXPORTS)
+    for name, target in restore.EXPORTS.items():
+        module, _, attribute = target.partition(":")
+        assert getattr(restore, name) is getattr(importlib.import_module(module), attribute), name
+        assert name in dir(restore) and name in restore.__all__
+    from restore import LinearOperator, Operator, SVDOperator, hookimpl
+    from restore.hookspecs import hookimpl as spec_hookimpl
+
+    assert hookimpl is spec_hookimpl
+    assert issubclass(SVDOperator, LinearOperator) and issubclass(LinearOperator, Operator)
+    try:
+        restore.no_such_name
+    except AttributeError as exc:
+        assert "no_such_name" in str(exc)
+    else:
+        raise AssertionError("expected AttributeError")
+
+
+def _markup_plugin():
+    def marked_operator():
+        """Blurs with :class:`restore.operators.blur.Blur`, see :func:`~restore.cgls` and ``kernel``, *not*
+        **sharp** (Kawar et al. 2022, Sec. 4).  A second sentence that is not shown."""
+
+    def plain_sampler():
+        """No markup here! Nothing else."""
+
+    return _plugin(restore_operators=lambda: {"marked": marked_operator},
+                   restore_samplers=lambda: {"plain": plain_sampler})
+
+
+def test_cli_list_prints_whole_first_sentences_without_markup(monkeypatch):
+    import restore.plugins as plugins
+
+    registry = load_registry(extra_plugins=[("markup", _markup_plugin())])
+    monkeypatch.setattr(plugins, "default_registry", lambda: registry)
+    result = CliRunner().invoke(app, ["list"])
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if " marked " in line)
+    assert line.endswith("[markup]  Blurs with Blur, see cgls and kernel, not sharp (Kawar et al. 2022, Sec. 4).")
+    assert re.search(r"^  plain +\[markup\]  No markup here!$", result.output, re.M)
+    for line in result.output.splitlines():
+        assert "``" not in line and ":class:" not in line and ":func:" not in line, line
+
+
+def test_cli_list_json_has_items_failures_and_disabled(monkeypatch):
+    import restore.plugins as plugins
+
+    monkeypatch.delenv(DISABLE_ENV, raising=False)
+    broken = _plugin(restore_metrics=lambda: {"bad": 3})
+    registry = load_registry(disable=["builtin-metrics"], extra_plugins=[("markup", _markup_plugin()),
+                                                                         ("broken", broken)])
+    monkeypatch.setattr(plugins, "default_registry", lambda: registry)
+    result = CliRunner().invoke(app, ["list", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert set(report) == {"items", "failures", "disabled"}
+    assert report["disabled"] == ["builtin-metrics"]
+    assert "not callable" in report["failures"]["broken"]
+    items = {(i["kind"], i["name"]): i for i in report["items"]}
+    assert items[("operator", "marked")] == {
+        "name": "marked", "kind": "operator", "plugin": "markup",
+        "summary": "Blurs with Blur, see cgls and kernel, not sharp (Kawar et al. 2022, Sec. 4)."}
+    assert items[("sampler", "heun")]["plugin"] == "builtin-samplers"
+    assert not any(kind == "metric" for kind, _ in items)
+    assert len(items) == sum(len(registry.names(kind)) for kind in plugins.KINDS)
+
+
+def test_observer_hooks_receive_what_the_hook_specifications_promise():
+    """The keys of ``restore_run_start`` / ``restore_run_end`` infos are those of the TypedDicts in
+    restore.hookspecs, and each step event carries the NFE so far."""
+    import torch
+
+    from restore.hookspecs import RunEndInfo, RunStartInfo, hookimpl
+    from restore.priors.spec import load_prior
+    from restore.strategies.base import Problem
+    from restore.strategies.engine import solve
+
+    class Recorder:
+        def __init__(self):
+            self.starts, self.steps, self.ends = [], [], []
+
+        @hookimpl
+        def restore_run_start(self, info):
+            self.starts.append(info)
+
+        @hookimpl
+        def restore_step(self, event):
+            self.steps.append(event)
+
+        @hookimpl
+        def restore_run_end(self, info):
+            self.ends.append(info)
+
+    registry = load_registry()
+    prior = load_prior("gaussian:1x4x4", registry=registry)
+    op = registry.get("operator", "denoise")(noise={"kind": "gaussian", "sigma": 0.1})
+    y = op.measure(torch.rand(2, 1, 4, 4, dtype=torch.float64), generator=torch.Generator().manual_seed(0))
+    recorder = Recorder()
+    with registry.listen(recorder):
+        result = solve(Problem(prior, op, y), registry.get("strategy", "ddrm")(), steps=4, registry=registry,
+                       generator=torch.Generator().manual_seed(1))
+    (start,), (end,) = recorder.starts, recorder.ends
+    assert set(start) == set(RunStartInfo.__annotations__) and set(end) == set(RunEndInfo.__annotations__)
+    assert start["strategy"] == "ddrm" and start["steps"] == 4 and start["batch"] == 2
+    assert tuple(start["shape"]) == (1, 4, 4)
+    assert end["nfe"] == result.nfe and len(recorder.steps) == 4
+    nfes = [event.nfe for event in recorder.steps]
+    assert nfes == sorted(nfes) and nfes[-1] == result.nfe
+
+
+@pytest.mark.parametrize("doc, expected", [
+    ("One line.", "One line."),
+    ("Spans\n    two lines. Then more.", "Spans two lines."),
+    ("First paragraph\n\nSecond paragraph.", "First paragraph"),
+    ("Uses e.g. Tweedie (Efron 2011, Eq. 2) and Chung et al. 2023. Next.",
+     "Uses e.g. Tweedie (Efron 2011, Eq. 2) and Chung et al. 2023."),
+    ("See :meth:`~restore.Operator.bound_to`, :mod:`restore.priors.spec` and :class:`the contract <restore.Operator>`.",
+     "See bound_to, restore.priors.spec and the contract."),
+    ("A `link <https://example.org>`_ and `text`. x", "A link and text."),
+    ("y = w * x * z, *emphasis* and **strong**! Rest.", "y = w * x * z, emphasis and strong!"),
+    ("``a.b`` stays whole. ``shape`` starts the next.", "a.b stays whole."),
+    ("Example::\n\n    code", "Example:"),
+    (None, ""),
+])
+def test_summaries_are_first_sentences_in_plain_text(doc, expected):
+    from restore.docstrings import summary
+
+    assert summary(doc) == expected

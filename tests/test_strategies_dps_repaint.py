@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from conftest import small_operator
 
 from restore.diffusion.denoiser import Denoiser, Prediction
 from restore.diffusion.samplers import ddpm_step, predict_at
@@ -27,25 +28,8 @@ REGISTRY = load_registry()
 IMAGE_SHAPE = (3, 16, 16)
 
 #: Constructor keywords of the built-in operators at 3x16x16 (small kernels and blocks).
-OPERATOR_KWARGS = {
-    "inpaint": dict(mask="box"),
-    "blur": dict(kernel="gaussian", size=5, std=1.0),
-    "sr": dict(scale=2),
-    "colorize": dict(),
-    "cs": dict(ratio=0.25, block=16),
-    "denoise": dict(),
-    "jpeg": dict(),
-    "matrix": dict(matrix=torch.randn(64, 768, generator=torch.Generator().manual_seed(0), dtype=torch.float64) / 768**0.5),
-    "nonlinear-blur": dict(kernel="gaussian", size=5, std=1.0),
-    "phase-retrieval": dict(),
-    "saturation": dict(),
-}
-
-
 def operator(name: str, noise=None):
-    if name not in REGISTRY.names("operator"):
-        pytest.skip(f"operator {name!r} is not registered yet")
-    return REGISTRY.get("operator", name)(**OPERATOR_KWARGS.get(name, {}), noise=noise or GaussianNoise(0.02))
+    return small_operator(name, IMAGE_SHAPE, noise=noise or GaussianNoise(0.02))
 
 
 def gmm_prior(shape=(8,)) -> Prior:
@@ -250,13 +234,13 @@ def test_repaint_needs_a_mask_operator_and_a_pixel_prior():
 
 # -- every operator, divergence --------------------------------------------------------------
 
-@pytest.mark.parametrize("name", sorted(OPERATOR_KWARGS))
-def test_dps_and_repaint_run_on_every_builtin_operator(name):
+def test_dps_and_repaint_run_on_every_registered_operator(operator_name):
+    name = operator_name
     prior, op = image_prior(), operator(name)
     g = torch.Generator().manual_seed(0)
     x = prior.denoiser.sample(2, generator=g, dtype=torch.float32).clamp(0, 1)
     problem = Problem(prior, op, op.measure(x, generator=g))
-    zeta = None if name in ("inpaint", "blur", "sr", "nonlinear-blur", "phase-retrieval") else 0.5
+    zeta = None if op.task in PUBLISHED_ZETA else 0.5
     result = solve(problem, DPS(zeta=zeta), steps=8, generator=g)
     assert result.image.shape == (2, *IMAGE_SHAPE) and torch.isfinite(result.image).all() and result.nfe == 8
     if op.is_mask:

@@ -133,7 +133,7 @@ def test_two_process_gloo_run(folder, tmp_path):
 
 def test_train_sr3_writes_a_conditional_network(folder, tmp_path):
     from restore.strategies.base import Problem
-    from restore.strategies.conditional import Conditional, ConditionalDenoiser
+    from restore.strategies.conditional import Conditional, ConditionalNetwork
     from restore.strategies.engine import solve
     from restore.training.sr3 import sr_operator
 
@@ -146,7 +146,7 @@ def test_train_sr3_writes_a_conditional_network(folder, tmp_path):
     validation = json.loads((out / "training.json").read_text())["validation"][-1]
     assert set(validation) >= {"sr2_psnr", "bicubic_psnr"} and np.isfinite(validation["sr2_psnr"])
     prior = load_prior(f"unet:{out}")
-    assert isinstance(prior.denoiser, ConditionalDenoiser)
+    assert isinstance(prior.denoiser, ConditionalNetwork)
     x = torch.rand(1, 3, 12, 20)
     y = sr_operator(2).measure(x)
     image = solve(Problem(prior, sr_operator(2), y), Conditional(eta=0.0), steps=3, shape=(3, 12, 20),

@@ -23,9 +23,14 @@ def _options(
     """Image restoration with diffusion priors."""
     if disable_plugin:
         import os
+        from importlib import metadata
 
-        from restore.plugins import DISABLE_ENV
+        from restore.plugins import BUILTIN_PLUGINS, DISABLE_ENV, ENTRY_POINT_GROUP
 
+        known = sorted({*BUILTIN_PLUGINS, *(ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP))})
+        unknown = [name for name in disable_plugin if name not in known]
+        if unknown:
+            raise fail(f"--disable-plugin: no plugin named {', '.join(map(repr, unknown))}; known plugins: {', '.join(known)}")
         current = [p for p in os.environ.get(DISABLE_ENV, "").split(",") if p]
         os.environ[DISABLE_ENV] = ",".join(dict.fromkeys(current + list(disable_plugin)))
 

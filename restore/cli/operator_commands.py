@@ -64,10 +64,34 @@ def check_keywords(op: str, factory: Callable[..., Any], params: dict[str, Any],
 
 
 def build_operator(op: str, factory: Callable[..., Any], params: dict[str, Any]) -> Any:
+    """The operator, or a clear exit: a bad parameter, an image-valued parameter (mask,
+    kernel) whose file is not a readable image, or a noise level that is not finite."""
+    import math
+
+    for name, value in params.items():
+        check_image_file(value, name)
     try:
-        return factory(**params)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+        operator = factory(**params)
+    except (ValueError, TypeError, OSError) as exc:
         raise fail(f"operator {op!r}: {exc}")
+    noise = operator.noise.to_json()
+    if any(isinstance(v, float) and not math.isfinite(v) for v in noise.values()):
+        raise fail(f"operator {op!r}: the noise {noise} is not finite; give a finite sigma or rate")
+    return operator
+
+
+def check_image_file(value: Any, what: str) -> None:
+    """Read a parameter's image file once (a path with an image suffix), so that a damaged
+    or non-image file is named clearly before an operator uses it."""
+    from restore.operators.io import READABLE_SUFFIXES, load_image
+
+    if not isinstance(value, (str, Path)):
+        return
+    if Path(value).suffix.lower() in READABLE_SUFFIXES and Path(value).suffix.lower() != ".npy" and Path(value).is_file():
+        try:
+            load_image(value)
+        except (ValueError, FileNotFoundError) as exc:
+            raise fail(f"{what}: {exc}")
 
 
 def is_image_measurement(operator: Any, y: Any) -> bool:
@@ -167,7 +191,11 @@ def degrade(
         raise fail(f"-o {output}: write the measurement as .png or .npy, not {suffix!r}")
     if suffix == ".png" and not as_image:
         raise fail(f"operator {op!r} measures {tuple(y.shape)} values that are not an image; write them with -o NAME.npy")
-    sidecar = save_measurement(y, output, operator, operator_name=op, seed=seed, input_path=image, bits=bits)
+    try:
+        sidecar = save_measurement(y, output, operator, operator_name=op, seed=seed, input_path=image,
+                                   input_shape=tuple(x.shape), bits=bits)
+    except OSError as exc:
+        raise fail(str(exc))
     typer.echo(f"wrote {output} {tuple(y.shape)} and {sidecar_path(output)} (operator {op}, noise {sidecar['noise']}, seed {seed})")
     clipped = sidecar["measurement"].get("clipped_fraction", 0.0)
     if clipped > 0:
@@ -192,6 +220,8 @@ def check_operator(
 ) -> None:
     """Check an operator against the operator contract and print a report.
 
+    Without --param the operator's declared example configuration is checked.
+
     The checks: adjoint (dot-product test), Penrose conditions of the pseudo-inverse,
     SVD, gradients, JSON round trip, dtypes, batching.  The exit status is 1 when a
     check fails.  Checks an operator declares inapplicable (its contract_exempt
@@ -207,8 +237,9 @@ def check_operator(
         raise fail(f"--shape {shape!r} is not C,H,W with positive integer sizes")
     registry, factory = load_operator_factory(name)
     check_keywords(name, factory, params, {})
-    checks = check_factory(factory, params, shape=dims, batch=batch, seed=seed, skip=skip or ())
+    checks = check_factory(factory, params or None, shape=dims, batch=batch, seed=seed, skip=skip or ())
     plugin = registry.entries["operator"][name].plugin
-    typer.echo(format_report(checks, title=f"operator {name!r} from plugin {plugin!r}, params {json.dumps(params)}"))
+    given = json.dumps(params) if params else "its declared example"
+    typer.echo(format_report(checks, title=f"operator {name!r} from plugin {plugin!r}, params {given}"))
     if not all_passed(checks):
         raise typer.Exit(code=1)

@@ -6,6 +6,12 @@ predicts (epsilon, x0, v, score) and whatever schedule it was trained with.
 Networks with learned-range variance (Nichol & Dhariwal 2021, Eq. 15; ADM's
 6-channel output) also report the interpolation fraction f = (v + 1) / 2 in
 :class:`Prediction`, which the DDPM sampler uses.
+
+A denoiser built on another one (counting its calls, shifting it by classifier
+guidance) derives from :class:`DelegatingDenoiser`, which forwards everything but
+what the wrapper changes: the noise range, ``vp``, the sampling grid and the start
+draw.  (Padding and tiling to any image size wrap the *network*, not the denoiser:
+:mod:`restore.priors.sizing`.)
 """
 from __future__ import annotations
 
@@ -57,6 +63,45 @@ class Denoiser:
         """A draw from the approximate marginal at noise level ``sigma`` (see ``vp``)."""
         scale = (1 + sigma**2) ** 0.5 if self.vp else sigma
         return scale * randn(shape, generator, device=device, dtype=dtype)
+
+    def evaluations(self) -> dict[str, int]:
+        """Counts of evaluations of other networks made on the way (a guiding classifier's
+        ``"classifier"``), which the engine reports next to the NFE; none by default."""
+        return {}
+
+
+class DelegatingDenoiser(Denoiser):
+    """A denoiser defined in terms of ``inner``: every attribute and method it does not
+    override (``predict``, ``sigma_min``, ``sigma_max``, ``vp``, ``sampling_sigmas``,
+    ``init_noise``, ``evaluations``) is the inner denoiser's."""
+
+    def __init__(self, inner: Denoiser) -> None:
+        self.inner = inner
+
+    @property
+    def sigma_min(self) -> float:  # type: ignore[override]
+        return self.inner.sigma_min
+
+    @property
+    def sigma_max(self) -> float:  # type: ignore[override]
+        return self.inner.sigma_max
+
+    @property
+    def vp(self) -> bool:  # type: ignore[override]
+        return self.inner.vp
+
+    def predict(self, x: Tensor, sigma: Tensor) -> Prediction:
+        return self.inner.predict(x, sigma)
+
+    def sampling_sigmas(self, steps: int) -> Tensor:
+        return self.inner.sampling_sigmas(steps)
+
+    def init_noise(self, shape: tuple[int, ...], sigma: float, *, generator: Optional[torch.Generator] = None,
+                   device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Tensor:
+        return self.inner.init_noise(shape, sigma, generator=generator, device=device, dtype=dtype)
+
+    def evaluations(self) -> dict[str, int]:
+        return self.inner.evaluations()
 
 
 class NetworkDenoiser(Denoiser):

@@ -21,3 +21,6 @@ def sliced_wasserstein(a: Tensor, b: Tensor, *, directions: int = 1000,
     pa, _ = (a @ theta).sort(dim=0)
     pb, _ = (b @ theta).sort(dim=0)
     return float(((pa - pb) ** 2).mean().sqrt())
+
+
+METRICS = {"sliced-wasserstein": sliced_wasserstein}

@@ -6,13 +6,23 @@ and, for latent priors, in latent space.  :class:`Problem` hides that: ``forward
 decodes x, maps it to [0, 1] and applies the operator.  For linear operators it also
 gives the measurement in prior pixel space: with u = (x - lo) / (hi - lo),
 A u = y  <=>  A x = (hi - lo) y + lo A(1), with noise level (hi - lo) sigma_y.
+Every strategy measures residuals and noise in these prior pixel units, so that one
+prior-space problem posed on [0, 1] or on [-1, 1] gives the same samples
+(``tests/test_strategy_invariance.py``).
+
+The shape of a problem is the image's, not the prior's: fully convolutional priors
+run at any size and fixed-size ones are tiled (:mod:`restore.priors.sizing`), so
+nothing here reads the prior's shape when the operator is bound to the image size.
+
+Assumptions.  A strategy lists in ``assumes`` the conditions its derivation needs
+(:data:`ASSUMPTIONS`); the engine warns, once per run, when a problem breaks one
+(:meth:`Strategy.warn_outside_assumptions`), e.g. a noiseless method on noisy data.
 """
 from __future__ import annotations
 
-import math
+import warnings
 from dataclasses import dataclass
-from numbers import Real
-from typing import Any, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import torch
 from torch import Tensor
@@ -27,18 +37,8 @@ class StrategyNotApplicable(ValueError):
     """The strategy cannot serve this operator or prior; the message says what is missing."""
 
 
-def check_hyperparameter(strategy: str, name: str, value: Any, *, low: float, high: float = math.inf,
-                         low_inclusive: bool = True) -> float:
-    """``value`` as a float in [low, high] (or (low, high] when not ``low_inclusive``), else a
-    ValueError naming the strategy and the hyperparameter."""
-    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value >= low if low_inclusive else value > low) and value <= high
-    if not ok:
-        bounds = f"{'[' if low_inclusive else '('}{low}, {high}]" if math.isfinite(high) else \
-            f"{'>=' if low_inclusive else '>'} {low}"
-        raise ValueError(f"{strategy}: {name} must be a finite number {'in ' if math.isfinite(high) else ''}{bounds}, "
-                         f"got {value!r}")
-    return float(value)
+class OutsideAssumptionsWarning(UserWarning):
+    """A strategy runs on a problem outside the assumptions of its derivation."""
 
 
 class DivergenceError(FloatingPointError):
@@ -68,23 +68,49 @@ class Problem:
 
     @property
     def sigma_y(self) -> float:
-        """The measurement noise level in prior pixel units (Gaussian or its Poisson proxy)."""
-        return self.scale * float(getattr(self.operator.noise, "sigma", 0.0))
+        """The measurement noise level in prior pixel units: (hi - lo) times the noise
+        model's Gaussian proxy (:attr:`restore.operators.noise.NoiseModel.proxy_sigma`)."""
+        return self.scale * float(self.operator.noise.proxy_sigma)
 
-    def y_prior(self) -> Tensor:
-        """For linear operators: the measurement of prior-space pixels, (hi - lo) y + lo A(1)."""
+    def residual(self, x: Tensor) -> Tensor:
+        """The weighted residual (hi - lo) w (y - A(image(decode(x)))) in prior pixel units,
+        w the noise model's residual weights (1 for white noise; Poisson: 1 / sqrt(2 y))."""
+        weights = self.operator.noise.residual_weights(self.y)
+        return self.scale * weights * (self.y - self.forward(x))
+
+    def y_prior(self, shape: Optional[tuple[int, ...]] = None) -> Tensor:
+        """For linear operators: the measurement of prior-space pixels, (hi - lo) y + lo A(1).
+
+        ``shape`` is the (C, H, W) of one image; default: the operator's bound shape, else
+        the prior's."""
         lo, _ = self.prior.data_range
         if not self.operator.linear:
             raise StrategyNotApplicable("the operator is not linear")
         if lo == 0:
             return self.scale * self.y
-        ones = torch.ones((self.y.shape[0], *self._pixel_shape()), device=self.y.device, dtype=self.y.dtype)
+        shape = shape or self.operator.shape or self.prior.shape
+        if shape is None:
+            raise StrategyNotApplicable("neither the operator nor the prior has a fixed image shape; "
+                                        "bind the operator to the image shape")
+        ones = torch.ones((self.y.shape[0], *shape), device=self.y.device, dtype=self.y.dtype)
         return self.scale * self.y + lo * self.operator(ones)
 
-    def _pixel_shape(self) -> tuple[int, ...]:
-        if self.prior.shape is None:
-            raise StrategyNotApplicable("the prior has no fixed shape; pass the image shape")
-        return self.prior.shape
+
+def _noisy(problem: Problem) -> bool:
+    return not problem.operator.noise.noiseless
+
+
+def _non_gaussian(problem: Problem) -> bool:
+    return not problem.operator.noise.is_gaussian and not problem.operator.noise.noiseless
+
+
+#: Assumptions a strategy may list in ``Strategy.assumes``: name -> (broken by the problem?, why it matters).
+ASSUMPTIONS: dict[str, tuple[Callable[[Problem], bool], str]] = {
+    "noiseless": (_noisy, "assumes a noiseless measurement, but the operator's noise model is {noise}: "
+                          "the noise is copied into the result; use a noise-aware strategy (ddnm+, ddrm, pigdm, dps)"),
+    "gaussian-noise": (_non_gaussian, "is derived for white Gaussian noise; the operator's noise model {noise} "
+                                      "enters through its Gaussian proxy only (dps weights its residual by the noise model)"),
+}
 
 
 class Strategy:
@@ -97,6 +123,8 @@ class Strategy:
     name: ClassVar[str] = "strategy"
     requires: ClassVar[tuple[str, ...]] = ()
     needs_pixel_prior: ClassVar[bool] = False
+    #: Names of :data:`ASSUMPTIONS` the strategy's derivation needs (warned about, not refused).
+    assumes: ClassVar[tuple[str, ...]] = ()
     #: Number of noise levels the strategy's paper samples with; ``solve`` uses it when given
     #: no ``steps`` (None: the caller must choose).
     default_steps: ClassVar[Optional[int]] = None
@@ -113,6 +141,17 @@ class Strategy:
         if self.needs_pixel_prior and problem.prior.latent:
             raise StrategyNotApplicable(f"strategy {self.name!r} needs a pixel-space prior, not a latent one")
 
+    def warn_outside_assumptions(self, problem: Problem) -> None:
+        """A warning (:class:`OutsideAssumptionsWarning`) for each assumption in ``assumes``
+        that ``problem`` breaks."""
+        for name in self.assumes:
+            broken, why = ASSUMPTIONS[name]
+            if broken(problem):
+                noise = problem.operator.noise
+                described = noise.to_json() if hasattr(noise, "to_json") else type(noise).__name__
+                warnings.warn(f"strategy {self.name!r} " + why.format(noise=described),
+                              OutsideAssumptionsWarning, stacklevel=3)
+
     def sampling_sigmas(self, denoiser: Denoiser, steps: int) -> Tensor:
         """The descending grid of ``steps`` noise levels, then 0, that ``solve`` samples on when
         given no grid: the denoiser's default, unless the strategy's paper fixes its own (DAPS's
@@ -123,7 +162,12 @@ class Strategy:
         """The denoiser to sample with (the engine counts its evaluations): the prior's, unless
         the strategy wraps it (classifier guidance) or brings its own (a conditional network
         bound to y, SR3 / Palette).  ``shape`` is the denoiser-space shape of one sample."""
-        return problem.prior.denoiser
+        denoiser = problem.prior.denoiser
+        if not isinstance(denoiser, Denoiser):
+            raise StrategyNotApplicable(
+                f"strategy {self.name!r} needs a prior that denoises; prior {problem.prior.name!r} holds a "
+                f"{type(denoiser).__name__} (a conditional network needs the measurement: use strategy 'conditional')")
+        return denoiser
 
     def sample(self, problem: Problem, denoiser: Denoiser, x: Tensor, sigmas: Tensor, *,
                generator: Optional[torch.Generator] = None, callback: StepCallback = None) -> Tensor:

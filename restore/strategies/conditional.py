@@ -12,7 +12,9 @@ both mapped to the prior's range; ``"auto"`` takes ``"upsample"`` when y is a sm
 image with the same channels and ``"pinv"`` otherwise.  The network predicts epsilon on a
 discrete VP schedule, so bound to one c(y) it is an ordinary VE-view denoiser
 (:class:`restore.diffusion.denoiser.VPNetworkDenoiser`) and samples with the shared
-samplers: ancestral DDPM as in SR3 and Palette, or DDIM with ``eta``.
+samplers: ancestral DDPM as in SR3 and Palette, or DDIM with ``eta``.  Unbound it is no
+denoiser at all (:class:`ConditionalNetwork` has no ``predict``): a prior holding one can
+only be sampled by the ``conditional`` strategy, and any other strategy refuses it.
 
 Training (:func:`train_conditional`) minimises the epsilon objective of Ho et al. 2020
 (Alg. 1) with the condition added, as SR3 does:
@@ -32,11 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from restore.diffusion.denoiser import Denoiser, Prediction, VPNetworkDenoiser
+from restore.diffusion.denoiser import Denoiser, VPNetworkDenoiser
 from restore.diffusion.samplers import sample_ddim, sample_ddpm
 from restore.diffusion.schedules import VPDiscrete
 from restore.events import StepCallback
 from restore.operators.base import Operator
+from restore.operators.validation import check_choice, check_number
 from restore.priors.base import Prior
 from restore.strategies.base import Problem, Strategy, StrategyNotApplicable
 
@@ -45,8 +48,7 @@ CONDITIONS = ("auto", "upsample", "pinv")
 
 def condition_mode(problem: Problem, shape: tuple[int, ...], mode: str) -> str:
     """Resolve ``"auto"`` and check that the operator supports the condition."""
-    if mode not in CONDITIONS:
-        raise ValueError(f"conditional: condition must be one of {', '.join(CONDITIONS)}; got {mode!r}")
+    check_choice("conditional", "condition", mode, CONDITIONS)
     y = problem.y
     is_low_res = (y.dim() == len(shape) + 1 == 4 and y.shape[1] == shape[0]
                   and all(a <= b for a, b in zip(y.shape[-2:], shape[-2:])) and y.shape[-2:] != shape[-2:])
@@ -76,39 +78,30 @@ def measurement_condition(problem: Problem, shape: tuple[int, ...], mode: str = 
     return problem.prior.to_prior(image)
 
 
-class ConditionalDenoiser(Denoiser):
+class ConditionalNetwork:
     """An epsilon-predicting network ``network(cat[x_vp, c], t)`` trained on ``schedule``
     with condition ``condition`` (see :data:`CONDITIONS`).  It needs a condition before it
-    can denoise: :meth:`bind` gives the denoiser for one c(y)."""
-
-    vp = True
+    can denoise, so it is not a :class:`Denoiser`: :meth:`bind` gives the denoiser for one
+    c(y)."""
 
     def __init__(self, network: Callable[[Tensor, Tensor], Tensor], schedule: VPDiscrete, *,
                  condition: str = "auto", clip: Optional[tuple[float, float]] = None) -> None:
-        if condition not in CONDITIONS:
-            raise ValueError(f"conditional: condition must be one of {', '.join(CONDITIONS)}; got {condition!r}")
+        check_choice("conditional", "condition", condition, CONDITIONS)
         self.network = network
         self.schedule = schedule
         self.condition = condition
         self.clip = clip
-        self.sigma_min, self.sigma_max = schedule.sigma_min, schedule.sigma_max
 
     def bind(self, cond: Tensor) -> VPNetworkDenoiser:
         """The denoiser D(x, sigma | c) for the condition image ``cond`` (B, C', H, W)."""
         return VPNetworkDenoiser(lambda x_vp, t: self.network(torch.cat([x_vp, cond.to(x_vp.dtype)], dim=1), t),
                                  self.schedule, parametrization="epsilon", clip=self.clip)
 
-    def predict(self, x: Tensor, sigma: Tensor) -> Prediction:
-        raise TypeError("a conditional network needs the measurement: sample it with strategy 'conditional' "
-                        "(or call .bind(condition) for a plain denoiser)")
-
-    def sampling_sigmas(self, steps: int) -> Tensor:
-        return self.schedule.sampling_sigmas(steps)
 
 
-def _conditional_denoiser(prior: Prior) -> ConditionalDenoiser:
-    if not isinstance(prior.denoiser, ConditionalDenoiser):
-        raise StrategyNotApplicable(f"strategy 'conditional' needs a prior whose denoiser is a ConditionalDenoiser "
+def _conditional_denoiser(prior: Prior) -> ConditionalNetwork:
+    if not isinstance(prior.denoiser, ConditionalNetwork):
+        raise StrategyNotApplicable(f"strategy 'conditional' needs a prior whose network is a ConditionalNetwork "
                                     f"(a network trained with the measurement); prior {prior.name!r} has "
                                     f"{type(prior.denoiser).__name__}")
     return prior.denoiser
@@ -125,9 +118,7 @@ class Conditional(Strategy):
     needs_pixel_prior = True
 
     def __init__(self, eta: Optional[float] = None) -> None:
-        if eta is not None and not (isinstance(eta, (int, float)) and 0 <= eta <= 1):
-            raise ValueError(f"conditional: eta must be None (DDPM) or a number in [0, 1], got {eta!r}")
-        self.eta = eta
+        self.eta = None if eta is None else check_number(self.name, "eta", eta, low=0.0, high=1.0)
 
     def check(self, problem: Problem) -> None:
         super().check(problem)

@@ -39,7 +39,7 @@ Defaults from the released pixel-space configurations (``configs/sampler/edm_dap
 ``configs/task/*.yaml``, DAPS-1K): N_A = 200 annealing levels from 100 to 0.1, ode_steps = 5
 down to sigma = 0.01, 100 Langevin steps, lr = 1 (see above), lr_min_ratio = 0.01.  Those
 configs fix the likelihood width tau = 0.01 whatever the noise; here beta_y defaults to the
-measurement's own noise level (image units, ``operator.noise.sigma``), the likelihood of the
+measurement's own noise level (image units, the noise model's Gaussian proxy ``proxy_sigma``), the likelihood of the
 actual problem, and must be given for noiseless measurements.
 """
 from __future__ import annotations
@@ -54,8 +54,8 @@ from restore.diffusion.denoiser import Denoiser
 from restore.diffusion.samplers import emit, forward_noise, noise_like, sample_euler, sigma_pairs
 from restore.diffusion.schedules import karras_sigmas
 from restore.events import StepCallback
-from restore.operators.base import check_int
-from restore.strategies.base import Problem, Strategy, check_hyperparameter
+from restore.operators.validation import check_int, check_number
+from restore.strategies.base import Problem, Strategy
 
 
 class DAPS(Strategy):
@@ -63,18 +63,19 @@ class DAPS(Strategy):
 
     name = "daps"
     default_steps = 200
+    assumes = ("gaussian-noise",)
 
     def __init__(self, sigma_max: float = 100.0, sigma_min: float = 0.1, ode_steps: int = 5,
                  ode_sigma_min: float = 0.01, langevin_steps: int = 100, lr: float = 1.0,
                  lr_min_ratio: float = 0.01, beta_y: Optional[float] = None) -> None:
         self.ode_steps = check_int(self.name, "ode_steps", ode_steps, low=1)
         self.langevin_steps = check_int(self.name, "langevin_steps", langevin_steps, low=0)
-        self.sigma_min = check_hyperparameter(self.name, "sigma_min", sigma_min, low=0.0, low_inclusive=False)
-        self.sigma_max = check_hyperparameter(self.name, "sigma_max", sigma_max, low=self.sigma_min)
-        self.ode_sigma_min = check_hyperparameter(self.name, "ode_sigma_min", ode_sigma_min, low=0.0, low_inclusive=False)
-        self.lr = check_hyperparameter(self.name, "lr", lr, low=0.0, low_inclusive=False)
-        self.lr_min_ratio = check_hyperparameter(self.name, "lr_min_ratio", lr_min_ratio, low=0.0, low_inclusive=False)
-        self.beta_y = None if beta_y is None else check_hyperparameter(self.name, "beta_y", beta_y, low=0.0,
+        self.sigma_min = check_number(self.name, "sigma_min", sigma_min, low=0.0, low_inclusive=False)
+        self.sigma_max = check_number(self.name, "sigma_max", sigma_max, low=self.sigma_min)
+        self.ode_sigma_min = check_number(self.name, "ode_sigma_min", ode_sigma_min, low=0.0, low_inclusive=False)
+        self.lr = check_number(self.name, "lr", lr, low=0.0, low_inclusive=False)
+        self.lr_min_ratio = check_number(self.name, "lr_min_ratio", lr_min_ratio, low=0.0, low_inclusive=False)
+        self.beta_y = None if beta_y is None else check_number(self.name, "beta_y", beta_y, low=0.0,
                                                                         low_inclusive=False)
 
     def sampling_sigmas(self, denoiser: Denoiser, steps: int) -> Tensor:
@@ -85,7 +86,7 @@ class DAPS(Strategy):
         """beta_y in image units: the given one, else the measurement's noise level."""
         if self.beta_y is not None:
             return self.beta_y
-        sigma = float(getattr(problem.operator.noise, "sigma", 0.0))
+        sigma = float(problem.operator.noise.proxy_sigma)
         if not sigma > 0:
             raise ValueError(f"{self.name}: the measurement is noiseless, so the likelihood width is undefined; "
                              "pass beta_y > 0 (the released configs use 0.01)")

@@ -41,8 +41,8 @@ from torch import Tensor
 from restore.diffusion.denoiser import Denoiser
 from restore.diffusion.samplers import ddim_mean, emit, forward_noise, noise_like, predict_at, sigma_pairs
 from restore.events import StepCallback
-from restore.operators.base import check_int
-from restore.strategies.base import Problem, Strategy, check_hyperparameter
+from restore.operators.validation import check_int, check_number
+from restore.strategies.base import Problem, Strategy
 from restore.strategies.repaint import repaint_schedule
 from restore.strategies.spectral import Spectrum
 
@@ -54,10 +54,11 @@ class DDNM(Strategy):
     name = "ddnm"
     requires = ("linear", "has_svd")
     needs_pixel_prior = True
+    assumes = ("noiseless",)
     default_steps = 100
 
     def __init__(self, eta: float = 0.85, travel_length: int = 1, travel_repeat: int = 1) -> None:
-        self.eta = check_hyperparameter(self.name, "eta", eta, low=0.0, high=1.0)
+        self.eta = check_number(self.name, "eta", eta, low=0.0, high=1.0)
         self.travel_length = check_int(self.name, "travel_length", travel_length, low=1)
         self.travel_repeat = check_int(self.name, "travel_repeat", travel_repeat, low=1)
 
@@ -93,6 +94,7 @@ class DDNMPlus(DDNM):
     sigma_y = 0)."""
 
     name = "ddnm+"
+    assumes = ("gaussian-noise",)
 
     def scales(self, spec: Spectrum, c: float) -> tuple[Tensor, Tensor]:
         lam = torch.where(spec.y_noise <= c, torch.ones_like(spec.y_noise), c / spec.y_noise)

@@ -32,7 +32,8 @@ from torch import Tensor
 from restore.diffusion.denoiser import Denoiser
 from restore.diffusion.samplers import ddim_mean, emit, noise_like, predict_at, sigma_pairs
 from restore.events import StepCallback
-from restore.strategies.base import Problem, Strategy, check_hyperparameter
+from restore.operators.validation import check_number
+from restore.strategies.base import Problem, Strategy
 from restore.strategies.spectral import Spectrum
 
 
@@ -43,11 +44,12 @@ class DDRM(Strategy):
     name = "ddrm"
     requires = ("linear", "has_svd")
     needs_pixel_prior = True
+    assumes = ("gaussian-noise",)
     default_steps = 20
 
     def __init__(self, eta: float = 0.85, eta_b: float = 1.0) -> None:
-        self.eta = check_hyperparameter(self.name, "eta", eta, low=0.0, high=1.0)
-        self.eta_b = check_hyperparameter(self.name, "eta_b", eta_b, low=0.0, high=1.0)
+        self.eta = check_number(self.name, "eta", eta, low=0.0, high=1.0)
+        self.eta_b = check_number(self.name, "eta_b", eta_b, low=0.0, high=1.0)
 
     @staticmethod
     def initial(spec: Spectrum, x_bar: Tensor, sigma: float, generator: Optional[torch.Generator]) -> Tensor:

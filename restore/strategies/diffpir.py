@@ -40,7 +40,8 @@ from torch import Tensor
 from restore.diffusion.denoiser import Denoiser
 from restore.diffusion.samplers import ddim_mean, emit, noise_like, predict_at, sigma_pairs
 from restore.events import StepCallback
-from restore.strategies.base import Problem, Strategy, check_hyperparameter
+from restore.operators.validation import check_number
+from restore.strategies.base import Problem, Strategy
 from restore.strategies.spectral import Spectrum
 
 
@@ -51,11 +52,12 @@ class DiffPIR(Strategy):
     name = "diffpir"
     requires = ("linear", "has_svd")
     needs_pixel_prior = True
+    assumes = ("gaussian-noise",)
     default_steps = 100
 
     def __init__(self, lambda_: float = 7.0, zeta: float = 0.3) -> None:
-        self.lambda_ = check_hyperparameter(self.name, "lambda_", lambda_, low=0.0, low_inclusive=False)
-        self.zeta = check_hyperparameter(self.name, "zeta", zeta, low=0.0, high=1.0)
+        self.lambda_ = check_number(self.name, "lambda_", lambda_, low=0.0, low_inclusive=False)
+        self.zeta = check_number(self.name, "zeta", zeta, low=0.0, high=1.0)
 
     def data_step(self, spec: Spectrum, x0: Tensor, sigma: float) -> Tensor:
         """argmin_x ||y - A x||^2 + rho ||x - x0||^2 in closed form, rho = lambda sigma_y^2 / sigma^2."""

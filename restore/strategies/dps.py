@@ -14,16 +14,20 @@ which is ``x'_{i-1} - zeta' grad_{x_i} ||y - A(x0_hat(x_i))||``: the gradient of
 non-squared residual norm, as the authors' released code computes it
 (``condition_methods.py``, ``PosteriorSampling``) with the zeta' of its configs.  (Alg. 1
 writes the squared norm without the 1/2; with the same zeta_i that is twice this step,
-and the published zeta' values are those of the code.)  Because zeta_i divides by the
-residual norm, the step does not depend on the units of y: for a linear operator,
-measuring on [0, 1] (here) or on [-1, 1] (the paper) gives the same update.  (Nonlinear
-operators such as phase retrieval see [0, 1] images here, a different function of the
-prior-space x than the paper's, so their published zeta' carries over only approximately.)
-The norm is taken per batch item.
+and the published zeta' values are those of the code.)  The norm is taken per batch item.
 
-Poisson noise (Alg. 2): the residual is weighted by Lambda_jj = 1 / (2 y_j), the
-Gaussian approximation of shot noise, ||r||_Lambda^2 = sum_j r_j^2 / (2 y_j), with y_j
-floored at one photon (1 / rate) so that dark pixels do not divide by zero.
+Units.  The residual is taken in prior pixel units, (hi - lo) (y - A(image(x0)))
+(:meth:`Problem.residual`): the released code measures y and x on the same [-1, 1]
+scale as its prior, and the gradient of image(x) = (x - lo) / (hi - lo) carries the
+factor 1 / (hi - lo), which the residual's factor cancels.  So one prior-space problem
+posed with data_range (0, 1) or (-1, 1) gives the same samples, and on [-1, 1] priors the
+published zeta' values take the published step.  (Nonlinear operators such as phase
+retrieval see [0, 1] images here, a different function of the prior-space x than the
+paper's, so their published zeta' carries over only approximately.)
+
+Non-Gaussian noise (Alg. 2): the residual is weighted by the noise model's
+``residual_weights`` (Poisson: Lambda_jj = 1 / (2 y_j), the Gaussian approximation of
+shot noise, ||r||_Lambda^2 = sum_j r_j^2 / (2 y_j), y_j floored at one photon).
 
 Step scaling between the VE view and the paper's VP iterate.  The paper steps on
 x_vp = sqrt(abar) x with abar = 1 / (1 + sigma^2).  With f the residual norm,
@@ -35,10 +39,10 @@ d / sqrt(abar_{i-1}) of x_{i-1}.  So the paper's update is, in the VE view,
 which is what :meth:`DPS.sample` does for VP-trained denoisers (``denoiser.vp``).  For
 denoisers trained in the VE view there is no VP iterate and the step is zeta' grad_{x_i} f.
 
-Defaults: 1000 ancestral steps (the paper's setting); zeta' from the released configs:
-0.3 for super-resolution and Gaussian / motion / nonlinear deblurring, 0.5 for
-inpainting, 1.0 for phase retrieval.  Operators outside those tasks need an explicit
-``zeta``.
+Defaults: 1000 ancestral steps (the paper's setting); zeta' from the released configs by
+the task the operator declares (``Operator.task``): 0.3 for super-resolution and
+Gaussian / motion / nonlinear deblurring, 0.5 for inpainting, 1.0 for phase retrieval.
+Operators outside those tasks need an explicit ``zeta``.
 """
 from __future__ import annotations
 
@@ -52,26 +56,11 @@ from restore.diffusion.denoiser import Denoiser, Prediction
 from restore.diffusion.samplers import ddpm_step, emit, predict_at, sigma_pairs
 from restore.events import StepCallback
 from restore.operators.base import Operator
-from restore.operators.noise import PoissonNoise
+from restore.operators.validation import check_number
 from restore.strategies.base import Problem, Strategy
 
 #: zeta' of the authors' released configurations (``configs/*_config.yaml``), by task.
 PUBLISHED_ZETA = {"super-resolution": 0.3, "deblur": 0.3, "inpaint": 0.5, "phase-retrieval": 1.0}
-
-#: The task of each built-in operator that the DPS configurations cover.
-OPERATOR_TASKS = {
-    "sr": "super-resolution",
-    "blur": "deblur",
-    "nonlinear-blur": "deblur",
-    "phase-retrieval": "phase-retrieval",
-}
-
-
-def dps_task(operator: Operator) -> Optional[str]:
-    """The DPS task of an operator: any masking operator is inpainting, otherwise by name."""
-    if operator.is_mask:
-        return "inpaint"
-    return OPERATOR_TASKS.get(operator.name)
 
 
 class DPS(Strategy):
@@ -86,18 +75,16 @@ class DPS(Strategy):
     default_steps = 1000
 
     def __init__(self, zeta: Optional[float] = None) -> None:
-        if zeta is not None and not (isinstance(zeta, (int, float)) and math.isfinite(zeta) and zeta > 0):
-            raise ValueError(f"dps: zeta must be a finite number > 0 or None (published default), got {zeta!r}")
-        self.zeta = None if zeta is None else float(zeta)
+        self.zeta = None if zeta is None else check_number(self.name, "zeta", zeta, low=0.0, low_inclusive=False)
 
     def step_size(self, operator: Operator) -> float:
         """zeta' for ``operator``: the given one, else the published one for its task."""
         if self.zeta is not None:
             return self.zeta
-        task = dps_task(operator)
-        if task is None:
+        task = operator.task
+        if task not in PUBLISHED_ZETA:
             published = ", ".join(f"{k} {v}" for k, v in PUBLISHED_ZETA.items())
-            raise ValueError(f"dps: no published zeta for operator {operator.name!r}; pass zeta "
+            raise ValueError(f"dps: no published zeta for operator {operator.name!r} (task {task!r}); pass zeta "
                              f"(published values: {published})")
         return PUBLISHED_ZETA[task]
 
@@ -105,13 +92,10 @@ class DPS(Strategy):
         super().check(problem)
         self.step_size(problem.operator)
 
-    def residual_norm(self, problem: Problem, x0: Tensor) -> Tensor:
-        """||y - A(x0)|| per batch item, Lambda-weighted for Poisson noise (Alg. 2)."""
-        residual = problem.y - problem.forward(x0)
-        noise = problem.operator.noise
-        if isinstance(noise, PoissonNoise):
-            residual = residual / (2 * problem.y.clamp_min(1.0 / noise.rate)).sqrt()
-        return residual.flatten(1).norm(dim=1)
+    @staticmethod
+    def residual_norm(problem: Problem, x0: Tensor) -> Tensor:
+        """||y - A(x0)|| per batch item in prior pixel units, weighted by the noise model."""
+        return problem.residual(x0).flatten(1).norm(dim=1)
 
     def guided_prediction(self, problem: Problem, denoiser: Denoiser, x: Tensor,
                           sigma: float) -> tuple[Prediction, Tensor]:

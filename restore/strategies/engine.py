@@ -1,86 +1,136 @@
 """Running a strategy: capability check, start draw, NFE count, divergence guard, observers.
 
 This is the one place that turns (prior, operator, y, strategy) into an image; the
-CLI and the Python API both call :func:`solve`.
+Python API and the CLI's restoration commands call :func:`solve`.
+
+Sampling runs under ``torch.no_grad``: no autograd graph is kept across steps.  A
+strategy that needs a gradient (DPS, PiGDM, DAPS, classifier guidance) takes it
+locally with ``torch.enable_grad`` on a detached copy of the iterate.
+
+Observers.  The registry's plugins that implement the observer hooks of
+:mod:`restore.hookspecs` receive ``restore_run_start(info)`` (prior, strategy, steps,
+shape, batch), one ``restore_step(event)`` per step (a :class:`restore.events.StepEvent`
+with the NFE so far) and ``restore_run_end(info)`` (nfe, evaluations, seconds).  When no
+plugin implements ``restore_step`` no per-step hook is called at all.
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Optional
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Optional
 
 import torch
 from torch import Tensor
 
-from restore.diffusion.denoiser import Denoiser, Prediction
+from restore.diffusion.denoiser import DelegatingDenoiser, Denoiser, Prediction
 from restore.events import StepCallback, StepEvent
 from restore.strategies.base import DivergenceError, Problem, Strategy
 
+if TYPE_CHECKING:
+    from restore.plugins import Registry
 
-class CountingDenoiser(Denoiser):
-    """Wraps a denoiser and counts its evaluations (NFE: one per call, whatever the batch)."""
+
+class CountingDenoiser(DelegatingDenoiser):
+    """Counts the evaluations of the denoiser it wraps (NFE: one per call, whatever the batch)."""
 
     def __init__(self, inner: Denoiser) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.nfe = 0
-        self.sigma_min, self.sigma_max, self.vp = inner.sigma_min, inner.sigma_max, inner.vp
 
     def predict(self, x: Tensor, sigma: Tensor) -> Prediction:
         self.nfe += 1
         return self.inner.predict(x, sigma)
 
-    def sampling_sigmas(self, steps: int) -> Tensor:
-        return self.inner.sampling_sigmas(steps)
-
 
 @dataclass
 class Result:
-    """The restored image in [0, 1] (not clipped), the denoiser-space sample and the NFE used."""
+    """The restored image in [0, 1] (not clipped), the denoiser-space sample, the NFE used,
+    every evaluation counted (``evaluations``: ``nfe`` plus, e.g., ``classifier``) and the
+    wall time of sampling in seconds."""
 
     image: Tensor
     sample: Tensor
     nfe: int
+    evaluations: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
 
 
-def _guarded(callback: StepCallback) -> StepCallback:
-    """A step callback that stops on non-finite iterates before passing the event on."""
+def _observed(callback: StepCallback, counter: CountingDenoiser, registry: Optional["Registry"]) -> StepCallback:
+    """The step callback of a run: stops on non-finite iterates, stamps the NFE so far on the
+    event, then passes it to ``callback`` and to the registry's ``restore_step`` listeners."""
+    listening = registry is not None and registry.listens("restore_step")
 
-    def guard(event: StepEvent) -> None:
+    def observe(event: StepEvent) -> None:
         if not torch.isfinite(event.x).all():
             raise DivergenceError(event.step, event.total,
                                   "Try a smaller guidance step, more steps, or float32/float64 instead of half precision.")
+        if callback is None and not listening:
+            return
+        event = dataclasses.replace(event, nfe=counter.nfe)
         if callback is not None:
             callback(event)
+        if listening:
+            registry.hook.restore_step(event=event)
 
-    return guard
+    return observe
+
+
+def sample_shape(problem: Problem, shape: Optional[tuple[int, ...]]) -> tuple[int, ...]:
+    """The denoiser-space shape of one sample: the given one, else the image shape (C, H, W) the
+    operator is bound to (pixel priors: the image's size, not the prior's), else the prior's."""
+    bound = problem.operator.shape
+    if shape is None and not problem.prior.latent and bound is not None and len(bound) == 3:
+        shape = bound
+    shape = shape or problem.prior.shape
+    if shape is None:
+        raise ValueError("the prior runs at any size and the operator is not bound to one: pass the sample shape")
+    return tuple(shape)
 
 
 def solve(problem: Problem, strategy: Strategy, *, steps: Optional[int] = None,
           shape: Optional[tuple[int, ...]] = None, generator: Optional[torch.Generator] = None,
-          callback: StepCallback = None, sigmas: Optional[Tensor] = None) -> Result:
+          callback: StepCallback = None, sigmas: Optional[Tensor] = None,
+          registry: Optional["Registry"] = None) -> Result:
     """Sample x ~ p(x | y) with ``strategy`` on ``steps`` noise levels of its grid
     (``strategy.sampling_sigmas``: by default the grid of the denoiser it samples with;
     ``strategy.default_steps`` levels when ``steps`` is None), or on the given ``sigmas``.
 
-    ``shape`` is the denoiser-space shape of one sample (default: the prior's); the batch
-    size is y's.
+    ``shape`` is the denoiser-space shape of one sample (default: see :func:`sample_shape`);
+    the batch size is y's.  ``callback`` and the observer plugins of ``registry`` (default:
+    :func:`restore.plugins.default_registry`) receive the step events.  Warns
+    (:class:`restore.strategies.base.OutsideAssumptionsWarning`) when the problem is outside
+    the strategy's assumptions.
     """
-    shape = shape or problem.prior.shape
-    if shape is None:
-        raise ValueError("the prior runs at any size: pass the sample shape")
+    if registry is None:
+        from restore.plugins import default_registry
+
+        registry = default_registry()
+    shape = sample_shape(problem, shape)
     if problem.operator.shape is None and not problem.prior.latent and len(shape) == 3:
         # Bind the operator to the image size: its SVD depends on it, and binding checks that
         # the operator can take such images at all (kernel size, scale) before sampling starts.
         problem = dataclasses.replace(problem, operator=problem.operator.bound_to(shape))
     strategy.check(problem)
-    denoiser = CountingDenoiser(strategy.denoiser(problem, tuple(shape)))
-    if sigmas is None:
-        steps = strategy.default_steps if steps is None else steps
-        if steps is None:
-            raise ValueError(f"strategy {strategy.name!r} has no default number of steps: pass steps")
-        sigmas = strategy.sampling_sigmas(denoiser, steps)
-    y = problem.y
-    x = denoiser.init_noise((y.shape[0], *shape), float(sigmas[0]), generator=generator, device=y.device, dtype=y.dtype)
-    sample = strategy.sample(problem, denoiser, x, sigmas, generator=generator, callback=_guarded(callback))
-    image = problem.prior.to_image(problem.prior.decode(sample))
-    return Result(image=image, sample=sample, nfe=denoiser.nfe)
+    strategy.warn_outside_assumptions(problem)
+    start = time.perf_counter()
+    with torch.no_grad():
+        denoiser = CountingDenoiser(strategy.denoiser(problem, shape))
+        if sigmas is None:
+            steps = strategy.default_steps if steps is None else steps
+            if steps is None:
+                raise ValueError(f"strategy {strategy.name!r} has no default number of steps: pass steps")
+            sigmas = strategy.sampling_sigmas(denoiser, steps)
+        y = problem.y
+        registry.hook.restore_run_start(info={
+            "prior": problem.prior.name, "strategy": strategy.name, "params": strategy.params(),
+            "steps": len(sigmas) - 1, "shape": shape, "batch": y.shape[0]})
+        x = denoiser.init_noise((y.shape[0], *shape), float(sigmas[0]), generator=generator,
+                                device=y.device, dtype=y.dtype)
+        sample = strategy.sample(problem, denoiser, x, sigmas, generator=generator,
+                                 callback=_observed(callback, denoiser, registry))
+        image = problem.prior.to_image(problem.prior.decode(sample))
+    seconds = time.perf_counter() - start
+    evaluations = {"nfe": denoiser.nfe, **denoiser.evaluations()}
+    registry.hook.restore_run_end(info={"nfe": denoiser.nfe, "evaluations": evaluations, "seconds": seconds})
+    return Result(image=image, sample=sample, nfe=denoiser.nfe, evaluations=evaluations, seconds=seconds)

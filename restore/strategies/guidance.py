@@ -24,24 +24,26 @@ Classifiers implement ``log_prob(x, sigma, labels)`` in the VE view of the prior
 
 :class:`GuidedDenoiser` is the shifted denoiser (use it with any sampler);
 :class:`ClassifierGuidance` is the strategy that wraps another strategy's denoiser with it
-(DPS, RePaint, ...).  Classifier evaluations are not counted in the engine's NFE, which
-counts denoiser evaluations; guidance costs one classifier forward and backward per
-denoiser evaluation.
+(DPS, RePaint, ...).  It is built from objects (Python) or from JSON-able parameters, as the
+registry's ``factory(**params)`` is called: a strategy name and its parameters, a classifier
+spec (:func:`load_classifier`) and the label(s).  Guidance costs one classifier forward and
+backward per denoiser evaluation; the engine reports them as ``evaluations["classifier"]``
+next to the NFE (:meth:`GuidedDenoiser.evaluations`).
 """
 from __future__ import annotations
 
-import math
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
-from restore.diffusion.denoiser import Denoiser, Prediction
+from restore.diffusion.denoiser import DelegatingDenoiser, Denoiser, Prediction
 from restore.diffusion.parametrization import broadcast_sigma
 from restore.diffusion.schedules import VPDiscrete
 from restore.events import StepCallback
+from restore.operators.validation import check_number
 from restore.priors.analytic import GaussianMixture
-from restore.strategies.base import Problem, Strategy
+from restore.strategies.base import Problem, Strategy, StrategyNotApplicable
 
 
 def _pick(log_probs: Tensor, labels: Tensor) -> Tensor:
@@ -92,24 +94,53 @@ class ADMClassifierGuide(NoisyClassifier):
         return _pick(logits.log_softmax(dim=1), labels)
 
 
-class GuidedDenoiser(Denoiser):
+#: Classifier specs that need no file: ``mixture`` is the exact classifier of a Gaussian-mixture prior.
+MIXTURE_SPEC = "mixture"
+
+
+def load_classifier(spec: str, prior: Any = None, *, device=None, dtype: torch.dtype = torch.float32) -> NoisyClassifier:
+    """A noisy classifier from its spec: ``mixture`` (the exact classifier of ``prior``, a
+    Gaussian-mixture prior) or ``adm:PATH[:PRESET]`` (a guided-diffusion classifier
+    checkpoint, preset default ``imagenet256-classifier``)."""
+    if spec == MIXTURE_SPEC:
+        mixture = getattr(prior, "denoiser", prior)
+        if not isinstance(mixture, GaussianMixture):
+            raise StrategyNotApplicable(f"classifier {spec!r} needs a Gaussian-mixture prior; got "
+                                        f"{type(mixture).__name__}")
+        return MixtureClassifier(mixture)
+    scheme, _, rest = spec.partition(":")
+    if scheme == "adm" and rest:
+        path, _, preset = rest.partition(":")
+        return ADMClassifierGuide.from_checkpoint(path, preset or "imagenet256-classifier",
+                                                  device=device or "cpu", dtype=dtype)
+    raise ValueError(f"classifier-guidance: unknown classifier spec {spec!r}; "
+                     f"use {MIXTURE_SPEC!r} or adm:PATH[:PRESET]")
+
+
+class GuidedDenoiser(DelegatingDenoiser):
     """D(x, sigma) + scale sigma^2 grad_x log p_sigma(labels | x) (see the module docstring).
 
     ``labels``: one class index for the whole batch or one per batch item.  When x itself
     requires grad (DPS differentiates the denoiser) the shift is kept in the graph, so the
-    caller's gradient includes the guidance term's dependence on x.
+    caller's gradient includes the guidance term's dependence on x.  ``classifier_calls``
+    counts the classifier's evaluations (each a forward and a backward pass).
     """
 
-    def __init__(self, inner: Denoiser, classifier: NoisyClassifier, labels: Union[int, Tensor],
+    def __init__(self, inner: Denoiser, classifier: NoisyClassifier, labels: Union[int, Sequence[int], Tensor],
                  scale: float = 1.0) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.classifier = classifier
         self.labels = torch.as_tensor(labels, dtype=torch.long)
         self.scale = scale
-        self.sigma_min, self.sigma_max, self.vp = inner.sigma_min, inner.sigma_max, inner.vp
+        self.classifier_calls = 0
+
+    def evaluations(self) -> dict[str, int]:
+        counts = self.inner.evaluations()
+        return {**counts, "classifier": counts.get("classifier", 0) + self.classifier_calls}
 
     def class_score(self, x: Tensor, sigma: Tensor) -> Tensor:
         """grad_x log p_sigma(labels | x)."""
+        self.classifier_calls += 1
         labels = self.labels.to(x.device).expand(x.shape[0])
         if x.requires_grad:
             log_prob = self.classifier.log_prob(x, sigma, labels).sum()
@@ -125,32 +156,48 @@ class GuidedDenoiser(Denoiser):
         shift = self.scale * broadcast_sigma(torch.as_tensor(sigma), x) ** 2 * self.class_score(x, sigma)
         return Prediction(pred.x0 + shift, pred.var_frac)
 
-    def sampling_sigmas(self, steps: int) -> Tensor:
-        return self.inner.sampling_sigmas(steps)
-
 
 class ClassifierGuidance(Strategy):
     """Classifier guidance on top of ``strategy`` (the strategy that brings y in: DPS, RePaint,
     ...): it samples with that strategy, its denoiser replaced by the :class:`GuidedDenoiser`.
 
-    ``scale``: D&N's s (their ImageNet 256x256 samples use s = 1 with the conditional model
-    and s = 10 with the unconditional one); ``labels``: the target class(es).
+    ``strategy``: a :class:`Strategy`, or a registered strategy name built with
+    ``strategy_params``; ``classifier``: a :class:`NoisyClassifier` or a spec for
+    :func:`load_classifier` (resolved against the problem's prior when sampling starts);
+    ``labels``: the target class (one int) or one per batch item; ``scale``: D&N's s (their
+    ImageNet 256x256 samples use s = 1 with the conditional model and s = 10 with the
+    unconditional one).  So ``factory(strategy="dps", classifier="mixture", labels=3)`` works
+    from JSON.
     """
 
     name = "classifier-guidance"
 
-    def __init__(self, strategy: Strategy, classifier: NoisyClassifier, labels: Union[int, Tensor],
-                 scale: float = 1.0) -> None:
+    def __init__(self, strategy: Union[Strategy, str], classifier: Union[NoisyClassifier, str],
+                 labels: Union[int, Sequence[int], Tensor], scale: float = 1.0,
+                 strategy_params: Optional[dict[str, Any]] = None) -> None:
+        if isinstance(strategy, str):
+            from restore.plugins import default_registry
+
+            strategy = default_registry().get("strategy", strategy)(**dict(strategy_params or {}))
+        elif strategy_params:
+            raise ValueError("classifier-guidance: strategy_params apply to a strategy given by name only")
         if not isinstance(strategy, Strategy):
-            raise TypeError(f"classifier-guidance: strategy must be a Strategy, got {type(strategy).__name__}")
-        if not isinstance(classifier, NoisyClassifier):
-            raise TypeError(f"classifier-guidance: classifier must be a NoisyClassifier, got {type(classifier).__name__}")
-        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale >= 0):
-            raise ValueError(f"classifier-guidance: scale must be a finite number >= 0, got {scale!r}")
+            raise TypeError(f"classifier-guidance: strategy must be a Strategy or a strategy name, "
+                            f"got {type(strategy).__name__}")
+        if not isinstance(classifier, (NoisyClassifier, str)):
+            raise TypeError(f"classifier-guidance: classifier must be a NoisyClassifier or a classifier spec, "
+                            f"got {type(classifier).__name__}")
         self.strategy = strategy
         self.classifier = classifier
         self.labels = labels
-        self.scale = float(scale)
+        self.scale = check_number(self.name, "scale", scale, low=0.0)
+
+    def params(self) -> dict[str, Any]:
+        """JSON-able when built from names: the inner strategy by name with its parameters."""
+        labels = self.labels.tolist() if isinstance(self.labels, Tensor) else self.labels
+        return {"strategy": self.strategy.name, "strategy_params": self.strategy.params(),
+                "classifier": self.classifier if isinstance(self.classifier, str) else type(self.classifier).__name__,
+                "labels": labels, "scale": self.scale}
 
     @property
     def default_steps(self) -> Optional[int]:  # type: ignore[override]
@@ -159,11 +206,17 @@ class ClassifierGuidance(Strategy):
     def check(self, problem: Problem) -> None:
         self.strategy.check(problem)
 
+    def warn_outside_assumptions(self, problem: Problem) -> None:
+        self.strategy.warn_outside_assumptions(problem)
+
     def sampling_sigmas(self, denoiser: Denoiser, steps: int) -> Tensor:
         return self.strategy.sampling_sigmas(denoiser, steps)
 
     def denoiser(self, problem: Problem, shape: tuple[int, ...]) -> Denoiser:
-        return GuidedDenoiser(self.strategy.denoiser(problem, shape), self.classifier, self.labels, self.scale)
+        classifier = self.classifier
+        if isinstance(classifier, str):
+            classifier = load_classifier(classifier, problem.prior, device=problem.y.device)
+        return GuidedDenoiser(self.strategy.denoiser(problem, shape), classifier, self.labels, self.scale)
 
     def sample(self, problem: Problem, denoiser: Denoiser, x: Tensor, sigmas: Tensor, *,
                generator: Optional[torch.Generator] = None, callback: StepCallback = None) -> Tensor:

@@ -38,7 +38,8 @@ from torch import Tensor
 from restore.diffusion.denoiser import Denoiser
 from restore.diffusion.samplers import ddim_step, emit, predict_at, sigma_pairs
 from restore.events import StepCallback
-from restore.strategies.base import Problem, Strategy, check_hyperparameter
+from restore.operators.validation import check_number
+from restore.strategies.base import Problem, Strategy
 from restore.strategies.spectral import Spectrum
 
 
@@ -48,10 +49,11 @@ class PiGDM(Strategy):
     name = "pigdm"
     requires = ("linear", "has_svd")
     needs_pixel_prior = True
+    assumes = ("gaussian-noise",)
     default_steps = 100
 
     def __init__(self, eta: float = 0.0) -> None:
-        self.eta = check_hyperparameter(self.name, "eta", eta, low=0.0, high=1.0)
+        self.eta = check_number(self.name, "eta", eta, low=0.0, high=1.0)
 
     @staticmethod
     def guided_estimate(spec: Spectrum, denoiser: Denoiser, x: Tensor, sigma: float) -> Tensor:

@@ -33,6 +33,7 @@ from torch import Tensor
 from restore.diffusion.denoiser import Denoiser
 from restore.diffusion.samplers import ddpm_step, emit, forward_noise, predict_at, sigma_pairs
 from restore.events import StepCallback
+from restore.operators.validation import check_int
 from restore.strategies.base import Problem, Strategy, StrategyNotApplicable
 
 
@@ -46,8 +47,7 @@ def repaint_schedule(levels: int, jump_length: int = 10, jump_n_sample: int = 10
     differ by one; a larger index is a reverse (denoising) step.
     """
     for name, value in (("levels", levels), ("jump_length", jump_length), ("jump_n_sample", jump_n_sample)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"repaint: {name} must be an integer >= 1, got {value!r}")
+        check_int("repaint", name, value, low=1)
     jumps_left = {levels - 1 - t: jump_n_sample - 1 for t in range(0, levels - jump_length, jump_length)}
     path = [0]
     i = 0
@@ -80,6 +80,7 @@ class RePaint(Strategy):
     name = "repaint"
     requires = ("is_mask",)
     needs_pixel_prior = True
+    assumes = ("noiseless",)
     default_steps = 250
 
     def __init__(self, jump_length: int = 10, jump_n_sample: int = 10) -> None:

@@ -48,7 +48,7 @@ class Spectrum:
         self.singulars[:k] = s
         self.observed = self.singulars > 0
         safe = torch.where(self.observed, self.singulars, torch.ones_like(self.singulars))
-        y_hat = self.operator.ut(problem.y_prior().to(device=like.device, dtype=like.dtype))[:, :k]
+        y_hat = self.operator.ut(problem.y_prior(tuple(like.shape[1:])).to(device=like.device, dtype=like.dtype))[:, :k]
         if y_hat.shape[0] != like.shape[0]:
             raise ValueError(f"spectrum: the measurement has batch size {y_hat.shape[0]}, the samples {like.shape[0]}")
         self.y_bar = like.new_zeros(like.shape[0], n)

@@ -1,31 +1,35 @@
 """An example third-party plugin: a vignetting operator, registered through restore's hooks.
 
 Install with ``pip install plugins/restore-vignette``; ``restore list`` then shows
-``vignette [vignette]``.
+``vignette [vignette]`` and ``restore check-operator vignette`` checks its contract.
 """
 from __future__ import annotations
+
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import Tensor
 
-from restore.hookspecs import hookimpl
-from restore.operators.base import LinearOperator
-from restore.operators.noise import NoiseModel
+from restore import LinearOperator, hookimpl
 
 
 class Vignette(LinearOperator):
-    """Radial fall-off y = w * x with w(r) = 1 - strength * r^2, r the distance from the centre
-    normalised to 1 at the corners.  Diagonal, so it is its own adjoint."""
+    """Radial fall-off y = w * x with w(r) = 1 - strength * r^2 / 2, r the distance from the
+    centre with r^2 = 2 at the corners (coordinates on [-1, 1]).
+
+    Diagonal, so it is its own adjoint, and its pseudo-inverse divides by w > 0."""
 
     name = "vignette"
+    example = {"strength": 0.5}
 
-    def __init__(self, strength: float = 0.5, noise=None) -> None:
-        if not 0 <= strength < 1:
-            raise ValueError(f"strength must be in [0, 1), got {strength}")
-        super().__init__(noise if noise is None or isinstance(noise, NoiseModel) else NoiseModel.from_json(noise))
-        self.strength = strength
+    def __init__(self, strength: float = 0.5, noise: Any = None, shape: Optional[Sequence[int]] = None) -> None:
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength < 1:
+            raise ValueError(f"vignette: strength must be a number in [0, 1), got {strength!r}")
+        super().__init__(noise, shape)
+        self.strength = float(strength)
 
     def _weights(self, x: Tensor) -> Tensor:
+        self._check_input(x)
         h, w = x.shape[-2:]
         ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype)[:, None]
         xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype)[None, :]
@@ -40,8 +44,8 @@ class Vignette(LinearOperator):
     def pinv(self, y: Tensor) -> Tensor:
         return y / self._weights(y)
 
-    def params(self):
-        return {**super().params(), "strength": self.strength}
+    def params(self) -> dict[str, Any]:
+        return {"strength": self.strength, **super().params()}
 
 
 @hookimpl

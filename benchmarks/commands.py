@@ -1,0 +1,124 @@
+"""Wall time, NFE and peak memory of each restoration command's default, at two photo sizes.
+
+    python benchmarks/commands.py [--prior default] [--sizes 256x256 768x512] [--device auto]
+                                  [--commands inpaint sr ...] [--quick]
+
+For each command (inpaint with a centred box mask, sr x4, deblur gaussian:2, denoise with
+the noise level estimated, colorize) and each output size WxH, a degraded input is made
+from scikit-image's ``chelsea`` photo, and the command runs with its default method and
+steps in a fresh Python process (so peak memory is that run's): wall time of the command
+as the process measures it (prior loading included), NFE from the sidecar, peak resident
+memory of the process (``ru_maxrss``) and, on CUDA, peak allocated device memory.
+``--quick`` uses 32x32 and 48x32 images and 2 steps, to check the script on a tiny prior.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+COMMANDS = ("inpaint", "sr", "deblur", "denoise", "colorize")
+
+
+def photo(width: int, height: int) -> torch.Tensor:
+    """scikit-image's chelsea resized to (1, 3, height, width) on [0, 1]."""
+    from skimage import data
+
+    x = torch.from_numpy(data.chelsea()).permute(2, 0, 1)[None].float() / 255
+    return torch.nn.functional.interpolate(x, size=(height, width), mode="area").clamp(0, 1)
+
+
+def prepare(command: str, width: int, height: int, folder: Path) -> list[str]:
+    """Write the degraded input (and mask) for ``command`` into ``folder``; its arguments."""
+    from restore.operators.io import write_image
+    from restore.plugins import default_registry
+
+    x = photo(width, height)
+    registry = default_registry()
+    image = folder / "input.png"
+    if command == "inpaint":
+        fill = torch.zeros(1, 1, height, width)
+        fill[..., height // 4: 3 * height // 4, width // 4: 3 * width // 4] = 1
+        write_image(folder / "mask.png", fill)
+        write_image(image, x * (1 - fill))
+        return ["inpaint", str(image), "--mask", str(folder / "mask.png")]
+    if command == "sr":
+        write_image(image, registry.get("operator", "sr")(scale=4)(x))
+        return ["sr", str(image), "--scale", "4"]
+    if command == "deblur":
+        write_image(image, registry.get("operator", "blur")("gaussian", size=13, std=2.0)(x))
+        return ["deblur", str(image), "--kernel", "gaussian:2"]
+    if command == "denoise":
+        noisy = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+        write_image(image, noisy.clamp(0, 1))
+        return ["denoise", str(image)]
+    write_image(image, x.mean(dim=1, keepdim=True))
+    return ["colorize", str(image)]
+
+
+def run_one(args: list[str]) -> None:
+    """Child process: run one command in-process, print wall time, NFE and peak memory as JSON."""
+    from typer.testing import CliRunner
+
+    from restore.cli import app
+
+    output = Path(args[args.index("-o") + 1])
+    started = time.perf_counter()
+    result = CliRunner().invoke(app, args)
+    seconds = time.perf_counter() - started
+    if result.exit_code != 0:
+        print(json.dumps({"error": result.output.strip().splitlines()[-1]}))
+        return
+    sidecar = json.loads(output.with_suffix(".json").read_text())
+    cuda = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    print(json.dumps({"seconds": seconds, "nfe": sidecar["nfe"], "method": sidecar["strategy"]["name"],
+                      "steps": sidecar["steps"], "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "cuda_mib": cuda}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prior", default="default")
+    parser.add_argument("--sizes", nargs="+", default=["256x256", "768x512"], help="output sizes WxH")
+    parser.add_argument("--commands", nargs="+", default=list(COMMANDS), choices=COMMANDS)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--quick", action="store_true", help="32x32 and 48x32 images, 2 steps")
+    parser.add_argument("--one", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    opts = parser.parse_args()
+    if opts.one:
+        return run_one(opts.one)
+    sizes = ["32x32", "48x32"] if opts.quick else opts.sizes
+    print(f"prior {opts.prior}, device {opts.device}, torch threads {torch.get_num_threads()}")
+    print(f"{'command':9s} {'size':>8s} {'method':>8s} {'steps':>5s} {'NFE':>5s} {'wall s':>8s} "
+          f"{'peak RSS MiB':>12s} {'CUDA MiB':>9s}")
+    for command in opts.commands:
+        for size in sizes:
+            width, height = (int(v) for v in size.split("x"))
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(tmp)
+                if command == "sr":  # the input is 4x smaller than the output
+                    width, height = width // 4, height // 4
+                args = prepare(command, width, height, folder)
+                args += ["--prior", opts.prior, "--device", opts.device, "--seed", "0", "--quiet",
+                         "-o", str(folder / "out.png")]
+                args += ["--steps", "2"] if opts.quick else []
+                child = subprocess.run([sys.executable, __file__, "--one", *args], capture_output=True, text=True)
+                lines = child.stdout.strip().splitlines()
+                row = json.loads(lines[-1]) if lines else {"error": child.stderr.strip().splitlines()[-1:]}
+            if "error" in row:
+                print(f"{command:9s} {size:>8s}  failed: {row['error']}")
+                continue
+            cuda = "-" if row["cuda_mib"] is None else f"{row['cuda_mib']:.0f}"
+            print(f"{command:9s} {size:>8s} {row['method']:>8s} {row['steps']:>5d} {row['nfe']:>5d} "
+                  f"{row['seconds']:>8.1f} {row['rss_mib']:>12.0f} {cuda:>9s}")
+
+
+if __name__ == "__main__":
+    main()

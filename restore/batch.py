@@ -1,0 +1,684 @@
+r"""``restore batch``: restore a folder or a manifest of measurements, resumably, in one
+process or sharded over many (torchrun, one or several nodes).
+
+Inputs (:func:`discover`).  A folder: with an operator (``op``), every image file under it
+(recursively) is a measurement of that operator; without one, every ``restore degrade``
+sidecar (``*.json``) under it names a measurement and its exact operator.  A manifest
+(``.csv`` with a header row, or ``.jsonl``, one object per line), one image per row:
+
+    image    measurement file (relative to the manifest's folder)    | or from
+    from     a ``restore degrade`` sidecar: measurement and exact operator
+    op       operator name (default: the run's ``--op``)
+    mask, kernel, scale    shortcuts for those operator parameters (paths relative to the manifest)
+    params   further operator parameters, a JSON object
+    output   output name under OUT_DIR (default: the image's path relative to the manifest)
+
+An item's identity is its output name without suffix (its *key*, e.g. ``sub/a``); it is
+restored to ``OUT_DIR/<key><suffix>`` (the input's format and bit depth; JPEG inputs are
+written as PNG, never re-compressed) and its sidecar ``OUT_DIR/<key>.json``.
+
+Determinism.  Item k's noise comes from its own generator (:class:`ItemGenerators`) seeded
+with the first 8 bytes of SHA-256(f"{seed}:{key}") (big-endian, top bit cleared), so it
+does not depend on which other images are in the run.  The batches are fixed by the input
+list alone (:func:`plan`): items sorted by key, grouped by image size and operator, cut
+into ``batch_size`` runs; rank r of a world of size n takes batches r, r + n, r + 2n, ...
+A batch is always computed whole (a rerun recomputes a partly written batch and writes only
+its missing files), so every item sees the same batched network calls whatever the number
+of processes, the order of completion or an interruption: the files are bit-identical on
+the same machine and thread count.  Changing ``batch_size`` changes which images share a
+network call, and batched kernels round differently from unbatched ones (oneDNN / cuDNN
+pick algorithms by shape), so results across batch sizes agree to float rounding, not bits.
+
+Resumption.  Outputs are written atomically (:func:`restore.files.atomic_write`), the image
+first and its sidecar last; the sidecar records the SHA-256 of the image, of the input, the
+operator (name, parameters, SHA-256 of its tensors) and the run's settings.  An item is
+complete when its sidecar parses, its image exists with that checksum and the settings and
+operator match; complete items are skipped, so a run killed at any point
+(``kill -9``) and rerun ends with exactly the files of an uninterrupted run.  Temporary files
+a killed run left beside an item's outputs are removed before the item is written again.
+An output made with other settings or another operator is not overwritten: the item fails,
+naming what differs (a different batch size, channels_last or compile resumes: they change
+rounding only).
+
+Failures (unreadable input, an operator that cannot be built, a divergent run) fail their
+item with the reason and the rest goes on; a batch that fails as a whole is retried one
+image at a time, so one bad image does not take its batch-mates down.
+
+Sharding: :func:`restore.training.distributed.init_world` (gloo on CPU, nccl on CUDA, one
+GPU per local rank); rank 0 gathers the per-rank counts and writes the summary.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from restore import api
+from restore.accel import Acceleration, accelerate
+from restore.diffusion.randomness import ItemGenerators
+from restore.files import atomic_write
+from restore.operators import io as rio
+from restore.strategies.base import Problem
+from restore.strategies.engine import solve
+
+OUTPUT_FORMAT = "restore-batch-output"
+OUTPUT_VERSION = 1
+SUMMARY_FILE = "summary.json"
+MANIFEST_SUFFIXES = (".csv", ".jsonl")
+MANIFEST_KEYS = ("image", "from", "op", "mask", "kernel", "scale", "params", "output")
+#: Operator parameters that name files (resolved against the manifest's folder).
+PATH_PARAMS = ("mask", "kernel")
+#: Settings a rerun may change and still resume: they change only float rounding.
+RESUMABLE_CHANGES = ("batch_size", "channels_last", "compile")
+#: Input suffix -> output suffix (JPEG is restored to PNG: no second lossy compression).
+OUTPUT_SUFFIX = {".png": ".png", ".jpg": ".png", ".jpeg": ".png", ".tif": ".tif", ".tiff": ".tiff", ".npy": ".npy"}
+
+Report = Callable[[str], None]
+
+
+class BatchInputError(ValueError):
+    """The input folder or manifest cannot be turned into a list of items (exit status 2)."""
+
+
+# ----------------------------------------------------------------------------- items
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image to restore: its key, measurement file or sidecar, operator and params."""
+
+    key: str
+    image: Optional[Path] = None
+    sidecar: Optional[Path] = None
+    op: Optional[str] = None
+    params: dict = field(default_factory=dict)
+
+    @property
+    def source(self) -> Path:
+        return self.sidecar if self.sidecar is not None else self.image
+
+    def measurement_file(self) -> Path:
+        """The measurement's file (for sidecar items, the one the sidecar names)."""
+        if self.sidecar is None:
+            return self.image
+        entry = rio.read_sidecar(self.sidecar)["measurement"]
+        return self.sidecar.parent / entry["file"]
+
+    def output_suffix(self) -> str:
+        name = self.measurement_file().suffix.lower()
+        if name not in OUTPUT_SUFFIX:
+            raise ValueError(f"{self.source}: unsupported measurement type {name!r}")
+        return OUTPUT_SUFFIX[name]
+
+
+def item_seed(seed: int, key: str) -> int:
+    """The seed of item ``key`` in a run seeded ``seed``: SHA-256(f"{seed}:{key}"), first 8
+    bytes big-endian, top bit cleared (a valid ``torch.Generator.manual_seed``)."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
+
+
+def _key(relative: Path) -> str:
+    return relative.with_suffix("").as_posix()
+
+
+def discover(source: Path, *, op: Optional[str] = None, params: Optional[dict] = None,
+             exclude: Optional[Path] = None) -> list[Item]:
+    """The items of a folder or a manifest (module docstring), sorted by key; duplicate keys
+    (``a.png`` and ``a.jpg``) are a :class:`BatchInputError`.  Files under ``exclude`` (the
+    output folder, when it lies inside the input folder) are not inputs."""
+    source = Path(source)
+    params = dict(params or {})
+    if source.is_dir():
+        items = _folder_items(source, op, params, None if exclude is None else Path(exclude).resolve())
+    elif source.is_file() and source.suffix.lower() in MANIFEST_SUFFIXES:
+        items = _manifest_items(source, op, params)
+    elif source.exists():
+        raise BatchInputError(f"{source}: give a folder or a manifest ({', '.join(MANIFEST_SUFFIXES)})")
+    else:
+        raise BatchInputError(f"{source}: no such folder or manifest")
+    seen: dict[str, Item] = {}
+    for item in items:
+        if item.key in seen:
+            raise BatchInputError(f"{seen[item.key].source} and {item.source} would both be restored to "
+                                  f"{item.key!r}; rename one or give an output column")
+        seen[item.key] = item
+    if not seen:
+        what = "measurement sidecars (*.json; or give --op to restore its images)" if source.is_dir() and op is None \
+            else "images" if source.is_dir() else "rows"
+        raise BatchInputError(f"{source}: no {what} found")
+    return sorted(seen.values(), key=lambda item: item.key)
+
+
+def _folder_items(folder: Path, op: Optional[str], params: dict, exclude: Optional[Path]) -> list[Item]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
+                   and (exclude is None or not p.resolve().is_relative_to(exclude)))
+    if op is not None:
+        return [Item(_key(p.relative_to(folder)), image=p, op=op, params=params)
+                for p in files if p.suffix.lower() in rio.READABLE_SUFFIXES]
+    items = []
+    for p in files:
+        if p.suffix.lower() == ".json" and _is_measurement_sidecar(p):
+            items.append(Item(_key(p.relative_to(folder)), sidecar=p, params=params))
+    return items
+
+
+def _is_measurement_sidecar(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text()).get("format") == rio.SIDECAR_FORMAT
+    except (ValueError, AttributeError, OSError):
+        return False
+
+
+def read_manifest(path: Path) -> list[dict[str, Any]]:
+    """The rows of a CSV (header row) or JSONL manifest as dicts, empty cells dropped; unknown
+    columns are a :class:`BatchInputError` naming them."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BatchInputError(f"{path}: cannot read the manifest ({exc})") from None
+    rows: list[dict[str, Any]] = []
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        for row in reader:
+            if None in row:
+                raise BatchInputError(f"{path}, line {reader.line_num}: more cells than header columns")
+            rows.append({k.strip(): v.strip() for k, v in row.items() if k and v is not None and v.strip()})
+    else:
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise BatchInputError(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise BatchInputError(f"{path}, line {number}: each line must be a JSON object")
+            rows.append({k: v for k, v in row.items() if v not in (None, "")})
+    for number, row in enumerate(rows, 1):
+        unknown = sorted(set(row) - set(MANIFEST_KEYS))
+        if unknown:
+            raise BatchInputError(f"{path}, row {number}: unknown column(s) {', '.join(unknown)}; "
+                                  f"known: {', '.join(MANIFEST_KEYS)}")
+        if ("image" in row) == ("from" in row):
+            raise BatchInputError(f"{path}, row {number}: give exactly one of 'image' and 'from'")
+    return rows
+
+
+def _manifest_items(path: Path, op: Optional[str], cli_params: dict) -> list[Item]:
+    base = path.parent
+    items = []
+    for number, row in enumerate(read_manifest(path), 1):
+        where = f"{path}, row {number}"
+        params = dict(cli_params)
+        extra = row.get("params", {})
+        if isinstance(extra, str):
+            try:
+                extra = json.loads(extra)
+            except json.JSONDecodeError as exc:
+                raise BatchInputError(f"{where}: params is not a JSON object ({exc.msg})") from None
+        if not isinstance(extra, dict):
+            raise BatchInputError(f"{where}: params must be a JSON object, got {extra!r}")
+        params.update(extra)
+        for name in ("mask", "kernel", "scale"):
+            if name in row:
+                params[name] = row[name]
+        for name in PATH_PARAMS:
+            value = params.get(name)
+            if isinstance(value, str) and (base / value).is_file():
+                params[name] = str(base / value)
+        if "scale" in params and isinstance(params["scale"], str):
+            params["scale"] = _number(params["scale"], where)
+        file = base / str(row.get("image") or row["from"])
+        output = row.get("output")
+        if output is None:
+            try:
+                output = file.resolve().relative_to(base.resolve())
+            except ValueError:
+                raise BatchInputError(f"{where}: {file} is outside the manifest's folder; give an output column") \
+                    from None
+        key = _key(Path(output))
+        if key.startswith("../") or Path(output).is_absolute():
+            raise BatchInputError(f"{where}: output {output!r} must be a relative path inside OUT_DIR")
+        if "from" in row:
+            items.append(Item(key, sidecar=file, params=params))
+        else:
+            items.append(Item(key, image=file, op=row.get("op", op), params=params))
+    return items
+
+
+def _number(text: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise BatchInputError(f"{where}: scale {text!r} is not a number") from None
+    return int(value) if value.is_integer() else value
+
+
+# ----------------------------------------------------------------------------- plan
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(H, W) of an image from its header (EXIF rotation applied), for grouping only;
+    (0, 0) when the header cannot be read (the item then fails when it is loaded)."""
+    try:
+        if path.suffix.lower() == ".npy":
+            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+            return int(shape[-2]), int(shape[-1])
+        from PIL import Image
+
+        with Image.open(path) as im:
+            w, h = im.size
+            rotated = im.getexif().get(0x0112) in (5, 6, 7, 8)
+        return (w, h) if rotated else (h, w)
+    except Exception:  # any unreadable header: the item reports its error when loaded
+        return 0, 0
+
+
+def group_key(item: Item) -> str:
+    """Items batched together share this: their image size and their operator description
+    (files in it stand for their SHA-256)."""
+    try:
+        if item.sidecar is not None:
+            sidecar = rio.read_sidecar(item.sidecar)
+            size = tuple(sidecar["measurement"]["shape"])
+            tensors = {k: _file_digest(item.sidecar.parent / v) for k, v in sidecar["tensors"].items()}
+            operator = [sidecar["operator"], sidecar["params"], sidecar.get("noise"), tensors, item.params]
+        else:
+            size = image_size(item.image)
+            operator = [item.op, {k: _file_digest(Path(v)) if k in PATH_PARAMS and isinstance(v, str)
+                                  and Path(v).is_file() else v for k, v in item.params.items()}]
+    except (ValueError, OSError, KeyError):
+        size, operator = (0, 0), ["unreadable"]
+    return json.dumps([list(size), operator], sort_keys=True, default=str)
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_digest(path: Path) -> str:
+    """A file's SHA-256, computed once per process (one mask file may serve thousands of items)."""
+    return "sha256:" + rio.sha256_file(path)
+
+
+def plan(items: Sequence[Item], batch_size: int) -> list[list[Item]]:
+    """The run's batches: items grouped by :func:`group_key` (groups in order of their first
+    key), each group cut into runs of ``batch_size`` in key order."""
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    groups: dict[str, list[Item]] = {}
+    for item in sorted(items, key=lambda i: i.key):
+        groups.setdefault(group_key(item), []).append(item)
+    return [members[i:i + batch_size] for members in groups.values() for i in range(0, len(members), batch_size)]
+
+
+def shard(batches: Sequence[list[Item]], rank: int, size: int) -> list[list[Item]]:
+    """Rank ``rank``'s batches: every ``size``-th, starting at ``rank``."""
+    return list(batches[rank::size])
+
+
+# ----------------------------------------------------------------------------- settings and outputs
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything besides the input that determines an output (recorded in its sidecar)."""
+
+    prior: str = "default"
+    method: Optional[str] = None
+    method_params: dict = field(default_factory=dict)
+    steps: Optional[int] = None
+    quality: str = "fast"
+    seed: int = 0
+    batch_size: int = 1
+    noise: Optional[float] = None
+    acceleration: Acceleration = Acceleration()
+
+    def record(self) -> dict[str, Any]:
+        """The settings as JSON, the network's dtype, channels_last and compile flags at top level."""
+        data = {k: v for k, v in asdict(self).items() if k != "acceleration"}
+        data.update(self.acceleration.describe())
+        return json.loads(json.dumps(data, default=str))
+
+
+@dataclass
+class Outputs:
+    """Where item ``key`` is written under ``folder``."""
+
+    folder: Path
+    key: str
+    suffix: str
+
+    @property
+    def image(self) -> Path:
+        return self.folder / f"{self.key}{self.suffix}"
+
+    @property
+    def sidecar(self) -> Path:
+        return self.folder / f"{self.key}.json"
+
+    def remove_leftovers(self) -> None:
+        """Delete temporary files a killed run left for these outputs (atomic_write's
+        ``.<name>.XXXXXXXX<suffix>``)."""
+        for path in (self.image, self.sidecar):
+            pattern = re.compile(rf"^\.{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}{re.escape(path.suffix)}$")
+            if path.parent.is_dir():
+                for leftover in path.parent.iterdir():
+                    if pattern.match(leftover.name):
+                        leftover.unlink(missing_ok=True)
+
+
+class StaleOutput(ValueError):
+    """An existing output was made with other settings; the message names the differences."""
+
+
+def is_complete(outputs: Outputs, expected: dict[str, Any]) -> bool:
+    """True when the item's sidecar and image exist and agree (module docstring): the sidecar
+    records ``expected``'s input checksum and the image's; a :class:`StaleOutput` when it was
+    made with other settings or another operator (``expected["settings"]``, ``["operator"]``)."""
+    try:
+        sidecar = json.loads(outputs.sidecar.read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(sidecar, dict) or sidecar.get("format") != OUTPUT_FORMAT:
+        return False
+    recorded = {**sidecar.get("settings", {}), "operator": sidecar.get("operator")}
+    wanted = {**expected["settings"], "operator": expected["operator"]}
+    differ = sorted(k for k in set(recorded) | set(wanted)
+                    if k not in RESUMABLE_CHANGES and recorded.get(k) != wanted.get(k))
+    if differ:
+        detail = ", ".join(f"{k}: {recorded.get(k)!r} there, {wanted.get(k)!r} now" for k in differ if k != "operator")
+        if "operator" in differ:
+            detail = ", ".join(filter(None, ["another operator or operator parameters", detail]))
+        raise StaleOutput(f"{outputs.sidecar} holds a result made with other settings ({detail}); "
+                          "use another output folder or remove it")
+    if sidecar.get("input", {}).get("sha256") != expected["input_sha256"]:
+        return False
+    image = sidecar.get("image", {})
+    return outputs.image.is_file() and image.get("sha256") == rio.sha256_file(outputs.image)
+
+
+# ----------------------------------------------------------------------------- running
+
+
+@dataclass
+class Summary:
+    """Counts of one rank, or of the whole run once merged."""
+
+    done: int = 0
+    skipped: int = 0
+    failed: list = field(default_factory=list)  # [key, reason] pairs
+    nfe: int = 0  # network evaluations seen per image, summed over images
+    network_calls: int = 0  # batched network calls (one per evaluation of a whole batch)
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["failed"] = [{"item": k, "reason": r} for k, r in sorted(self.failed)]
+        data["images_per_second"] = self.images_per_second
+        return data
+
+    @classmethod
+    def merged(cls, parts: Sequence["Summary"]) -> "Summary":
+        """Counts added; wall time is the slowest rank's (the ranks run side by side)."""
+        return cls(sum(p.done for p in parts), sum(p.skipped for p in parts),
+                   [f for p in parts for f in p.failed], sum(p.nfe for p in parts),
+                   sum(p.network_calls for p in parts), max(p.seconds for p in parts))
+
+
+@dataclass
+class Loaded:
+    """An item read back: measurement, operator, what the output must keep, checksum."""
+
+    item: Item
+    y: Tensor
+    operator: Any
+    bits: int
+    alpha: Optional[Tensor]
+    input_sha256: str
+    outputs: Outputs
+
+
+class Runner:
+    """Runs batches on one rank: prior loaded once, operators and strategies per batch."""
+
+    def __init__(self, settings: Settings, out_dir: Path, registry: Any, device: torch.device,
+                 report: Report = None) -> None:
+        from restore.priors.spec import load_prior
+
+        self.settings = settings
+        self.out_dir = Path(out_dir)
+        self.registry = registry
+        self.device = device
+        self.report = report or (lambda message: None)
+        self.prior = accelerate(load_prior(settings.prior, device=device, registry=registry),
+                                settings.acceleration, warn=self.report)
+        self.record = {**settings.record(), "prior_weights_sha256": api.weights_sha256(self.prior)}
+        if settings.method is not None:  # bad names and hyper-parameters are refused before any image
+            api.make_strategy(registry, settings.method, settings.method_params)
+        self.summary = Summary()
+
+    # -- loading
+
+    def load(self, item: Item) -> Loaded:
+        """Read the measurement and build its operator; errors name the item's file."""
+        if item.sidecar is not None:
+            measurement = rio.load_measurement(item.sidecar, self.registry)
+            y, operator, bits, alpha = measurement.y, measurement.operator, self._bits(measurement), None
+        else:
+            if item.op is None:
+                raise ValueError(f"{item.image}: no operator: give --op or an op column")
+            loaded = rio.load_image(item.image)
+            y, bits, alpha = loaded.image, loaded.bits, loaded.alpha
+            operator = api.with_noise(api.build_operator(item.op, self.registry, item.params), self.settings.noise)
+            size = api.image_shape(operator, y)[1:]
+            if alpha is not None and tuple(alpha.shape[-2:]) != tuple(size):
+                raise ValueError(f"{item.image}: has an alpha channel, which cannot be put back on the "
+                                 f"{size[0]}x{size[1]} result of operator {item.op!r}; flatten the image first")
+        outputs = Outputs(self.out_dir, item.key, item.output_suffix())
+        return Loaded(item, y.float(), operator, bits, alpha, rio.sha256_file(item.source), outputs)
+
+    @staticmethod
+    def _bits(measurement: rio.Measurement) -> int:
+        entry = measurement.sidecar["measurement"]
+        return int(entry.get("bits", 8)) if entry.get("storage") == "png" else 32
+
+    # -- one batch
+
+    def run_batch(self, batch: Sequence[Item]) -> None:
+        loaded: list[Loaded] = []
+        for item in batch:
+            try:
+                loaded.append(self.load(item))
+            except Exception as exc:  # any failure to read one input fails that item only
+                self.fail(item, exc)
+        todo = []
+        for entry in loaded:
+            try:
+                if is_complete(entry.outputs, self.expected(entry)):
+                    self.summary.skipped += 1
+                else:
+                    todo.append(entry.item.key)
+            except StaleOutput as exc:
+                self.fail(entry.item, exc)
+        for members in _subgroups(loaded):  # a sub-batch is computed whole, or not at all
+            if any(m.item.key in todo for m in members):
+                self.solve_and_write(members, set(todo))
+
+    def solve_and_write(self, members: list[Loaded], todo: set[str]) -> None:
+        try:
+            images, nfe, method = self.solve(members)
+        except Exception as exc:
+            if len(members) == 1:
+                if members[0].item.key in todo:
+                    self.fail(members[0].item, exc)
+                return
+            for member in members:  # find the bad one: each image on its own
+                self.solve_and_write([member], todo)
+            return
+        self.summary.network_calls += nfe
+        for member, image in zip(members, images):
+            if member.item.key not in todo:
+                continue
+            try:
+                self.write(member, image, nfe, method)
+            except Exception as exc:
+                self.fail(member.item, exc)
+                continue
+            self.summary.done += 1
+            self.summary.nfe += nfe
+        self.report(f"{', '.join(m.item.key for m in members)}: {method['name']}, {method['steps']} steps, NFE {nfe}")
+
+    def solve(self, members: list[Loaded]) -> tuple[Tensor, int, dict[str, Any]]:
+        """The restored images of one batch, the NFE and the method as run (name, params, steps).
+        The steps of :func:`restore.api.restore_tensor` (channel spreading, default method),
+        with the batch's per-item seeds."""
+        from restore.priors.spec import prior_channels
+        from restore.strategies.catalog import default_method
+
+        operator = members[0].operator
+        y = torch.cat([m.y for m in members])
+        shape = api.image_shape(operator, y)
+        run_op, run_y = operator, y
+        have = prior_channels(self.prior)
+        if have is not None and have != shape[0]:
+            run_op, run_y = api.spread_channels(operator, y, shape[0], have)
+            shape = (have, *shape[1:])
+        name, steps = self.settings.method, self.settings.steps
+        if name is None:
+            name, default_steps = default_method(run_op, self.settings.quality)
+            steps = default_steps if steps is None else steps
+        strategy = api.make_strategy(self.registry, name, self.settings.method_params)
+        steps = strategy.default_steps if steps is None else steps
+        generator = ItemGenerators.from_seeds([item_seed(self.settings.seed, m.item.key) for m in members])
+        result = solve(Problem(self.prior, run_op, run_y.to(self.device)), strategy, steps=steps,
+                       shape=None if self.prior.latent else shape, generator=generator, registry=self.registry)
+        images = result.image.detach().float().cpu()
+        if run_op is not operator:
+            images = images.mean(dim=1, keepdim=True)  # colour prior, grey image: averaged back
+        used = {"name": name, "params": _jsonable(strategy.params()), "steps": steps,
+                "channels_spread": run_op is not operator}
+        return images, result.nfe, used
+
+    def write(self, member: Loaded, image: Tensor, nfe: int, method: dict[str, Any]) -> None:
+        outputs = member.outputs
+        outputs.remove_leftovers()
+        image = image[None]
+        if outputs.suffix == ".npy":
+            rio.write_array(outputs.image, image)
+        else:
+            rio.write_image(outputs.image, image, bits=member.bits, alpha=member.alpha)
+        item = member.item
+        sidecar = {
+            "format": OUTPUT_FORMAT,
+            "version": OUTPUT_VERSION,
+            "image": {"file": outputs.image.name, "sha256": rio.sha256_file(outputs.image),
+                      "shape": list(image.shape), "bits": member.bits},
+            "input": {"key": item.key, "file": str(item.source), "sha256": member.input_sha256},
+            "operator": operator_record(member.operator),
+            "method": method,
+            "settings": self.record,
+            "seed": item_seed(self.settings.seed, item.key),
+            "nfe": nfe,
+            "versions": {"restore": _package_version(), "torch": torch.__version__},
+            "device": self.device.type,
+        }
+        rio.write_json(outputs.sidecar, sidecar)
+
+    def expected(self, entry: Loaded) -> dict[str, Any]:
+        """What a complete output of ``entry`` records: settings, operator, input checksum."""
+        return {"settings": self.record, "operator": operator_record(entry.operator),
+                "input_sha256": entry.input_sha256}
+
+    def fail(self, item: Item, exc: BaseException) -> None:
+        reason = str(exc).strip() or type(exc).__name__
+        self.summary.failed.append([item.key, reason])
+        self.report(f"{item.key}: failed: {reason}")
+
+
+def _subgroups(loaded: Sequence[Loaded]) -> list[list[Loaded]]:
+    """Members of a planned batch that can share one solve: same measurement shape and same
+    operator (the plan groups by file headers; this checks what was actually read)."""
+    groups: dict[tuple, list[Loaded]] = {}
+    for entry in loaded:
+        groups.setdefault((operator_record(entry.operator)["sha256"], tuple(entry.y.shape[1:])), []).append(entry)
+    return list(groups.values())
+
+
+def operator_record(operator: Any) -> dict[str, Any]:
+    """The operator's name, parameters and a SHA-256 of its class, parameters and tensors
+    (masks and kernels from files are not in the parameters)."""
+    params = _jsonable(operator.params())
+    digest = hashlib.sha256(json.dumps([type(operator).__qualname__, params], sort_keys=True).encode())
+    for name, tensor in sorted(operator.tensors().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return {"name": operator.name, "params": params, "sha256": digest.hexdigest()}
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _package_version() -> str:
+    from restore import __version__
+
+    return __version__
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def run(items: Sequence[Item], out_dir: Path, settings: Settings, world, *, report: Report = None) -> Summary:
+    """Restore this rank's shard of ``items`` (:func:`discover`) into ``out_dir``; returns the
+    whole run's summary (gathered on every rank; rank 0 writes ``out_dir/summary.json``).
+    ``world``: :func:`restore.training.distributed.init_world`'s."""
+    from restore.plugins import default_registry
+
+    start = time.perf_counter()
+    runner = Runner(settings, out_dir, default_registry(), world.device, report)
+    for batch in shard(plan(items, settings.batch_size), world.rank, world.size):
+        runner.run_batch(batch)
+    runner.summary.seconds = time.perf_counter() - start
+    summary = Summary.merged(gather(world, runner.summary))
+    if world.main:
+        data = {"items": len(items), "processes": world.size, **summary.to_json(), "settings": settings.record()}
+        atomic_write(Path(out_dir) / SUMMARY_FILE, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+    return summary
+
+
+def gather(world, summary: Summary) -> list[Summary]:
+    """Every rank's summary, on every rank (``all_gather_object``; one rank: itself)."""
+    if world.size == 1:
+        return [summary]
+    import torch.distributed as dist
+
+    parts: list[Optional[dict]] = [None] * world.size
+    dist.all_gather_object(parts, asdict(summary))
+    return [Summary(**part) for part in parts]
+
+
+def format_summary(summary: Summary, items: Optional[int] = None) -> str:
+    """The closing lines: counts, NFE, images per second, and each failure with its reason."""
+    lines = [f"done {summary.done}, skipped {summary.skipped} (already complete), failed {len(summary.failed)}"
+             + (f" of {items} images" if items is not None else "")
+             + f"; NFE {summary.nfe} ({summary.network_calls} batched network calls); "
+             f"{summary.images_per_second:.3g} images/s over {summary.seconds:.1f} s"]
+    lines += [f"failed: {key}: {reason}" for key, reason in sorted(summary.failed)]
+    return "\n".join(lines)
+
+
+__all__ = ["Item", "Settings", "Summary", "discover", "plan", "shard", "item_seed", "run", "format_summary"]

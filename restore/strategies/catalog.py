@@ -1,0 +1,222 @@
+r"""What each built-in strategy needs, assumes, costs and achieves: the facts behind
+``docs/STRATEGIES.md`` (whose tables are :func:`facts_table` and :func:`measured_table`, checked
+by ``tests/test_catalog.py``) and behind the default method of each operator
+(:func:`default_method`).
+
+Measured figures come from ``benchmarks/bench_posterior.py`` (results in
+``benchmarks/results/posterior_cpu.txt``; the test checks that they agree): the sliced
+Wasserstein distance (SW, 1000 directions) between 2000 samples of the strategy and 2000
+exact posterior samples of the reference Gaussian mixture (25 components, d dimensions)
+observed through a random d_y x d matrix with sigma_y = 0.1, mean over 20 problems.  The
+floor (two exact sample sets) and the prior are listed per cell as ``exact`` and ``prior``.
+
+Costs are per step at the strategy's default hyperparameters: ``nfe_per_step`` network
+(denoiser) evaluations as the engine counts them, ``backward_per_step`` backward passes
+through the network (vector-Jacobian products, each about twice a forward pass).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+#: Cells of the posterior benchmark, "d x d_y".
+CELLS = ("8x1", "8x2", "8x4", "80x1", "80x2", "80x4")
+
+#: The NFE budgets of the posterior benchmark.
+BUDGETS = (20, 100, 1000)
+
+
+@dataclass(frozen=True)
+class StrategyFacts:
+    """One strategy's row of the catalog (see the module docstring for the measured figures)."""
+
+    name: str
+    needs: str
+    assumes: str
+    fails: str
+    nfe_per_step: float
+    backward_per_step: float
+    cost_note: str = ""
+    #: SW to the exact posterior, by cell and NFE budget; a cell without figures was not run.
+    measured: dict[str, dict[int, float]] = field(default_factory=dict)
+
+
+CATALOG: dict[str, StrategyFacts] = {f.name: f for f in (
+    StrategyFacts(
+        "ddrm", needs="linear operator with an SVD; pixel prior",
+        assumes="Gaussian measurement noise (a Poisson model enters as its Gaussian proxy)",
+        fails="with eta = 0.85 it under-disperses directions the measurement does not see; "
+              "far from the posterior at d = 80 (SW near the prior's at 20-100 NFE)",
+        nfe_per_step=1, backward_per_step=0,
+        measured={"8x1": {20: 7.834, 100: 7.193, 1000: 5.999}, "8x2": {20: 7.22, 100: 5.579, 1000: 3.546},
+                  "8x4": {20: 3.171, 100: 1.627, 1000: 0.944}, "80x1": {20: 10.931, 100: 10.78, 1000: 9.866},
+                  "80x2": {20: 13.298, 100: 12.932, 1000: 11.267},
+                  "80x4": {20: 12.672, 100: 11.817, 1000: 9.191}}),
+    StrategyFacts(
+        "ddnm", needs="linear operator with an SVD; pixel prior",
+        assumes="a noiseless measurement (it projects onto A x = y exactly; warns otherwise)",
+        fails="copies the measurement noise into the observed directions; under-disperses unobserved "
+              "directions with eta = 0.85 (as DDRM)",
+        nfe_per_step=1, backward_per_step=0, cost_note="times travel_repeat on travelled levels",
+        measured={"8x1": {20: 7.32, 100: 6.461, 1000: 5.37}, "8x2": {20: 6.173, 100: 4.118, 1000: 2.329},
+                  "8x4": {20: 2.15, 100: 1.028, 1000: 0.831}, "80x1": {20: 10.799, 100: 10.249, 1000: 8.947},
+                  "80x2": {20: 12.896, 100: 11.763, 1000: 9.37},
+                  "80x4": {20: 12.128, 100: 10.055, 1000: 6.65}}),
+    StrategyFacts(
+        "ddnm+", needs="linear operator with an SVD; pixel prior",
+        assumes="Gaussian measurement noise (a Poisson model enters as its Gaussian proxy)",
+        fails="as DDNM on unobserved directions; the best gradient-free method on the exact problems",
+        nfe_per_step=1, backward_per_step=0, cost_note="times travel_repeat on travelled levels",
+        measured={"8x1": {20: 7.319, 100: 6.461, 1000: 5.36}, "8x2": {20: 6.17, 100: 4.115, 1000: 2.312},
+                  "8x4": {20: 2.15, 100: 0.992, 1000: 0.811}, "80x1": {20: 10.801, 100: 10.249, 1000: 8.946},
+                  "80x2": {20: 12.9, 100: 11.764, 1000: 9.37},
+                  "80x4": {20: 12.128, 100: 10.056, 1000: 6.651}}),
+    StrategyFacts(
+        "pigdm", needs="linear operator with an SVD; pixel prior",
+        assumes="Gaussian measurement noise; p(x0 | x_t) close to N(x0_hat, r_t^2 I)",
+        fails="poor below about 100 NFE (SW at 20 NFE near the prior's); exact only for Gaussian priors",
+        nfe_per_step=1, backward_per_step=1,
+        measured={"8x1": {20: 10.555, 100: 6.024, 1000: 5.177}, "8x2": {20: 9.68, 100: 3.293, 1000: 1.968},
+                  "8x4": {20: 11.254, 100: 3.064, 1000: 1.85}, "80x1": {20: 10.933, 100: 6.34, 1000: 6.174},
+                  "80x2": {20: 12.816, 100: 4.599, 1000: 1.156},
+                  "80x4": {20: 14.897, 100: 4.79, 1000: 0.4}}),
+    StrategyFacts(
+        "diffpir", needs="linear operator with an SVD; pixel prior",
+        assumes="Gaussian measurement noise; lambda tuned for deblurring",
+        fails="the weakest gradient-free SVD method on the exact problems at every budget",
+        nfe_per_step=1, backward_per_step=0,
+        measured={"8x1": {20: 8.384, 100: 7.871, 1000: 6.481}, "8x2": {20: 8.454, 100: 7.241, 1000: 4.693},
+                  "8x4": {20: 4.475, 100: 3.042, 1000: 1.314}, "80x1": {20: 11.176, 100: 11.248, 1000: 10.401},
+                  "80x2": {20: 13.649, 100: 13.693, 1000: 12.273},
+                  "80x4": {20: 13.293, 100: 12.986, 1000: 10.615}}),
+    StrategyFacts(
+        "dps", needs="any differentiable operator (linear or not); zeta' for operators without a published task",
+        assumes="the step zeta' (published per task) matters more than sigma_y, which DPS does not use "
+                "(Poisson noise: weighted residual)",
+        fails="does not use the noise level, so it over- or under-fits noisy measurements depending on zeta'; "
+              "1000 steps needed for its best results",
+        nfe_per_step=1, backward_per_step=1,
+        measured={"8x1": {20: 6.844, 100: 5.381, 1000: 5.896}, "8x2": {20: 6.199, 100: 1.878, 1000: 0.695},
+                  "8x4": {20: 3.824, 100: 0.986, 1000: 0.415}, "80x1": {20: 8.029, 100: 5.48, 1000: 5.076},
+                  "80x2": {20: 8.308, 100: 3.284, 1000: 1.689},
+                  "80x4": {20: 6.379, 100: 1.641, 1000: 0.58}}),
+    StrategyFacts(
+        "daps", needs="any differentiable operator; a noise level (or beta_y) for the likelihood",
+        assumes="Gaussian likelihood of width beta_y (default: the noise model's Gaussian proxy)",
+        fails="directions of small operator gain barely move within the Langevin steps: "
+              "far from the posterior at d = 80",
+        nfe_per_step=5, backward_per_step=0,
+        cost_note="ode_steps NFE and langevin_steps (100) operator gradients per annealing level",
+        measured={"8x1": {20: 8.854, 100: 7.923, 1000: 6.945}, "8x2": {20: 9.653, 100: 7.44, 1000: 4.962},
+                  "8x4": {20: 5.967, 100: 3.367, 1000: 1.456}, "80x1": {20: 11.058, 100: 11.032, 1000: 10.321},
+                  "80x2": {20: 13.374, 100: 13.454, 1000: 12.418},
+                  "80x4": {20: 13.168, 100: 12.824, 1000: 10.611}}),
+    StrategyFacts(
+        "repaint", needs="a binary masking operator (inpainting); pixel prior",
+        assumes="a noiseless measurement (known pixels are copied, noise included; warns otherwise)",
+        fails="cannot serve any other operator; expensive (resampling revisits levels)",
+        nfe_per_step=9.64, backward_per_step=0,
+        cost_note="250 levels with jump_length = jump_n_sample = 10: resampling visits each level about 10 times"),
+    StrategyFacts(
+        "conditional", needs="a conditional network trained for the operator (SR3 / Palette)",
+        assumes="the measurement follows the operator and noise the network was trained with",
+        fails="any other operator or noise level than its training",
+        nfe_per_step=1, backward_per_step=0),
+    StrategyFacts(
+        "tweedie", needs="the denoise operator with white Gaussian noise of known sigma_y",
+        assumes="white Gaussian noise (refuses anything else)",
+        fails="returns the posterior mean E[x | y], not a sample: no posterior spread, smooth textures",
+        nfe_per_step=1, backward_per_step=0, cost_note="one step in all"),
+    StrategyFacts(
+        "classifier-guidance", needs="what the inner strategy needs, and a noise-aware classifier",
+        assumes="the classifier was trained on the prior's noise schedule",
+        fails="as the inner strategy; large scales leave the data manifold",
+        nfe_per_step=1, backward_per_step=0,
+        cost_note="plus one classifier forward and backward per NFE (counted in the reported cost)"),
+)}
+
+
+def facts(name: str) -> Optional[StrategyFacts]:
+    """The catalog row of strategy ``name``, or None for strategies it does not know (plugins)."""
+    return CATALOG.get(name)
+
+
+Quality = Literal["fast", "high"]
+
+#: (strategy, steps) by operator kind and quality; see :func:`default_method`.
+DEFAULTS: dict[str, dict[str, tuple[str, int]]] = {
+    "denoise": {"fast": ("tweedie", 1), "high": ("tweedie", 1)},
+    "mask": {"fast": ("ddnm+", 20), "high": ("ddnm+", 100)},
+    "svd": {"fast": ("ddrm", 20), "high": ("ddrm", 100)},
+    "other": {"fast": ("dps", 100), "high": ("dps", 1000)},
+}
+
+
+def operator_kind(operator: Any) -> str:
+    """Which row of :data:`DEFAULTS` serves ``operator``: ``denoise`` (y = x + Gaussian noise),
+    ``mask`` (linear with an SVD and a 0/1 mask: inpainting, Bayer), ``svd`` (other linear
+    operators with an SVD) or ``other``."""
+    caps = operator.capabilities()
+    noise = operator.noise
+    if getattr(operator, "task", None) == "denoise" and noise.is_gaussian and not noise.noiseless:
+        return "denoise"
+    if caps.get("linear") and caps.get("has_svd"):
+        return "mask" if caps.get("is_mask") else "svd"
+    return "other"
+
+
+def default_method(operator: Any, quality: Quality = "fast") -> tuple[str, int]:
+    """A good (strategy name, steps) for ``operator`` on a 2-core CPU, chosen from the
+    restoration benchmark on natural images with the embedded prior (``benchmarks/restoration.py``,
+    256 x 256 CBSD68 crops, sigma_y 0.025; table in ``docs/STRATEGIES.md``) where the exact
+    problems cannot tell:
+
+    * Gaussian denoising: ``tweedie`` (the posterior mean D(y, sigma_y), 1 NFE: the MMSE
+      estimate, best in PSNR).
+    * Masks (inpainting): DDNM+ at 20 steps (``high``: 100), the best PSNR and LPIPS of the
+      SVD methods at 20 NFE on box and random masks.
+    * Other linear operators with an SVD (SR, circular blur, colorization, ...): DDRM at 20
+      steps (``high``: 100).  DDNM+ is unstable on blur (8-12 dB on Gaussian deblurring at
+      20-100 NFE, against DDRM's 20-22) and PiGDM is poor at 20 NFE on images.
+    * Every other operator (linear without an SVD, such as blur with a non-circular
+      boundary, and nonlinear ones): DPS, 100 steps (``fast``) or its published 1000
+      (``high``), one backward pass per step.  DPS takes its step size from the task the
+      operator declares; an operator without one (``jpeg``, ``saturation``, plugins) needs
+      ``zeta`` given, and DPS says so.
+    """
+    if quality not in ("fast", "high"):
+        raise ValueError(f"quality must be 'fast' or 'high', got {quality!r}")
+    return DEFAULTS[operator_kind(operator)][quality]
+
+
+#: SW of the reference rows per cell: a second exact sample set (the floor) and prior samples.
+REFERENCE: dict[str, dict[str, float]] = {
+    "exact (floor)": {"8x1": 0.650, "8x2": 0.156, "8x4": 0.078, "80x1": 0.742, "80x2": 0.252, "80x4": 0.06},
+    "prior": {"8x1": 12.013, "8x2": 15.110, "8x4": 14.710, "80x1": 11.774, "80x2": 15.058, "80x4": 14.86},
+}
+
+
+def facts_table() -> str:
+    """The catalog as a Markdown table: needs, assumptions, failure modes and cost per strategy."""
+    head = ["strategy", "needs", "assumes", "where it fails", "NFE / step", "backward / step"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for fact in CATALOG.values():
+        cost = f"{fact.nfe_per_step:g}" + (f" ({fact.cost_note})" if fact.cost_note else "")
+        cells = [fact.needs, fact.assumes, fact.fails, cost]
+        lines.append("| " + " | ".join([f"`{fact.name}`", *[c.replace("|", "\\|") for c in cells],
+                                        f"{fact.backward_per_step:g}"]) + " |")
+    return "\n".join(lines)
+
+
+def measured_table(cells: tuple[str, ...] = CELLS) -> str:
+    """SW to the exact posterior (mean over the benchmark's problems): one row per strategy and
+    NFE budget, one column per cell, the floor and prior rows first; "-" where not run."""
+    head = ["strategy", "NFE", *[f"d={c.split('x')[0]}, d_y={c.split('x')[1]}" for c in cells]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, row in REFERENCE.items():
+        lines.append("| " + " | ".join([name, "-", *[f"{row[c]:.2f}" if c in row else "-" for c in cells]]) + " |")
+    for fact in CATALOG.values():
+        for n in BUDGETS if fact.measured else ():
+            values = [f"{fact.measured[c][n]:.2f}" if n in fact.measured.get(c, {}) else "-" for c in cells]
+            lines.append("| " + " | ".join([f"`{fact.name}`", str(n), *values]) + " |")
+    return "\n".join(lines)

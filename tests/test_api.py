@@ -1,0 +1,143 @@
+"""The high-level API: image kinds in and out, batching, seeding, listeners, README snippet."""
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import restore
+from restore.api import RestoreError
+from restore.cli.progress import ProgressBar
+from restore.hookspecs import hookimpl
+from restore.priors.native import NativeConfig, save_native
+from restore.priors.unet import CompactUNet, UNetConfig
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.fixture(scope="module")
+def prior(tmp_path_factory):
+    torch.manual_seed(0)
+    net = CompactUNet(UNetConfig(channels=3, base_channels=8, channel_mult=(1, 2), num_res_blocks=1, groups=4))
+    return restore.load_prior(f"unet:{save_native(tmp_path_factory.mktemp('p'), net, NativeConfig(net.config))}")
+
+
+def test_readme_python_snippet_runs_as_written():
+    text = README.read_text()
+    section = text[text.index("## Python API"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    exec(compile(code, "README.md", "exec"), {})
+
+
+def test_kinds_come_back_as_they_came(prior):
+    mask = np.ones((12, 10))
+    mask[3:8, 2:6] = 0
+    x = torch.rand(2, 3, 12, 10, generator=torch.Generator().manual_seed(0))
+    kw = dict(prior=prior, steps=2, seed=0)
+    out = restore.inpaint(x, mask, **kw)
+    assert out.image.shape == (2, 3, 12, 10) and out.image.dtype == torch.float32
+    assert restore.inpaint(x[0], mask, **kw).image.shape == (3, 12, 10)
+    assert restore.inpaint(x[0].double(), mask, **kw).image.dtype == torch.float64
+    pixels = (x[0].permute(1, 2, 0).numpy() * 65535).astype(np.uint16)
+    back = restore.inpaint(pixels, mask, **kw)
+    assert back.image.dtype == np.uint16 and back.image.shape == (12, 10, 3)
+    assert np.array_equal(back.image[mask > 0], pixels[mask > 0])  # known pixels kept exactly
+    rgba = Image.fromarray(np.dstack([(pixels >> 8).astype(np.uint8), np.full((12, 10), 200, np.uint8)]), "RGBA")
+    result = restore.inpaint(rgba, mask, **kw)
+    assert result.image.mode == "RGBA" and np.array_equal(np.asarray(result.image)[..., 3], np.full((12, 10), 200))
+    assert result.std.dtype == np.float32 and result.std.shape == (12, 10, 3)
+
+
+def test_batch_items_do_not_depend_on_the_batch_and_global_rng_is_untouched(prior):
+    x = torch.rand(3, 3, 12, 10, generator=torch.Generator().manual_seed(1))
+    state = torch.get_rng_state()
+    batched = restore.sr(x, 2, prior=prior, steps=3, seed=10)
+    assert torch.equal(torch.get_rng_state(), state)
+    alone = restore.sr(x[2:], 2, prior=prior, steps=3, seed=12)  # item k of a batch uses seed + k
+    assert torch.equal(batched.image[2:], alone.image)
+    again = restore.sr(x, 2, prior=prior, steps=3, seed=10)
+    assert torch.equal(batched.image, again.image)
+    other = restore.sr(x, 2, prior=prior, steps=3, seed=11)
+    assert not torch.equal(batched.image, other.image)
+
+
+def test_samples_mean_and_std(prior):
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    result = restore.denoise(x, 0.1, prior=prior, steps=2, seed=0, samples=3)
+    draws = result.tensors["samples"]
+    assert draws.shape == (3, 1, 3, 8, 8) and len(result.samples) == 3
+    assert torch.allclose(result.image, draws.mean(0)) and torch.allclose(result.std, draws.std(0, correction=0))
+    assert result.provenance["operator"]["params"]["noise"] == {"kind": "gaussian", "sigma": 0.1}
+    assert result.provenance["samples"] == 3 and result.nfe == 2
+
+
+def test_listeners_hear_every_step(prior):
+    class Counter:
+        def __init__(self):
+            self.steps, self.started, self.ended = [], 0, 0
+
+        @hookimpl
+        def restore_run_start(self, info):
+            self.started += 1
+
+        @hookimpl
+        def restore_step(self, event):
+            self.steps.append((event.step, event.nfe))
+
+        @hookimpl
+        def restore_run_end(self, info):
+            self.ended += 1
+
+    counter, bar = Counter(), ProgressBar()
+    restore.deblur(torch.rand(1, 3, 12, 12), "gaussian", kernel_options={"size": 3, "std": 1.0}, prior=prior,
+                   steps=4, seed=0, listeners=[counter, bar])
+    assert counter.started == counter.ended == 1 and [s for s, _ in counter.steps] == [0, 1, 2, 3]
+    assert counter.steps[-1][1] == 4 and bar.progress is None  # the bar closed itself at the end
+    result = restore.deblur(torch.rand(1, 3, 12, 12), "gaussian", kernel_options={"size": 3, "std": 1.0},
+                            prior=prior, steps=2, seed=0)
+    assert result.nfe == 2  # listeners are gone after their run
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda p: restore.restore("not an image", "denoise", prior=p), "unsupported image type"),
+        (lambda p: restore.restore(np.zeros((4, 4), np.int32), "denoise", prior=p), "uint8, uint16 or float"),
+        (lambda p: restore.restore(torch.full((1, 3, 4, 4), 2.0), "denoise", prior=p), r"\[0, 1\]"),
+        (lambda p: restore.restore(torch.rand(1, 3, 4, 4), "denoise", prior=p, samples=0), "samples"),
+        (lambda p: restore.restore(torch.rand(1, 3, 4, 4), "denoise", prior=p, dtype="float8"), "unknown dtype"),
+        (lambda p: restore.restore(torch.rand(1, 3, 4, 4), "denoise", prior=p, noise=float("inf")), "finite"),
+        (lambda p: restore.restore(torch.rand(1, 3, 4, 4), "denoise", prior=p, params={"nosuch": 1}), "nosuch"),
+    ],
+)
+def test_api_mistakes_are_clear(prior, call, message):
+    with pytest.raises(RestoreError, match=message):
+        call(prior)
+
+
+@pytest.mark.parametrize("array", [
+    (np.arange(120).reshape(12, 10) * 500).astype(np.uint16),  # PIL mode I;16
+    (np.arange(120).reshape(12, 10) * 2).astype(np.uint8),  # L
+    (np.arange(360).reshape(12, 10, 3) % 256).astype(np.uint8),  # RGB
+])
+def test_pil_images_convert_both_ways_exactly(array):
+    from restore.api import from_tensor, to_tensor
+
+    image = Image.fromarray(array)
+    x, alpha, kind = to_tensor(image)
+    back = from_tensor(x, kind, alpha)
+    assert back.mode == image.mode and np.array_equal(np.asarray(back), array)
+
+
+def test_numpy_alpha_is_kept_aside_and_opaque_alpha_follows_super_resolution(prior):
+    rgba = (np.arange(8 * 8 * 4).reshape(8, 8, 4) % 200).astype(np.uint8)
+    rgba[..., 3] = 255
+    result = restore.sr(rgba, 2, prior=prior, steps=2, seed=0)
+    assert result.image.shape == (16, 16, 4) and np.all(result.image[..., 3] == 255)
+    rgba[..., 3] = 100
+    kept = restore.denoise(rgba, 0.1, prior=prior, steps=2, seed=0)
+    assert np.all(kept.image[..., 3] == 100) and kept.std.shape == (8, 8, 3)
+    with pytest.raises(RestoreError, match="transparency"):
+        restore.sr(rgba, 2, prior=prior, steps=2, seed=0)

@@ -1,0 +1,23 @@
+"""benchmarks/commands.py runs (--quick, a tiny random prior) and prints one row per command and size."""
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from restore.priors.native import NativeConfig, save_native
+from restore.priors.unet import CompactUNet, UNetConfig
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "commands.py"
+
+
+def test_benchmark_quick_run(tmp_path):
+    torch.manual_seed(0)
+    net = CompactUNet(UNetConfig(channels=3, base_channels=8, channel_mult=(1, 2), num_res_blocks=1, groups=4))
+    prior = f"unet:{save_native(tmp_path, net, NativeConfig(net.config))}"
+    out = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--prior", prior, "--commands", "inpaint",
+                          "--device", "cpu"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines() if line.startswith("inpaint")]
+    assert [(r[0], r[1]) for r in rows] == [("inpaint", "32x32"), ("inpaint", "48x32")]
+    assert all(r[2] == "ddnm+" and r[3] == "2" and r[4] == "2" and float(r[5]) > 0 for r in rows), out.stdout
