@@ -65,7 +65,7 @@ def test_batch_items_do_not_depend_on_the_batch_and_global_rng_is_untouched(prio
 
 def test_samples_mean_and_std(prior):
     x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(2))
-    result = restore.denoise(x, 0.1, prior=prior, steps=2, seed=0, samples=3)
+    result = restore.denoise(x, 0.1, prior=prior, method="ddnm+", steps=2, seed=0, samples=3)
     draws = result.tensors["samples"]
     assert draws.shape == (3, 1, 3, 8, 8) and len(result.samples) == 3
     assert torch.allclose(result.image, draws.mean(0)) and torch.allclose(result.std, draws.std(0, correction=0))
@@ -141,3 +141,9 @@ def test_numpy_alpha_is_kept_aside_and_opaque_alpha_follows_super_resolution(pri
     assert np.all(kept.image[..., 3] == 100) and kept.std.shape == (8, 8, 3)
     with pytest.raises(RestoreError, match="transparency"):
         restore.sr(rgba, 2, prior=prior, steps=2, seed=0)
+
+
+def test_denoise_defaults_to_the_posterior_mean(prior):
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    result = restore.denoise(x, 0.1, prior=prior, seed=0)
+    assert result.provenance["strategy"]["name"] == "tweedie" and result.nfe == 1

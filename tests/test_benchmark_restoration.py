@@ -62,7 +62,7 @@ def test_quick_runs_resumes_and_measures_the_stated_protocol(bench, tiny_adm_spe
     data = shared_dir / "data" / "test" / "ffhq256"
     if not data.is_dir():
         pytest.skip(f"{data} is missing")
-    argv = ["--quick", "--images", "1", "--nfe", "2", "--prior", tiny_adm_spec, "--data", str(data),
+    argv = ["--quick", "--images", "1", "--nfe", "2", "--strategies", "ddnm+", "--prior", tiny_adm_spec, "--data", str(data),
             "--baselines", "bicubic,pinv,wiener,richardson-lucy,biharmonic,ffdnet", "--metrics", "psnr,ssim",
             "--out", str(tmp_path)]
     tables = bench.main(argv)
