@@ -103,8 +103,6 @@ def main() -> None:
             width, height = (int(v) for v in size.split("x"))
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp)
-                if command == "sr":  # the input is 4x smaller than the output
-                    width, height = width // 4, height // 4
                 args = prepare(command, width, height, folder)
                 args += ["--prior", opts.prior, "--device", opts.device, "--seed", "0", "--quiet",
                          "-o", str(folder / "out.png")]
