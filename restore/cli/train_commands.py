@@ -51,13 +51,19 @@ Terms = Annotated[str, typer.Option("--terms", help="The training data's terms, 
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress lines.")]
 
 
-def _run(build, *, threads: Optional[int], device: str, output: Path, **run) -> None:
-    """Build the task (``build()``), the world and the options, then train; user errors exit 2
+def _run(*, build, threads: Optional[int], device: str, output: Path, **options) -> None:
+    """Build the task (``build()``), the world and the run options (the command's parameters
+    named like :class:`restore.training.loop.RunOptions` fields), then train; user errors exit 2
     with one line."""
+    import dataclasses
+
     import torch
 
     from restore.training.distributed import close_world, init_world
     from restore.training.loop import RunOptions, train
+
+    fields = {f.name for f in dataclasses.fields(RunOptions)} - {"out"}
+    run = {k: v for k, v in options.items() if k in fields}
 
     if threads:
         torch.set_num_threads(threads)
@@ -104,9 +110,9 @@ def _mult(text: str) -> tuple[int, ...]:
 def train_prior(data: Data, output: Output, val: Val = None, val_count: ValCount = 8, val_crop: ValCrop = 256,
                 images: Images = 100_000, batch_size: BatchSize = 16, crop: Crop = 64, channels: Channels = 3,
                 base_channels: Base = 32, channel_mult: Mult = "1,2,2", num_res_blocks: Blocks = 1,
-                lr: LR = 1e-3, warmup: Warmup = 2000, anneal_fraction: Anneal = 0.15, ema_beta: EmaBeta = 0.998,
+                lr: LR = 1e-3, warmup_images: Warmup = 2000, anneal_fraction: Anneal = 0.15, ema_beta: EmaBeta = 0.998,
                 seed: Seed = 0, max_minutes: MaxMinutes = None, max_steps: MaxSteps = None,
-                validate_every: ValidateEvery = 20_000, checkpoint_minutes: CheckpointMinutes = 5.0,
+                validate_images: ValidateEvery = 20_000, checkpoint_minutes: CheckpointMinutes = 5.0,
                 device: Device = "auto", precision: Precision = "fp32", threads: Threads = None,
                 title: Title = None, terms: Terms = BSDS_TERMS, quiet: Quiet = False) -> None:
     """Train the compact UNet as an EDM image prior on random augmented crops of a folder;
@@ -120,10 +126,7 @@ def train_prior(data: Data, output: Output, val: Val = None, val_count: ValCount
                             num_res_blocks=num_res_blocks)
         return PriorTask(config, sampler, data_name, validation, val_name, card=_card(title, terms), seed=seed)
 
-    _run(build, threads=threads, device=device, output=output, images=images, batch_size=batch_size, lr=lr,
-         warmup_images=warmup, anneal_fraction=anneal_fraction, ema_beta=ema_beta, seed=seed,
-         max_minutes=max_minutes, max_steps=max_steps, validate_images=validate_every,
-         checkpoint_minutes=checkpoint_minutes, precision=precision, quiet=quiet)
+    _run(**locals())
 
 
 @train_app.command("sr3")
@@ -132,9 +135,9 @@ def train_sr3(data: Data, output: Output, scale: Annotated[int, typer.Option("--
               val_steps: Annotated[int, typer.Option("--val-steps", min=1, help="DDIM steps per validation image.")] = 50,
               images: Images = 100_000, batch_size: BatchSize = 16, crop: Crop = 64, channels: Channels = 3,
               base_channels: Base = 32, channel_mult: Mult = "1,2,2", num_res_blocks: Blocks = 1,
-              lr: LR = 1e-3, warmup: Warmup = 2000, anneal_fraction: Anneal = 0.15, ema_beta: EmaBeta = 0.998,
+              lr: LR = 1e-3, warmup_images: Warmup = 2000, anneal_fraction: Anneal = 0.15, ema_beta: EmaBeta = 0.998,
               seed: Seed = 0, max_minutes: MaxMinutes = None, max_steps: MaxSteps = None,
-              validate_every: ValidateEvery = 20_000, checkpoint_minutes: CheckpointMinutes = 5.0,
+              validate_images: ValidateEvery = 20_000, checkpoint_minutes: CheckpointMinutes = 5.0,
               device: Device = "auto", precision: Precision = "fp32", threads: Threads = None,
               title: Title = None, terms: Terms = BSDS_TERMS, quiet: Quiet = False) -> None:
     """Train an SR3-style x SCALE conditional network (noisy image + bicubic-upsampled low-resolution
@@ -149,10 +152,7 @@ def train_sr3(data: Data, output: Output, scale: Annotated[int, typer.Option("--
         return SR3Task(config, sampler, data_name, scale, validation, val_name, val_steps,
                        card=_card(title, terms), seed=seed)
 
-    _run(build, threads=threads, device=device, output=output, images=images, batch_size=batch_size, lr=lr,
-         warmup_images=warmup, anneal_fraction=anneal_fraction, ema_beta=ema_beta, seed=seed,
-         max_minutes=max_minutes, max_steps=max_steps, validate_images=validate_every,
-         checkpoint_minutes=checkpoint_minutes, precision=precision, quiet=quiet)
+    _run(**locals())
 
 
 @train_app.command("classifier")
@@ -160,9 +160,9 @@ def train_classifier(
         data: Annotated[Path, typer.Option("--data", help="Folder with one subfolder of images per class.")],
         output: Output, val: Val = None, val_crop: ValCrop = 64, images: Images = 50_000,
         batch_size: BatchSize = 16, crop: Crop = 64, channels: Channels = 3, base_channels: Base = 32,
-        channel_mult: Mult = "1,2,2", num_res_blocks: Blocks = 1, lr: LR = 3e-4, warmup: Warmup = 1000,
+        channel_mult: Mult = "1,2,2", num_res_blocks: Blocks = 1, lr: LR = 3e-4, warmup_images: Warmup = 1000,
         anneal_fraction: Anneal = 0.15, ema_beta: EmaBeta = 0.998, seed: Seed = 0,
-        max_minutes: MaxMinutes = None, max_steps: MaxSteps = None, validate_every: ValidateEvery = 10_000,
+        max_minutes: MaxMinutes = None, max_steps: MaxSteps = None, validate_images: ValidateEvery = 10_000,
         checkpoint_minutes: CheckpointMinutes = 5.0, device: Device = "auto", precision: Precision = "fp32",
         threads: Threads = None, title: Title = None,
         terms: Annotated[str, typer.Option("--terms", help="The training data's terms.")] = "see the data's licence",
@@ -182,7 +182,4 @@ def train_classifier(
                               f"classes {', '.join(sampler.classes)})", validation,
                               _val_name(val, len(validation), val_crop), card=_card(title, terms), seed=seed)
 
-    _run(build, threads=threads, device=device, output=output, images=images, batch_size=batch_size, lr=lr,
-         warmup_images=warmup, anneal_fraction=anneal_fraction, ema_beta=ema_beta, seed=seed,
-         max_minutes=max_minutes, max_steps=max_steps, validate_images=validate_every,
-         checkpoint_minutes=checkpoint_minutes, precision=precision, quiet=quiet)
+    _run(**locals())
