@@ -5,7 +5,11 @@ With A = U diag(s) V^T (:class:`restore.operators.base.SVDOperator`) acting on p
 pixels and the measurement y = A x + sigma_y n in prior units (:meth:`Problem.y_prior`,
 :attr:`Problem.sigma_y`), the spectral coordinates are x_bar = V^T x (N = x[0].numel()
 entries) and U^T y.  The first k = len(s) coordinates pair with s; a coordinate with
-s_i > 0 is *observed*, one with s_i = 0 (or i >= k) is not.  On an observed coordinate
+s_i above the numerical cutoff is *observed*, one below it (or i >= k) is not.  The cutoff
+is the pseudo-inverse's rule, s_i > max(dims) eps s_max with eps the working dtype's machine
+epsilon (Golub & Van Loan, Sec. 5.5.8; numpy.linalg.pinv's rcond): below it U^T y / s_i is
+rounding error divided by s_i (a 61x61 Gaussian blur has singular values down to 1e-30,
+and dividing by them turned noiseless deblurring into noise).  On an observed coordinate
 the measurement reads
 
     y_bar_i = (U^T y)_i / s_i = x_bar_i + (sigma_y / s_i) n_i,
@@ -30,7 +34,7 @@ class Spectrum:
     (a batch of denoiser-space points (B, ...), B the measurement's batch size).
 
     * ``singulars``: s padded with zeros to N entries, (N,);
-    * ``observed``: s_i > 0, (N,) bool;
+    * ``observed``: s_i above the numerical cutoff (module docstring), (N,) bool;
     * ``y_bar``: U^T y / s on observed coordinates, 0 elsewhere, (B, N);
     * ``y_noise``: sigma_y / s_i on observed coordinates, inf elsewhere, (N,);
     * ``sigma_y``: the measurement noise in prior units.
@@ -46,7 +50,8 @@ class Spectrum:
             raise ValueError(f"spectrum: the operator has {k} singular values for inputs of {n} entries")
         self.singulars = torch.zeros(n, device=like.device, dtype=like.dtype)
         self.singulars[:k] = s
-        self.observed = self.singulars > 0
+        cutoff = max(like.shape[1:]) * torch.finfo(like.dtype).eps * float(s.max()) if k else 0.0
+        self.observed = self.singulars > cutoff
         safe = torch.where(self.observed, self.singulars, torch.ones_like(self.singulars))
         y_hat = self.operator.ut(problem.y_prior(tuple(like.shape[1:])).to(device=like.device, dtype=like.dtype))[:, :k]
         if y_hat.shape[0] != like.shape[0]:
