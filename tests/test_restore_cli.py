@@ -109,7 +109,10 @@ def test_run_from_a_degrade_sidecar_uses_its_operator(work, prior):
     ok("run", "--from", "y.json", "--prior", prior, "--steps", 2, "--seed", 0, "-o", "x.png")
     sidecar = json.loads((work / "x.json").read_text())
     assert sidecar["operator"]["name"] == "sr" and sidecar["operator"]["params"]["scale"] == 2
-    assert sidecar["operator"]["params"]["noise"] == {"kind": "gaussian", "sigma": 0.01}
+    # the recorded noise plus the rounding of the 8-bit measurement file (q / sqrt(12), q = 1/255)
+    q = 1 / (255 * 12**0.5)
+    assert sidecar["quantization_sigma"] == pytest.approx(q)
+    assert sidecar["operator"]["params"]["noise"] == {"kind": "gaussian", "sigma": pytest.approx((0.01**2 + q**2) ** 0.5)}
     assert rio.read_image(work / "x.png").shape == (1, 3, 16, 20)
     # a measurement that is not an image of the image's size: the sidecar's input shape binds the operator
     ok("degrade", "img.png", "--op", "phase-retrieval", "--seed", 3, "-o", "p.npy")
