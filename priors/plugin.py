@@ -24,7 +24,8 @@ from restore.priors.spec import conditioned, parse_spec
 #: Modules of this package with a ``PRIOR_FORMATS`` mapping (scheme -> loader).
 MODULES = ("analytic",)
 
-#: The embedded priors shipped inside the package: spec name -> folder under priors/weights/.
+#: The embedded priors shipped inside the package: spec name -> folder under priors/weights/
+#: (each a native ``unet:DIR`` folder with its MODEL_CARD.md).
 EMBEDDED = {"default": "default"}
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -38,14 +39,15 @@ def embedded_dir(name: str) -> Path:
     return folder
 
 
-def load_default(spec: str, *, device=None, dtype: Optional[torch.dtype] = None) -> Prior:
-    """``default``: the embedded natural-image prior (colour, any size; see its MODEL_CARD.md)."""
+def load_embedded(spec: str, *, device=None, dtype: Optional[torch.dtype] = None) -> Prior:
+    """``default`` (and every other name in :data:`EMBEDDED`): a prior shipped in the package,
+    ``default`` the natural-image prior (colour, any size; see its MODEL_CARD.md)."""
     parsed = parse_spec(spec)
     parsed.check_options(())
     if parsed.body:
-        raise ValueError(f"prior spec {spec!r}: 'default' takes no argument")
-    folder = embedded_dir("default")
-    prior = native_prior(folder, device=device, dtype=dtype, name="default")
+        raise ValueError(f"prior spec {spec!r}: {parsed.scheme!r} takes no argument")
+    folder = embedded_dir(parsed.scheme)
+    prior = native_prior(folder, device=device, dtype=dtype, name=parsed.scheme)
     prior.info["model_card"] = str(folder / "MODEL_CARD.md")
     return prior
 
@@ -102,5 +104,5 @@ def load_diffusers(spec: str, *, device=None, dtype: Optional[torch.dtype] = Non
 
 @hookimpl
 def restore_prior_formats():
-    return {"default": load_default, "unet": load_unet, "adm": load_adm_prior, "diffusers": load_diffusers,
+    return {**{name: load_embedded for name in EMBEDDED}, "unet": load_unet, "adm": load_adm_prior, "diffusers": load_diffusers,
             **gather("restore.priors", MODULES, "PRIOR_FORMATS")}
