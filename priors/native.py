@@ -176,7 +176,9 @@ def native_denoiser(network: CompactUNet, config: NativeConfig) -> Denoiser:
     if config.condition is not None:
         from restore.strategies.conditional import ConditionalNetwork
 
-        return ConditionalNetwork(padded, schedule, condition=config.condition)
+        # x0 clipped to the data range, as ADM samples (clip_denoised): an epsilon network's
+        # x0 = (x - sigma eps) / 1 at sigma ~ 157 turns small errors of eps into large ones
+        return ConditionalNetwork(padded, schedule, condition=config.condition, clip=config.data_range)
     if config.parametrization == "edm":
         return EDMDenoiser(padded, schedule, sigma_data=config.sigma_data)
     return VPNetworkDenoiser(padded, schedule, parametrization=config.parametrization)

@@ -147,6 +147,7 @@ def test_train_sr3_writes_a_conditional_network(folder, tmp_path):
     assert set(validation) >= {"sr2_psnr", "bicubic_psnr"} and np.isfinite(validation["sr2_psnr"])
     prior = load_prior(f"unet:{out}")
     assert isinstance(prior.denoiser, ConditionalNetwork)
+    assert prior.denoiser.clip == (-1.0, 1.0)  # x0 clipped to the data range, as ADM samples
     x = torch.rand(1, 3, 12, 20)
     y = sr_operator(2).measure(x)
     image = solve(Problem(prior, sr_operator(2), y), Conditional(eta=0.0), steps=3, shape=(3, 12, 20),

@@ -7,8 +7,8 @@ condition), on a discrete VP schedule, with the low-resolution image made by the
 ``sr`` operator (MATLAB-style antialiased bicubic), so training and restoration share the
 forward model.  The compact UNet takes 2 x channels in and gives channels out.
 
-Validation: PSNR (dB, 0..255) of the SR restoration (``conditional`` strategy, DDIM eta 0,
-``val_steps`` levels) next to bicubic upsampling of the same low-resolution input, on
+Validation: PSNR (dB, 0..255) of the SR restoration (``conditional`` strategy with its
+ancestral DDPM steps as SR3 samples, ``val_steps`` levels, x0 clipped to [-1, 1]) next to bicubic upsampling of the same low-resolution input, on
 centre crops of a held-out folder.
 """
 from __future__ import annotations
@@ -84,7 +84,7 @@ class SR3Task:
         for i, x in enumerate(self.validation):
             x = x.to(next(network.parameters()).device)
             y = self.operator.measure(x)
-            result = solve(Problem(prior, self.operator, y), Conditional(eta=0.0), steps=self.val_steps,
+            result = solve(Problem(prior, self.operator, y), Conditional(), steps=self.val_steps,
                            shape=tuple(x.shape[1:]), generator=torch.Generator().manual_seed(i))
             ours += psnr255(result.image, x)
             bicubic += psnr255(F.interpolate(y, size=x.shape[-2:], mode="bicubic", align_corners=False), x)
@@ -100,7 +100,7 @@ class SR3Task:
                             "bicubic-upsampled low-resolution image in, noise out; sampled by the `conditional` "
                             "strategy.",
                  "objective": "epsilon loss (Ho et al. 2020) with the condition concatenated, VP linear 1000",
-                 "validation_title": f"SR x{self.scale} PSNR, dB on 0..255, DDIM {self.val_steps} steps vs bicubic",
+                 "validation_title": f"SR x{self.scale} PSNR, dB on 0..255, DDPM {self.val_steps} steps vs bicubic",
                  **self.card}
         text = model_card(describe(self.architecture), network, self.data_name, self.validation_name, record, extra)
         atomic_write(Path(out) / "MODEL_CARD.md", lambda tmp: tmp.write_text(text))
