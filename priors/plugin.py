@@ -40,8 +40,8 @@ def embedded_dir(name: str) -> Path:
 
 
 def load_embedded(spec: str, *, device=None, dtype: Optional[torch.dtype] = None) -> Prior:
-    """``default`` (and every other name in :data:`EMBEDDED`): a prior shipped in the package,
-    ``default`` the natural-image prior (colour, any size; see its MODEL_CARD.md)."""
+    """``default``: the natural-image prior shipped in the package (colour, any size; see its
+    MODEL_CARD.md).  Every name in :data:`EMBEDDED` loads the same way."""
     parsed = parse_spec(spec)
     parsed.check_options(())
     if parsed.body:
