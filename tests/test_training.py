@@ -204,3 +204,15 @@ def test_train_classifier_learns_a_toy_task_and_guides(two_classes, tmp_path):
 def test_train_classifier_needs_two_classes(tmp_path, folder):
     result = CliRunner().invoke(app, ["train", "classifier", "--data", str(folder), "-o", str(tmp_path / "c")])
     assert result.exit_code == 2 and "at least two classes" in result.output
+
+
+def test_sr3_benchmark_runs_on_a_trained_network(folder, tmp_path):
+    out = tmp_path / "sr3"
+    result = CliRunner().invoke(app, ["train", "sr3", "--scale", "2", "--data", str(folder), "-o", str(out),
+                                      *TINY, "--images", "2"])
+    assert result.exit_code == 0, result.output
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "sr3.py"
+    done = subprocess.run([sys.executable, str(script), str(out), "--data", str(folder), "--images", "1",
+                           "--crop", "24", "--steps", "2", "--scale", "2"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "SR3 (DDPM 2)" in done.stdout and "bicubic" in done.stdout
