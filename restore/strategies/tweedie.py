@@ -19,16 +19,24 @@ from torch import Tensor
 
 from restore.diffusion.denoiser import Denoiser
 from restore.diffusion.samplers import emit, predict_at
+from restore.diffusion.symmetry import GROUPS, SymmetrizedDenoiser
 from restore.events import StepCallback
 from restore.strategies.base import Problem, Strategy, StrategyNotApplicable
 
 
 class Tweedie(Strategy):
-    """E[x | y] = D(y, sigma_y) for Gaussian denoising (one network evaluation)."""
+    """E[x | y] = D(y, sigma_y) for Gaussian denoising, averaged over ``symmetry`` (a group
+    of :mod:`restore.diffusion.symmetry`, or ``prior``: the one the prior records)."""
 
     name = "tweedie"
     needs_pixel_prior = True
     default_steps = 1
+
+    def __init__(self, symmetry: str = "prior") -> None:
+        if symmetry != "prior" and symmetry not in GROUPS:
+            raise ValueError(f"strategy 'tweedie': symmetry must be 'prior' or one of {', '.join(GROUPS)}, "
+                             f"got {symmetry!r}")
+        self.symmetry = symmetry
 
     def check(self, problem: Problem) -> None:
         super().check(problem)
@@ -40,11 +48,21 @@ class Tweedie(Strategy):
         if not noise.is_gaussian or noise.noiseless:
             raise StrategyNotApplicable("strategy 'tweedie' needs white Gaussian measurement noise with a known "
                                         "sigma > 0 (give --noise / --sigma)")
+        shape = problem.prior.shape
+        turns = any(k % 2 for k, _ in GROUPS[self.group(problem)])
+        if turns and shape is not None and shape[-1] != shape[-2]:
+            raise StrategyNotApplicable(f"strategy 'tweedie': symmetry {self.group(problem)!r} turns images by 90 "
+                                        f"degrees, but prior {problem.prior.name!r} has the fixed non-square shape "
+                                        f"{tuple(shape)} (use symmetry=hflip or none)")
+
+    def group(self, problem: Problem) -> str:
+        """The symmetry group averaged over on ``problem``."""
+        return problem.prior.symmetry if self.symmetry == "prior" else self.symmetry
 
     def sample(self, problem: Problem, denoiser: Denoiser, x: Tensor, sigmas: Tensor, *,
                generator: Optional[torch.Generator] = None, callback: StepCallback = None) -> Tensor:
         y = problem.prior.to_prior(problem.y).to(x.dtype)
-        x0 = predict_at(denoiser, y, problem.sigma_y).x0
+        x0 = predict_at(SymmetrizedDenoiser(denoiser, self.group(problem)), y, problem.sigma_y).x0
         emit(callback, 0, torch.tensor([problem.sigma_y, 0.0]), x0, x0)
         return x0
 

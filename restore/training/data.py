@@ -42,6 +42,11 @@ def read_uint8(path: Path, channels: int) -> Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
+#: The augmentation group of :class:`CropSampler`, recorded in exported priors
+#: (:mod:`restore.diffusion.symmetry`).
+AUGMENTATION = "dihedral"
+
+
 class CropSampler:
     """Random augmented crops of a set of in-memory images, as float tensors in [0, 1]."""
 

@@ -28,7 +28,7 @@ from restore.files import atomic_write
 from restore.priors.native import NativeConfig, save_native
 from restore.priors.sizing import PaddedNetwork
 from restore.priors.unet import CompactUNet, UNetConfig
-from restore.training.data import CropSampler
+from restore.training.data import AUGMENTATION, CropSampler
 from restore.training.export import describe, model_card, seeded_network
 
 DATA_RANGE = (-1.0, 1.0)
@@ -128,7 +128,8 @@ class PriorTask:
     def export(self, out: Path, state: dict[str, Tensor], record: dict) -> None:
         network = CompactUNet(self.architecture)
         network.load_state_dict(state)
-        config = NativeConfig(self.architecture, "edm", dict(SCHEDULE), DATA_RANGE, self.loss_fn.sigma_data)
+        config = NativeConfig(self.architecture, "edm", dict(SCHEDULE), DATA_RANGE, self.loss_fn.sigma_data,
+                              symmetry=AUGMENTATION)
         save_native(out, network, config)
         text = model_card(describe(self.architecture), network, self.data_name, self.validation_name, record, self.card)
         atomic_write(Path(out) / "MODEL_CARD.md", lambda tmp: tmp.write_text(text))
