@@ -216,3 +216,30 @@ def test_sr3_benchmark_runs_on_a_trained_network(folder, tmp_path):
                            "--crop", "24", "--steps", "2", "--scale", "2"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "SR3 (DDPM 2)" in done.stdout and "bicubic" in done.stdout
+
+
+def test_ctrl_c_checkpoints_and_the_rerun_continues_step_for_step(folder, tmp_path):
+    import signal
+
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    _train(folder, straight, "--images", "200")
+    script = Path(sys.executable).with_name("restore")
+    cmd = [str(script), "train", "prior", "--data", str(folder), "-o", str(stopped), "--val", str(folder),
+           *[a for a in TINY if a != "--quiet"], "--images", "200", "--checkpoint-minutes", "60"]
+    run = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines = []
+    for line in run.stdout:  # Ctrl-C after the first step's progress line
+        lines.append(line)
+        if line.startswith("step 1 "):
+            run.send_signal(signal.SIGINT)
+            break
+    output = "".join(lines) + run.stdout.read()
+    assert run.wait(timeout=120) == 128 + signal.SIGINT, output
+    assert "stopped by SIGINT at" in output and "checkpoint saved" in output, output
+    record = json.loads((stopped / "training.json").read_text())
+    assert "training to 200 images from step 0; Ctrl-C stops with a checkpoint" in output
+    assert 0 < record["images"] < 200  # the only checkpoint is the one the interrupt wrote
+    _train(folder, stopped, "--images", "200")
+    a, b = load_file(straight / "model.safetensors"), load_file(stopped / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)

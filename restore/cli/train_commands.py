@@ -6,6 +6,7 @@ the same command with the same ``-o`` resumes from its checkpoint.
 """
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -60,7 +61,7 @@ def _run(*, build, threads: Optional[int], device: str, output: Path, **options)
     import torch
 
     from restore.training.distributed import close_world, init_world
-    from restore.training.loop import RunOptions, train
+    from restore.training.loop import RunOptions, TrainingInterrupted, train
 
     fields = {f.name for f in dataclasses.fields(RunOptions)} - {"out"}
     run = {k: v for k, v in options.items() if k in fields}
@@ -77,6 +78,8 @@ def _run(*, build, threads: Optional[int], device: str, output: Path, **options)
         train(task, options, world)
     except ValueError as exc:
         raise fail(str(exc))
+    except TrainingInterrupted as exc:  # checkpoint written; exit as a process killed by the signal would
+        raise typer.Exit(128 + signal.Signals[exc.signal].value)
     finally:
         close_world(world)
 

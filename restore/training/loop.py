@@ -14,6 +14,8 @@ an export); :func:`train` owns everything else:
   a generator seeded by (seed, rank, step) rather than from state that would need saving;
 * ``max_minutes``, a time box for one invocation; the schedule is in images, so a run
   stopped by the box and resumed follows the same schedule as an uninterrupted one;
+* Ctrl-C (SIGINT) or SIGTERM stops after the current step with a checkpoint, so the
+  rerun continues from there (:class:`StopRequest`; a second Ctrl-C stops at once);
 * torch.distributed under torchrun (DistributedDataParallel; gloo on CPU, nccl on GPU):
   each rank draws its own batches, rank 0 validates, checkpoints and exports;
 * bf16 autocast on request (``precision="bf16"``), the weights and optimiser in fp32.
@@ -23,7 +25,9 @@ from __future__ import annotations
 import copy
 import json
 import platform
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -121,6 +125,40 @@ class Progress:
     history: list = field(default_factory=list)
 
 
+class TrainingInterrupted(Exception):
+    """A run stopped by SIGINT / SIGTERM, its checkpoint written; ``signal`` names the signal."""
+
+    def __init__(self, message: str, signal_name: str) -> None:
+        super().__init__(message)
+        self.signal = signal_name
+
+
+class StopRequest:
+    """While active (a context manager, in the main thread), the first SIGINT or SIGTERM
+    is recorded in ``signal`` instead of killing the process, so the loop can finish the
+    step it is in and checkpoint; a second SIGINT raises KeyboardInterrupt at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signal: Optional[str] = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+
 def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
     """The generator for one step's random draws, a pure function of (seed, rank, step)."""
     return torch.Generator().manual_seed(((seed * 1_000_003 + rank) * 10_000_019 + step) % (2**63 - 1))
@@ -149,12 +187,13 @@ def hardware(world: World) -> dict:
 
 
 class _Log:
-    """Progress lines on stderr: step, images, loss, lr, images/s and ETA."""
+    """Progress lines on stderr: step, images, loss, lr, images/s and ETA, for the first
+    step and then every ``log_seconds``."""
 
     def __init__(self, options: RunOptions, world: World) -> None:
         self.enabled = world.main and not options.quiet
         self.every = options.log_seconds
-        self.last = time.monotonic()
+        self.last = -float("inf")
         self.losses: list[float] = []
 
     def line(self, text: str) -> None:
@@ -241,45 +280,56 @@ def train(task: Task, options: RunOptions, world: World) -> dict:
     start = time.monotonic()
     last_save = start
     next_validation = (progress.images // options.validate_images + 1) * options.validate_images
-    stopped_by_time = False
+    stopped_by_time = interrupted = False
     first_step, first_images = progress.step, progress.images
     network.train()
-    while progress.images < options.images:
-        elapsed = time.monotonic() - start
-        out_of_time = options.max_minutes is not None and elapsed > 60 * options.max_minutes
-        out_of_steps = options.max_steps is not None and progress.step - first_step >= options.max_steps
-        if world.any(out_of_time or out_of_steps):
-            stopped_by_time = True
-            break
-        tick = time.monotonic()
-        generator = step_generator(options.seed, world.rank, progress.step)
-        batch = _to_device(task.batch(options.batch_size, generator), world.device)
-        lr = schedule(progress.images)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        with torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss = task.loss(wrapped, batch, generator)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss is {loss.item()} at step {progress.step}; "
-                                     f"lower --lr (now {options.lr}) or check the data")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if options.grad_clip:
-            nn.utils.clip_grad_norm_(network.parameters(), options.grad_clip)
-        optimizer.step()
-        ema.update(network)
-        progress.step += 1
-        progress.images += options.batch_size * world.size
-        progress.seconds += time.monotonic() - tick
-        rate = (progress.images - first_images) / max(time.monotonic() - start, 1e-9)
-        log.step(progress, world.mean(float(loss.detach())), lr, rate, (options.images - progress.images) / max(rate, 1e-9))
-        if progress.images >= next_validation:
-            validate()
-            network.train()
-            next_validation += options.validate_images
-        if time.monotonic() - last_save > 60 * options.checkpoint_minutes:
+    with StopRequest() as stop:
+        log.line(f"training to {options.images} images from step {progress.step}; Ctrl-C stops with a checkpoint")
+        while progress.images < options.images:
+            elapsed = time.monotonic() - start
+            out_of_time = options.max_minutes is not None and elapsed > 60 * options.max_minutes
+            out_of_steps = options.max_steps is not None and progress.step - first_step >= options.max_steps
+            interrupted = world.any(stop.signal is not None)  # every rank stops when one is signalled
+            if interrupted or world.any(out_of_time or out_of_steps):
+                stopped_by_time = not interrupted
+                break
+            tick = time.monotonic()
+            generator = step_generator(options.seed, world.rank, progress.step)
+            batch = _to_device(task.batch(options.batch_size, generator), world.device)
+            lr = schedule(progress.images)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=autocast):
+                loss = task.loss(wrapped, batch, generator)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss is {loss.item()} at step {progress.step}; "
+                                         f"lower --lr (now {options.lr}) or check the data")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if options.grad_clip:
+                nn.utils.clip_grad_norm_(network.parameters(), options.grad_clip)
+            optimizer.step()
+            ema.update(network)
+            progress.step += 1
+            progress.images += options.batch_size * world.size
+            progress.seconds += time.monotonic() - tick
+            rate = (progress.images - first_images) / max(time.monotonic() - start, 1e-9)
+            log.step(progress, world.mean(float(loss.detach())), lr, rate,
+                     (options.images - progress.images) / max(rate, 1e-9))
+            if progress.images >= next_validation:
+                validate()
+                network.train()
+                next_validation += options.validate_images
+            if time.monotonic() - last_save > 60 * options.checkpoint_minutes:
+                save()
+                last_save = time.monotonic()
+        if interrupted:
             save()
-            last_save = time.monotonic()
+            by = stop.signal or "a signal to another rank"
+            message = (f"stopped by {by} at {progress.images} of {options.images} images, checkpoint "
+                       f"saved; rerun the same command to continue")
+            log.line(message)
+            raise TrainingInterrupted(message, stop.signal or "SIGTERM")
     if not progress.history or progress.history[-1]["images"] != progress.images:
         validate()
     save()
