@@ -73,6 +73,15 @@ class ImageKind:
     channels_last: bool = False
     pil_mode: Optional[str] = None
 
+    @property
+    def bits(self) -> int:
+        """Bits per sample of the input: 8 or 16 for integer images, 32 for float ones."""
+        if self.kind == "pil":
+            return 16 if self.pil_mode == "I;16" else 8
+        if self.kind == "tensor":
+            return 32 if self.dtype.is_floating_point else 8
+        return {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16}.get(np.dtype(self.dtype), 32)
+
 
 def to_tensor(image: ImageLike) -> tuple[Tensor, Optional[Tensor], ImageKind]:
     """(B, C, H, W) float32 on [0, 1] (CPU unless a tensor came on a device), the alpha
@@ -211,6 +220,24 @@ def build_operator(operator: Any, registry: Any, options: Optional[Mapping[str, 
         raise RestoreError(f"operator {operator!r}: {exc}") from None
 
 
+def with_quantization_noise(operator: Any, bits: int) -> tuple[Any, float]:
+    """The operator with the rounding error of a ``bits``-bit input file added to its Gaussian
+    noise: an integer file holds y rounded to steps of q = 1 / (2^bits - 1), an error uniform on
+    [-q/2, q/2] with standard deviation q / sqrt(12) (0.00113 for 8 bits), so the measurement's
+    noise is sqrt(sigma^2 + q^2 / 12).  Without it a "noiseless" blurred PNG is trusted to the
+    last digit and the SVD strategies divide its rounding error by singular values near zero
+    (5.5 dB on a deblurred photo, 24.5 with it).  The commands, ``restore batch`` and
+    :func:`restore` all apply it (``bits`` of an array or PIL image: :attr:`ImageKind.bits`).  Left alone: float files (32 bits),
+    non-Gaussian noise, and the operators whose singular values are all 1 (masks and denoising),
+    which do not amplify rounding: inpainting keeps the known pixels exactly as the file has
+    them, and a denoising sigma estimated from the image already contains the rounding."""
+    unit_gain = operator.capabilities().get("is_mask") or getattr(operator, "task", None) == "denoise"
+    if bits not in (8, 16) or not isinstance(operator.noise, GaussianNoise) or unit_gain:
+        return operator, 0.0
+    q = 1.0 / ((2**bits - 1) * math.sqrt(12.0))
+    return with_noise(operator, math.hypot(operator.noise.sigma, q)), q
+
+
 def with_noise(operator: Any, noise: Union[float, Mapping[str, Any], NoiseModel, None]) -> Any:
     """A copy of ``operator`` with the noise model ``noise`` (a Gaussian sigma on [0, 1], a
     noise JSON dict or a model); the operator itself when ``noise`` is None."""
@@ -319,7 +346,8 @@ def restore(
         raise RestoreError(f"samples must be an integer >= 1, got {samples!r}")
     y_in, alpha, kind = to_tensor(image)
     device, dtype = pick_device(device), pick_dtype(dtype)
-    op = with_noise(build_operator(operator, registry, operator_options), noise)
+    op, _ = with_quantization_noise(with_noise(build_operator(operator, registry, operator_options), noise),
+                                    kind.bits)
     if alpha is not None and image_shape(op, y_in)[1:] != tuple(y_in.shape[-2:]):
         if not bool((alpha == 1).all()):
             raise RestoreError("the image has transparency, and this operator changes its size; flatten it first")

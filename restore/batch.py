@@ -450,6 +450,7 @@ class Loaded:
     alpha: Optional[Tensor]
     input_sha256: str
     outputs: Outputs
+    quantization_sigma: float = 0.0
 
 
 class Runner:
@@ -488,8 +489,9 @@ class Runner:
             if alpha is not None and tuple(alpha.shape[-2:]) != tuple(size):
                 raise ValueError(f"{item.image}: has an alpha channel, which cannot be put back on the "
                                  f"{size[0]}x{size[1]} result of operator {item.op!r}; flatten the image first")
+        operator, quantization = api.with_quantization_noise(operator, bits)
         outputs = Outputs(self.out_dir, item.key, item.output_suffix())
-        return Loaded(item, y.float(), operator, bits, alpha, rio.sha256_file(item.source), outputs)
+        return Loaded(item, y.float(), operator, bits, alpha, rio.sha256_file(item.source), outputs, quantization)
 
     @staticmethod
     def _bits(measurement: rio.Measurement) -> int:
@@ -589,6 +591,7 @@ class Runner:
                       "shape": list(image.shape), "bits": member.bits},
             "input": {"key": item.key, "file": str(item.source), "sha256": member.input_sha256},
             "operator": operator_record(member.operator),
+            "quantization_sigma": member.quantization_sigma,
             "method": method,
             "settings": self.record,
             "seed": item_seed(self.settings.seed, item.key),

@@ -324,7 +324,10 @@ def test_manifest_rows_with_masks_and_degrade_sidecars(inputs, prior_dir, tmp_pa
     result = runner.invoke(app, ["batch", str(tmp_path / "m.jsonl"), "-o", str(out2), *base])
     assert result.exit_code == 0, result.output
     first = json.loads((out2 / "degraded/a.json").read_text())
-    assert first["operator"]["name"] == "sr" and first["operator"]["params"]["noise"]["sigma"] == 0.01
+    # the recorded sigma 0.01 plus the rounding of the 8-bit PNG the measurement is stored in
+    q = 1 / (255 * 12**0.5)
+    assert first["operator"]["name"] == "sr" and first["quantization_sigma"] == q
+    assert first["operator"]["params"]["noise"]["sigma"] == pytest.approx((0.01**2 + q**2) ** 0.5, rel=1e-12)
     assert first["image"]["shape"] == [1, 3, 16, 16]  # the 8x8 measurement restored to the image size
     assert (out2 / "bee.png").is_file()
     # a folder of degrade outputs without --op: the same items, keyed by the sidecars' names

@@ -169,26 +169,6 @@ class Inputs:
         return cls(path, loaded.image, loaded.bits, loaded.alpha)
 
 
-def with_quantization_noise(operator: Any, bits: int) -> tuple[Any, float]:
-    """The operator with the rounding error of a ``bits``-bit input file added to its Gaussian
-    noise: an integer file holds y rounded to steps of q = 1 / (2^bits - 1), an error uniform on
-    [-q/2, q/2] with standard deviation q / sqrt(12) (0.00113 for 8 bits), so the measurement's
-    noise is sqrt(sigma^2 + q^2 / 12).  Without it a "noiseless" blurred PNG is trusted to the
-    last digit and the SVD strategies divide its rounding error by singular values near zero
-    (5.5 dB on a deblurred photo, 24.5 with it).  Left alone: float files (32 bits),
-    non-Gaussian noise, and the operators whose singular values are all 1 (masks and denoising),
-    which do not amplify rounding: inpainting keeps the known pixels exactly as the file has
-    them, and a denoising sigma estimated from the image already contains the rounding."""
-    from restore.api import with_noise
-    from restore.operators.noise import GaussianNoise
-
-    unit_gain = operator.capabilities().get("is_mask") or getattr(operator, "task", None) == "denoise"
-    if bits not in (8, 16) or not isinstance(operator.noise, GaussianNoise) or unit_gain:
-        return operator, 0.0
-    q = 1.0 / ((2**bits - 1) * math.sqrt(12.0))
-    return with_noise(operator, math.hypot(operator.noise.sigma, q)), q
-
-
 def run_restoration(
     *, inputs: Inputs, operator: Any, op_name: str, prior: str, method: Optional[str], quality: str,
     steps: Optional[int], seed: Optional[int], device: str, dtype: str, output: Optional[Path],
@@ -198,7 +178,7 @@ def run_restoration(
     """What every restoration command does once its operator is built (module docstring)."""
     import torch
 
-    from restore.api import load, pick_device, pick_dtype, restore_tensor
+    from restore.api import load, pick_device, pick_dtype, restore_tensor, with_quantization_noise
     from restore.cli.progress import Preview, ProgressBar
     from restore.files import check_target
     from restore.plugins import default_registry
