@@ -545,34 +545,19 @@ class Runner:
         self.report(f"{', '.join(m.item.key for m in members)}: {method['name']}, {method['steps']} steps, NFE {nfe}")
 
     def solve(self, members: list[Loaded]) -> tuple[Tensor, int, dict[str, Any]]:
-        """The restored images of one batch, the NFE and the method as run (name, params, steps).
-        The steps of :func:`restore.api.restore_tensor` (channel spreading, default method),
-        with the batch's per-item seeds."""
-        from restore.priors.spec import prior_channels
-        from restore.strategies.catalog import default_method
-
-        operator = members[0].operator
+        """The restored images of one batch, the NFE and the method as run (name, params, steps):
+        :func:`restore.api.plan_run` (channel spreading, default method), then the engine with
+        the batch's per-item seeds."""
         y = torch.cat([m.y for m in members])
-        shape = api.image_shape(operator, y)
-        run_op, run_y = operator, y
-        have = prior_channels(self.prior)
-        if have is not None and have != shape[0]:
-            run_op, run_y = api.spread_channels(operator, y, shape[0], have)
-            shape = (have, *shape[1:])
-        name, steps = self.settings.method, self.settings.steps
-        if name is None:
-            name, default_steps = default_method(run_op, self.settings.quality)
-            steps = default_steps if steps is None else steps
-        strategy = api.make_strategy(self.registry, name, self.settings.method_params)
-        steps = strategy.default_steps if steps is None else steps
+        plan = api.plan_run(members[0].operator, y, self.prior, method=self.settings.method,
+                            steps=self.settings.steps, params=self.settings.method_params,
+                            quality=self.settings.quality, registry=self.registry)
         generator = ItemGenerators.from_seeds([item_seed(self.settings.seed, m.item.key) for m in members])
-        result = solve(Problem(self.prior, run_op, run_y.to(self.device)), strategy, steps=steps,
-                       shape=None if self.prior.latent else shape, generator=generator, registry=self.registry)
-        images = result.image.detach().float().cpu()
-        if run_op is not operator:
-            images = images.mean(dim=1, keepdim=True)  # colour prior, grey image: averaged back
-        used = {"name": name, "params": _jsonable(strategy.params()), "steps": steps,
-                "channels_spread": run_op is not operator}
+        result = solve(Problem(self.prior, plan.operator, plan.y.to(self.device)), plan.strategy, steps=plan.steps,
+                       shape=None if self.prior.latent else plan.shape, generator=generator, registry=self.registry)
+        images = plan.gather(result.image.detach().float().cpu())  # colour prior, grey image: averaged back
+        used = {"name": plan.method, "params": _jsonable(plan.strategy.params()), "steps": plan.steps,
+                "channels_spread": plan.spread}
         return images, result.nfe, used
 
     def write(self, member: Loaded, image: Tensor, nfe: int, method: dict[str, Any]) -> None:
