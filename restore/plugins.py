@@ -134,6 +134,11 @@ def disabled_from_env() -> tuple[str, ...]:
     return tuple(name.strip() for name in raw.split(",") if name.strip())
 
 
+def unknown_plugins_message(unknown: Iterable[str], known: Iterable[str]) -> str:
+    return (f"cannot disable {', '.join(map(repr, unknown))} ({DISABLE_ENV} / --disable-plugin): no such plugin; "
+            f"known plugins: {', '.join(sorted(set(known)))}")
+
+
 def _entry_points() -> Iterable[metadata.EntryPoint]:
     return metadata.entry_points(group=ENTRY_POINT_GROUP)
 
@@ -142,7 +147,8 @@ def load_registry(disable: Iterable[str] = (), *, extra_plugins: Iterable[tuple[
     """Build a fresh registry: built-ins, entry-point plugins, then ``extra_plugins``
     (``(name, module_or_object)`` pairs, for tests and embedding applications).
 
-    ``disable`` adds to the names in ``RESTORE_DISABLE_PLUGINS``.
+    ``disable`` adds to the names in ``RESTORE_DISABLE_PLUGINS``; a name that is no
+    plugin's (a typo) raises ValueError rather than disabling nothing.
     """
     disabled = tuple(dict.fromkeys([*disabled_from_env(), *disable]))
     manager = pluggy.PluginManager("restore")
@@ -154,6 +160,9 @@ def load_registry(disable: Iterable[str] = (), *, extra_plugins: Iterable[tuple[
     ]
     candidates += [(ep.name, ep.load) for ep in _entry_points()]
     candidates += [(name, lambda obj=obj: obj) for name, obj in extra_plugins]
+    unknown = [name for name in disabled if name not in {n for n, _ in candidates}]
+    if unknown:
+        raise ValueError(unknown_plugins_message(unknown, [n for n, _ in candidates]))
 
     for name, load in candidates:
         if name in disabled:

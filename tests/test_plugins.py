@@ -119,6 +119,22 @@ def test_cli_disable_option(monkeypatch):
     assert " heun " not in result.output
 
 
+def test_a_mistyped_plugin_name_in_the_environment_is_refused(monkeypatch):
+    import restore.plugins as plugins
+
+    monkeypatch.setattr(plugins, "_DEFAULT", {})
+    monkeypatch.setenv(DISABLE_ENV, "builtin-samplers,bultin-priors")
+    result = CliRunner().invoke(app, ["list"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "cannot disable 'bultin-priors'" in result.output and "builtin-priors" in result.output
+    with pytest.raises(ValueError, match="cannot disable 'bultin-priors'"):
+        plugins.load_registry()
+    monkeypatch.setenv(DISABLE_ENV, "builtin-samplers")
+    assert plugins.load_registry().disabled == ("builtin-samplers",)
+    # plugins given to load_registry are known by their names too
+    assert plugins.load_registry(["mine"], extra_plugins=[("mine", object())]).disabled == ("builtin-samplers", "mine")
+
+
 HEAVY = ("torchvision", "lpips", "diffusers", "skimage", "kornia")
 
 

@@ -222,7 +222,8 @@ def test_existing_commands_refuse_bad_input(work):
         (["sample", "--prior", "gaussian:8:-1", "-n", "2"], "STD must be a finite number > 0"),
         (["sample", "--prior", "gaussian:8", "-o", "s.png"], "samples of shape (8,) are not images"),
         (["sample", "--prior", "gaussian:8", "-o", "s.txt"], ".pt (torch archive), .npy (array) or an image"),
-        (["--disable-plugin", "nosuch", "list"], "no plugin named 'nosuch'; known plugins: builtin-"),
+        (["--disable-plugin", "nosuch", "list"], "cannot disable 'nosuch' (RESTORE_DISABLE_PLUGINS / --disable-plugin): "
+                                                 "no such plugin; known plugins: builtin-"),
     ]
     before = sorted(p.name for p in work.iterdir())
     for args, message in cases:

@@ -21,18 +21,22 @@ def _options(
     ),
 ) -> None:
     """Image restoration with diffusion priors."""
-    if disable_plugin:
-        import os
+    import os
+
+    from restore.plugins import DISABLE_ENV, disabled_from_env
+
+    names = [*disabled_from_env(), *(disable_plugin or [])]
+    if names:
         from importlib import metadata
 
-        from restore.plugins import BUILTIN_PLUGINS, DISABLE_ENV, ENTRY_POINT_GROUP
+        from restore.plugins import BUILTIN_PLUGINS, ENTRY_POINT_GROUP, unknown_plugins_message
 
-        known = sorted({*BUILTIN_PLUGINS, *(ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP))})
-        unknown = [name for name in disable_plugin if name not in known]
+        known = {*BUILTIN_PLUGINS, *(ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP))}
+        unknown = [name for name in names if name not in known]
         if unknown:
-            raise fail(f"--disable-plugin: no plugin named {', '.join(map(repr, unknown))}; known plugins: {', '.join(known)}")
-        current = [p for p in os.environ.get(DISABLE_ENV, "").split(",") if p]
-        os.environ[DISABLE_ENV] = ",".join(dict.fromkeys(current + list(disable_plugin)))
+            raise fail(unknown_plugins_message(unknown, known))
+    if disable_plugin:
+        os.environ[DISABLE_ENV] = ",".join(dict.fromkeys(names))
 
 
 def fail(message: str) -> "typer.Exit":
