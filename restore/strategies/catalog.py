@@ -65,7 +65,9 @@ CATALOG: dict[str, StrategyFacts] = {f.name: f for f in (
     StrategyFacts(
         "ddnm+", needs="linear operator with an SVD; pixel prior",
         assumes="Gaussian measurement noise (a Poisson model enters as its Gaussian proxy)",
-        fails="as DDNM on unobserved directions; the best gradient-free method on the exact problems",
+        fails="as DDNM on unobserved directions; over-trusts weakly observed ones (sigma_y / s_i above the "
+              "step's noise: blur), where Eq. 19 reuses one noise realisation as fresh noise at every step; "
+              "the best gradient-free method on the exact problems",
         nfe_per_step=1, backward_per_step=0, cost_note="times travel_repeat on travelled levels",
         measured={"8x1": {20: 7.319, 100: 6.461, 1000: 5.36}, "8x2": {20: 6.17, 100: 4.115, 1000: 2.312},
                   "8x4": {20: 2.15, 100: 0.992, 1000: 0.811}, "80x1": {20: 10.801, 100: 10.249, 1000: 8.946},
@@ -179,7 +181,8 @@ def default_method(operator: Any, quality: Quality = "fast") -> tuple[str, int]:
       SVD methods at 20 NFE on box and random masks.
     * Other linear operators with an SVD (SR, circular blur, colorization, ...): DDRM at 20
       steps (``high``: 100).  DDNM+ is unstable on blur (8-12 dB on Gaussian deblurring at
-      20-100 NFE, against DDRM's 20-22) and PiGDM is poor at 20 NFE on images.
+      20-100 NFE, against DDRM's 20-22: it over-trusts weakly observed coordinates, see
+      ``docs/STRATEGIES.md``) and PiGDM is poor at 20 NFE on images.
     * Every other operator (linear without an SVD, such as blur with a non-circular
       boundary, and nonlinear ones): DPS, 100 steps (``fast``) or its published 1000
       (``high``), one backward pass per step.  DPS takes its step size from the task the
