@@ -140,3 +140,24 @@ def test_the_denoising_benchmark_reports_both_tweedie_rows(tmp_path):
     noisy = 20 * np.log10(255 / 25)  # PSNR of the noisy input: 20.17 dB
     assert one > noisy + 5 and eight > noisy + 5
     assert one < eight < one + 1.0  # the same estimator, averaged: 31.94 and 32.04 dB for the shipped default
+
+
+def test_restore_denoise_runs_the_average_and_the_param_turns_it_off(tmp_path):
+    import json
+
+    from PIL import Image
+    from skimage import data as skdata
+    from typer.testing import CliRunner
+
+    from restore.cli import app
+
+    Image.fromarray(skdata.astronaut()[100:132, 180:212]).save(tmp_path / "noisy.png")
+    runner = CliRunner()
+    for extra, nfe in (((), 8), (("--param", "symmetry=none"), 1)):
+        out = tmp_path / f"out{nfe}.png"
+        done = runner.invoke(app, ["denoise", str(tmp_path / "noisy.png"), "--sigma", "0.05", "-o", str(out), *extra])
+        assert done.exit_code == 0, done.output
+        assert json.loads(out.with_suffix(".json").read_text())["nfe"] == nfe
+    bad = runner.invoke(app, ["denoise", str(tmp_path / "noisy.png"), "--sigma", "0.05", "-o", str(tmp_path / "b.png"),
+                              "--param", "symmetry=mirror"])
+    assert bad.exit_code == 2 and "symmetry must be 'prior' or one of none, hflip, dihedral" in bad.output
