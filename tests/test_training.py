@@ -243,3 +243,17 @@ def test_ctrl_c_checkpoints_and_the_rerun_continues_step_for_step(folder, tmp_pa
     _train(folder, stopped, "--images", "200")
     a, b = load_file(straight / "model.safetensors"), load_file(stopped / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_stop_request_records_the_first_signal_and_a_second_ctrl_c_interrupts():
+    import signal
+
+    from restore.training.loop import StopRequest
+
+    before = signal.getsignal(signal.SIGINT)
+    with StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.signal == "SIGTERM"
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before  # the handlers are put back
