@@ -227,8 +227,8 @@ def with_quantization_noise(operator: Any, bits: int) -> tuple[Any, float]:
     noise is sqrt(sigma^2 + q^2 / 12).  Without it a "noiseless" blurred PNG is trusted to the
     last digit and the SVD strategies divide its rounding error by singular values near zero
     (5.5 dB on a deblurred photo, 24.5 with it).  The commands, ``restore batch`` and
-    :func:`restore` all apply it (``bits`` of an array or PIL image: :attr:`ImageKind.bits`).  Left alone: float files (32 bits),
-    non-Gaussian noise, and the operators whose singular values are all 1 (masks and denoising),
+    :func:`restore` all apply it (``bits`` of an array or PIL image: :attr:`ImageKind.bits`).
+    Left alone: float files (32 bits), non-Gaussian noise, and the operators whose singular values are all 1 (masks and denoising),
     which do not amplify rounding: inpainting keeps the known pixels exactly as the file has
     them, and a denoising sigma estimated from the image already contains the rounding."""
     unit_gain = operator.capabilities().get("is_mask") or getattr(operator, "task", None) == "denoise"

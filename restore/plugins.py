@@ -160,9 +160,10 @@ def load_registry(disable: Iterable[str] = (), *, extra_plugins: Iterable[tuple[
     ]
     candidates += [(ep.name, ep.load) for ep in _entry_points()]
     candidates += [(name, lambda obj=obj: obj) for name, obj in extra_plugins]
-    unknown = [name for name in disabled if name not in {n for n, _ in candidates}]
+    known = {name for name, _ in candidates}
+    unknown = [name for name in disabled if name not in known]
     if unknown:
-        raise ValueError(unknown_plugins_message(unknown, [n for n, _ in candidates]))
+        raise ValueError(unknown_plugins_message(unknown, known))
 
     for name, load in candidates:
         if name in disabled:

@@ -48,10 +48,10 @@ class Tweedie(Strategy):
         if not noise.is_gaussian or noise.noiseless:
             raise StrategyNotApplicable("strategy 'tweedie' needs white Gaussian measurement noise with a known "
                                         "sigma > 0 (give --noise / --sigma)")
-        shape = problem.prior.shape
-        turns = any(k % 2 for k, _ in GROUPS[self.group(problem)])
+        shape, group = problem.prior.shape, self.group(problem)
+        turns = any(k % 2 for k, _ in GROUPS[group])
         if turns and shape is not None and shape[-1] != shape[-2]:
-            raise StrategyNotApplicable(f"strategy 'tweedie': symmetry {self.group(problem)!r} turns images by 90 "
+            raise StrategyNotApplicable(f"strategy 'tweedie': symmetry {group!r} turns images by 90 "
                                         f"degrees, but prior {problem.prior.name!r} has the fixed non-square shape "
                                         f"{tuple(shape)} (use symmetry=hflip or none)")
 
