@@ -128,6 +128,10 @@ class Strategy:
     #: Number of noise levels the strategy's paper samples with; ``solve`` uses it when given
     #: no ``steps`` (None: the caller must choose).
     default_steps: ClassVar[Optional[int]] = None
+    #: True for estimators of the posterior mean E[x | y] (deterministic: ``tweedie``), False for
+    #: samplers of p(x | y).  The ``fidelity`` target runs an estimator once and averages N
+    #: samples of a sampler; the ``perceptual`` target takes one sample (docs/STRATEGIES.md).
+    posterior_mean: ClassVar[bool] = False
 
     def check(self, problem: Problem) -> None:
         """Refuse, naming what is missing, when the problem is outside this strategy's reach."""

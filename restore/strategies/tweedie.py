@@ -31,6 +31,7 @@ class Tweedie(Strategy):
     name = "tweedie"
     needs_pixel_prior = True
     default_steps = 1
+    posterior_mean = True
 
     def __init__(self, symmetry: str = "prior") -> None:
         if symmetry != "prior" and symmetry not in GROUPS:
