@@ -326,6 +326,7 @@ def restore(
     operator_options: Optional[Mapping[str, Any]] = None,
     listeners: Iterable[Any] = (),
     registry: Any = None,
+    crop_to_mask: Optional[bool] = None,
 ) -> Result:
     """Restore ``image``, the measurement y = A(x) + n of operator ``operator``.
 
@@ -336,9 +337,12 @@ def restore(
     strategy's hyperparameters.  ``noise``: the measurement's noise (a Gaussian sigma on
     [0, 1] or a noise dict), replacing the operator's.  ``listeners``: observer plugins
     (objects with ``restore_run_start`` / ``restore_step`` / ``restore_run_end`` hook
-    implementations) told about the run.  See the module docstring for image kinds,
-    batching, seeding and channels.
+    implementations) told about the run.  ``crop_to_mask``: inpainting with a user mask
+    restores only a padded box around each hole (:mod:`restore.cropping`; None: when the
+    image has more than :data:`restore.cropping.AUTO_PIXELS` pixels).  See the module
+    docstring for image kinds, batching, seeding and channels.
     """
+    from restore.cropping import restore_around_mask
     from restore.plugins import default_registry
 
     registry = registry or default_registry()
@@ -352,10 +356,14 @@ def restore(
         if not bool((alpha == 1).all()):
             raise RestoreError("the image has transparency, and this operator changes its size; flatten it first")
         alpha = torch.ones((alpha.shape[0], 1, *image_shape(op, y_in)[1:]))
-    out = restore_tensor(y_in, op, load(prior, registry, device, dtype), method=method, steps=steps, seed=seed,
-                         samples=samples, device=device, dtype=dtype, params=params, quality=quality,
-                         listeners=listeners, registry=registry,
-                         prior_spec=prior if isinstance(prior, str) else prior.name)
+    loaded = load(prior, registry, device, dtype)
+
+    def run(y: Tensor, run_op: Any, run_seed: Optional[int]) -> dict[str, Any]:
+        return restore_tensor(y, run_op, loaded, method=method, steps=steps, seed=run_seed, samples=samples,
+                              device=device, dtype=dtype, params=params, quality=quality, listeners=listeners,
+                              registry=registry, prior_spec=prior if isinstance(prior, str) else prior.name)
+
+    out = restore_around_mask(y_in, op, run, seed, crop_to_mask)
     mean, draws, std = out["mean"], out["samples"], out["std"]
     return Result(image=from_tensor(mean, kind, alpha), samples=[from_tensor(s, kind, alpha) for s in draws],
                   std=from_tensor(std, float_kind(kind)), nfe=out["nfe"], seconds=out["seconds"], provenance=out["provenance"],
@@ -502,7 +510,9 @@ def weights_sha256(prior: Prior) -> Optional[str]:
 def inpaint(image: ImageLike, mask: Any, *, mask_white_known: bool = False, **kwargs: Any) -> Result:
     """Fill the masked region of ``image``.  ``mask``: a tensor / array in the engine
     convention (1 = known, 0 = fill), an image file where white marks the region to fill
-    (``mask_white_known`` reads it the other way), or a generator name (box, random, ...)."""
+    (``mask_white_known`` reads it the other way), or a generator name (box, random, ...).
+    ``crop_to_mask=True`` restores only a padded box around each hole (:mod:`restore.cropping`;
+    by default above :data:`restore.cropping.AUTO_PIXELS` pixels)."""
     return restore(image, "inpaint", operator_options={"mask": mask, "invert": mask_white_known}, **kwargs)
 
 

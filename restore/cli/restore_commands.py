@@ -30,6 +30,7 @@ import typer
 from restore.cli.app import app, fail
 from restore.cli.operator_commands import PARAM_HELP, check_image_file, parse_params
 
+from restore.cropping import AUTO_PIXELS, PADDING  # noqa: E402  (facts only: no torch)
 from restore.strategies.catalog import DEFAULTS  # noqa: E402  (facts only: no torch)
 
 def _default(kind: str, quality: str) -> str:
@@ -173,13 +174,14 @@ def run_restoration(
     *, inputs: Inputs, operator: Any, op_name: str, prior: str, method: Optional[str], quality: str,
     steps: Optional[int], seed: Optional[int], device: str, dtype: str, output: Optional[Path],
     param: Optional[List[str]], samples: int, preview: Optional[Path], preview_every: int, quiet: bool,
-    as_json: bool, extra: Optional[dict[str, Any]] = None,
+    as_json: bool, extra: Optional[dict[str, Any]] = None, crop_to_mask: Optional[bool] = None,
 ) -> None:
     """What every restoration command does once its operator is built (module docstring)."""
     import torch
 
     from restore.api import load, pick_device, pick_dtype, restore_tensor, with_quantization_noise
     from restore.cli.progress import Preview, ProgressBar
+    from restore.cropping import restore_around_mask
     from restore.files import check_target
     from restore.plugins import default_registry
 
@@ -220,9 +222,12 @@ def run_restoration(
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            out = restore_tensor(inputs.image, operator, loaded_prior, method=method, steps=steps, seed=seed,
-                                 samples=samples, device=torch_device, dtype=torch_dtype, params=params,
-                                 quality=quality, listeners=listeners, registry=registry, prior_spec=prior)
+            def run(y: Any, run_op: Any, run_seed: Optional[int]) -> dict[str, Any]:
+                return restore_tensor(y, run_op, loaded_prior, method=method, steps=steps, seed=run_seed,
+                                      samples=samples, device=torch_device, dtype=torch_dtype, params=params,
+                                      quality=quality, listeners=listeners, registry=registry, prior_spec=prior)
+
+            out = restore_around_mask(inputs.image, operator, run, seed, crop_to_mask)
     except BaseException as exc:
         for path in viewer.written if viewer else []:
             path.unlink(missing_ok=True)
@@ -339,6 +344,9 @@ def inpaint(
     image: Path = typer.Argument(..., help="Image with holes to fill (.png, .jpg, .tif, .npy)."),
     mask: Path = typer.Option(..., "--mask", help=MASK_HELP),
     mask_white_known: bool = typer.Option(False, "--mask-white-known", help="Read --mask the other way: white = known."),
+    crop_to_mask: Optional[bool] = typer.Option(
+        None, "--crop-to-mask/--no-crop-to-mask", help=f"Restore only a box around each hole ({PADDING} pixels of "
+        f"context) and paste it back, known pixels untouched; default: on above {AUTO_PIXELS:,} pixels."),
     prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, steps: Optional[int] = STEPS,
     seed: Optional[int] = SEED, device: str = DEVICE, dtype: str = DTYPE, output: Optional[Path] = OUTPUT,
     param: Optional[List[str]] = PARAM, noise: Optional[float] = NOISE, samples: int = SAMPLES,
@@ -353,7 +361,7 @@ def inpaint(
         check_image_file(str(mask), "--mask")
         operator = make_operator("inpaint", {"mask": str(mask), "invert": mask_white_known}, noise)
         check_mask(operator, inputs.image)
-        run_restoration(inputs=inputs, operator=operator, op_name="inpaint",
+        run_restoration(inputs=inputs, operator=operator, op_name="inpaint", crop_to_mask=crop_to_mask,
             prior=prior, method=method, quality=quality, steps=steps, seed=seed, device=device, dtype=dtype,
             output=output, param=param, samples=samples, preview=preview, preview_every=preview_every,
             quiet=quiet, as_json=as_json)
