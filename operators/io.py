@@ -201,19 +201,28 @@ def load_image(path: PathLike) -> ImageFile:
         raise FileNotFoundError(f"{path}: no such file")
     if path.suffix.lower() == ".npy":
         return ImageFile(_image_from_array(path, read_array(path)), 32, None, path)
-    data = path.read_bytes()
-    kind = next((k for k, heads in SIGNATURES.items() if data.startswith(heads)), None)
+    return _split(path, *decode_pixels(path.read_bytes(), path))
+
+
+def image_format(data: bytes) -> Optional[str]:
+    """``png``, ``jpeg`` or ``tiff`` by the leading bytes (:data:`SIGNATURES`), else None."""
+    return next((k for k, heads in SIGNATURES.items() if data.startswith(heads)), None)
+
+
+def decode_pixels(data: bytes, name: PathLike) -> tuple[np.ndarray, bool]:
+    """The samples (H, W, C) of an image file's bytes as stored (uint8, uint16 or float) and
+    whether it is grey; :class:`ImageFileError` naming ``name`` for anything else."""
+    kind = image_format(data)
     if kind is None:
         what = "an empty file" if not data else "not a PNG, JPEG or TIFF image"
-        raise ImageFileError(f"{path}: {what}; give an image file")
+        raise ImageFileError(f"{name}: {what}; give an image file")
     try:
-        pixels, grey = DECODERS[kind](data)
+        return DECODERS[kind](data)
     except ImageFileError as exc:
-        raise ImageFileError(f"{path}: {exc}") from None
+        raise ImageFileError(f"{name}: {exc}") from None
     except Exception as exc:  # decoders raise many types for damaged files
-        raise ImageFileError(f"{path}: damaged, truncated or unsupported {kind.upper()} file "
+        raise ImageFileError(f"{name}: damaged, truncated or unsupported {kind.upper()} file "
                              f"({type(exc).__name__}: {exc})") from None
-    return _split(path, pixels, grey)
 
 
 def _decode_png(data: bytes) -> tuple[np.ndarray, bool]:
