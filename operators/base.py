@@ -16,7 +16,7 @@ strategies read (``linear``, ``has_svd``, ``is_mask``).
 Input shape.  An operator may be *bound* to one input shape ``shape = (C, H, W)``
 (constructor keyword, reported by ``params()``), or accept any shape (``shape`` is
 None).  ``forward``, ``adjoint`` and ``pinv`` of the built-ins work unbound; the
-SVD (``singulars``, ``v``, ``u``, ``_x_numel``) depends on the image size, so it
+SVD (``singulars``, ``v``, ``u``, ``x_numel``) depends on the image size, so it
 needs a bound operator and says so otherwise.
 
 Serialization.  ``params()`` holds the JSON-able constructor keywords; tensor-valued
@@ -86,7 +86,7 @@ class Operator:
     #: The (C, H, W) every input must have, or None for any shape.
     shape: Optional[tuple[int, int, int]] = None
 
-    #: Entries kept by :meth:`_memo` before the oldest is dropped.
+    #: Entries kept by :meth:`memo` before the oldest is dropped.
     MEMO_SIZE: ClassVar[int] = 32
 
     def __init__(self, noise: NoiseSpec = None, shape: Optional[Sequence[int]] = None) -> None:
@@ -100,7 +100,7 @@ class Operator:
             raise ValueError(f"{self.name}: shape must be [C, H, W], got {shape!r}")
         return tuple(check_int(self.name, "shape", s, low=1) for s in shape)
 
-    def _check_shape(self, shape: tuple[int, int, int]) -> None:
+    def check_shape(self, shape: tuple[int, int, int]) -> None:
         """Hook: a ValueError if the operator cannot take inputs of ``shape`` (C, H, W)
         (a kernel larger than the image, a scale that does not divide it, ...).
         Subclasses call it at the end of ``__init__`` when bound."""
@@ -118,7 +118,7 @@ class Operator:
         bound = copy.copy(self)
         bound.shape = shape
         bound._memo_store = OrderedDict()
-        bound._check_shape(shape)
+        bound.check_shape(shape)
         return bound
 
     def forward(self, x: Tensor) -> Tensor:
@@ -149,7 +149,7 @@ class Operator:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params()})"
 
-    def _check_input(self, x: Union[Tensor, Sequence[int]]) -> None:
+    def check_input(self, x: Union[Tensor, Sequence[int]]) -> None:
         """A ValueError unless ``x`` (a tensor or its shape) is (B, C, H, W) and matches the bound ``shape``."""
         size = tuple(x.shape) if isinstance(x, Tensor) else tuple(x)
         if len(size) != 4:
@@ -157,7 +157,7 @@ class Operator:
         if self.shape is not None and size[1:] != self.shape:
             raise ValueError(f"{self.name}: the operator is bound to shape (C, H, W) = {self.shape}, got input {size}")
 
-    def _memo(self, key: Hashable, make: Callable[[], Any]) -> Any:
+    def memo(self, key: Hashable, make: Callable[[], Any]) -> Any:
         """``make()``, computed once per ``key`` (derived constants: matrices per size,
         device and dtype); the least recently used of more than MEMO_SIZE entries go."""
         store = self._memo_store
@@ -214,28 +214,34 @@ class SVDOperator(LinearOperator):
         raise NotImplementedError
 
     def adjoint(self, y: Tensor) -> Tensor:
-        return self.v(self._spectral(self.ut(y), self.singulars(), self._x_numel()))
+        """A^T y = V diag(s) U^T y, from the SVD: needs a bound operator (the engine binds one
+        per run); override it to take any size."""
+        return self.v(self.scale_spectral(self.ut(y), self.singulars(), self.x_numel()))
 
     def pinv(self, y: Tensor) -> Tensor:
+        """A^+ y = V diag(s^+) U^T y with s^+_i = 1 / s_i for s_i > 0 and 0 otherwise (the
+        Moore-Penrose pseudo-inverse from the SVD; Golub & Van Loan, Sec. 5.5.2): needs a bound
+        operator, like :meth:`adjoint`; override it to take any size."""
         s = self.singulars()
         inv = torch.where(s > 0, 1.0 / s.clamp_min(torch.finfo(s.dtype).tiny), torch.zeros_like(s))
-        return self.v(self._spectral(self.ut(y), inv, self._x_numel()))
+        return self.v(self.scale_spectral(self.ut(y), inv, self.x_numel()))
 
-    def _x_numel(self) -> int:
+    def x_numel(self) -> int:
         """Number of entries of one input image (needed to pad spectral vectors)."""
-        return math.prod(self._bound_shape())
+        return math.prod(self.bound_shape())
 
-    def _bound_shape(self) -> tuple[int, int, int]:
+    def bound_shape(self) -> tuple[int, int, int]:
         """The bound input shape, or a ValueError saying the SVD needs one."""
         if self.shape is None:
             raise ValueError(
-                f"{self.name}: the SVD (singulars, v, u) depends on the image size; "
-                "build the operator with shape=[C, H, W]"
+                f"{self.name}: the SVD (singulars, v, u, and adjoint / pinv unless the operator defines its own) "
+                "depends on the image size; build the operator with shape=[C, H, W] or bind it with "
+                "op.bound_to((C, H, W))"
             )
         return self.shape
 
     @staticmethod
-    def _spectral(coeffs: Tensor, scale: Tensor, n: int) -> Tensor:
+    def scale_spectral(coeffs: Tensor, scale: Tensor, n: int) -> Tensor:
         """diag(scale) applied to the leading coordinates of ``coeffs``, zero-padded to length n."""
         k = scale.numel()
         out = coeffs.new_zeros(coeffs.shape[0], n)

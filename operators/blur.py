@@ -92,9 +92,9 @@ class Blur(Operator):
                 "(a centre pixel); pad it or use boundary 'valid'"
             )
         if self.shape is not None:
-            self._check_shape(self.shape)
+            self.check_shape(self.shape)
 
-    def _check_shape(self, shape: tuple[int, int, int]) -> None:
+    def check_shape(self, shape: tuple[int, int, int]) -> None:
         self._check_size(*shape[1:])
 
     def _kernel_size(self) -> str:
@@ -116,7 +116,7 @@ class Blur(Operator):
             spectrum = torch.fft.rfft2(grid) if onesided else torch.fft.fft2(grid)
             return spectrum.to(device, torch.complex128 if real == torch.float64 else torch.complex64)
 
-        return self._memo(("spectrum", height, width, onesided, device, real), make)
+        return self.memo(("spectrum", height, width, onesided, device, real), make)
 
     def _circular(self, z: Tensor, conjugate: bool, size: Optional[tuple[int, int]] = None) -> Tensor:
         """Circular convolution with the kernel, or its adjoint (correlation) when
@@ -169,17 +169,17 @@ class CircularBlur(Blur, SVDOperator):
         self.rcond = None if rcond is None else check_number(self.name, "rcond", rcond, low=0.0)
 
     def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x)
+        self.check_input(x)
         self._check_size(*x.shape[-2:])
         return self._circular(x, conjugate=False)
 
     def adjoint(self, y: Tensor) -> Tensor:
-        self._check_input(y)
+        self.check_input(y)
         self._check_size(*y.shape[-2:])
         return self._circular(y, conjugate=True)
 
     def pinv(self, y: Tensor) -> Tensor:
-        self._check_input(y)
+        self.check_input(y)
         height, width = y.shape[-2:]
         self._check_size(height, width)
         spectrum = self._spectrum(height, width, y.device, working_dtype(y))
@@ -194,7 +194,7 @@ class CircularBlur(Blur, SVDOperator):
     def _basis(self, device: torch.device) -> dict[str, Tensor]:
         """Frequency index sets (self-conjugate S, pair representatives R), the inverse
         of the [S, R, -R] ordering, sign(K) on S, phase(K) on R and the singular values."""
-        height, width = self._bound_shape()[1:]
+        height, width = self.bound_shape()[1:]
         self._check_size(height, width)
 
         def make() -> dict[str, Tensor]:
@@ -214,16 +214,16 @@ class CircularBlur(Blur, SVDOperator):
             }
             return {key: value.to(device) for key, value in basis.items()}
 
-        return self._memo(("basis", height, width, device), make)
+        return self.memo(("basis", height, width, device), make)
 
     def singulars(self) -> Tensor:
-        channels = self._bound_shape()[0]
+        channels = self.bound_shape()[0]
         return self._basis(torch.device("cpu"))["singulars"].repeat(channels)
 
     def _to_coords(self, z: Tensor, rotate: bool) -> Tensor:
         """Real orthonormal coordinates (B, C * H * W) of a real image batch z; with
         ``rotate`` the phases of K are divided out first (U^T instead of V^T)."""
-        self._check_input(z)
+        self.check_input(z)
         basis = self._basis(z.device)
         work = working_dtype(z)
         spectrum = torch.fft.fft2(z.to(work), norm="ortho").flatten(2)
@@ -236,7 +236,7 @@ class CircularBlur(Blur, SVDOperator):
 
     def _from_coords(self, c: Tensor, rotate: bool) -> Tensor:
         """The inverse of :meth:`_to_coords`: real images (B, C, H, W) from coordinates."""
-        channels, height, width = self._bound_shape()
+        channels, height, width = self.bound_shape()
         basis = self._basis(c.device)
         dtype, work = c.dtype, working_dtype(c)
         c = c.to(work).reshape(c.shape[0], channels, height * width)
@@ -302,7 +302,7 @@ class PaddedBlur(Blur, LinearOperator):
         return slice(kh - 1 - kh // 2, height - kh // 2), slice(kw - 1 - kw // 2, width - kw // 2)
 
     def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x)
+        self.check_input(x)
         height, width = x.shape[-2:]
         self._check_size(height, width)
         if self.boundary == "reflect":
@@ -319,7 +319,7 @@ class PaddedBlur(Blur, LinearOperator):
         kh, kw = self.kernel.shape
         out_h, out_w = y.shape[-2:]
         height, width = (out_h, out_w) if self.boundary == "reflect" else (out_h + kh - 1, out_w + kw - 1)
-        self._check_input((y.shape[0], y.shape[1], height, width))
+        self.check_input((y.shape[0], y.shape[1], height, width))
         full_h, full_w = (height + kh - 1, width + kw - 1) if self.boundary == "reflect" else (height, width)
         rows, cols = self._crop(full_h, full_w)
         fft_h, fft_w = fast_length(full_h), fast_length(full_w)

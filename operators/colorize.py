@@ -36,7 +36,7 @@ class Colorize(SVDOperator):
         super().__init__(noise, shape)
         self.weights = check_choice(self.name, "weights", weights, tuple(WEIGHTS))
         if self.shape is not None:
-            self._check_shape(self.shape)
+            self.check_shape(self.shape)
         w = torch.tensor(WEIGHTS[weights], dtype=torch.float64)
         norm = w.norm()
         d = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64) - w / norm
@@ -46,7 +46,7 @@ class Colorize(SVDOperator):
         self._constants = {"w": w, "pinv": w / norm**2, "v": reflection}
         self._norm = norm.item()
 
-    def _check_shape(self, shape: tuple[int, int, int]) -> None:
+    def check_shape(self, shape: tuple[int, int, int]) -> None:
         self._check_channels(shape[0])
 
     def _check_channels(self, channels: int) -> None:
@@ -54,17 +54,17 @@ class Colorize(SVDOperator):
             raise ValueError(f"colorize: needs RGB images with 3 channels, got {channels}")
 
     def _constant(self, key: str, like: Tensor) -> Tensor:
-        return self._memo((key, like.device, like.dtype), lambda: self._constants[key].to(like.device, like.dtype))
+        return self.memo((key, like.device, like.dtype), lambda: self._constants[key].to(like.device, like.dtype))
 
     def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x)
+        self.check_input(x)
         self._check_channels(x.shape[1])
         return torch.einsum("c,bchw->bhw", self._constant("w", x), x)[:, None]
 
     def _grey(self, y: Tensor) -> None:
         if y.dim() != 4 or y.shape[1] != 1:
             raise ValueError(f"colorize: expected grey measurements (B, 1, H, W), got shape {tuple(y.shape)}")
-        self._check_input((y.shape[0], 3, *y.shape[2:]))
+        self.check_input((y.shape[0], 3, *y.shape[2:]))
 
     def adjoint(self, y: Tensor) -> Tensor:
         self._grey(y)
@@ -75,16 +75,16 @@ class Colorize(SVDOperator):
         return self._constant("pinv", y)[None, :, None, None] * y
 
     def singulars(self) -> Tensor:
-        height, width = self._bound_shape()[1:]
+        height, width = self.bound_shape()[1:]
         return torch.full((height * width,), self._norm, dtype=torch.float64)
 
     def vt(self, x: Tensor) -> Tensor:
-        self._check_input(x)
+        self.check_input(x)
         self._check_channels(x.shape[1])
         return torch.einsum("ck,bchw->bkhw", self._constant("v", x), x).flatten(1)
 
     def v(self, c: Tensor) -> Tensor:
-        channels, height, width = self._bound_shape()
+        channels, height, width = self.bound_shape()
         return torch.einsum("ck,bkhw->bchw", self._constant("v", c), c.reshape(c.shape[0], channels, height, width))
 
     def ut(self, y: Tensor) -> Tensor:
@@ -92,7 +92,7 @@ class Colorize(SVDOperator):
         return y.flatten(1)
 
     def u(self, c: Tensor) -> Tensor:
-        height, width = self._bound_shape()[1:]
+        height, width = self.bound_shape()[1:]
         return c.reshape(c.shape[0], 1, height, width)
 
     def params(self) -> dict[str, Any]:

@@ -95,8 +95,9 @@ class _Checker:
         seed: int,
         tolerances: Tolerances,
         skip: Iterable[str],
+        note: str = "",
     ) -> None:
-        self.op, self.factory, self.tol, self.skipped = op, factory, tolerances, set(skip)
+        self.op, self.factory, self.tol, self.skipped, self.note = op, factory, tolerances, set(skip), note
         self.exempt: dict[str, str] = dict(getattr(op, "contract_exempt", {}))
         self.shape = (batch, *shape)
         self.rng = torch.Generator().manual_seed(seed)
@@ -140,7 +141,7 @@ class _Checker:
         for method in ("singulars", "vt", "v", "ut", "u") if caps.get("has_svd") else ():
             if not callable(getattr(self.op, method, None)):
                 problems.append(f"has_svd but no {method}()")
-        return not problems, None, "; ".join(problems) or f"{caps}"
+        return not problems, None, "; ".join(problems) or f"{caps}{self.note}"
 
     def forward(self) -> tuple[bool, Optional[float], str]:
         x = self.image()
@@ -341,7 +342,7 @@ class _Checker:
             scaled[:, : s.numel()] = coeffs[:, : s.numel()] * s.to(coeffs.dtype)
             forward_error = _rel((op.u(scaled) - y).norm(), y.norm())
             w = self.normal(y)
-            via_svd = op.v(SVDOperator._spectral(op.ut(w), s, n))
+            via_svd = op.v(SVDOperator.scale_spectral(op.ut(w), s, n))
             adjoint = op.adjoint(w)
             adjoint_error = _rel((via_svd - adjoint).norm(), adjoint.norm())
             worst = max(forward_error, adjoint_error)
@@ -381,11 +382,20 @@ def check_operator(
 
     ``shape`` is the per-item input shape for an unbound operator (default
     :data:`DEFAULT_SHAPE`; a bound operator is checked at its own ``shape``); the SVD
-    checks of an unbound operator run on ``op.bound_to(shape)``.  ``factory`` (the registered factory) enables the JSON
-    round trip.  Checks named in ``skip`` are reported as skipped.
+    checks of an unbound operator run on ``op.bound_to(shape)``, and so do all checks of an
+    unbound SVD operator whose ``adjoint`` or ``pinv`` is the one :class:`SVDOperator` derives
+    from the SVD (which needs the image size, as in a run, where the engine binds the operator).
+    ``factory`` (the registered factory) enables the JSON round trip.  Checks named in ``skip``
+    are reported as skipped.
     """
     shape = tuple(op.shape) if op.shape is not None else tuple(shape or DEFAULT_SHAPE)
-    checker = _Checker(op, shape, factory, batch, seed, tolerances, skip)
+    note = ""
+    derived = [m for m in ("adjoint", "pinv") if op.has_svd and getattr(type(op), m, None) is getattr(SVDOperator, m)]
+    if op.shape is None and derived:
+        bound, _ = _bound_for_svd(op, shape)
+        if bound is not None:
+            op, note = bound, f"; {' and '.join(derived)} from the SVD: checked bound to shape {list(shape)}"
+    checker = _Checker(op, shape, factory, batch, seed, tolerances, skip, note)
     linear = op.linear
     checker.run("capabilities", checker.capabilities)
     checker.run("forward", checker.forward)

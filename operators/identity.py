@@ -20,7 +20,7 @@ class Denoise(SVDOperator):
     example = {"noise": {"kind": "gaussian", "sigma": 0.1}}
 
     def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x)
+        self.check_input(x)
         return x
 
     def adjoint(self, y: Tensor) -> Tensor:
@@ -30,13 +30,13 @@ class Denoise(SVDOperator):
         return self.forward(y)
 
     def singulars(self) -> Tensor:
-        return torch.ones(math.prod(self._bound_shape()), dtype=torch.float64)
+        return torch.ones(math.prod(self.bound_shape()), dtype=torch.float64)
 
     def vt(self, x: Tensor) -> Tensor:
         return self.forward(x).flatten(1)
 
     def v(self, c: Tensor) -> Tensor:
-        return c.reshape(c.shape[0], *self._bound_shape())
+        return c.reshape(c.shape[0], *self.bound_shape())
 
     ut = vt
     u = v

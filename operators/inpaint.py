@@ -70,19 +70,19 @@ class Inpaint(SVDOperator):
             self.generator, self.options = None, {}
             self.user_mask = load_mask(mask, invert=invert)
         if self.shape is not None:
-            self._check_shape(self.shape)
+            self.check_shape(self.shape)
 
     def mask_for(self, height: int, width: int) -> Tensor:
         """The (1 or C, H, W) float64 mask (1 = known) for images of size H x W."""
         if self.user_mask is not None:
             return self.user_mask
-        return self._memo(("mask", height, width), lambda: self._generate(height, width))
+        return self.memo(("mask", height, width), lambda: self._generate(height, width))
 
     def _generate(self, height: int, width: int) -> Tensor:
         known = GENERATORS[self.generator](height, width, **self.options)
         return (known ^ self.invert).to(torch.float64)[None]
 
-    def _check_shape(self, shape: tuple[int, int, int]) -> None:
+    def check_shape(self, shape: tuple[int, int, int]) -> None:
         self._check_mask(self.mask_for(*shape[1:]), shape)
 
     def _check_mask(self, mask: Tensor, shape: Sequence[int]) -> None:
@@ -98,11 +98,11 @@ class Inpaint(SVDOperator):
 
     def mask_like(self, x: Tensor) -> Tensor:
         """The mask on x's device and dtype, shaped (1 or C, H, W) to broadcast against x."""
-        self._check_input(x)
+        self.check_input(x)
         height, width = x.shape[-2:]
         mask = self.mask_for(height, width)
         self._check_mask(mask, x.shape[1:])
-        return self._memo(("mask_on", height, width, x.device, x.dtype), lambda: mask.to(x.device, x.dtype))
+        return self.memo(("mask_on", height, width, x.device, x.dtype), lambda: mask.to(x.device, x.dtype))
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.mask_like(x)
@@ -115,14 +115,14 @@ class Inpaint(SVDOperator):
 
     # SVD: U = V = known entries first.
     def _layout(self) -> LeadingFirst:
-        shape = self._bound_shape()
-        return self._memo(("layout",), lambda: LeadingFirst(self.mask_for(*shape[1:]).expand(shape) > 0.5))
+        shape = self.bound_shape()
+        return self.memo(("layout",), lambda: LeadingFirst(self.mask_for(*shape[1:]).expand(shape) > 0.5))
 
     def singulars(self) -> Tensor:
         return torch.ones(self._layout().count, dtype=torch.float64)
 
     def vt(self, x: Tensor) -> Tensor:
-        self._check_input(x)
+        self.check_input(x)
         return self._layout().flatten(x)
 
     def v(self, c: Tensor) -> Tensor:

@@ -157,12 +157,12 @@ class JPEG(Operator):
         self.chroma = quantization_table(CHROMA_TABLE, quality)
 
     def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x)
+        self.check_input(x)
         h, w = x.shape[-2:]
         v = x.to(working_dtype(x)) * 255
         if x.shape[1] != 3:
             return self._finish(self._code(self._round(pad_to_multiple(v, 8)), self.luma), x, h, w)
-        color, inverse, offset = self._memo(("color", v.dtype, v.device), lambda: self._color(v.dtype, v.device))
+        color, inverse, offset = self.memo(("color", v.dtype, v.device), lambda: self._color(v.dtype, v.device))
         padded = pad_to_multiple(v, 16 if self.subsample else 8)
         ycc = self._round(torch.einsum("ij,bjhw->bihw", color, padded) + offset)
         luma, chroma = self._code(ycc[:, :1], self.luma), ycc[:, 1:]
@@ -187,7 +187,7 @@ class JPEG(Operator):
     def _code(self, samples: Tensor, table: Tensor) -> Tensor:
         """Code 8-bit sample planes (B, C, H, W) on [0, 255]; returns decoded samples."""
         b, c, h, w = samples.shape
-        basis = self._memo(("dct", samples.dtype, samples.device), lambda: dct_basis(samples.dtype, samples.device))
+        basis = self.memo(("dct", samples.dtype, samples.device), lambda: dct_basis(samples.dtype, samples.device))
         decoded = quantize_blocks(samples.reshape(b * c, h, w) - 128, table, self._round, basis) + 128
         return self._round(decoded.clamp(0, 255)).reshape(b, c, h, w)
 

@@ -116,7 +116,7 @@ class MatrixOperator(SVDOperator):
     def u(self, c: Tensor) -> Tensor:
         return self._flat(c, self._u.shape[0], "spectral coordinates") @ self._factor(self._u, c).T
 
-    def _x_numel(self) -> int:
+    def x_numel(self) -> int:
         return self._v.shape[0]
 
     def tensors(self) -> dict[str, Tensor]:

@@ -59,7 +59,7 @@ class PhaseRetrieval(Operator):
         return int(math.floor(self.oversample * n + 0.5))
 
     def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x)
+        self.check_input(x)
         h, w = x.shape[-2:]
         ph, pw = self.padded_size(h) - h, self.padded_size(w) - w
         padded = F.pad(x.to(working_dtype(x)), (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
@@ -109,7 +109,7 @@ class Saturation(Operator):
         self.softness = check_number(self.name, "softness", softness, low=0.0)
 
     def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x)
+        self.check_input(x)
         z = self.gain * x
         return z.clamp(0, 1) if self.softness == 0 else soft_clip(z, self.softness)
 
@@ -170,7 +170,7 @@ class NonlinearBlur(Operator):
         self.blur = blur(kernel, boundary=boundary, shape=shape, **options)
 
     def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x)
+        self.check_input(x)
         u = self.blur(x).to(working_dtype(x))
         if self.response == "srgb":
             return srgb_response(u).to(x.dtype)

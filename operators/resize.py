@@ -95,9 +95,9 @@ class Downsample(SVDOperator):
         self.scale = check_int(self.name, "scale", scale, low=1)
         self.method = check_choice(self.name, "method", method, tuple(METHODS))
         if self.shape is not None:
-            self._check_shape(self.shape)
+            self.check_shape(self.shape)
 
-    def _check_shape(self, shape: tuple[int, int, int]) -> None:
+    def check_shape(self, shape: tuple[int, int, int]) -> None:
         self._check_divides(*shape[1:])
 
     def _check_divides(self, height: int, width: int) -> None:
@@ -119,7 +119,7 @@ class Downsample(SVDOperator):
             rows, cols = axis(height), axis(width)
             return {**{f"{k}_h": t for k, t in rows.items()}, **{f"{k}_w": t for k, t in cols.items()}}
 
-        return self._memo(("factors", height, width), make)
+        return self.memo(("factors", height, width), make)
 
     def _matrices(self, height: int, width: int, names: tuple[str, str], like: Tensor) -> tuple[Tensor, Tensor]:
         """The named row and column factors on like's device and dtype."""
@@ -129,7 +129,7 @@ class Downsample(SVDOperator):
             factors = self._factors(height, width)
             return tuple(factors[name].to(like.device, like.dtype) for name in names)
 
-        return self._memo(("on", height, width, names, like.device, like.dtype), make)
+        return self.memo(("on", height, width, names, like.device, like.dtype), make)
 
     @staticmethod
     def _apply(rows: Tensor, z: Tensor, cols: Tensor) -> Tensor:
@@ -137,7 +137,7 @@ class Downsample(SVDOperator):
         return torch.matmul(torch.matmul(rows, z), cols.transpose(0, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x)
+        self.check_input(x)
         a_h, a_w = self._matrices(*x.shape[-2:], ("a_h", "a_w"), x)
         return self._apply(a_h, x, a_w)
 
@@ -145,7 +145,7 @@ class Downsample(SVDOperator):
         if y.dim() != 4:
             raise ValueError(f"sr: expected measurements (B, C, h, w), got shape {tuple(y.shape)}")
         height, width = y.shape[-2] * self.scale, y.shape[-1] * self.scale
-        self._check_input((y.shape[0], y.shape[1], height, width))
+        self.check_input((y.shape[0], y.shape[1], height, width))
         return height, width
 
     def adjoint(self, y: Tensor) -> Tensor:
@@ -158,27 +158,27 @@ class Downsample(SVDOperator):
 
     # The Kronecker SVD.
     def _layout(self) -> LeadingFirst:
-        channels, height, width = self._bound_shape()
+        channels, height, width = self.bound_shape()
 
         def make() -> LeadingFirst:
             lead = torch.zeros(channels, height, width, dtype=torch.bool)
             lead[:, : height // self.scale, : width // self.scale] = True
             return LeadingFirst(lead)
 
-        return self._memo(("layout",), make)
+        return self.memo(("layout",), make)
 
     def singulars(self) -> Tensor:
-        channels, height, width = self._bound_shape()
+        channels, height, width = self.bound_shape()
         factors = self._factors(height, width)
         return torch.outer(factors["s_h"], factors["s_w"]).flatten().repeat(channels)
 
     def vt(self, x: Tensor) -> Tensor:
-        self._check_input(x)
-        v_h, v_w = self._matrices(*self._bound_shape()[1:], ("v_h", "v_w"), x)
+        self.check_input(x)
+        v_h, v_w = self._matrices(*self.bound_shape()[1:], ("v_h", "v_w"), x)
         return self._layout().flatten(self._apply(v_h.transpose(0, 1), x, v_w.transpose(0, 1)))
 
     def v(self, c: Tensor) -> Tensor:
-        v_h, v_w = self._matrices(*self._bound_shape()[1:], ("v_h", "v_w"), c)
+        v_h, v_w = self._matrices(*self.bound_shape()[1:], ("v_h", "v_w"), c)
         return self._apply(v_h, self._layout().unflatten(c), v_w)
 
     def ut(self, y: Tensor) -> Tensor:
@@ -186,7 +186,7 @@ class Downsample(SVDOperator):
         return self._apply(u_h.transpose(0, 1), y, u_w.transpose(0, 1)).flatten(1)
 
     def u(self, c: Tensor) -> Tensor:
-        channels, height, width = self._bound_shape()
+        channels, height, width = self.bound_shape()
         u_h, u_w = self._matrices(height, width, ("u_h", "u_w"), c)
         return self._apply(u_h, c.reshape(c.shape[0], channels, height // self.scale, width // self.scale), u_w)
 

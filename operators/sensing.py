@@ -90,9 +90,9 @@ class CompressedSensing(SVDOperator):
         order = torch.cat([chosen[: self.rows].sort().values, chosen[self.rows :].sort().values])
         self._completion = full[order]
         if self.shape is not None:
-            self._check_shape(self.shape)
+            self.check_shape(self.shape)
 
-    def _check_shape(self, shape: tuple[int, int, int]) -> None:
+    def check_shape(self, shape: tuple[int, int, int]) -> None:
         self._check_tiles(*shape[1:])
 
     def _check_tiles(self, height: int, width: int) -> None:
@@ -101,11 +101,11 @@ class CompressedSensing(SVDOperator):
 
     def _matrix(self, rows: int, like: Tensor) -> Tensor:
         """The first ``rows`` rows of the orthogonal completion Q, on like's device and dtype."""
-        return self._memo(("q", rows, like.device, like.dtype), lambda: self._completion[:rows].to(like.device, like.dtype))
+        return self.memo(("q", rows, like.device, like.dtype), lambda: self._completion[:rows].to(like.device, like.dtype))
 
     def _blocks(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, C, n, H / b_h, W / b_w), each block flattened row-major."""
-        self._check_input(x)
+        self.check_input(x)
         self._check_tiles(*x.shape[-2:])
         (bh, bw), (b, c, h, w) = self.block, x.shape
         return x.reshape(b, c, h // bh, bh, w // bw, bw).permute(0, 1, 3, 5, 2, 4).reshape(b, c, bh * bw, h // bh, w // bw)
@@ -124,7 +124,7 @@ class CompressedSensing(SVDOperator):
             raise ValueError(f"cs: expected measurements (B, C * {self.rows}, H / b_h, W / b_w), got shape {tuple(y.shape)}")
         coeffs = y.reshape(y.shape[0], y.shape[1] // self.rows, self.rows, *y.shape[2:])
         image = self._image(torch.einsum("kn,bckij->bcnij", self._matrix(self.rows, y), coeffs))
-        self._check_input(image)
+        self.check_input(image)
         return image
 
     def pinv(self, y: Tensor) -> Tensor:
@@ -132,7 +132,7 @@ class CompressedSensing(SVDOperator):
 
     # SVD: U = I, V^T = Q per block.
     def _layout(self) -> LeadingFirst:
-        channels, height, width = self._bound_shape()
+        channels, height, width = self.bound_shape()
         self._check_tiles(height, width)
 
         def make() -> LeadingFirst:
@@ -141,7 +141,7 @@ class CompressedSensing(SVDOperator):
             lead[:, : self.rows] = True
             return LeadingFirst(lead)
 
-        return self._memo(("layout",), make)
+        return self.memo(("layout",), make)
 
     def singulars(self) -> Tensor:
         return torch.ones(self._layout().count, dtype=torch.float64)
@@ -155,7 +155,7 @@ class CompressedSensing(SVDOperator):
         return self._image(torch.einsum("kn,bckij->bcnij", self._matrix(n, c), self._layout().unflatten(c)))
 
     def _measurement_shape(self) -> tuple[int, int, int]:
-        channels, height, width = self._bound_shape()
+        channels, height, width = self.bound_shape()
         return channels * self.rows, height // self.block[0], width // self.block[1]
 
     def ut(self, y: Tensor) -> Tensor:

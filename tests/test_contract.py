@@ -226,3 +226,73 @@ def test_format_report():
     assert lines[3].startswith("SKIP  json")
     assert lines[-1] == "1 passed, 1 failed, 1 skipped"
     assert all_passed([checks[0], checks[2]]) and not all_passed(checks)
+
+
+# ----------------------------------------------------------------------------- adjoint and pinv from the SVD
+
+
+class MixThenGain(SVDOperator):
+    """A third-party-style operator that states only forward and its SVD: y = G Q x per pixel,
+    Q an orthogonal 3 x 3 colour mixing and G = diag(gains) with a zero gain, so V^T = Q per
+    pixel, U = I and s = the gains; ``adjoint`` and ``pinv`` are left to SVDOperator."""
+
+    name = "mix-then-gain"
+    example = {"gains": [2.0, 0.5, 0.0]}
+
+    def __init__(self, gains=(2.0, 0.5, 0.0), noise: Any = None, shape: Any = None) -> None:
+        super().__init__(noise, shape)
+        self.gains = [float(g) for g in gains]
+        q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64))
+        self.q = q
+
+    def mix(self, x: Tensor, matrix: Tensor) -> Tensor:
+        return torch.einsum("dc,bchw->bdhw", matrix.to(x.dtype), x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        return self.mix(x, torch.diag(torch.tensor(self.gains, dtype=torch.float64)) @ self.q)
+
+    def singulars(self) -> Tensor:
+        _, height, width = self.bound_shape()
+        return torch.tensor(self.gains, dtype=torch.float64).repeat_interleave(height * width)
+
+    def vt(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        return self.mix(x, self.q).flatten(1)
+
+    def v(self, c: Tensor) -> Tensor:
+        return self.mix(c.reshape(c.shape[0], *self.bound_shape()), self.q.T)
+
+    def ut(self, y: Tensor) -> Tensor:
+        self.check_input(y)
+        return y.flatten(1)
+
+    def u(self, c: Tensor) -> Tensor:
+        return c.reshape(c.shape[0], *self.bound_shape())
+
+    def params(self) -> dict[str, Any]:
+        return {"gains": self.gains, **super().params()}
+
+
+def dense(apply, shape) -> Tensor:
+    """The matrix of a linear map on (C, H, W) arrays, column j the image of basis vector j."""
+    n = torch.Size(shape).numel()
+    basis = torch.eye(n, dtype=torch.float64).reshape(n, *shape)
+    return apply(basis).reshape(n, -1).T
+
+
+def test_pinv_and_adjoint_follow_from_the_svd():
+    checks = check_factory(MixThenGain)  # unbound example: checked bound, as a run binds it
+    assert all_passed(checks), format_report(checks)
+    assert "adjoint and pinv from the SVD: checked bound" in by_name(checks)["capabilities"].message
+    shape = (3, 2, 3)
+    op = MixThenGain(shape=shape)
+    a = dense(op.forward, shape)
+    assert torch.allclose(dense(op.adjoint, shape), a.T, atol=1e-12)
+    assert torch.allclose(dense(op.pinv, shape), torch.linalg.pinv(a), atol=1e-12)
+    assert torch.linalg.matrix_rank(a) == 12  # the zero gain drops one colour per pixel
+
+
+def test_pinv_from_the_svd_says_it_needs_a_shape():
+    with pytest.raises(ValueError, match=r"mix-then-gain: .*adjoint / pinv.*op\.bound_to"):
+        MixThenGain().pinv(torch.zeros(1, 3, 2, 2, dtype=torch.float64))

@@ -189,7 +189,7 @@ class Doubling(LinearOperator):
     wrong = False
 
     def forward(self, x):
-        self._check_input(x)
+        self.check_input(x)
         return 2 * x
 
     def adjoint(self, y):

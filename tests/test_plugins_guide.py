@@ -59,3 +59,19 @@ def test_the_guide_example_is_listed_as_the_guide_says(colourcast, monkeypatch):
     result = CliRunner().invoke(app, ["list"])
     assert re.search(r"^  colour-cast +\[colourcast\]  Colour cast: channel c of the image is scaled by gains\[c\] > 0 "
                      r"\(a wrong white balance\)\.$", result.output, re.M), result.output
+
+
+def test_plugin_code_calls_only_public_helpers_of_the_base_classes():
+    # The guide's helpers exist on the base classes, and neither the guide's code nor the example
+    # distributions call an underscore method of restore's operator base classes.
+    from restore.operators.base import LinearOperator, Operator, SVDOperator
+
+    text = GUIDE.read_text()
+    helpers = re.search(r"^\*\*Helpers\*\*(.*?)\n\n", text, re.M | re.S).group(1)
+    named = set(re.findall(r"`(?:SVDOperator\.)?(\w+)\(", helpers))
+    assert named == {"check_input", "check_shape", "memo", "bound_shape", "x_numel", "scale_spectral"}
+    assert all(callable(getattr(SVDOperator, name)) for name in named)
+    private = {name for cls in (Operator, LinearOperator, SVDOperator) for name in vars(cls) if re.fullmatch(r"_[a-z]\w*", name)}
+    sources = [*code_blocks("python"), *(p.read_text() for p in GUIDE.parents[1].glob("plugins/*/*/*.py"))]
+    called = {name for source in sources for name in re.findall(r"self\.(_\w+)\(", source)}
+    assert not called & private, called & private

@@ -57,18 +57,18 @@ class Bayer(SVDOperator):
         super().__init__(noise, shape)
         self.pattern = pattern
         if self.shape is not None:
-            self._check_shape(self.shape)
+            self.check_shape(self.shape)
 
-    def _check_shape(self, shape: tuple[int, int, int]) -> None:
+    def check_shape(self, shape: tuple[int, int, int]) -> None:
         if shape[0] != 3:
             raise ValueError(f"bayer: a colour-filter array measures RGB images (3 channels), got {shape[0]}")
 
     def mask_like(self, x: Tensor) -> Tensor:
         """The (3, H, W) mask on x's device and dtype."""
-        self._check_input(x)
-        self._check_shape(tuple(x.shape[1:]))
+        self.check_input(x)
+        self.check_shape(tuple(x.shape[1:]))
         height, width = x.shape[-2:]
-        return self._memo(("mask", height, width, x.device, x.dtype),
+        return self.memo(("mask", height, width, x.device, x.dtype),
                           lambda: cfa_mask(self.pattern, height, width).to(x.device, x.dtype))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -90,14 +90,14 @@ class Bayer(SVDOperator):
 
     # SVD: U = V = recorded entries first.
     def _layout(self) -> LeadingFirst:
-        shape = self._bound_shape()
-        return self._memo(("layout",), lambda: LeadingFirst(cfa_mask(self.pattern, *shape[1:]) > 0.5))
+        shape = self.bound_shape()
+        return self.memo(("layout",), lambda: LeadingFirst(cfa_mask(self.pattern, *shape[1:]) > 0.5))
 
     def singulars(self) -> Tensor:
         return torch.ones(self._layout().count, dtype=torch.float64)
 
     def vt(self, x: Tensor) -> Tensor:
-        self._check_input(x)
+        self.check_input(x)
         return self._layout().flatten(x)
 
     def v(self, c: Tensor) -> Tensor:

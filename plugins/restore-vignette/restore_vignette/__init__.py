@@ -29,7 +29,7 @@ class Vignette(LinearOperator):
         self.strength = float(strength)
 
     def _weights(self, x: Tensor) -> Tensor:
-        self._check_input(x)
+        self.check_input(x)
         h, w = x.shape[-2:]
         ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype)[:, None]
         xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype)[None, :]
