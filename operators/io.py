@@ -132,39 +132,46 @@ def write_image(path: PathLike, x: Tensor, bits: int = 8, alpha: Optional[Tensor
     pixels = to_pixels(x, bits)
     if kind == "jpeg" and pixels.shape[-1] not in (1, 3):
         raise ImageFileError(f"{path}: JPEG holds grey or RGB images, not {pixels.shape[-1]} channels; write .png or .tif")
-    atomic_write(path, lambda tmp: ENCODERS[kind](tmp, pixels))
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
     return path
 
 
-def _encode_png(path: Path, pixels: np.ndarray) -> None:
+def encode_pixels(pixels: np.ndarray, kind: str) -> bytes:
+    """Samples (H, W, C) (:func:`to_pixels`) as the bytes of a ``png``, ``jpeg`` or ``tiff`` file."""
+    out = io.BytesIO()
+    ENCODERS[kind](out, pixels)
+    return out.getvalue()
+
+
+def _encode_png(out: io.BytesIO, pixels: np.ndarray) -> None:
     """OpenCV, except grey + alpha (which it cannot write): Pillow's LA, 8 bits only."""
     import cv2
 
     if pixels.shape[-1] == 2:
         if pixels.dtype != np.uint8:
-            raise ImageFileError(f"{path}: a 16-bit grey + alpha PNG cannot be written here; write it as .tif")
+            raise ImageFileError("a 16-bit grey + alpha PNG cannot be written here; write it as .tif")
         from PIL import Image
 
-        Image.fromarray(pixels).save(path, format="PNG")  # (H, W, 2) uint8: mode LA
+        Image.fromarray(pixels).save(out, format="PNG")  # (H, W, 2) uint8: mode LA
         return
     ok, data = cv2.imencode(".png", _swap_rb(pixels))
     if not ok:
-        raise ImageFileError(f"{path}: OpenCV could not encode the PNG")
-    path.write_bytes(data.tobytes())
+        raise ImageFileError("OpenCV could not encode the PNG")
+    out.write(data.tobytes())
 
 
-def _encode_jpeg(path: Path, pixels: np.ndarray) -> None:
+def _encode_jpeg(out: io.BytesIO, pixels: np.ndarray) -> None:
     from PIL import Image
 
-    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(path, format="JPEG", quality=JPEG_QUALITY)
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(out, format="JPEG", quality=JPEG_QUALITY)
 
 
-def _encode_tiff(path: Path, pixels: np.ndarray) -> None:
+def _encode_tiff(out: io.BytesIO, pixels: np.ndarray) -> None:
     import tifffile
 
     grey = pixels.shape[-1] in (1, 2)
     extra = ["unassalpha"] if pixels.shape[-1] in (2, 4) else None
-    tifffile.imwrite(path, pixels[..., 0] if pixels.shape[-1] == 1 else pixels,
+    tifffile.imwrite(out, pixels[..., 0] if pixels.shape[-1] == 1 else pixels,
                      photometric="minisblack" if grey else "rgb", extrasamples=extra, planarconfig="contig")
 
 
