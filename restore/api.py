@@ -32,7 +32,6 @@ build the operator and call it.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import math
@@ -428,9 +427,8 @@ def restore_tensor(y: Tensor, operator: Any, prior: Prior, *, method: Optional[s
     problem = Problem(prior, plan.operator, plan.y.to(device=device, dtype=dtype).repeat(samples, 1, 1, 1))
     generators = ItemGenerators.from_seeds([seed + k for k in range(samples * batch)])
     started = time.perf_counter()
-    with listening(registry, listeners):
-        result = solve(problem, plan.strategy, steps=plan.steps, shape=None if prior.latent else plan.shape,
-                       generator=generators, registry=registry)
+    result = solve(problem, plan.strategy, steps=plan.steps, shape=None if prior.latent else plan.shape,
+                   generator=generators, registry=registry, listeners=listeners)
     seconds = time.perf_counter() - started
     images = plan.gather(result.image.detach().to("cpu", torch.float32))
     draws = images.reshape(samples, batch, *images.shape[1:])
@@ -471,14 +469,6 @@ def make_strategy(registry: Any, name: str, params: Optional[Mapping[str, Any]])
         return factory(**dict(params or {}))
     except TypeError as exc:
         raise RestoreError(f"strategy {name!r}: {exc}") from None
-
-
-def listening(registry: Any, listeners: Iterable[Any]) -> contextlib.ExitStack:
-    """Register ``listeners`` with ``registry`` for one run (:meth:`Registry.listen`)."""
-    stack = contextlib.ExitStack()
-    for listener in listeners:
-        stack.enter_context(registry.listen(listener))
-    return stack
 
 
 def weights_sha256(prior: Prior) -> Optional[str]:

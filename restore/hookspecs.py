@@ -15,9 +15,9 @@ of the later one.  The factory types are the protocols below (:class:`OperatorFa
 
 Observer hooks (``restore_run_start``, ``restore_step``, ``restore_run_end``) are told
 about each sampling run of :func:`restore.strategies.engine.solve`; they return nothing and
-must not change the tensors they see.  Any registered plugin may implement them; an
-application registers a listener object for one run with
-:meth:`restore.plugins.Registry.listen` (the CLI's progress bar and previews do).
+must not change the tensors they see.  Any registered plugin may implement them (it observes
+every run); an application passes listener objects to one run, ``solve(..., listeners=[...])``
+(:class:`restore.plugins.RunObservers`; the CLI's progress bar and previews do).
 """
 from __future__ import annotations
 

@@ -11,12 +11,11 @@ Plugins are disabled by name with the environment variable
 """
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import pluggy
 
@@ -103,21 +102,35 @@ class Registry:
         """Whether any plugin implements the observer hook ``hook_name``."""
         return bool(getattr(self.manager.hook, hook_name).get_hookimpls())
 
-    @contextlib.contextmanager
-    def listen(self, listener: Any, name: str | None = None) -> Iterator[Any]:
-        """Register ``listener`` (an object or module with ``@hookimpl`` observer methods:
-        ``restore_run_start``, ``restore_step``, ``restore_run_end``) for the duration of the
-        ``with`` block, then unregister it::
 
-            with registry.listen(ProgressBar()):
-                solve(problem, strategy, registry=registry)
+class RunObservers:
+    """Who observes one sampling run: the registry's plugins, which observe every run, and the
+    run's own ``listeners`` (objects or modules with ``@hookimpl`` observer methods:
+    ``restore_run_start``, ``restore_step``, ``restore_run_end``), which observe this run only::
 
-        It only observes: it is not asked for items and never appears in :attr:`entries`."""
-        registered = self.manager.register(listener, name=name)
-        try:
-            yield listener
-        finally:
-            self.manager.unregister(name=registered)
+        solve(problem, strategy, registry=registry, listeners=[ProgressBar()])
+
+    The listeners are registered on a plugin manager made for the run, never on the registry's,
+    so a run in another thread (or a later run) does not reach them, and they are not asked for
+    items.  :meth:`call` calls the registry's implementations first, then the listeners'."""
+
+    def __init__(self, registry: Registry, listeners: Iterable[Any] = ()) -> None:
+        self.hooks = [registry.manager.hook]
+        listeners = list(listeners)
+        if listeners:
+            manager = _plugin_manager()
+            for listener in listeners:
+                manager.register(listener)
+            self.hooks.append(manager.hook)
+
+    def listens(self, hook_name: str) -> bool:
+        """Whether a plugin or a listener of the run implements the observer hook ``hook_name``."""
+        return any(getattr(hook, hook_name).get_hookimpls() for hook in self.hooks)
+
+    def call(self, hook_name: str, **arguments: Any) -> None:
+        """Call the observer hook ``hook_name`` of the plugins, then of the run's listeners."""
+        for hook in self.hooks:
+            getattr(hook, hook_name)(**arguments)
 
 
 def gather(package: str, modules: Iterable[str], attribute: str) -> dict[str, Any]:
@@ -143,6 +156,12 @@ def _entry_points() -> Iterable[metadata.EntryPoint]:
     return metadata.entry_points(group=ENTRY_POINT_GROUP)
 
 
+def _plugin_manager() -> pluggy.PluginManager:
+    manager = pluggy.PluginManager("restore")
+    manager.add_hookspecs(hookspecs)
+    return manager
+
+
 def load_registry(disable: Iterable[str] = (), *, extra_plugins: Iterable[tuple[str, Any]] = ()) -> Registry:
     """Build a fresh registry: built-ins, entry-point plugins, then ``extra_plugins``
     (``(name, module_or_object)`` pairs, for tests and embedding applications).
@@ -151,8 +170,7 @@ def load_registry(disable: Iterable[str] = (), *, extra_plugins: Iterable[tuple[
     plugin's (a typo) raises ValueError rather than disabling nothing.
     """
     disabled = tuple(dict.fromkeys([*disabled_from_env(), *disable]))
-    manager = pluggy.PluginManager("restore")
-    manager.add_hookspecs(hookspecs)
+    manager = _plugin_manager()
     registry = Registry(manager=manager, disabled=disabled)
 
     candidates: list[tuple[str, Callable[[], Any]]] = [

@@ -60,9 +60,8 @@ def test_a_listener_receives_every_step_with_the_nfe_so_far(registry, strategy, 
     problem, steps = blur_problem(registry), 7
     recorder = Recorder()
     params = {"langevin_steps": 2} if strategy == "daps" else {}
-    with registry.listen(recorder):
-        result = solve(problem, registry.get("strategy", strategy)(**params), steps=steps, registry=registry,
-                       generator=torch.Generator().manual_seed(0))
+    result = solve(problem, registry.get("strategy", strategy)(**params), steps=steps, registry=registry,
+                   generator=torch.Generator().manual_seed(0), listeners=[recorder])
     assert [e.step for e in recorder.steps] == list(range(steps))
     assert all(e.total == steps for e in recorder.steps)
     assert [e.nfe for e in recorder.steps] == [nfe_per_step * (i + 1) for i in range(steps)]
@@ -71,9 +70,52 @@ def test_a_listener_receives_every_step_with_the_nfe_so_far(registry, strategy, 
                                 "steps": steps, "shape": (3, 8, 8), "batch": 2}]
     (end,) = recorder.ends
     assert end["nfe"] == result.nfe == nfe_per_step * steps and end["seconds"] == result.seconds > 0
-    # unregistered when the block ends
+    # the listener belongs to that run only
     solve(problem, registry.get("strategy", strategy)(**params), steps=2, registry=registry)
     assert len(recorder.starts) == 1 and not registry.listens("restore_step")
+
+
+def test_listeners_belong_to_their_run_while_plugins_observe_every_run():
+    # Two runs at once in two threads, each with its own listener: a barrier at the first step
+    # keeps both runs in flight together; each listener hears only its run, a plugin hears both.
+    import threading
+
+    together = threading.Barrier(2, timeout=60)
+
+    class Meeting(Recorder):
+        @hookimpl
+        def restore_step(self, event):
+            if not self.steps:
+                together.wait()
+            super().restore_step(event)
+
+    watcher = Recorder()
+    registry = load_registry(extra_plugins=[("watcher", watcher)])
+    runs = {"ddrm": (Meeting(), 5, 1), "dps": (Meeting(), 9, 2)}  # listener, steps, batch
+    errors = []
+
+    def run(strategy, listener, steps, batch):
+        problem = blur_problem(registry)
+        problem = Problem(problem.prior, problem.operator, problem.y[:batch])
+        try:
+            solve(problem, registry.get("strategy", strategy)(), steps=steps, registry=registry,
+                  generator=torch.Generator().manual_seed(0), listeners=[listener])
+        except Exception as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(name, *spec)) for name, spec in runs.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    for name, (listener, steps, batch) in runs.items():
+        assert [(s["strategy"], s["steps"], s["batch"]) for s in listener.starts] == [(name, steps, batch)]
+        assert [e.step for e in listener.steps] == list(range(steps)) and {e.total for e in listener.steps} == {steps}
+        assert len(listener.ends) == 1
+    assert sorted(s["strategy"] for s in watcher.starts) == ["ddrm", "dps"] and len(watcher.ends) == 2
+    assert len(watcher.steps) == 5 + 9
+    assert not {id(listener) for listener, *_ in runs.values()} & {id(p) for p in registry.manager.get_plugins()}
 
 
 def test_without_listeners_no_step_hook_runs(registry, monkeypatch):

@@ -258,9 +258,8 @@ def test_observer_hooks_receive_what_the_hook_specifications_promise():
     op = registry.get("operator", "denoise")(noise={"kind": "gaussian", "sigma": 0.1})
     y = op.measure(torch.rand(2, 1, 4, 4, dtype=torch.float64), generator=torch.Generator().manual_seed(0))
     recorder = Recorder()
-    with registry.listen(recorder):
-        result = solve(Problem(prior, op, y), registry.get("strategy", "ddrm")(), steps=4, registry=registry,
-                       generator=torch.Generator().manual_seed(1))
+    result = solve(Problem(prior, op, y), registry.get("strategy", "ddrm")(), steps=4, registry=registry,
+                   generator=torch.Generator().manual_seed(1), listeners=[recorder])
     (start,), (end,) = recorder.starts, recorder.ends
     assert set(start) == set(RunStartInfo.__annotations__) and set(end) == set(RunEndInfo.__annotations__)
     assert start["strategy"] == "ddrm" and start["steps"] == 4 and start["batch"] == 2

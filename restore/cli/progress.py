@@ -1,8 +1,8 @@
 """Observers of a sampling run for the restoration commands: a progress bar and previews.
 
 Both are ordinary observer plugins (``@hookimpl`` methods ``restore_run_start`` /
-``restore_step`` / ``restore_run_end``) registered for one run with
-:meth:`restore.plugins.Registry.listen`; the sampler loops know nothing of them.
+``restore_step`` / ``restore_run_end``), listeners of one run (``solve(..., listeners=...)``,
+:class:`restore.plugins.RunObservers`); the sampler loops know nothing of them.
 """
 from __future__ import annotations
 

@@ -8,27 +8,26 @@ strategy that needs a gradient (DPS, PiGDM, DAPS, classifier guidance) takes it
 locally with ``torch.enable_grad`` on a detached copy of the iterate.
 
 Observers.  The registry's plugins that implement the observer hooks of
-:mod:`restore.hookspecs` receive ``restore_run_start(info)`` (prior, strategy, steps,
-shape, batch), one ``restore_step(event)`` per step (a :class:`restore.events.StepEvent`
-with the NFE so far) and ``restore_run_end(info)`` (nfe, evaluations, seconds).  When no
-plugin implements ``restore_step`` no per-step hook is called at all.
+:mod:`restore.hookspecs` (every run) and the run's own ``listeners`` (this run only)
+receive ``restore_run_start(info)`` (prior, strategy, steps, shape, batch), one
+``restore_step(event)`` per step (a :class:`restore.events.StepEvent` with the NFE so far)
+and ``restore_run_end(info)`` (nfe, evaluations, seconds).  When no
+plugin or listener implements ``restore_step`` no per-step hook is called at all.
 """
 from __future__ import annotations
 
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import Any, Iterable, Optional
 
 import torch
 from torch import Tensor
 
 from restore.diffusion.denoiser import DelegatingDenoiser, Denoiser, Prediction
 from restore.events import StepCallback, StepEvent
+from restore.plugins import Registry, RunObservers, default_registry
 from restore.strategies.base import DivergenceError, Problem, Strategy
-
-if TYPE_CHECKING:
-    from restore.plugins import Registry
 
 
 class CountingDenoiser(DelegatingDenoiser):
@@ -56,10 +55,10 @@ class Result:
     seconds: float = 0.0
 
 
-def _observed(callback: StepCallback, counter: CountingDenoiser, registry: Optional["Registry"]) -> StepCallback:
+def _observed(callback: StepCallback, counter: CountingDenoiser, observers: RunObservers) -> StepCallback:
     """The step callback of a run: stops on non-finite iterates, stamps the NFE so far on the
-    event, then passes it to ``callback`` and to the registry's ``restore_step`` listeners."""
-    listening = registry is not None and registry.listens("restore_step")
+    event, then passes it to ``callback`` and to the run's ``restore_step`` observers."""
+    listening = observers.listens("restore_step")
 
     def observe(event: StepEvent) -> None:
         if not torch.isfinite(event.x).all():
@@ -71,7 +70,7 @@ def _observed(callback: StepCallback, counter: CountingDenoiser, registry: Optio
         if callback is not None:
             callback(event)
         if listening:
-            registry.hook.restore_step(event=event)
+            observers.call("restore_step", event=event)
 
     return observe
 
@@ -91,21 +90,20 @@ def sample_shape(problem: Problem, shape: Optional[tuple[int, ...]]) -> tuple[in
 def solve(problem: Problem, strategy: Strategy, *, steps: Optional[int] = None,
           shape: Optional[tuple[int, ...]] = None, generator: Optional[torch.Generator] = None,
           callback: StepCallback = None, sigmas: Optional[Tensor] = None,
-          registry: Optional["Registry"] = None) -> Result:
+          registry: Optional[Registry] = None, listeners: Iterable[Any] = ()) -> Result:
     """Sample x ~ p(x | y) with ``strategy`` on ``steps`` noise levels of its grid
     (``strategy.sampling_sigmas``: by default the grid of the denoiser it samples with;
     ``strategy.default_steps`` levels when ``steps`` is None), or on the given ``sigmas``.
 
     ``shape`` is the denoiser-space shape of one sample (default: see :func:`sample_shape`);
-    the batch size is y's.  ``callback`` and the observer plugins of ``registry`` (default:
-    :func:`restore.plugins.default_registry`) receive the step events.  Warns
-    (:class:`restore.strategies.base.OutsideAssumptionsWarning`) when the problem is outside
+    the batch size is y's.  ``callback``, the observer plugins of ``registry`` (default:
+    :func:`restore.plugins.default_registry`; they observe every run) and ``listeners`` (objects
+    with ``@hookimpl`` observer methods; they observe this run only, whatever other runs the
+    process makes at the same time: :class:`restore.plugins.RunObservers`) receive the events.
+    Warns (:class:`restore.strategies.base.OutsideAssumptionsWarning`) when the problem is outside
     the strategy's assumptions.
     """
-    if registry is None:
-        from restore.plugins import default_registry
-
-        registry = default_registry()
+    observers = RunObservers(registry or default_registry(), listeners)
     shape = sample_shape(problem, shape)
     if problem.operator.shape is None and not problem.prior.latent and len(shape) == 3:
         # Bind the operator to the image size: its SVD depends on it, and binding checks that
@@ -122,15 +120,15 @@ def solve(problem: Problem, strategy: Strategy, *, steps: Optional[int] = None,
                 raise ValueError(f"strategy {strategy.name!r} has no default number of steps: pass steps")
             sigmas = strategy.sampling_sigmas(denoiser, steps)
         y = problem.y
-        registry.hook.restore_run_start(info={
+        observers.call("restore_run_start", info={
             "prior": problem.prior.name, "strategy": strategy.name, "params": strategy.params(),
             "steps": len(sigmas) - 1, "shape": shape, "batch": y.shape[0]})
         x = denoiser.init_noise((y.shape[0], *shape), float(sigmas[0]), generator=generator,
                                 device=y.device, dtype=y.dtype)
         sample = strategy.sample(problem, denoiser, x, sigmas, generator=generator,
-                                 callback=_observed(callback, denoiser, registry))
+                                 callback=_observed(callback, denoiser, observers))
         image = problem.prior.to_image(problem.prior.decode(sample))
     seconds = time.perf_counter() - start
     evaluations = {"nfe": denoiser.nfe, **denoiser.evaluations()}
-    registry.hook.restore_run_end(info={"nfe": denoiser.nfe, "evaluations": evaluations, "seconds": seconds})
+    observers.call("restore_run_end", info={"nfe": denoiser.nfe, "evaluations": evaluations, "seconds": seconds})
     return Result(image=image, sample=sample, nfe=denoiser.nfe, evaluations=evaluations, seconds=seconds)
