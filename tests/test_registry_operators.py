@@ -5,11 +5,16 @@ from __future__ import annotations
 import importlib
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
+import restore.plugins as plugins
+from conftest import small_operator
 from restore.cli import app
-from restore.operators.base import example_params
+from restore.hookspecs import hookimpl
+from restore.operators.base import Operator, example_params
 from restore.operators.contract import all_passed, check_factory, format_report
+from restore.operators.noise import GaussianNoise
 from restore.operators.plugin import MODULES
 from restore.plugins import default_registry
 
@@ -58,3 +63,41 @@ def test_iterative_pinv_reports_the_accuracy_it_reached(boundary):
     converged = {c.check: c for c in check_factory(factory, {"kernel": "gaussian", "size": 3, "std": 0.5,
                                                              "boundary": boundary, "tol": 1e-10})}["pinv"]
     assert converged.passed and converged.figure <= 1e-10 and "not reached" not in converged.message
+
+
+class Mixer(Operator):
+    """A third-party operator with a parameter named ``matrix`` of its own: y = M x on the
+    flattened image, M given as nested lists."""
+
+    name = "mixer"
+    example = {"matrix": [[1.0, 0.0, 0.0, 0.0], [0.0, 2.0, 0.0, -1.0]], "shape": [1, 2, 2]}
+
+    def __init__(self, matrix, noise=None, shape=None):
+        super().__init__(noise, shape)
+        self.matrix = torch.tensor(matrix, dtype=torch.float64)
+
+    def forward(self, x):
+        self.check_input(x)
+        return x.flatten(1) @ self.matrix.to(x.dtype).T
+
+    def params(self):
+        return {"matrix": self.matrix.tolist(), **super().params()}
+
+
+class ThirdParty:
+    @hookimpl
+    def restore_operators(self):
+        return {"mixer": Mixer}
+
+
+def test_registry_wide_tests_build_a_third_party_operator_from_its_example(monkeypatch):
+    registry = plugins.load_registry(extra_plugins=[("third-party", ThirdParty())])
+    monkeypatch.setattr(plugins, "default_registry", lambda: registry)
+    op = small_operator("mixer", (1, 2, 2), noise=GaussianNoise(0.1))
+    assert op.params() == {**Mixer.example, "noise": {"kind": "gaussian", "sigma": 0.1}}  # its matrix, not a swap
+    assert all_passed(check_factory(registry.get("operator", "mixer")))
+    with pytest.raises(pytest.skip.Exception, match=r"'mixer': its declared example binds it to shape \[1, 2, 2\]"):
+        small_operator("mixer", (3, 16, 16))
+    # the built-ins keep their small-image overrides
+    assert small_operator("sr").params()["scale"] == 2
+    assert small_operator("matrix", (1, 4, 4)).matrix.shape == (4, 16)
