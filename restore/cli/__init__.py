@@ -11,6 +11,7 @@ from restore.cli import restore_commands  # noqa: F401
 from restore.cli import train_commands  # noqa: F401
 from restore.cli import eval_commands  # noqa: F401
 from restore.cli import batch_commands  # noqa: F401
+from restore.cli import serve_commands  # noqa: F401
 
 
 def main() -> None:
