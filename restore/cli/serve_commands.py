@@ -10,6 +10,13 @@ from restore.cli.app import app, fail
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
+def host_warning(host: str) -> str:
+    """The one-line warning for a ``--host`` other than this machine's loopback ('' for loopback)."""
+    if host in LOOPBACK_HOSTS:
+        return ""
+    return f"warning: listening on {host}: other machines can reach this server and use its CPU/GPU; there is no login"
+
+
 @app.command("serve")
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. Default: this machine only; any other "
@@ -55,11 +62,14 @@ def serve(
         sock.close()
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port (0: any free one)")
     bound = sock.getsockname()[1]
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own decompression-bomb check, at this server's limit
     settings = Settings(priors=priors, size=queue, workers=workers, device=device, host=host,
                         limits=Limits(max_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels))
-    if host not in LOOPBACK_HOSTS:
-        typer.secho(f"warning: listening on {host}: other machines can reach this server and use its CPU/GPU; "
-                    "there is no login", fg=typer.colors.YELLOW, err=True)
+    warning = host_warning(host)
+    if warning:
+        typer.secho(warning, fg=typer.colors.YELLOW, err=True)
     name = f"[{host}]" if ":" in host else host
     typer.echo(f"restore serve: http://{name}:{bound}/  (API docs: /api/docs; Ctrl-C stops)", err=False)
     config = uvicorn.Config(create_app(settings), log_level="warning", timeout_graceful_shutdown=2)

@@ -131,9 +131,7 @@ def create_app(settings: Settings) -> FastAPI:
     (or ``app.state.jobs.close()``)."""
     import swagger_ui_bundle
     from pathlib import Path
-    from PIL import Image
 
-    Image.MAX_IMAGE_PIXELS = settings.limits.max_pixels  # Pillow's own bomb check, at this server's limit
     jobs = JobQueue(settings.priors, size=settings.size, workers=settings.workers, device=settings.device)
     files = {**_package_files(resources.files("restore.serve") / "static", STATIC),
              **_package_files(Path(swagger_ui_bundle.swagger_ui_path), SWAGGER)}

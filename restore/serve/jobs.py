@@ -16,6 +16,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import queue
 import re
@@ -114,7 +115,7 @@ def safe_name(filename: Optional[str]) -> str:
 
 def new_job(options: Options, image: Picture, data: bytes, filename: Optional[str], *,
             fill: Optional[np.ndarray] = None, truth: Optional[Picture] = None) -> Job:
-    """A job, its inputs checked against its task (mask for inpainting, ground truth size)."""
+    """A job, its inputs checked against its task (mask for inpainting, blur kernel, ground truth size)."""
     if options.task not in TASKS:
         raise UploadError(f"task: unknown task {options.task!r}; choose one of {', '.join(TASKS)}")
     if options.task == "inpaint":
@@ -124,6 +125,8 @@ def new_job(options: Options, image: Picture, data: bytes, filename: Optional[st
             raise UploadError("mask: the mask marks no pixel to fill (white = fill), so there is nothing to restore")
         if fill.all():
             raise UploadError("mask: the mask covers the whole image: no pixel is known, so this is not inpainting")
+    if options.task == "deblur":
+        deblur_kernel(options.kernel)  # refused now, not when the job runs
     if truth is not None:
         factor = options.scale if options.task == "sr" else 1
         want = (image.size[0] * factor, image.size[1] * factor)
@@ -335,8 +338,10 @@ def metrics(mean: Any, truth: Picture) -> dict[str, Any]:
 
 
 def run_record(job: Job, result: Any, filename: str, scores: Optional[Mapping[str, Any]]) -> dict[str, Any]:
-    """The run record: the restoration commands' sidecar fields, with the upload in place of a file path."""
-    return {"format": "restore-result", "version": 1, "command": job.options.task, "argv": None,
-            **result.provenance,
-            "input": {"name": job.name, "sha256": job.sha256, "bits": job.image.bits},
-            "outputs": {"image": filename}, "metrics": scores, "server": {"job": job.id}}
+    """The run record of the API's result (the schema every front door writes), with this
+    front door's ``invocation`` (the job, its options and the upload: name, SHA-256 of its
+    bytes, bits) and ``outputs`` (file name, metrics against the ground truth)."""
+    return {**result.provenance,
+            "invocation": {"interface": "serve", "job": job.id, "options": dataclasses.asdict(job.options),
+                           "upload": {"name": job.name, "sha256": job.sha256, "bits": job.image.bits}},
+            "outputs": {"image": filename, "metrics": scores}}

@@ -2,7 +2,7 @@
 
 A decompression bomb (a small file that decodes to a huge image) is refused before any pixel
 is decoded: PNG and JPEG sizes come from Pillow's header parse (which itself refuses more than
-twice ``PIL.Image.MAX_IMAGE_PIXELS``; the server sets that to its own limit), TIFF sizes from
+twice ``PIL.Image.MAX_IMAGE_PIXELS``; ``restore serve`` sets that to its own limit), TIFF sizes from
 tifffile's first page tags.  Nothing here touches the file system: uploads are bytes in memory.
 """
 from __future__ import annotations

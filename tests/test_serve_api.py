@@ -1,0 +1,291 @@
+"""``restore serve``'s REST API through the framework's test client, on the exact Gaussian prior:
+every task end to end, image kinds, bad uploads, cancel, 20 concurrent jobs, reproducibility."""
+import hashlib
+import io
+import json
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="restore serve needs the web extra: pip install -e '.[web]'")
+from fastapi.testclient import TestClient  # noqa: E402
+
+import restore  # noqa: E402
+from restore.cli.serve_commands import host_warning  # noqa: E402
+from restore.operators.io import decode_pixels  # noqa: E402
+from restore.priors.native import NativeConfig, save_native  # noqa: E402
+from restore.priors.unet import CompactUNet, UNetConfig  # noqa: E402
+from restore.serve.app import Settings, create_app  # noqa: E402
+from restore.serve.uploads import Limits  # noqa: E402
+
+PRIOR = "gaussian:3x16x16"
+BASE = "http://127.0.0.1:8000"
+
+
+@pytest.fixture(scope="module")
+def settings():
+    return Settings(priors={PRIOR: restore.load_prior(PRIOR)}, size=32, workers=2,
+                    limits=Limits(max_bytes=200_000, max_pixels=5_000))
+
+
+@pytest.fixture(scope="module")
+def client(settings):
+    with TestClient(create_app(settings), base_url=BASE) as c:
+        yield c
+
+
+def encode(array, fmt="PNG"):
+    if fmt == "TIFF":
+        out = io.BytesIO()
+        tifffile.imwrite(out, array, photometric="rgb" if array.ndim == 3 and array.shape[-1] >= 3 else "minisblack")
+        return out.getvalue()
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    return out.getvalue()
+
+
+def photo(seed=0, size=(16, 16), dtype=np.uint8, channels=3):
+    top = 65535 if dtype == np.uint16 else 255
+    shape = (*size, channels) if channels > 1 else size
+    return np.random.default_rng(seed).integers(0, top + 1, shape, dtype=dtype)
+
+
+def hole(size=(16, 16)):
+    fill = np.zeros(size, bool)
+    fill[4:9, 3:12] = True
+    return fill
+
+
+def submit(client, image, *, mask=None, truth=None, expect=202, **fields):
+    files = {"image": ("photo.png", image)}
+    if mask is not None:
+        files["mask"] = ("mask.png", encode((mask * 255).astype(np.uint8)))
+    if truth is not None:
+        files["truth"] = ("truth.png", truth)
+    response = client.post("/api/jobs", files=files, data={k: str(v) for k, v in fields.items()})
+    assert response.status_code == expect, response.text
+    return response.json()
+
+
+def wait(client, job_id, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.get(f"/api/jobs/{job_id}").json()
+        if status["state"] in ("done", "failed", "cancelled"):
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish: {status}")
+
+
+def decode(data):
+    """Samples as the CLI reads them (Pillow would drop 8 bits of 16-bit colour PNGs)."""
+    return decode_pixels(data, "result")[0]
+
+
+def result_of(client, job_id):
+    response = client.get(f"/api/jobs/{job_id}/result")
+    assert response.status_code == 200, response.text
+    return decode(response.content), response.content
+
+
+def record_of(client, job_id):
+    return client.get(f"/api/jobs/{job_id}/record").json()
+
+
+def test_inpaint_end_to_end_keeps_known_pixels_with_samples_std_and_metrics(client):
+    image, fill = photo(1), hole()
+    job = submit(client, encode(image), mask=fill, truth=encode(photo(2)), task="inpaint", steps=3, seed=5, samples=2)
+    status = wait(client, job["id"])
+    assert status["state"] == "done", status["error"]
+    out, _ = result_of(client, job["id"])
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert np.array_equal(out[~fill], image[~fill]) and not np.array_equal(out[fill], image[fill])
+    assert set(status["metrics"]) == {"psnr", "ssim"} and np.isfinite(status["metrics"]["psnr"])
+    std = Image.open(io.BytesIO(client.get(status["std"]).content))
+    assert std.size[1] >= 16
+    record = record_of(client, job["id"])
+    assert record["seed"] == 5 and record["samples"] == 2 and record["steps"] == 3
+    assert record["operator"]["name"] == "inpaint"
+    assert record["invocation"]["upload"]["sha256"] == hashlib.sha256(encode(image)).hexdigest()
+    events = client.get(f"/api/jobs/{job['id']}/events").text
+    assert json.loads(events.strip().split("data: ")[-1])["state"] == "done"
+
+
+@pytest.mark.parametrize("task, fields, image, shape", [
+    ("sr", {"scale": 2, "steps": 3}, photo(3, (8, 8)), (16, 16, 3)),
+    ("deblur", {"kernel": "gaussian:1:5", "steps": 3}, photo(4), (16, 16, 3)),
+    ("denoise", {"sigma": 0.1}, photo(5), (16, 16, 3)),
+    ("denoise", {}, photo(6), (16, 16, 3)),  # sigma estimated
+    ("colorize", {"steps": 3}, photo(7, channels=1), (16, 16, 3)),
+])
+def test_every_other_task_end_to_end(client, task, fields, image, shape):
+    job = submit(client, encode(image), task=task, seed=1, **fields)
+    status = wait(client, job["id"])
+    assert status["state"] == "done", status["error"]
+    out, _ = result_of(client, job["id"])
+    assert out.shape == shape
+    record = record_of(client, job["id"])
+    assert record["seed"] == 1 and record["invocation"]["options"]["task"] == task
+    if task == "denoise":
+        assert record["operator"]["params"]["noise"]["sigma"] > 0
+
+
+@pytest.mark.parametrize("image, fmt", [
+    (photo(8, dtype=np.uint16), "TIFF"),
+    (photo(9, channels=1), "PNG"),
+    (photo(10, channels=4), "PNG"),
+    (photo(11), "JPEG"),
+])
+def test_image_kinds_come_back_as_the_cli_reads_them(client, image, fmt):
+    data, fill = encode(image, fmt), hole()
+    job = submit(client, data, mask=fill, task="inpaint", steps=2, seed=0)
+    assert wait(client, job["id"])["state"] == "done"
+    out, _ = result_of(client, job["id"])
+    source = decode(data)
+    assert out.dtype == source.dtype and out.shape == source.shape
+    assert np.array_equal(out[~fill], source[~fill]) and not np.array_equal(out[fill], source[fill])
+
+
+def test_preview_sends_an_8_bit_png(client):
+    response = client.post("/api/preview", files={"image": ("a.tif", encode(photo(12, dtype=np.uint16), "TIFF"))})
+    info = response.json()
+    assert (info["width"], info["height"], info["bits"], info["channels"]) == (16, 16, 16, 3)
+    preview = Image.open(io.BytesIO(__import__("base64").b64decode(info["png"].split(",", 1)[1])))
+    assert preview.mode == "RGB" and preview.size == (16, 16)
+
+
+def png_claiming(width, height):
+    """A PNG whose header claims width x height pixels, with almost no data (a decompression bomb)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("files, data, headers, status, message", [
+    ({"image": ("a.png", encode(photo(0))[:60])}, {}, {}, 400, "damaged, truncated"),
+    ({"image": ("a.txt", b"hello, this is text")}, {}, {}, 400, "not a PNG, JPEG or TIFF"),
+    ({"image": ("a.png", b"")}, {}, {}, 400, "empty"),
+    ({"image": ("a.png", np.random.default_rng(0).bytes(300_000))}, {}, {}, 413, "over this server's limit"),
+    ({"image": ("a.png", encode(photo(0, (100, 100))))}, {}, {}, 413, r"10,000 pixels, over this server's limit"),
+    ({"image": ("a.png", png_claiming(60_000, 60_000))}, {}, {}, 413, "decompression bomb"),
+    ({"image": ("a.png", encode(photo(0))), "mask": ("m.png", encode(np.zeros((8, 8), np.uint8)))}, {}, {}, 400,
+     "mask: it is 8x8 pixels but the image is 16x16"),
+    ({"image": ("a.png", encode(photo(0)))}, {}, {}, 400, "inpainting needs a mask"),
+    ({"image": ("a.png", encode(photo(0)))}, {"task": "deblur", "kernel": "/etc/passwd"}, {}, 400, "kernel"),
+    ({"image": ("a.png", encode(photo(0)))}, {"task": "sr", "prior": "unet:/tmp"}, {}, 400,
+     "not one of this server's priors"),
+    ({"image": ("a.png", encode(photo(0)))}, {"task": "sr", "steps": "0"}, {}, 400, "steps"),
+    ({"image": ("a.png", encode(photo(0)))}, {"task": "sr"}, {"Origin": "http://elsewhere.example"}, 403,
+     "another origin"),
+    ({"image": ("a.png", encode(photo(0)))}, {"task": "sr"}, {"Sec-Fetch-Site": "cross-site"}, 403, "another site"),
+    ({"image": ("a.png", encode(photo(0)))}, {"task": "sr"}, {"Host": "attacker.example:8000"}, 403, "not this server"),
+])
+def test_bad_requests_get_a_4xx_with_one_clear_message(client, files, data, headers, status, message):
+    response = client.post("/api/jobs", files=files, data=data, headers=headers)
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and "\n" not in detail and re.search(message, detail), detail
+
+
+def test_cancel_stops_a_running_job_between_steps_and_a_waiting_one_before_it_starts(tmp_path):
+    """A small UNet (a step takes milliseconds, so 10,000 steps outlast the test) on one worker."""
+    torch.manual_seed(0)
+    net = CompactUNet(UNetConfig(channels=3, base_channels=8, channel_mult=(1, 2), num_res_blocks=1, groups=4))
+    unet = restore.load_prior(f"unet:{save_native(tmp_path, net, NativeConfig(net.config))}")
+    with TestClient(create_app(Settings(priors={"unet": unet}, size=4, workers=1)), base_url=BASE) as client:
+        image, fill = encode(photo(13)), hole()
+        running = submit(client, image, mask=fill, task="inpaint", steps=10_000, seed=0)
+        waiting = submit(client, image, mask=fill, task="inpaint", steps=2, seed=0)
+        assert client.post(f"/api/jobs/{waiting['id']}/cancel").json()["state"] == "cancelled"
+        deadline = time.monotonic() + 60
+        while client.get(f"/api/jobs/{running['id']}").json()["progress"].get("step", 0) < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        client.post(f"/api/jobs/{running['id']}/cancel")
+        status = wait(client, running["id"])
+        assert status["state"] == "cancelled" and status["progress"]["step"] < 10_000
+        assert wait(client, waiting["id"])["progress"] == {}  # never started
+        assert client.get(f"/api/jobs/{running['id']}/result").status_code == 409
+
+
+def test_twenty_concurrent_jobs_none_lost_or_mixed_up(client):
+    fill = hole()
+    images = [photo(100 + k) for k in range(20)]
+
+    def one(k):
+        return submit(client, encode(images[k]), mask=fill, task="inpaint", steps=2, seed=k)["id"]
+
+    with ThreadPoolExecutor(20) as pool:
+        ids = list(pool.map(one, range(20)))
+    assert len(set(ids)) == 20
+    for k, job_id in enumerate(ids):
+        assert wait(client, job_id)["state"] == "done"
+        out, _ = result_of(client, job_id)
+        assert np.array_equal(out[~fill], images[k][~fill])  # its own image, nobody else's
+        record = record_of(client, job_id)
+        assert record["seed"] == k and record["invocation"]["job"] == job_id
+
+
+def test_the_same_request_with_the_same_seed_gives_the_same_bytes_and_a_drawn_seed_is_recorded(client):
+    image, fill = encode(photo(14)), hole()
+    first, second = (submit(client, image, mask=fill, task="inpaint", steps=3, seed=7) for _ in range(2))
+    other = submit(client, image, mask=fill, task="inpaint", steps=3)
+    for job in (first, second, other):
+        assert wait(client, job["id"])["state"] == "done"
+    assert result_of(client, first["id"])[1] == result_of(client, second["id"])[1]
+    assert isinstance(other["seed"], int) and record_of(client, other["id"])["seed"] == other["seed"]
+
+
+def test_uploads_leave_no_file_behind(client, tmp_path, monkeypatch):
+    """Uploads over Starlette's 1 MB spool limit go to an anonymous temporary file; nothing stays."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    big = encode(photo(15, (30, 30)))  # under the pixel limit
+    padding = b"\0" * 1_100_000
+    with TestClient(create_app(Settings(priors={PRIOR: restore.load_prior(PRIOR)},
+                                        limits=Limits(max_bytes=4_000_000))), base_url=BASE) as c:
+        response = c.post("/api/preview", files={"image": ("a.png", big), "extra": ("x.bin", padding)})
+        assert response.status_code == 200, response.text
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_openapi_page_and_page_files_are_served_from_here_only(client):
+    spec = client.get("/api/openapi.json").json()
+    assert {"/api/jobs", "/api/jobs/{job_id}/events", "/api/jobs/{job_id}/cancel"} <= set(spec["paths"])
+    docs = client.get("/api/docs").text
+    assert "/static/swagger-ui-bundle.js" in docs
+    for path in ("/", "/static/app.js", "/static/style.css", "/api/docs"):
+        text = client.get(path).text
+        assert not re.search(r"(src|href)=[\"']?(https?:)?//", text) and "https://" not in text.replace(
+            "https://swagger.io", ""), path
+    assert client.get("/static/..%2Fapp.py").status_code == 404
+
+
+def test_defaults_are_the_clis(client):
+    from restore.strategies.catalog import default_method
+
+    for task in ("inpaint", "sr", "deblur", "denoise", "colorize"):
+        chosen = client.get(f"/api/defaults?task={task}").json()
+        assert chosen["method"] in client.get("/api/options").json()["methods"]
+    inpaint = restore.operators.inpaint.Inpaint(mask="box")
+    assert client.get("/api/defaults?task=inpaint&quality=high").json()["method"] == default_method(inpaint, "high")[0]
+
+
+def test_host_warning_and_light_imports():
+    assert host_warning("127.0.0.1") == "" and host_warning("localhost") == ""
+    assert "other machines can reach" in host_warning("0.0.0.0")
+    code = ("import sys, restore, restore.cli; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('fastapi', 'starlette', 'uvicorn')]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
