@@ -4,7 +4,9 @@
   grey + alpha, RGB, RGBA, palette) by OpenCV after Pillow has checked the file's
   integrity (chunk CRCs through IEND), JPEG by Pillow with its EXIF orientation
   applied, TIFF (8 / 16-bit integers, float32) by tifffile, and channel-first ``.npy``
-  arrays, (H, W), (C, H, W) or (1, C, H, W), by numpy.  The format is told by the
+  arrays, (H, W), (C, H, W) or (1, C, H, W), by numpy (an (H, W, C) array, C = 1 or 3
+  last and H not 1, 3 or 4, is read channel-last).  Float samples may lie outside
+  [0, 1] (a noisy measurement does); NaN and infinity are refused.  The format is told by the
   file's first bytes, not its name.  :func:`load_image` gives the image as a float32
   tensor (1, C, H, W) on [0, 1] with its bit depth (8, 16, or 32 for float) and its
   alpha channel kept aside; :func:`write_image` writes one back with any bit depth the
@@ -82,12 +84,17 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     return Path(path)
 
 
-def write_array(path: PathLike, x: Union[Tensor, np.ndarray]) -> Path:
-    """Save an array exactly as ``.npy`` (atomically)."""
+def array_bytes(x: Union[Tensor, np.ndarray]) -> bytes:
+    """The bytes of an ``.npy`` file holding ``x`` exactly (no pickles)."""
     array = x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
-    return atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def write_array(path: PathLike, x: Union[Tensor, np.ndarray]) -> Path:
+    """Save an array exactly as ``.npy`` (atomically)."""
+    return atomic_write_bytes(path, array_bytes(x))
 
 
 def write_json(path: PathLike, data: dict[str, Any]) -> Path:
@@ -120,6 +127,11 @@ def write_image(path: PathLike, x: Tensor, bits: int = 8, alpha: Optional[Tensor
     """Write an image on [0, 1] (values clipped and rounded: :func:`to_pixels`) as PNG
     (8 / 16 bits), JPEG (8 bits, quality 95) or TIFF (8 / 16 bits, 32 = float32), told by
     the suffix; ``alpha`` (1, 1, H, W) is put back as the last channel.  Atomic."""
+    return atomic_write_bytes(path, image_bytes(path, x, bits, alpha))
+
+
+def image_bytes(path: PathLike, x: Tensor, bits: int = 8, alpha: Optional[Tensor] = None) -> bytes:
+    """The bytes :func:`write_image` writes to ``path`` (its format told by the suffix)."""
     path = Path(path)
     kind, depths = WRITABLE.get(path.suffix.lower(), (None, ()))
     if kind is None:
@@ -132,8 +144,10 @@ def write_image(path: PathLike, x: Tensor, bits: int = 8, alpha: Optional[Tensor
     pixels = to_pixels(x, bits)
     if kind == "jpeg" and pixels.shape[-1] not in (1, 3):
         raise ImageFileError(f"{path}: JPEG holds grey or RGB images, not {pixels.shape[-1]} channels; write .png or .tif")
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
-    return path
+    try:
+        return encode_pixels(pixels, kind)
+    except ImageFileError as exc:
+        raise ImageFileError(f"{path}: {exc}") from None
 
 
 def encode_pixels(pixels: np.ndarray, kind: str) -> bytes:
@@ -291,8 +305,8 @@ def _split(path: Path, pixels: np.ndarray, grey: bool) -> ImageFile:
         values = pixels.astype(np.float32) / (2**bits - 1)
     elif pixels.dtype in (np.float32, np.float64):
         bits, values = 32, pixels.astype(np.float32)
-        if not np.isfinite(values).all() or values.min() < 0 or values.max() > 1:
-            raise ImageFileError(f"{path}: float image values must be finite and on [0, 1]")
+        if not np.isfinite(values).all():
+            raise ImageFileError(f"{path}: float image values must be finite (NaN or infinity found)")
     else:
         raise ImageFileError(f"{path}: samples of type {pixels.dtype} are not supported; use 8 / 16-bit or float32")
     x = torch.from_numpy(np.ascontiguousarray(values)).permute(2, 0, 1)[None].contiguous()
@@ -317,12 +331,17 @@ def _image_from_array(path: Path, a: Tensor) -> Tensor:
         raise ImageFileError(f"{path}: an image array must hold floats on [0, 1], got {a.dtype}")
     if a.ndim == 2:
         a = a[None]
+    if a.ndim == 3 and a.shape[-1] in (1, 3) and a.shape[0] not in (1, 3, 4):  # (H, W, C) as numpy images come
+        a = a.permute(2, 0, 1)
     if a.ndim == 3:
         a = a[None]
     if a.ndim != 4 or a.shape[0] != 1:
-        raise ImageFileError(f"{path}: an image array must be (H, W), (C, H, W) or (1, C, H, W), got {tuple(a.shape)}")
-    if not torch.isfinite(a).all() or a.min() < 0 or a.max() > 1:
-        raise ImageFileError(f"{path}: image values must be finite and on [0, 1]")
+        raise ImageFileError(f"{path}: an image array must be (H, W), (C, H, W), (1, C, H, W) or (H, W, C) with "
+                             f"C = 1 or 3, got {tuple(a.shape)}")
+    if a.numel() == 0:
+        raise ImageFileError(f"{path}: the image array {tuple(a.shape)} holds no pixels")
+    if not torch.isfinite(a).all():
+        raise ImageFileError(f"{path}: image values must be finite (NaN or infinity found)")
     return a.float()
 
 
@@ -338,8 +357,9 @@ def sha256_file(path: PathLike) -> str:
 
 
 @dataclass(frozen=True)
-class Measurement:
-    """A measurement read back from its sidecar: the data, its exact operator, the sidecar."""
+class SidecarMeasurement:
+    """A measurement read back from its sidecar: the data, its exact operator, the sidecar
+    (:class:`restore.pipeline.Measurement` adds what a restoration needs)."""
 
     y: Tensor
     operator: Any
@@ -452,14 +472,18 @@ def load_operator_from_sidecar(path: PathLike, registry: Any) -> Any:
     return _build_operator(Path(path), read_sidecar(path), registry)
 
 
-def load_measurement(path: PathLike, registry: Any) -> Measurement:
+def load_measurement(path: PathLike, registry: Any) -> SidecarMeasurement:
     """The measurement and its exact operator from a sidecar ``y.json``."""
     path = Path(path)
     sidecar = read_sidecar(path)
     entry = sidecar["measurement"]
     file = path.parent / entry["file"]
     y = read_array(file) if entry.get("storage") == "npy" else read_image(file)
-    return Measurement(y=y, operator=_build_operator(path, sidecar, registry), sidecar=sidecar, path=path)
+    recorded = entry.get("shape")
+    if isinstance(recorded, list) and list(y.shape) != recorded:
+        raise ValueError(f"{file}: holds values of shape {tuple(y.shape)} but its sidecar {path} records "
+                         f"{tuple(recorded)}; the measurement changed after `restore degrade`: make it again")
+    return SidecarMeasurement(y=y, operator=_build_operator(path, sidecar, registry), sidecar=sidecar, path=path)
 
 
 def _build_operator(path: Path, sidecar: dict[str, Any], registry: Any) -> Any:

@@ -4,26 +4,41 @@ and user kernels from files.
 Every kernel is a 2-D float64 tensor summing to 1.  Index (a, b) of a kernel of
 size (h, w) is the offset (a - h // 2, b - w // 2) from the centre pixel.  Generators
 take keyword options only and are registered in :data:`GENERATORS`.
+
+One grammar names a kernel everywhere (``restore deblur --kernel``, ``restore degrade
+--kernel``, ``restore batch --kernel``, ``restore.deblur(image, kernel)``):
+:func:`kernel_params` reads ``gaussian[:STD[:SIZE]]``, ``motion[:SEED[:SIZE]]`` or a kernel
+file.  One set of defaults: a Gaussian has std 3 and size 2 ceil(3 std) + 1 (three standard
+deviations each side of the centre), a motion kernel size 61 and intensity 0.5.
 """
 from __future__ import annotations
 
 import cmath
 import math
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
 
 from restore.operators.validation import ArraySource, check_int, check_number, load_array
-def gaussian_kernel(*, size: int = 61, std: float = 3.0) -> Tensor:
+
+
+def gaussian_size(std: float) -> int:
+    """The default support of a Gaussian kernel: 2 ceil(3 std) + 1 pixels (the Gaussian to
+    three standard deviations each side of the centre pixel; 19 for std 3)."""
+    return 2 * math.ceil(3 * std) + 1
+
+
+def gaussian_kernel(*, size: Optional[int] = None, std: float = 3.0) -> Tensor:
     """The sampled isotropic Gaussian k(a, b) ~ exp(-((a - c)^2 + (b - c)^2) / (2 std^2)),
     c = size // 2, on a size x size support, normalized to sum 1.
 
-    The defaults are DPS's Gaussian deblurring setting (Chung et al. 2023: 61 x 61,
-    std 3.0), whose support holds the Gaussian to ten standard deviations.
+    std 3.0 is DPS's Gaussian deblurring setting (Chung et al. 2023, who use a 61 x 61
+    support); the default size is :func:`gaussian_size`.
     """
-    size = check_int("gaussian kernel", "size", size, low=1, odd=True)
     std = check_number("gaussian kernel", "std", std, low=0.0, low_inclusive=False)
+    size = check_int("gaussian kernel", "size", gaussian_size(std) if size is None else size, low=1, odd=True)
     t = torch.arange(size, dtype=torch.float64) - size // 2
     g = torch.exp(-(t**2) / (2 * std**2))
     k = torch.outer(g, g)
@@ -126,3 +141,26 @@ def load_kernel(source: ArraySource) -> Tensor:
 def normalized(kernel: Tensor) -> Tensor:
     """The kernel divided by its sum (blur preserves the mean brightness)."""
     return kernel / kernel.sum()
+
+
+def kernel_params(spec: str) -> dict[str, Any]:
+    """Blur parameters (``kernel`` and the generator options given) from a kernel named in the
+    one grammar: ``gaussian[:STD[:SIZE]]``, ``motion[:SEED[:SIZE]]`` (options left out take
+    the generator's defaults, module docstring) or the path of a kernel file.  A ValueError
+    states the grammar."""
+    grammar = f"kernel {spec!r}: expected gaussian[:STD[:SIZE]], motion[:SEED[:SIZE]] or a kernel file"
+    kind, _, rest = spec.partition(":")
+    if kind not in GENERATORS:
+        if not Path(spec).is_file():
+            raise ValueError(f"{grammar} (no such file)")
+        return {"kernel": spec}
+    value, _, size = rest.partition(":")
+    try:
+        number = None if not value else float(value) if kind == "gaussian" else int(value)
+        side = int(size) if size else None
+    except ValueError:
+        raise ValueError(f"{grammar}, with numbers") from None
+    if kind == "gaussian" and number is not None and not (math.isfinite(number) and number > 0):
+        raise ValueError(f"kernel {spec!r}: the Gaussian's std must be a finite number > 0")
+    options = {} if number is None else {"std" if kind == "gaussian" else "seed": number}
+    return {"kernel": kind, **options, **({} if side is None else {"size": side})}

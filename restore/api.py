@@ -8,11 +8,17 @@
 operator (a registered name or an :class:`~restore.operators.base.Operator`), through
 the one engine entry point :func:`restore.strategies.engine.solve`.  The per-task
 helpers (:func:`inpaint`, :func:`sr`, :func:`deblur`, :func:`denoise`, :func:`colorize`)
-build the operator and call it.
+build the operator and call it.  It is a thin front door over :mod:`restore.pipeline`
+(the same :class:`~restore.pipeline.Measurement`, run and run record as the commands and
+``restore batch``).
 
 * Images: torch tensors (B, C, H, W) or (C, H, W) on [0, 1]; numpy arrays (H, W),
   (H, W, C) or (B, H, W, C), uint8 (/255), uint16 (/65535) or float on [0, 1]; PIL
-  images (L, LA, I;16, RGB, RGBA; other modes converted to RGB(A)).  The alpha channel
+  images (L, LA, I;16, RGB, RGBA; other modes converted to RGB(A)).  Float measurements
+  may lie outside [0, 1] (noise puts them there); NaN and infinity are refused.  A file
+  path is read as the commands read it (an image file with an operator, or a ``restore
+  degrade`` sidecar ``y.json`` alone), and the result comes back as (1, C, H, W) float32
+  tensors.  The alpha channel
   of numpy arrays with 2 or 4 channels and of PIL images is kept aside and put back
   (super-resolution: only when opaque).  The result comes back in the kind, layout,
   dtype and (for tensors) device it came in.
@@ -23,7 +29,8 @@ build the operator and call it.
   of image b) draws from its own ``torch.Generator`` seeded with ``seed + k``
   (:class:`restore.diffusion.randomness.ItemGenerators`), so an item's result does not
   depend on the batch it ran in.  ``seed=None`` picks a random seed, recorded in
-  ``provenance``.
+  ``provenance`` (the run record, docs/RUN_RECORD.md).
+* Masks: 1 (white) = fill, as on the command line (:func:`user_mask`).
 * A grey image with a colour prior: when the operator acts on each channel alike
   (checked: A(x replicated) = A(x) replicated), the grey measurement is used in all three
   channels with its noise variance tripled (three copies of one measurement carry the
@@ -35,9 +42,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import platform
-import secrets
-import time
+import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Union
@@ -46,8 +52,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-import restore as _package
-from restore.operators.noise import GaussianNoise, NoiseModel, PoissonNoise
+from restore.operators.noise import GaussianNoise, NoiseModel
 from restore.priors.base import Prior
 
 #: Images the API accepts (see the module docstring).
@@ -118,8 +123,9 @@ def to_tensor(image: ImageLike) -> tuple[Tensor, Optional[Tensor], ImageKind]:
 
 
 def _checked(x: Tensor) -> Tensor:
-    if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-        raise RestoreError("image values must be finite and on [0, 1] (floats) or integers of the dtype's range")
+    """Finite values (a noisy float measurement may leave [0, 1]; integers cannot)."""
+    if not torch.isfinite(x).all():
+        raise RestoreError("image values must be finite: NaN or infinity found")
     return x
 
 
@@ -147,7 +153,7 @@ def from_tensor(x: Tensor, kind: ImageKind, alpha: Optional[Tensor] = None) -> I
     else:
         arrays = [item.detach().cpu().permute(1, 2, 0).numpy().astype(dtype) for item in x]
     out = np.stack(arrays) if kind.batched else arrays[0]
-    return out if kind.channels_last else out[..., 0]
+    return out if kind.channels_last or out.shape[-1] != 1 else out[..., 0]  # (H, W) in, colour out: (H, W, C)
 
 
 def float_kind(kind: ImageKind) -> ImageKind:
@@ -206,35 +212,61 @@ def pick_dtype(dtype: Union[str, torch.dtype, None]) -> torch.dtype:
     return DTYPES[dtype]
 
 
+MASK_RULE = ("a mask marks the pixels to fill with 1 (white in an image file) and the known ones with 0 (black); "
+             "give only those two values (--mask-white-known / mask_white_known=True: the other way round)")
+
+
+def user_mask(source: Any, *, white_known: bool = False) -> Tensor:
+    """A mask as users give it, in the one convention of the commands, ``restore batch`` and
+    the API (the CLI's, IOPaint's and diffusers'): 1, or white in an image file, marks the
+    pixels to fill, 0 (black) the known ones; ``white_known`` reads it the other way round.
+    Tensors, arrays, ``.npy`` and image files alike (:func:`restore.operators.validation.load_array`);
+    values other than 0 and 1 (black and white) are a :class:`RestoreError` stating the rule.
+    Returns the engine's mask: float64, 1 = known."""
+    from restore.operators.validation import load_array
+
+    values, _ = load_array(source, "mask")
+    if values.numel() == 0 or not bool(((values == 0) | (values == 1)).all()):
+        found = "no values" if values.numel() == 0 else \
+            f"values such as {values[(values != 0) & (values != 1)].flatten()[0].item():g}"
+        raise RestoreError(f"mask: {MASK_RULE}; this one has {found}")
+    return (values == (1.0 if white_known else 0.0)).to(torch.float64)
+
+
+def user_options(factory: Any, options: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+    """Operator options as users give them, in one vocabulary for the commands, ``restore
+    batch`` and the API: a mask operator's (``is_mask``) ``mask`` that is not a generator name
+    is read by :func:`user_mask` (``invert``: white = known) into the engine's mask; a
+    ``kernel`` string is read in the kernel grammar
+    (:func:`restore.operators.kernels.kernel_params`).  Everything else is passed on."""
+    from restore.operators.kernels import kernel_params
+    from restore.operators.masks import GENERATORS
+
+    options = dict(options or {})
+    if isinstance(options.get("kernel"), str):
+        try:
+            options.update(kernel_params(options["kernel"]))
+        except ValueError as exc:
+            raise RestoreError(str(exc)) from None
+    mask = options.get("mask")
+    if not getattr(factory, "is_mask", False) or mask is None or (isinstance(mask, str) and mask in GENERATORS):
+        return options
+    white_known = bool(options.pop("invert", False))
+    return {**options, "mask": user_mask(mask, white_known=white_known)}
+
+
 def build_operator(operator: Any, registry: Any, options: Optional[Mapping[str, Any]] = None) -> Any:
-    """An operator from its registered name and ``options``, or the operator given."""
+    """An operator from its registered name and ``options`` as users give them
+    (:func:`user_options`), or the operator given."""
     if not isinstance(operator, str):
         if options:
             raise RestoreError("operator options go with an operator name, not an operator object")
         return operator
     factory = registry.get("operator", operator)
     try:
-        return factory(**dict(options or {}))
+        return factory(**user_options(factory, options))
     except TypeError as exc:
         raise RestoreError(f"operator {operator!r}: {exc}") from None
-
-
-def with_quantization_noise(operator: Any, bits: int) -> tuple[Any, float]:
-    """The operator with the rounding error of a ``bits``-bit input file added to its Gaussian
-    noise: an integer file holds y rounded to steps of q = 1 / (2^bits - 1), an error uniform on
-    [-q/2, q/2] with standard deviation q / sqrt(12) (0.00113 for 8 bits), so the measurement's
-    noise is sqrt(sigma^2 + q^2 / 12).  Without it a "noiseless" blurred PNG is trusted to the
-    last digit and the SVD strategies divide its rounding error by singular values near zero
-    (5.5 dB on a deblurred photo, 24.5 with it).  The commands, ``restore batch`` and
-    :func:`restore` all apply it (``bits`` of an array or PIL image: :attr:`ImageKind.bits`).
-    Left alone: float files (32 bits), non-Gaussian noise, and the operators whose singular values are all 1 (masks and denoising),
-    which do not amplify rounding: inpainting keeps the known pixels exactly as the file has
-    them, and a denoising sigma estimated from the image already contains the rounding."""
-    unit_gain = operator.capabilities().get("is_mask") or getattr(operator, "task", None) == "denoise"
-    if bits not in (8, 16) or not isinstance(operator.noise, GaussianNoise) or unit_gain:
-        return operator, 0.0
-    q = 1.0 / ((2**bits - 1) * math.sqrt(12.0))
-    return with_noise(operator, math.hypot(operator.noise.sigma, q)), q
 
 
 def with_noise(operator: Any, noise: Union[float, Mapping[str, Any], NoiseModel, None]) -> Any:
@@ -260,57 +292,9 @@ def load(prior: Union[str, Prior], registry: Any, device: torch.device, dtype: t
     return load_prior(prior, device=device, dtype=dtype, registry=registry)
 
 
-def image_shape(operator: Any, y: Tensor) -> tuple[int, int, int]:
-    """(C, H, W) of the image behind measurement ``y``: the operator's bound shape if it
-    has one; for linear operators the pseudo-inverse's (super-resolution enlarges,
-    colorization adds channels); else y's, when the operator maps images of y's shape to
-    y's shape (a :class:`RestoreError` otherwise: such operators must be bound)."""
-    if operator.shape is not None:
-        return tuple(operator.shape)
-    with torch.no_grad():
-        if operator.capabilities().get("linear"):
-            return tuple(operator.pinv(y[:1]).shape[1:])
-        try:
-            same = operator(torch.zeros_like(y[:1])).shape == y[:1].shape
-        except (ValueError, RuntimeError):
-            same = False
-    if not same:
-        raise RestoreError(f"operator {operator.name!r} does not map images of the measurement's shape "
-                           f"{tuple(y.shape[1:])} to it, so the image size is unknown: bind the operator to the "
-                           "image shape (parameter shape=[C, H, W])")
-    return tuple(y.shape[1:])
-
-
-def spread_channels(operator: Any, y: Tensor, channels: int, have: int) -> tuple[Any, Tensor]:
-    """The grey-with-a-colour-prior case of the module docstring: the operator with its
-    noise variance scaled by ``have`` and y replicated to ``have`` channels."""
-    if channels != 1:
-        raise RestoreError(f"wrong channel count: the prior models {have}-channel images, the image has {channels}; "
-                           f"use a {channels}-channel prior")
-    size = image_shape(operator, y)[1:]
-    probe = torch.rand((1, 1, *size), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    with torch.no_grad():
-        try:
-            alike = torch.allclose(operator(probe.expand(1, have, *size)), operator(probe).expand(1, have, -1, -1))
-        except (ValueError, RuntimeError):
-            alike = False
-    if not alike:
-        raise RestoreError(f"wrong channel count: the prior models {have}-channel images, the image is grey, and "
-                           f"operator {operator.name!r} does not act on each channel alike; use a 1-channel prior")
-    noise = operator.noise
-    if isinstance(noise, PoissonNoise):
-        scaled: NoiseModel = PoissonNoise(noise.rate / have)
-    elif isinstance(noise, GaussianNoise):
-        scaled = GaussianNoise(noise.sigma * math.sqrt(have))
-    else:
-        raise RestoreError(f"a grey image with a {have}-channel prior needs Gaussian or Poisson noise, "
-                           f"not {type(noise).__name__}; use a 1-channel prior")
-    return with_noise(operator, scaled), y.expand(-1, have, -1, -1)
-
-
 def restore(
     image: ImageLike,
-    operator: Any,
+    operator: Any = None,
     prior: Union[str, Prior] = "default",
     method: Optional[str] = None,
     steps: Optional[int] = None,
@@ -327,7 +311,8 @@ def restore(
     registry: Any = None,
     crop_to_mask: Optional[bool] = None,
 ) -> Result:
-    """Restore ``image``, the measurement y = A(x) + n of operator ``operator``.
+    """Restore ``image``, the measurement y = A(x) + n of operator ``operator`` (none for a
+    ``restore degrade`` sidecar path, which brings its own).
 
     ``prior``: a prior spec (``default``, ``unet:DIR``, ``gaussian:3x32x32``, ...) or a
     loaded :class:`~restore.priors.base.Prior`.  ``method``: a strategy name; by default
@@ -341,166 +326,43 @@ def restore(
     image has more than :data:`restore.cropping.AUTO_PIXELS` pixels).  See the module
     docstring for image kinds, batching, seeding and channels.
     """
-    from restore.cropping import restore_around_mask
-    from restore.plugins import default_registry
+    from restore import pipeline
 
-    registry = registry or default_registry()
-    if not isinstance(samples, int) or samples < 1:
-        raise RestoreError(f"samples must be an integer >= 1, got {samples!r}")
-    y_in, alpha, kind = to_tensor(image)
-    device, dtype = pick_device(device), pick_dtype(dtype)
-    op, _ = with_quantization_noise(with_noise(build_operator(operator, registry, operator_options), noise),
-                                    kind.bits)
-    if alpha is not None and image_shape(op, y_in)[1:] != tuple(y_in.shape[-2:]):
-        if not bool((alpha == 1).all()):
-            raise RestoreError("the image has transparency, and this operator changes its size; flatten it first")
-        alpha = torch.ones((alpha.shape[0], 1, *image_shape(op, y_in)[1:]))
-    loaded = load(prior, registry, device, dtype)
+    if isinstance(image, (str, os.PathLike)):
+        if noise is not None and Path(image).suffix.lower() == ".json":
+            raise RestoreError(f"{image}: a measurement sidecar brings its noise; give no noise")
+        from restore.operators.io import ImageFileError
 
-    def run(y: Tensor, run_op: Any, run_seed: Optional[int]) -> dict[str, Any]:
-        return restore_tensor(y, run_op, loaded, method=method, steps=steps, seed=run_seed, samples=samples,
-                              device=device, dtype=dtype, params=params, quality=quality, listeners=listeners,
-                              registry=registry, prior_spec=prior if isinstance(prior, str) else prior.name)
-
-    out = restore_around_mask(y_in, op, run, seed, crop_to_mask)
-    mean, draws, std = out["mean"], out["samples"], out["std"]
-    return Result(image=from_tensor(mean, kind, alpha), samples=[from_tensor(s, kind, alpha) for s in draws],
-                  std=from_tensor(std, float_kind(kind)), nfe=out["nfe"], seconds=out["seconds"], provenance=out["provenance"],
-                  tensors={"mean": mean, "samples": draws, "std": std, "alpha": alpha})
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How one run is set up: the operator and measurement as run (channels spread or not),
-    the image shape of a sample, the strategy with its name and steps."""
-
-    operator: Any
-    y: Tensor
-    shape: tuple[int, int, int]
-    strategy: Any
-    method: str
-    steps: Optional[int]
-    spread: bool
-
-    def gather(self, images: Tensor) -> Tensor:
-        """Samples of the run back in the input's channels (averaged back when spread)."""
-        return images.mean(dim=-3, keepdim=True) if self.spread else images
-
-
-def plan_run(operator: Any, y: Tensor, prior: Prior, *, method: Optional[str], steps: Optional[int],
-             params: Optional[Mapping[str, Any]], quality: str, registry: Any) -> Plan:
-    """The image shape behind ``y`` (:func:`image_shape`), channel spreading for a grey
-    image with a colour prior (:func:`spread_channels`), and the strategy: ``method`` or
-    :func:`restore.strategies.catalog.default_method`, whose steps apply when neither
-    ``method`` nor ``steps`` is given (else the strategy's own default)."""
-    from restore.priors.spec import prior_channels
-    from restore.strategies.catalog import default_method
-
-    shape = image_shape(operator, y)
-    run_op, run_y = operator, y
-    have = prior_channels(prior)
-    if have is not None and have != shape[0]:
-        run_op, run_y = spread_channels(operator, y, shape[0], have)
-        shape = (have, *shape[1:])
-    default_name, default_steps = default_method(run_op, quality)
-    if steps is None and method is None:
-        steps = default_steps
-    strategy = make_strategy(registry, method or default_name, params)
-    steps = strategy.default_steps if steps is None else steps
-    return Plan(run_op, run_y, shape, strategy, method or default_name, steps, run_op is not operator)
-
-
-def restore_tensor(y: Tensor, operator: Any, prior: Prior, *, method: Optional[str], steps: Optional[int],
-                   seed: Optional[int], samples: int, device: torch.device, dtype: torch.dtype,
-                   params: Optional[Mapping[str, Any]], quality: str, listeners: Iterable[Any], registry: Any,
-                   prior_spec: str) -> dict[str, Any]:
-    """The run behind :func:`restore` on a (B, C, H, W) measurement: a dict with ``mean``,
-    ``samples`` (S, B, C, H, W), ``std``, ``nfe``, ``seconds`` and ``provenance``, tensors
-    on the CPU in float32.  The CLI calls it directly."""
-    from restore.diffusion.randomness import ItemGenerators
-    from restore.strategies.base import Problem
-    from restore.strategies.engine import solve
-
-    batch = y.shape[0]
-    seed = secrets.randbelow(2**31) if seed is None else int(seed)
-    plan = plan_run(operator, y, prior, method=method, steps=steps, params=params, quality=quality, registry=registry)
-    problem = Problem(prior, plan.operator, plan.y.to(device=device, dtype=dtype).repeat(samples, 1, 1, 1))
-    generators = ItemGenerators.from_seeds([seed + k for k in range(samples * batch)])
-    started = time.perf_counter()
-    result = solve(problem, plan.strategy, steps=plan.steps, shape=None if prior.latent else plan.shape,
-                   generator=generators, registry=registry, listeners=listeners)
-    seconds = time.perf_counter() - started
-    images = plan.gather(result.image.detach().to("cpu", torch.float32))
-    draws = images.reshape(samples, batch, *images.shape[1:])
-    mean = draws.mean(dim=0)
-    std = draws.std(dim=0, correction=0) if samples > 1 else torch.zeros_like(mean)
-    provenance = {
-        "restore_version": _package.__version__, "torch_version": torch.__version__,
-        "python_version": platform.python_version(), "device": str(device), "dtype": str(dtype).removeprefix("torch."),
-        "prior": {"spec": prior_spec, "weights_sha256": weights_sha256(prior)},
-        "operator": {"name": operator.name, "params": operator.params(), "tensors": sorted(operator.tensors())},
-        "strategy": {"name": plan.method, "params": jsonable(plan.strategy.params())},
-        "steps": plan.steps, "nfe": result.nfe,
-        "seed": seed, "item_seeds": f"seed + k for batch item k = sample * {batch} + image",
-        "samples": samples, "batch": batch, "quality": quality, "seconds": round(seconds, 3),
-        "channels_spread": plan.spread,
-    }
-    return {"mean": mean, "samples": draws, "std": std, "nfe": result.nfe, "seconds": seconds,
-            "provenance": provenance}
-
-
-def jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
-    """``params`` with every value JSON can not hold (a network, a tensor) as its repr."""
-    import json
-
-    def one(value: Any) -> Any:
         try:
-            json.dumps(value)
-            return value
-        except (TypeError, ValueError):
-            return repr(value)
-
-    return {key: one(value) for key, value in params.items()}
-
-
-def make_strategy(registry: Any, name: str, params: Optional[Mapping[str, Any]]) -> Any:
-    factory = registry.get("strategy", name)
-    try:
-        return factory(**dict(params or {}))
-    except TypeError as exc:
-        raise RestoreError(f"strategy {name!r}: {exc}") from None
-
-
-def weights_sha256(prior: Prior) -> Optional[str]:
-    """SHA-256 of the prior's weight file (``info['path']``: a file, or a directory's
-    ``*.safetensors`` / ``*.pt`` files hashed in name order), None for analytic priors."""
-    from restore.operators.io import sha256_file
-    import hashlib
-
-    path = prior.info.get("path")
-    if path is None:
-        return None
-    path = Path(path)
-    if path.is_file():
-        return sha256_file(path)
-    files = sorted(p for p in path.glob("*") if p.suffix in (".safetensors", ".pt", ".pth", ".bin", ".ckpt"))
-    if not files:
-        return None
-    if len(files) == 1:
-        return sha256_file(files[0])
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(f"{f.name}:{sha256_file(f)}\n".encode())
-    return digest.hexdigest()
+            measurement = pipeline.read(image, operator, options=operator_options, noise=noise, registry=registry)
+        except (ImageFileError, FileNotFoundError) as exc:
+            raise RestoreError(str(exc)) from None
+        kind = ImageKind("tensor", True, torch.float32, torch.device("cpu"))
+    else:
+        if operator is None:
+            raise RestoreError("give the operator that made this measurement (a registered name or an operator)")
+        measurement, kind = pipeline.from_array(image, operator, options=operator_options, noise=noise,
+                                                registry=registry)
+    done = pipeline.run(measurement, prior, method=method, steps=steps, params=params, quality=quality, seed=seed,
+                        samples=samples, device=device, dtype=dtype, listeners=listeners, registry=registry,
+                        crop_to_mask=crop_to_mask)
+    for note in done.warnings:
+        warnings.warn(note, stacklevel=2)
+    record = {**done.records[0], "invocation": {"interface": "api"}}
+    mean, draws, std, alpha = done.mean, done.samples, done.std, measurement.alpha
+    return Result(image=from_tensor(mean, kind, alpha), samples=[from_tensor(s, kind, alpha) for s in draws],
+                  std=from_tensor(std, float_kind(kind)), nfe=done.nfe, seconds=done.seconds, provenance=record,
+                  tensors={"mean": mean, "samples": draws, "std": std, "alpha": alpha})
 
 
 # ----------------------------------------------------------------------------- per-task helpers
 
 
 def inpaint(image: ImageLike, mask: Any, *, mask_white_known: bool = False, **kwargs: Any) -> Result:
-    """Fill the masked region of ``image``.  ``mask``: a tensor / array in the engine
-    convention (1 = known, 0 = fill), an image file where white marks the region to fill
-    (``mask_white_known`` reads it the other way), or a generator name (box, random, ...).
+    """Fill the masked region of ``image``.  ``mask``: a tensor, array, ``.npy`` or image file
+    where 1 (white) marks the pixels to fill and 0 (black) the known ones, as the commands read
+    it (:func:`user_mask`; ``mask_white_known=True`` reads it the other way round), or a
+    generator name (box, random, strokes, outpaint).
     ``crop_to_mask=True`` restores only a padded box around each hole (:mod:`restore.cropping`;
     by default above :data:`restore.cropping.AUTO_PIXELS` pixels)."""
     return restore(image, "inpaint", operator_options={"mask": mask, "invert": mask_white_known}, **kwargs)
@@ -512,32 +374,22 @@ def sr(image: ImageLike, scale: int, *, kernel: str = "bicubic", **kwargs: Any) 
 
 
 def deblur(image: ImageLike, kernel: Any, *, boundary: str = "circular", **kwargs: Any) -> Result:
-    """Deblur ``image`` blurred by ``kernel``: a tensor / array / file, or a generator name
-    (``gaussian``, ``motion``) with its options in ``kernel_options``."""
-    options = dict(kwargs.pop("kernel_options", {}))
-    return restore(image, "blur", operator_options={"kernel": kernel, "boundary": boundary, **options}, **kwargs)
+    """Deblur ``image`` blurred by ``kernel``, named as on the command line
+    (:func:`restore.operators.kernels.kernel_params`: ``gaussian[:STD[:SIZE]]``,
+    ``motion[:SEED[:SIZE]]``, a kernel file) or given as a tensor / array; further generator
+    options in ``kernel_options``."""
+    options = {"kernel": kernel, "boundary": boundary, **kwargs.pop("kernel_options", {})}
+    return restore(image, "blur", operator_options=options, **kwargs)
 
 
 def denoise(image: ImageLike, sigma: Optional[float] = None, **kwargs: Any) -> Result:
     """Denoise ``image`` with Gaussian noise of level ``sigma`` on [0, 1] (None: estimated
-    with :func:`estimate_sigma`)."""
-    if sigma is None:
-        x, _, _ = to_tensor(image)
-        sigma = estimate_sigma(x)
-    return restore(image, "denoise", noise=sigma, **kwargs)
+    from the image, :func:`restore.pipeline.estimate_sigma`, and recorded as
+    ``sigma_estimated``)."""
+    return restore(image, "denoise", noise="estimate" if sigma is None else sigma, **kwargs)
 
 
 def colorize(image: ImageLike, **kwargs: Any) -> Result:
-    """Colour a grey ``image`` (1 channel; the result has 3)."""
+    """Colour a grey ``image`` (1 channel, or 3 equal ones); the result has 3 channels (a 2-D
+    array gives an (H, W, 3) one)."""
     return restore(image, "colorize", **kwargs)
-
-
-def estimate_sigma(x: Tensor) -> float:
-    """The Gaussian noise level of images ``x`` (B, C, H, W) on [0, 1]: scikit-image's
-    wavelet estimator (Donoho & Johnstone 1994: median absolute deviation of the finest
-    diagonal wavelet coefficients / 0.6745), averaged over channels and batch items."""
-    from skimage.restoration import estimate_sigma as skimage_sigma
-
-    values = [skimage_sigma(item.permute(1, 2, 0).double().numpy(), channel_axis=-1, average_sigmas=True)
-              for item in x]
-    return float(np.mean(values))

@@ -15,7 +15,12 @@ sidecar (``*.json``) under it names a measurement and its exact operator.  A man
 
 An item's identity is its output name without suffix (its *key*, e.g. ``sub/a``); it is
 restored to ``OUT_DIR/<key><suffix>`` (the input's format and bit depth; JPEG inputs are
-written as PNG, never re-compressed) and its sidecar ``OUT_DIR/<key>.json``.
+written as PNG, never re-compressed) and its run record ``OUT_DIR/<key>.json``.  Reading,
+running and writing are :mod:`restore.pipeline`'s, as for the Python API and the
+restoration commands (the same measurement gives the same image and run record, the record's
+``invocation`` naming the batch's settings and its ``seconds`` left null for byte-identical
+reruns).  Masks and kernels are read in the commands' vocabulary
+(:func:`restore.api.user_options`).
 
 Determinism.  Item k's noise comes from its own generator (:class:`ItemGenerators`) seeded
 with the first 8 bytes of SHA-256(f"{seed}:{key}") (big-endian, top bit cleared), so it
@@ -30,8 +35,9 @@ network call, and batched kernels round differently from unbatched ones (oneDNN 
 pick algorithms by shape), so results across batch sizes agree to float rounding, not bits.
 
 Resumption.  Outputs are written atomically (:func:`restore.files.atomic_write`), the image
-first and its sidecar last; the sidecar records the SHA-256 of the image, of the input, the
-operator (name, parameters, SHA-256 of its tensors) and the run's settings.  An item is
+first and its run record last (one all-or-nothing unit); the record holds the SHA-256 of
+the image, of the input (and its degrade sidecar), the operator (name, parameters, SHA-256 of
+its tensors) and the run's settings.  An item is
 complete when its sidecar parses, its image exists with that checksum and the settings and
 operator match; complete items are skipped, so a run killed at any point
 (``kill -9``) and rerun ends with exactly the files of an uninterrupted run.  Temporary files
@@ -44,7 +50,7 @@ Failures (unreadable input, an operator that cannot be built, a divergent run) f
 item with the reason and the rest goes on; a batch that fails as a whole is retried one
 image at a time, so one bad image does not take its batch-mates down.
 
-Sharding: :func:`restore.training.distributed.init_world` (gloo on CPU, nccl on CUDA, one
+Sharding: :func:`restore.distributed.init_world` (gloo on CPU, nccl on CUDA, one
 GPU per local rank); rank 0 gathers the per-rank counts and writes the summary.
 """
 from __future__ import annotations
@@ -61,18 +67,13 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
-from torch import Tensor
 
-from restore import api
+from restore import pipeline
 from restore.accel import Acceleration, accelerate
-from restore.diffusion.randomness import ItemGenerators
 from restore.files import atomic_write
 from restore.operators import io as rio
-from restore.strategies.base import Problem
-from restore.strategies.engine import solve
+from restore.pipeline import Measurement, operator_record
 
-OUTPUT_FORMAT = "restore-batch-output"
-OUTPUT_VERSION = 1
 SUMMARY_FILE = "summary.json"
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 MANIFEST_KEYS = ("image", "from", "op", "mask", "kernel", "scale", "params", "output")
@@ -382,16 +383,17 @@ class StaleOutput(ValueError):
 
 
 def is_complete(outputs: Outputs, expected: dict[str, Any]) -> bool:
-    """True when the item's sidecar and image exist and agree (module docstring): the sidecar
-    records ``expected``'s input checksum and the image's; a :class:`StaleOutput` when it was
+    """True when the item's run record and image exist and agree (module docstring): the record
+    holds ``expected``'s input checksums and the image's; a :class:`StaleOutput` when it was
     made with other settings or another operator (``expected["settings"]``, ``["operator"]``)."""
     try:
-        sidecar = json.loads(outputs.sidecar.read_text())
+        record = json.loads(outputs.sidecar.read_text())
     except (OSError, ValueError):
         return False
-    if not isinstance(sidecar, dict) or sidecar.get("format") != OUTPUT_FORMAT:
+    if not isinstance(record, dict) or record.get("format") != pipeline.RECORD_FORMAT \
+            or record.get("schema_version") != pipeline.SCHEMA_VERSION:
         return False
-    recorded = {**sidecar.get("settings", {}), "operator": sidecar.get("operator")}
+    recorded = {**record.get("invocation", {}).get("settings", {}), "operator": record.get("operator")}
     wanted = {**expected["settings"], "operator": expected["operator"]}
     differ = sorted(k for k in set(recorded) | set(wanted)
                     if k not in RESUMABLE_CHANGES and recorded.get(k) != wanted.get(k))
@@ -401,9 +403,10 @@ def is_complete(outputs: Outputs, expected: dict[str, Any]) -> bool:
             detail = ", ".join(filter(None, ["another operator or operator parameters", detail]))
         raise StaleOutput(f"{outputs.sidecar} holds a result made with other settings ({detail}); "
                           "use another output folder or remove it")
-    if sidecar.get("input", {}).get("sha256") != expected["input_sha256"]:
+    given = record.get("input", {})
+    if (given.get("sha256"), given.get("sidecar_sha256")) != expected["input"]:
         return False
-    image = sidecar.get("image", {})
+    image = record.get("outputs", {}).get("image", {})
     return outputs.image.is_file() and image.get("sha256") == rio.sha256_file(outputs.image)
 
 
@@ -441,20 +444,16 @@ class Summary:
 
 @dataclass
 class Loaded:
-    """An item read back: measurement, operator, what the output must keep, checksum."""
+    """An item read back: its :class:`~restore.pipeline.Measurement` and where it is written."""
 
     item: Item
-    y: Tensor
-    operator: Any
-    bits: int
-    alpha: Optional[Tensor]
-    input_sha256: str
+    measurement: Measurement
     outputs: Outputs
-    quantization_sigma: float = 0.0
 
 
 class Runner:
-    """Runs batches on one rank: prior loaded once, operators and strategies per batch."""
+    """Runs batches on one rank: prior loaded once, measurements and runs through
+    :mod:`restore.pipeline` per batch."""
 
     def __init__(self, settings: Settings, out_dir: Path, registry: Any, device: torch.device,
                  report: Report = None) -> None:
@@ -467,36 +466,24 @@ class Runner:
         self.report = report or (lambda message: None)
         self.prior = accelerate(load_prior(settings.prior, device=device, registry=registry),
                                 settings.acceleration, warn=self.report)
-        self.record = {**settings.record(), "prior_weights_sha256": api.weights_sha256(self.prior)}
+        self.record = {**settings.record(), "prior_weights_sha256": pipeline.weights_sha256(self.prior)}
         if settings.method is not None:  # bad names and hyper-parameters are refused before any image
-            api.make_strategy(registry, settings.method, settings.method_params)
+            pipeline.make_strategy(registry, settings.method, settings.method_params)
         self.summary = Summary()
 
     # -- loading
 
     def load(self, item: Item) -> Loaded:
-        """Read the measurement and build its operator; errors name the item's file."""
+        """Read the measurement (:func:`restore.pipeline.read_sidecar` / :func:`~restore.pipeline.read_file`);
+        errors name the item's file."""
         if item.sidecar is not None:
-            measurement = rio.load_measurement(item.sidecar, self.registry)
-            y, operator, bits, alpha = measurement.y, measurement.operator, self._bits(measurement), None
+            measurement = pipeline.read_sidecar(item.sidecar, self.registry)
         else:
             if item.op is None:
                 raise ValueError(f"{item.image}: no operator: give --op or an op column")
-            loaded = rio.load_image(item.image)
-            y, bits, alpha = loaded.image, loaded.bits, loaded.alpha
-            operator = api.with_noise(api.build_operator(item.op, self.registry, item.params), self.settings.noise)
-            size = api.image_shape(operator, y)[1:]
-            if alpha is not None and tuple(alpha.shape[-2:]) != tuple(size):
-                raise ValueError(f"{item.image}: has an alpha channel, which cannot be put back on the "
-                                 f"{size[0]}x{size[1]} result of operator {item.op!r}; flatten the image first")
-        operator, quantization = api.with_quantization_noise(operator, bits)
-        outputs = Outputs(self.out_dir, item.key, item.output_suffix())
-        return Loaded(item, y.float(), operator, bits, alpha, rio.sha256_file(item.source), outputs, quantization)
-
-    @staticmethod
-    def _bits(measurement: rio.Measurement) -> int:
-        entry = measurement.sidecar["measurement"]
-        return int(entry.get("bits", 8)) if entry.get("storage") == "png" else 32
+            measurement = pipeline.read_file(item.image, item.op, options=item.params, noise=self.settings.noise,
+                                             registry=self.registry)
+        return Loaded(item, measurement, Outputs(self.out_dir, item.key, item.output_suffix()))
 
     # -- one batch
 
@@ -522,7 +509,7 @@ class Runner:
 
     def solve_and_write(self, members: list[Loaded], todo: set[str]) -> None:
         try:
-            images, nfe, method = self.solve(members)
+            done = self.solve(members)
         except Exception as exc:
             if len(members) == 1:
                 if members[0].item.key in todo:
@@ -531,65 +518,43 @@ class Runner:
             for member in members:  # find the bad one: each image on its own
                 self.solve_and_write([member], todo)
             return
-        self.summary.network_calls += nfe
-        for member, image in zip(members, images):
+        self.summary.network_calls += done.nfe
+        measurements = [m.measurement for m in members]
+        for index, member in enumerate(members):
             if member.item.key not in todo:
                 continue
             try:
-                self.write(member, image, nfe, method)
+                self.write(member, done, index, measurements)
             except Exception as exc:
                 self.fail(member.item, exc)
                 continue
             self.summary.done += 1
-            self.summary.nfe += nfe
-        self.report(f"{', '.join(m.item.key for m in members)}: {method['name']}, {method['steps']} steps, NFE {nfe}")
+            self.summary.nfe += done.nfe
+        record = done.records[0]
+        self.report(f"{', '.join(m.item.key for m in members)}: {record['strategy']['name']}, {record['steps']} steps, "
+                    f"NFE {done.nfe}" + "".join(f"; warning: {note}" for note in done.warnings))
 
-    def solve(self, members: list[Loaded]) -> tuple[Tensor, int, dict[str, Any]]:
-        """The restored images of one batch, the NFE and the method as run (name, params, steps):
-        :func:`restore.api.plan_run` (channel spreading, default method), then the engine with
-        the batch's per-item seeds."""
-        y = torch.cat([m.y for m in members])
-        plan = api.plan_run(members[0].operator, y, self.prior, method=self.settings.method,
-                            steps=self.settings.steps, params=self.settings.method_params,
-                            quality=self.settings.quality, registry=self.registry)
-        generator = ItemGenerators.from_seeds([item_seed(self.settings.seed, m.item.key) for m in members])
-        result = solve(Problem(self.prior, plan.operator, plan.y.to(self.device)), plan.strategy, steps=plan.steps,
-                       shape=None if self.prior.latent else plan.shape, generator=generator, registry=self.registry)
-        images = plan.gather(result.image.detach().float().cpu())  # colour prior, grey image: averaged back
-        used = {"name": plan.method, "params": _jsonable(plan.strategy.params()), "steps": plan.steps,
-                "channels_spread": plan.spread}
-        return images, result.nfe, used
+    def solve(self, members: list[Loaded]) -> pipeline.Run:
+        """One run of :func:`restore.pipeline.run` on the batch, each item seeded :func:`item_seed`."""
+        return pipeline.run([m.measurement for m in members], self.prior, prior_spec=self.settings.prior,
+                            method=self.settings.method, steps=self.settings.steps,
+                            params=self.settings.method_params, quality=self.settings.quality,
+                            seeds=[item_seed(self.settings.seed, m.item.key) for m in members], device=self.device,
+                            registry=self.registry, crop_to_mask=False)
 
-    def write(self, member: Loaded, image: Tensor, nfe: int, method: dict[str, Any]) -> None:
-        outputs = member.outputs
-        outputs.remove_leftovers()
-        image = image[None]
-        if outputs.suffix == ".npy":
-            rio.write_array(outputs.image, image)
-        else:
-            rio.write_image(outputs.image, image, bits=member.bits, alpha=member.alpha)
-        item = member.item
-        sidecar = {
-            "format": OUTPUT_FORMAT,
-            "version": OUTPUT_VERSION,
-            "image": {"file": outputs.image.name, "sha256": rio.sha256_file(outputs.image),
-                      "shape": list(image.shape), "bits": member.bits},
-            "input": {"key": item.key, "file": str(item.source), "sha256": member.input_sha256},
-            "operator": operator_record(member.operator),
-            "quantization_sigma": member.quantization_sigma,
-            "method": method,
-            "settings": self.record,
-            "seed": item_seed(self.settings.seed, item.key),
-            "nfe": nfe,
-            "versions": {"restore": _package_version(), "torch": torch.__version__},
-            "device": self.device.type,
-        }
-        rio.write_json(outputs.sidecar, sidecar)
+    def write(self, member: Loaded, done: pipeline.Run, index: int, measurements: Sequence[Measurement]) -> None:
+        """The item's image and run record (:func:`restore.pipeline.write_outputs`); the record's
+        wall time is left out (null), so that reruns write the same bytes."""
+        member.outputs.remove_leftovers()
+        done.records[index]["seconds"] = None
+        pipeline.write_outputs(member.outputs.image, done, index, measurements, tensors=False,
+                               invocation={"interface": "batch", "key": member.item.key, "settings": self.record})
 
     def expected(self, entry: Loaded) -> dict[str, Any]:
-        """What a complete output of ``entry`` records: settings, operator, input checksum."""
-        return {"settings": self.record, "operator": operator_record(entry.operator),
-                "input_sha256": entry.input_sha256}
+        """What a complete output of ``entry`` records: settings, operator, input checksums."""
+        m = entry.measurement
+        return {"settings": self.record, "operator": operator_record(m.operator),
+                "input": (m.sha256, m.sidecar_sha256)}
 
     def fail(self, item: Item, exc: BaseException) -> None:
         reason = str(exc).strip() or type(exc).__name__
@@ -602,29 +567,9 @@ def _subgroups(loaded: Sequence[Loaded]) -> list[list[Loaded]]:
     operator (the plan groups by file headers; this checks what was actually read)."""
     groups: dict[tuple, list[Loaded]] = {}
     for entry in loaded:
-        groups.setdefault((operator_record(entry.operator)["sha256"], tuple(entry.y.shape[1:])), []).append(entry)
+        m = entry.measurement
+        groups.setdefault((operator_record(m.operator)["sha256"], tuple(m.y.shape[1:])), []).append(entry)
     return list(groups.values())
-
-
-def operator_record(operator: Any) -> dict[str, Any]:
-    """The operator's name, parameters and a SHA-256 of its class, parameters and tensors
-    (masks and kernels from files are not in the parameters)."""
-    params = _jsonable(operator.params())
-    digest = hashlib.sha256(json.dumps([type(operator).__qualname__, params], sort_keys=True).encode())
-    for name, tensor in sorted(operator.tensors().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return {"name": operator.name, "params": params, "sha256": digest.hexdigest()}
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
-def _package_version() -> str:
-    from restore import __version__
-
-    return __version__
 
 
 # ----------------------------------------------------------------------------- the run
@@ -633,7 +578,7 @@ def _package_version() -> str:
 def run(items: Sequence[Item], out_dir: Path, settings: Settings, world, *, report: Report = None) -> Summary:
     """Restore this rank's shard of ``items`` (:func:`discover`) into ``out_dir``; returns the
     whole run's summary (gathered on every rank; rank 0 writes ``out_dir/summary.json``).
-    ``world``: :func:`restore.training.distributed.init_world`'s."""
+    ``world``: :func:`restore.distributed.init_world`'s."""
     from restore.plugins import default_registry
 
     start = time.perf_counter()

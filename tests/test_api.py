@@ -32,8 +32,8 @@ def test_readme_python_snippet_runs_as_written():
 
 
 def test_kinds_come_back_as_they_came(prior):
-    mask = np.ones((12, 10))
-    mask[3:8, 2:6] = 0
+    mask = np.zeros((12, 10))
+    mask[3:8, 2:6] = 1  # 1 = fill, as on the command line
     x = torch.rand(2, 3, 12, 10, generator=torch.Generator().manual_seed(0))
     kw = dict(prior=prior, steps=2, seed=0)
     out = restore.inpaint(x, mask, **kw)
@@ -43,7 +43,7 @@ def test_kinds_come_back_as_they_came(prior):
     pixels = (x[0].permute(1, 2, 0).numpy() * 65535).astype(np.uint16)
     back = restore.inpaint(pixels, mask, **kw)
     assert back.image.dtype == np.uint16 and back.image.shape == (12, 10, 3)
-    assert np.array_equal(back.image[mask > 0], pixels[mask > 0])  # known pixels kept exactly
+    assert np.array_equal(back.image[mask == 0], pixels[mask == 0])  # known pixels kept exactly
     rgba = Image.fromarray(np.dstack([(pixels >> 8).astype(np.uint8), np.full((12, 10), 200, np.uint8)]), "RGBA")
     result = restore.inpaint(rgba, mask, **kw)
     assert result.image.mode == "RGBA" and np.array_equal(np.asarray(result.image)[..., 3], np.full((12, 10), 200))
@@ -105,7 +105,10 @@ def test_listeners_hear_every_step(prior):
     [
         (lambda p: restore.restore("not an image", "denoise", prior=p), "unsupported image type"),
         (lambda p: restore.restore(np.zeros((4, 4), np.int32), "denoise", prior=p), "uint8, uint16 or float"),
-        (lambda p: restore.restore(torch.full((1, 3, 4, 4), 2.0), "denoise", prior=p), r"\[0, 1\]"),
+        (lambda p: restore.restore(torch.full((1, 3, 4, 4), float("nan")), "denoise", prior=p), "finite"),
+        (lambda p: restore.restore(np.full((4, 4), np.inf), "denoise", prior=p), "finite"),
+        (lambda p: restore.inpaint(torch.rand(1, 3, 4, 4), np.full((4, 4), 0.5), prior=p), "0 \\(black\\)"),
+        (lambda p: restore.deblur(torch.rand(1, 3, 8, 8), "gaussian:x", prior=p), "gaussian\\[:STD"),
         (lambda p: restore.restore(torch.rand(1, 3, 4, 4), "denoise", prior=p, samples=0), "samples"),
         (lambda p: restore.restore(torch.rand(1, 3, 4, 4), "denoise", prior=p, dtype="float8"), "unknown dtype"),
         (lambda p: restore.restore(torch.rand(1, 3, 4, 4), "denoise", prior=p, noise=float("inf")), "finite"),
@@ -147,3 +150,50 @@ def test_denoise_defaults_to_the_posterior_mean(prior):
     x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3))
     result = restore.denoise(x, 0.1, prior=prior, seed=0)
     assert result.provenance["strategy"]["name"] == "tweedie" and result.nfe == 1
+
+
+def test_one_mask_convention_with_the_command_line(prior, tmp_path):
+    """1 / white = fill in arrays, .npy and image files alike; mask_white_known reads it the other way."""
+    x = torch.rand(1, 3, 12, 10, generator=torch.Generator().manual_seed(5))
+    fill = np.zeros((12, 10), np.uint8)
+    fill[3:8, 2:6] = 1
+    Image.fromarray(fill * 255).save(tmp_path / "fill.png")
+    np.save(tmp_path / "fill.npy", fill.astype(np.float32))
+    kw = dict(prior=prior, steps=2, seed=0)
+    results = [restore.inpaint(x, m, **kw).image for m in (fill, torch.from_numpy(fill), str(tmp_path / "fill.png"),
+                                                           str(tmp_path / "fill.npy"), fill.astype(bool))]
+    results.append(restore.inpaint(x, 1 - fill, mask_white_known=True, **kw).image)
+    for image in results:
+        assert torch.equal(image, results[0])
+    known = torch.from_numpy(fill == 0)
+    assert torch.equal(results[0][..., known], x[..., known]) and not torch.equal(results[0], x)
+
+
+def test_noisy_float_measurements_outside_0_1_are_taken(prior):
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(6))
+    noisy = x + 0.2 * torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(7))
+    assert noisy.min() < 0 and noisy.max() > 1
+    result = restore.denoise(noisy, 0.2, prior=prior, steps=2, seed=0)
+    assert result.image.shape == noisy.shape and torch.isfinite(result.image).all()
+    assert result.provenance["input"]["bits"] == 32 and result.provenance["quantization_sigma"] == 0
+
+
+def test_colorize_gives_colour_for_2d_and_3_channel_grey_arrays(prior):
+    grey = (np.arange(80).reshape(8, 10) * 3).astype(np.uint8)
+    flat = restore.colorize(grey, prior=prior, steps=2, seed=0)
+    assert flat.image.shape == (8, 10, 3) and flat.image.dtype == np.uint8
+    stacked = restore.colorize(np.dstack([grey] * 3), prior=prior, steps=2, seed=0)
+    assert np.array_equal(stacked.image, flat.image)
+    with pytest.raises(RestoreError, match="colorize takes a grey image"):
+        restore.colorize(np.dstack([grey, grey, grey // 2]), prior=prior, steps=2, seed=0)
+
+
+def test_kernel_grammar_and_defaults_are_the_command_lines(prior):
+    """``gaussian:2`` in the API is the operator of ``--kernel gaussian:2``: std 2, size 2 ceil(3 std) + 1 = 13."""
+    from restore.operators.kernels import gaussian_kernel
+
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(8))
+    named = restore.deblur(x, "gaussian:2", prior=prior, steps=2, seed=0)
+    given = restore.deblur(x, gaussian_kernel(size=13, std=2.0), prior=prior, steps=2, seed=0)
+    assert torch.equal(named.image, given.image)
+    assert named.provenance["operator"]["params"]["std"] == 2.0 and gaussian_kernel(std=2.0).shape == (13, 13)

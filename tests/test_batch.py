@@ -149,10 +149,11 @@ def test_manifest_errors(tmp_path):
 def test_run_writes_images_and_sidecars_then_skips(inputs, prior_dir, reference, tmp_path):
     assert sorted(reference) == sorted([f"{n}.png" for n, _, _ in IMAGES] + [f"{n}.json" for n, _, _ in IMAGES])
     sidecar = json.loads(reference["sub/c.json"])
-    assert sidecar["image"]["sha256"] == __import__("hashlib").sha256(reference["sub/c.png"]).hexdigest()
+    assert sidecar["format"] == "restore-run" and sidecar["invocation"]["key"] == "sub/c"
+    assert sidecar["outputs"]["image"]["sha256"] == __import__("hashlib").sha256(reference["sub/c.png"]).hexdigest()
     assert sidecar["input"]["sha256"] == sha256_file(inputs / "sub/c.png")
     assert sidecar["seed"] == item_seed(0, "sub/c")
-    assert sidecar["method"]["name"] == "dps" and sidecar["method"]["steps"] == 6 and sidecar["nfe"] == 6
+    assert sidecar["strategy"]["name"] == "dps" and sidecar["steps"] == 6 and sidecar["nfe"] == 6
     assert sidecar["operator"]["name"] == "inpaint" and sidecar["operator"]["params"]["mask"] == "box"
     out = tmp_path / "out"
     assert runner.invoke(app, args(inputs, out, prior_dir, "--batch-size", "2")).exit_code == 0
@@ -312,7 +313,7 @@ def test_manifest_rows_with_masks_and_degrade_sidecars(inputs, prior_dir, tmp_pa
     result = runner.invoke(app, ["batch", str(tmp_path / "list.csv"), "-o", str(out), "--op", "inpaint", *base])
     assert result.exit_code == 0, result.output
     sidecar = json.loads((out / "restored/a.json").read_text())
-    assert sidecar["operator"]["name"] == "inpaint" and sidecar["input"]["key"] == "restored/a"
+    assert sidecar["operator"]["name"] == "inpaint" and sidecar["invocation"]["key"] == "restored/a"
 
     degraded = tmp_path / "degraded"
     for name in ("a", "b"):
@@ -328,7 +329,7 @@ def test_manifest_rows_with_masks_and_degrade_sidecars(inputs, prior_dir, tmp_pa
     q = 1 / (255 * 12**0.5)
     assert first["operator"]["name"] == "sr" and first["quantization_sigma"] == q
     assert first["operator"]["params"]["noise"]["sigma"] == pytest.approx((0.01**2 + q**2) ** 0.5, rel=1e-12)
-    assert first["image"]["shape"] == [1, 3, 16, 16]  # the 8x8 measurement restored to the image size
+    assert first["outputs"]["image"]["shape"] == [1, 3, 16, 16]  # the 8x8 measurement restored to the image size
     assert (out2 / "bee.png").is_file()
     # a folder of degrade outputs without --op: the same items, keyed by the sidecars' names
     out3 = tmp_path / "out3"

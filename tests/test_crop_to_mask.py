@@ -56,7 +56,7 @@ def test_large_photo_costs_its_boxes_and_keeps_known_pixels_bit_for_bit(prior):
     holes = [(100, 120, 20, 30), (900, 700, 10, 10)]
     known = known_with_holes(height, width, holes)
     shapes = Shapes()
-    result = restore.inpaint(photo, known, prior=prior, steps=2, seed=0, listeners=[shapes])
+    result = restore.inpaint(photo, 1 - known, prior=prior, steps=2, seed=0, listeners=[shapes])  # 1 = fill
     assert shapes.shapes == [(3, 20 + 2 * PADDING, 30 + 2 * PADDING), (3, 10 + 2 * PADDING, 10 + 2 * PADDING)]
     fill = known[0].numpy() == 0
     assert np.array_equal(result.image[~fill], photo[~fill])
@@ -69,14 +69,14 @@ def test_crop_to_mask_on_a_small_image_with_samples(prior):
     photo = np.random.default_rng(1).integers(0, 65536, (200, 260, 3), dtype=np.uint16)
     known = known_with_holes(200, 260, [(90, 100, 12, 12)])
     shapes = Shapes()
-    result = restore.inpaint(photo, known, prior=prior, steps=2, seed=3, samples=2, crop_to_mask=True,
+    result = restore.inpaint(photo, 1 - known, prior=prior, steps=2, seed=3, samples=2, crop_to_mask=True,
                              listeners=[shapes])
     assert shapes.shapes == [(3, 12 + 2 * PADDING, 12 + 2 * PADDING)]
     fill = known[0].numpy() == 0
     for image in (result.image, *result.samples):
         assert image.dtype == np.uint16 and np.array_equal(image[~fill], photo[~fill])
     assert result.std[~fill].max() == 0 and result.std[fill].max() > 0
-    assert restore.inpaint(photo, known, prior=prior, steps=2, seed=0, listeners=[shapes]).provenance.get(
+    assert restore.inpaint(photo, 1 - known, prior=prior, steps=2, seed=0, listeners=[shapes]).provenance.get(
         "crop_to_mask") is None  # small image, default: the whole image
     assert shapes.shapes[-1] == (3, 200, 260)
 

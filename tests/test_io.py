@@ -124,8 +124,8 @@ def test_truncated_jpeg_and_multipage_tiff_are_refused(tmp_path):
 @pytest.mark.parametrize(
     "array, message",
     [
-        (np.full((4, 4), 1.5), r"\[0, 1\]"),
-        (np.full((4, 4), np.nan), r"\[0, 1\]"),
+        (np.full((4, 4), np.inf), "finite"),
+        (np.full((4, 4), np.nan), "finite"),
         (np.zeros((4, 4), np.uint8), "floats"),
         (np.zeros((2, 3, 4, 4)), "1, C, H, W"),
     ],
@@ -134,6 +134,18 @@ def test_bad_npy_images_are_errors(tmp_path, array, message):
     np.save(tmp_path / "bad.npy", array)
     with pytest.raises(ValueError, match=message):
         rio.read_image(tmp_path / "bad.npy")
+
+
+def test_float_measurements_outside_0_1_are_read_as_they_are(tmp_path):
+    """A noisy float measurement leaves [0, 1]; .npy and float TIFF files keep its values."""
+    noisy = np.linspace(-0.25, 1.25, 16, dtype=np.float32).reshape(1, 4, 4)
+    np.save(tmp_path / "y.npy", noisy)
+    loaded = rio.load_image(tmp_path / "y.npy")
+    assert loaded.bits == 32 and np.array_equal(loaded.image[0].numpy(), noisy)
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "y.tif", noisy[0])
+    assert np.array_equal(rio.read_image(tmp_path / "y.tif")[0].numpy(), noisy)
 
 
 def test_unsupported_missing_or_unwritable_kinds(tmp_path):

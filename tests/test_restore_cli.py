@@ -59,12 +59,13 @@ def test_inpaint_samples_std_sidecar_and_byte_identical_reruns(work, prior):
     fill = rio.read_image(work / "mask.png")[0, 0].numpy() > 0.5
     assert std.shape == (3, 16, 20) and np.all(std[:, ~fill] == 0) and std[:, fill].mean() > 0
     sidecar = json.loads((work / "a.json").read_text())
-    assert sidecar["command"] == "inpaint" and sidecar["seed"] == 7 and sidecar["steps"] == 3 and sidecar["nfe"] == 3
+    assert sidecar["invocation"]["command"] == "inpaint" and sidecar["seed"] == 7 and sidecar["steps"] == 3 and sidecar["nfe"] == 3
     assert sidecar["strategy"]["name"] == "ddnm+" and "eta" in sidecar["strategy"]["params"]
     assert sidecar["prior"]["spec"] == prior and len(sidecar["prior"]["weights_sha256"]) == 64
-    assert sidecar["torch_version"] == torch.__version__ and sidecar["device"] == "cpu" and sidecar["dtype"] == "float32"
+    assert sidecar["versions"]["torch"] == torch.__version__ and sidecar["device"] == "cpu" and sidecar["dtype"] == "float32"
+    assert sidecar["format"] == "restore-run" and sidecar["schema_version"] == 1
     assert sidecar["input"]["sha256"] == rio.sha256_file(work / "img.png")
-    mask = np.load(work / sidecar["operator"]["tensors"]["mask"])  # the operator's tensor, saved beside
+    mask = np.load(work / sidecar["outputs"]["tensors"]["mask"])  # the operator's tensor, saved beside
     assert np.array_equal(mask[0] > 0.5, ~fill)
     mean = rio.read_image(work / "a.png")
     assert torch.equal(mean[..., ~torch.from_numpy(fill)], rio.read_image(work / "img.png")[..., ~torch.from_numpy(fill)])
@@ -125,7 +126,7 @@ def test_json_output_and_previews(work, prior):
     result = ok("inpaint", "img.png", "--mask", "mask.png", "--prior", prior, "--steps", 4, "--seed", 0, "--json",
                 "--preview", "prev", "--preview-every", 2, "-o", "j.png")
     report = json.loads(result.output)
-    assert report["outputs"]["image"] == "j.png"
+    assert report["outputs"]["image"]["file"] == "j.png"
     assert sorted(p.name for p in (work / "prev").iterdir()) == ["step-0002.png", "step-0004.png"]
 
 
@@ -163,7 +164,7 @@ BAD = [
     (["inpaint", "img.png", "--mask", "mask.png", "-o", "file/out.png"], "is a file, not a folder"),
     (["inpaint", "img.png", "--mask", "mask.png", "-o", "out.gif"], ".gif"),
     (["deblur", "img.png", "--kernel", "gaussian:inf"], "finite"),
-    (["deblur", "img.png", "--kernel", "blob"], "gaussian:SIGMA"),
+    (["deblur", "img.png", "--kernel", "blob"], "gaussian[:STD[:SIZE]]"),
     (["sr", "img.png", "--scale", "2", "--device", "cuda:9"], "cuda"),
     (["inpaint", "img.png", "--mask", "mask.png", "--quality", "best"], "--quality"),
     (["run", "--from", "text.png"], "not valid JSON"),
@@ -200,7 +201,7 @@ def test_unknown_prior_channel_mismatch_divergence_and_memory(work, prior, tmp_p
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
 
-    monkeypatch.setattr("restore.api.restore_tensor", out_of_memory)
+    monkeypatch.setattr("restore.pipeline.run", out_of_memory)
     result = invoke("inpaint", "img.png", "--mask", "mask.png", "--prior", prior)
     assert result.exit_code == 2 and "out of memory on cpu: a batch of 1 image(s) of 16x20" in result.output
     assert "about 11x14 pixels" in result.output

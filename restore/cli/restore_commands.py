@@ -1,17 +1,19 @@
 """The restoration commands: ``restore inpaint | deblur | sr | denoise | colorize | run``.
 
-Each reads an already-degraded image, builds the operator, restores through
-:func:`restore.api.restore_tensor` (the engine's ``solve``) and writes, atomically and
-all or nothing (:func:`restore.files.all_or_nothing`):
+Each is a thin front door over :mod:`restore.pipeline`: it builds the operator from its
+options, reads the :class:`~restore.pipeline.Measurement` (``run --from``: a degrade
+sidecar), restores with :func:`restore.pipeline.run` and writes with
+:func:`restore.pipeline.write_outputs`, atomically and all or nothing
+(:func:`restore.files.all_or_nothing`):
 
 * ``OUT`` (default ``<image stem>_restored`` in the current folder, in the input's format,
   bit depth and channels; JPEG inputs give PNG), the posterior mean of ``--samples``;
 * with ``--samples N > 1``: ``OUT.sample-K`` for each sample, ``OUT.std.npy`` (the exact
   per-pixel standard deviation) and ``OUT.std.png`` (its channel mean, coloured, with a
   colour bar);
-* ``OUT.json``, the provenance sidecar (versions, device, dtype, prior spec and weights
-  SHA-256, operator with parameters and its tensors saved beside as ``OUT.NAME.npy``,
-  strategy with hyperparameters, steps, NFE, seed, wall time, inputs with SHA-256).
+* ``OUT.json``, the run record (docs/RUN_RECORD.md: versions, device, dtype, prior spec and
+  weights SHA-256, input with SHA-256, operator with parameters and its tensors saved beside
+  as ``OUT.NAME.npy``, strategy with hyperparameters, steps, NFE, seeds, wall time).
 
 User mistakes end with one line on stderr and exit status 2 (:func:`user_errors`).
 """
@@ -21,7 +23,6 @@ import contextlib
 import json
 import math
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Iterator, List, Optional
 
@@ -33,22 +34,23 @@ from restore.cli.operator_commands import PARAM_HELP, check_image_file, parse_pa
 from restore.cropping import AUTO_PIXELS, PADDING  # noqa: E402  (facts only: no torch)
 from restore.strategies.catalog import DEFAULTS  # noqa: E402  (facts only: no torch)
 
-def _default(kind: str, quality: str) -> str:
-    name, steps = DEFAULTS[kind][quality]
-    return f"{name}" + (f" at {steps} steps" if steps > 1 else " (1 NFE)")
+def _default(kind: str, quality: str, target: str = "fidelity") -> str:
+    choice = DEFAULTS[kind][target][quality]
+    mean = f", mean of {choice.samples} samples" if choice.samples > 1 else ""
+    return f"{choice.method}" + (f" at {choice.steps} steps{mean}" if choice.steps > 1 else " (1 NFE)")
 
 
 DEFAULT_HELP = (
-    "Strategy (see `restore list`). Default (restore.strategies.catalog.default_method, chosen on the natural-image "
-    f"benchmark with the embedded prior, fast on a CPU, no backward pass): denoise {_default('denoise', 'fast')}, "
-    f"the posterior mean; inpaint {_default('mask', 'fast')}; sr, circular deblur, colorize "
-    f"{_default('svd', 'fast')}; other operators {_default('other', 'fast')}."
+    "Strategy (see `restore list`). Default (restore.strategies.catalog.default_run, chosen on the natural-image "
+    "benchmark with the embedded prior, fast on a CPU; --target fidelity): denoise "
+    f"{_default('denoise', 'fast')}, the posterior mean; inpaint {_default('inpaint', 'fast')}; sr "
+    f"{_default('sr', 'fast')}; circular deblur {_default('deblur', 'fast')}; colorize {_default('svd', 'fast')}; "
+    f"other operators {_default('other', 'fast')}."
 )
 QUALITY_HELP = (
-    f"fast (default) or high: inpaint {_default('mask', 'high')}, sr / deblur / colorize {_default('svd', 'high')}, "
-    f"other operators {_default('other', 'high')}; about {DEFAULTS['svd']['high'][1] // DEFAULTS['svd']['fast'][1]}x "
-    f"the network evaluations of fast ({DEFAULTS['other']['high'][1] // DEFAULTS['other']['fast'][1]}x for DPS, "
-    "plus a backward pass per step)."
+    f"fast (default) or high, the budget within the target: inpaint {_default('inpaint', 'high')}, sr "
+    f"{_default('sr', 'high')}, deblur {_default('deblur', 'high')}, other operators {_default('other', 'high')} "
+    "(--target fidelity; docs/STRATEGIES.md lists both targets)."
 )
 PRIOR = typer.Option("default", "--prior", help="Prior spec: default (the embedded natural-image prior), "
                      "unet:DIR, adm:PATH[:PRESET], diffusers:DIR, gaussian:SHAPE, gmm:D. A grey image with a colour "
@@ -71,8 +73,11 @@ PREVIEW_EVERY = typer.Option(5, "--preview-every", min=1, help="Steps between pr
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar and no messages (errors still go to stderr).")
 JSON = typer.Option(False, "--json", help="Print the sidecar as JSON on stdout (implies no progress bar).")
 
-MASK_HELP = ("Mask image where WHITE marks the region to fill (diffusers / LaMa convention), or a .npy mask "
-             "(1 = known). Example: restore inpaint photo.png --mask holes.png -o filled.png")
+KERNEL_HELP = ("gaussian[:STD[:SIZE]] (std 3, size 2 ceil(3 std) + 1 by default), motion[:SEED[:SIZE]] (size 61), "
+               "or a kernel file (.npy, or a greyscale image), normalized to sum 1.")
+MASK_HELP = ("Mask where WHITE (or 1, in a .npy mask) marks the region to fill (diffusers / IOPaint / LaMa convention; "
+             "the Python API reads masks the same way); black / 0 = known, no other values. "
+             "Example: restore inpaint photo.png --mask holes.png -o filled.png")
 
 
 @contextlib.contextmanager
@@ -112,103 +117,46 @@ def out_of_memory_message(shape: Any, samples: int, device: Any) -> str:
             "or use --device cpu")
 
 
-def default_output(image: Path) -> Path:
-    suffix = image.suffix.lower()
+def default_output(measurement: Path) -> Path:
+    """``<stem>_restored`` in the measurement's format (JPEG: PNG, never re-compressed)."""
+    suffix = measurement.suffix.lower()
     if suffix in (".jpg", ".jpeg"):
         suffix = ".png"
-    return Path(f"{image.stem}_restored{suffix}")
-
-
-def sibling(output: Path, tag: str, suffix: Optional[str] = None) -> Path:
-    """``out.png`` -> ``out.<tag><suffix or .png>``."""
-    return output.with_name(f"{output.stem}.{tag}{suffix or output.suffix}")
-
-
-def std_figure(std: Any) -> Any:
-    """The channel mean of a (C, H, W) standard-deviation map coloured (viridis anchor
-    colours, linear between them, 0 at the bottom of the scale and the map's maximum at the
-    top) with a labelled colour bar on the right: an RGB uint8 array (H', W', 3)."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    anchors = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float64)
-    values = std.double().mean(dim=0).numpy()
-    top = float(values.max())
-    scale = values / top if top > 0 else values
-
-    def colour(v: Any) -> Any:
-        position = np.clip(v, 0, 1) * (len(anchors) - 1)
-        low = np.minimum(position.astype(int), len(anchors) - 2)
-        t = (position - low)[..., None]
-        return (anchors[low] * (1 - t) + anchors[low + 1] * t).round().astype(np.uint8)
-
-    h, w = values.shape
-    bar_h = max(h, 64)
-    canvas = np.full((bar_h, w + 70, 3), 255, np.uint8)
-    canvas[:h, :w] = colour(scale)
-    ramp = np.linspace(1, 0, bar_h)[:, None].repeat(12, axis=1)
-    canvas[:, w + 6:w + 18] = colour(ramp)
-    figure = Image.fromarray(canvas)
-    draw = ImageDraw.Draw(figure)
-    draw.text((w + 22, 0), f"{top:.3g}", fill=(0, 0, 0))
-    draw.text((w + 22, bar_h - 11), "0", fill=(0, 0, 0))
-    draw.text((w + 22, bar_h // 2 - 5), "std", fill=(0, 0, 0))
-    return np.asarray(figure)
-
-
-class Inputs:
-    """The image a command restores: pixels, bit depth, alpha, and where it came from."""
-
-    def __init__(self, path: Optional[Path], image: Any, bits: int, alpha: Any = None) -> None:
-        self.path, self.image, self.bits, self.alpha = path, image, bits, alpha
-
-    @classmethod
-    def read(cls, path: Path) -> "Inputs":
-        from restore.operators.io import load_image
-
-        loaded = load_image(path)
-        return cls(path, loaded.image, loaded.bits, loaded.alpha)
+    return Path(f"{measurement.stem}_restored{suffix}")
 
 
 def run_restoration(
-    *, inputs: Inputs, operator: Any, op_name: str, prior: str, method: Optional[str], quality: str,
+    *, measurement: Any, command: str, prior: str, method: Optional[str], quality: str,
     steps: Optional[int], seed: Optional[int], device: str, dtype: str, output: Optional[Path],
     param: Optional[List[str]], samples: int, preview: Optional[Path], preview_every: int, quiet: bool,
-    as_json: bool, extra: Optional[dict[str, Any]] = None, crop_to_mask: Optional[bool] = None,
+    as_json: bool, crop_to_mask: Optional[bool] = None,
 ) -> None:
-    """What every restoration command does once its operator is built (module docstring)."""
+    """What every restoration command does once its measurement is read: one run of
+    :func:`restore.pipeline.run`, then :func:`restore.pipeline.write_outputs` (module docstring)."""
     import torch
 
-    from restore.api import load, pick_device, pick_dtype, restore_tensor, with_quantization_noise
+    from restore import pipeline
+    from restore.api import load, pick_device, pick_dtype
     from restore.cli.progress import Preview, ProgressBar
-    from restore.cropping import restore_around_mask
     from restore.files import check_target
     from restore.plugins import default_registry
 
     if quality not in ("fast", "high"):
         raise fail(f"--quality must be fast or high, got {quality!r}")
     params = parse_params(param)
-    if output is None:
-        if inputs.path is None:
-            raise fail("give -o OUTPUT")
-        output = default_output(inputs.path)
+    output = output or default_output(measurement.path)
     suffix = output.suffix.lower()
     if suffix not in (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".npy"):
         raise fail(f"-o {output}: write the result as .png, .tif, .jpg or .npy, not {suffix or 'no suffix'!r}")
-    bits = inputs.bits if suffix in (".tif", ".tiff") else min(inputs.bits, 8 if suffix in (".jpg", ".jpeg") else 16)
-    if inputs.bits == 32 and suffix == ".png":
-        raise fail(f"-o {output}: the input holds float32 samples, which PNG cannot; write .tif or .npy")
     check_target(output)
-    if inputs.path is not None and inputs.path.resolve() in (output.resolve(), output.with_suffix(".json").resolve()):
-        raise fail(f"-o {output} would overwrite the input {inputs.path}; choose another output name")
+    for given in (measurement.path, measurement.sidecar):
+        if given is not None and given.resolve() in (output.resolve(), output.with_suffix(".json").resolve()):
+            raise fail(f"-o {output} would overwrite the input {given}; choose another output name")
     registry = default_registry()
     torch_device, torch_dtype = pick_device(device), pick_dtype(dtype)
     if torch_device.type == "cuda" and not torch.cuda.is_available():
         raise fail("--device cuda: CUDA is not available on this machine; use --device cpu")
     loaded_prior = load(prior, registry, torch_device, torch_dtype)
-    operator, quantization = with_quantization_noise(operator, inputs.bits)
-    if quantization:
-        extra = {**(extra or {}), "quantization_sigma": quantization}
     listeners: list[Any] = []
     if not (quiet or as_json) and sys.stderr.isatty():
         listeners.append(ProgressBar())
@@ -220,123 +168,49 @@ def run_restoration(
         viewer = Preview(preview, preview_every, to_image)
         listeners.append(viewer)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            def run(y: Any, run_op: Any, run_seed: Optional[int]) -> dict[str, Any]:
-                return restore_tensor(y, run_op, loaded_prior, method=method, steps=steps, seed=run_seed,
-                                      samples=samples, device=torch_device, dtype=torch_dtype, params=params,
-                                      quality=quality, listeners=listeners, registry=registry, prior_spec=prior)
-
-            out = restore_around_mask(inputs.image, operator, run, seed, crop_to_mask)
+        done = pipeline.run(measurement, loaded_prior, prior_spec=prior, method=method, steps=steps, seed=seed,
+                            samples=samples, device=torch_device, dtype=torch_dtype, params=params, quality=quality,
+                            listeners=listeners, registry=registry, crop_to_mask=crop_to_mask)
     except BaseException as exc:
         for path in viewer.written if viewer else []:
             path.unlink(missing_ok=True)
         if is_out_of_memory(exc):
-            raise fail(out_of_memory_message(inputs.image.shape, samples, torch_device))
+            raise fail(out_of_memory_message(measurement.y.shape, samples, torch_device))
         raise
     finally:
         for listener in listeners:
             getattr(listener, "close", lambda: None)()
-    notes = list(dict.fromkeys(str(w.message).splitlines()[0] for w in caught))
     if not (quiet or as_json):
-        for note in notes:
+        for note in done.warnings:
             typer.secho(f"warning: {note}", fg=typer.colors.YELLOW, err=True)
-    sidecar: dict[str, Any] = {"format": "restore-result", "version": 1, "command": op_name,
-                               "argv": sys.argv[1:], **out["provenance"], "warnings": notes, **(extra or {})}
-    if viewer is not None:
-        sidecar["previews"] = [str(p) for p in viewer.written]
-    write_outputs(output, out, inputs, operator, bits, sidecar)
+    extra = {"previews": [str(p) for p in viewer.written]} if viewer is not None else {}
+    record = pipeline.write_outputs(output, done, 0, [measurement], extra=extra,
+                                    invocation={"interface": "cli", "command": command, "argv": sys.argv[1:]})
     if as_json:
-        typer.echo(json.dumps(sidecar, indent=2))
+        typer.echo(json.dumps(record, indent=2))
     elif not quiet:
-        p = out["provenance"]
-        typer.echo(f"wrote {output} and {output.with_suffix('.json')} ({p['strategy']['name']}, {p['steps']} steps, "
-                   f"{p['nfe']} NFE, seed {p['seed']}, {p['seconds']:.1f} s)")
+        typer.echo(f"wrote {output} and {output.with_suffix('.json')} ({record['strategy']['name']}, "
+                   f"{record['steps']} steps, {record['nfe']} NFE, seed {record['seed']}, {record['seconds']:.1f} s)")
 
 
-def write_outputs(output: Path, out: dict[str, Any], inputs: Inputs, operator: Any, bits: int,
-                  sidecar: dict[str, Any]) -> None:
-    """Write the mean, the samples and std maps (more than one sample), the operator's
-    tensors and the sidecar (filled in with the inputs and outputs), all or nothing."""
-    import torch
+def read_file(image: Path, operator: Any, noise: Any = None) -> Any:
+    """The measurement ``image`` under ``operator`` (:func:`restore.pipeline.read_file`)."""
+    from restore import pipeline
 
-    from restore.files import all_or_nothing
-    from restore.operators.io import sha256_file, write_array, write_image, write_json
-
-    mean, draws, std = out["mean"], out["samples"], out["std"]
-    alpha = inputs.alpha
-    if alpha is not None and alpha.shape[-2:] != mean.shape[-2:]:  # super-resolution of an opaque image
-        alpha = torch.ones((1, 1, *mean.shape[-2:]))
-
-    def write(path: Path, x: Any) -> str:
-        if path.suffix.lower() == ".npy":
-            return write_array(path, x).name
-        return write_image(path, x, bits=bits, alpha=alpha).name
-
-    with all_or_nothing():
-        files: dict[str, Any] = {"image": write(output, mean)}
-        if len(draws) > 1:
-            files["samples"] = [write(sibling(output, f"sample-{k}"), draw) for k, draw in enumerate(draws)]
-            files["std"] = write_array(sibling(output, "std", ".npy"), std[0]).name
-            figure = torch.from_numpy(std_figure(std[0]).copy()).permute(2, 0, 1)[None].float() / 255
-            files["std_figure"] = write_image(sibling(output, "std", ".png"), figure).name
-        sidecar["operator"]["tensors"] = {name: write_array(sibling(output, name, ".npy"), t).name
-                                          for name, t in operator.tensors().items()}
-        sidecar["input"] = None if inputs.path is None else {"path": str(inputs.path),
-                                                             "sha256": sha256_file(inputs.path), "bits": inputs.bits}
-        sidecar["outputs"] = files
-        write_json(output.with_suffix(".json"), sidecar)
-
-
-def check_mask(operator: Any, image: Any) -> None:
-    """Refuse a user mask of another size, one that marks nothing to fill, or one that fills everything."""
-    mask = getattr(operator, "user_mask", None)
-    if mask is None:
-        return
-    h, w = image.shape[-2:]
-    if tuple(mask.shape[-2:]) != (h, w):
-        raise fail(f"the mask is {mask.shape[-2]}x{mask.shape[-1]} pixels but the image is {h}x{w}; "
-                   "give a mask of the image's size")
-    known = float(mask.mean())
-    if known == 1:
-        raise fail("the mask is empty: it marks no pixel to fill (white = fill), so there is nothing to restore; "
-                   "pass --mask-white-known if white marks the known pixels")
-    if known == 0:
-        raise fail("the mask covers the whole image: no pixel is known, so this is not inpainting; "
-                   "pass --mask-white-known if white marks the known pixels")
+    return pipeline.read_file(image, operator, noise=noise)
 
 
 def make_operator(name: str, params: dict[str, Any], noise: Optional[float]) -> Any:
+    """Operator ``name`` from parameters as users give them (:func:`restore.api.user_options`:
+    masks 1 / white = fill, the kernel grammar), with Gaussian noise ``noise``; clear exits."""
+    from restore.api import user_options
     from restore.cli.operator_commands import build_operator, check_keywords, load_operator_factory
 
     if noise is not None:
         params = {**params, "noise": {"kind": "gaussian", "sigma": noise}}
     _, factory = load_operator_factory(name)
     check_keywords(name, factory, params, {})
-    return build_operator(name, factory, params)
-
-
-def kernel_params(spec: str) -> dict[str, Any]:
-    """``gaussian:SIGMA[:SIZE]``, ``motion:SEED[:SIZE]`` or a kernel file -> blur parameters.
-    A Gaussian's support defaults to 2 ceil(3 sigma) + 1 pixels, a motion kernel's to 31."""
-    kind, _, rest = spec.partition(":")
-    if kind in ("gaussian", "motion") and rest:
-        value, _, size = rest.partition(":")
-        try:
-            number = float(value) if kind == "gaussian" else int(value)
-            side = int(size) if size else None
-        except ValueError:
-            raise fail(f"--kernel {spec!r}: expected gaussian:SIGMA[:SIZE] or motion:SEED[:SIZE] with numbers")
-        if kind == "gaussian":
-            if not (math.isfinite(number) and number > 0):
-                raise fail(f"--kernel {spec!r}: the Gaussian's sigma must be a finite number > 0")
-            return {"kernel": "gaussian", "std": number, "size": side or 2 * math.ceil(3 * number) + 1}
-        return {"kernel": "motion", "seed": number, "size": side or 31}
-    path = Path(spec)
-    if not path.is_file():
-        raise fail(f"--kernel {spec!r}: not gaussian:SIGMA, motion:SEED or an existing .npy / image file")
-    check_image_file(spec, "--kernel")
-    return {"kernel": str(path)}
+    return build_operator(name, factory, user_options(factory, params))
 
 
 @app.command("inpaint")
@@ -357,11 +231,9 @@ def inpaint(
     Example: restore inpaint photo.png --mask holes.png -o filled.png
     (a mask whose white pixels are the known ones: add --mask-white-known)."""
     with user_errors():
-        inputs = Inputs.read(image)
         check_image_file(str(mask), "--mask")
         operator = make_operator("inpaint", {"mask": str(mask), "invert": mask_white_known}, noise)
-        check_mask(operator, inputs.image)
-        run_restoration(inputs=inputs, operator=operator, op_name="inpaint", crop_to_mask=crop_to_mask,
+        run_restoration(measurement=read_file(image, operator), command="inpaint", crop_to_mask=crop_to_mask,
             prior=prior, method=method, quality=quality, steps=steps, seed=seed, device=device, dtype=dtype,
             output=output, param=param, samples=samples, preview=preview, preview_every=preview_every,
             quiet=quiet, as_json=as_json)
@@ -370,8 +242,7 @@ def inpaint(
 @app.command("deblur")
 def deblur(
     image: Path = typer.Argument(..., help="Blurred image."),
-    kernel: str = typer.Option(..., "--kernel", help="gaussian:SIGMA[:SIZE], motion:SEED[:SIZE], or a kernel file "
-                               "(.npy, or a greyscale image), normalized to sum 1."),
+    kernel: str = typer.Option(..., "--kernel", help=KERNEL_HELP),
     boundary: str = typer.Option("circular", "--boundary", help="circular (has an SVD: fast methods), reflect or valid."),
     prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, steps: Optional[int] = STEPS,
     seed: Optional[int] = SEED, device: str = DEVICE, dtype: str = DTYPE, output: Optional[Path] = OUTPUT,
@@ -380,9 +251,8 @@ def deblur(
 ) -> None:
     """Remove a known blur."""
     with user_errors():
-        inputs = Inputs.read(image)
-        operator = make_operator("blur", {**kernel_params(kernel), "boundary": boundary}, noise)
-        run_restoration(inputs=inputs, operator=operator, op_name="deblur",
+        operator = make_operator("blur", {"kernel": kernel, "boundary": boundary}, noise)
+        run_restoration(measurement=read_file(image, operator), command="deblur",
             prior=prior, method=method, quality=quality, steps=steps, seed=seed, device=device, dtype=dtype,
             output=output, param=param, samples=samples, preview=preview, preview_every=preview_every,
             quiet=quiet, as_json=as_json)
@@ -400,11 +270,8 @@ def sr(
 ) -> None:
     """Super-resolve an image by an integer factor."""
     with user_errors():
-        inputs = Inputs.read(image)
-        if inputs.alpha is not None and not bool((inputs.alpha == 1).all()):
-            raise fail(f"{image}: super-resolving an image with transparency is not supported; flatten it first")
         operator = make_operator("sr", {"scale": scale, "method": kernel}, noise)
-        run_restoration(inputs=inputs, operator=operator, op_name="sr",
+        run_restoration(measurement=read_file(image, operator), command="sr",
             prior=prior, method=method, quality=quality, steps=steps, seed=seed, device=device, dtype=dtype,
             output=output, param=param, samples=samples, preview=preview, preview_every=preview_every,
             quiet=quiet, as_json=as_json)
@@ -423,21 +290,15 @@ def denoise(
     quiet: bool = QUIET, as_json: bool = JSON,
 ) -> None:
     """Remove Gaussian noise (its level given, or estimated from the image)."""
-    from restore.api import estimate_sigma
-
     with user_errors():
         if sigma is not None and noise is not None and sigma != noise:
             raise fail(f"--sigma {sigma} and --noise {noise} disagree; give one")
-        inputs = Inputs.read(image)
         level = sigma if sigma is not None else noise
-        extra = {}
-        if level is None:
-            level = estimate_sigma(inputs.image)
-            extra = {"sigma_estimated": level}
-            if not as_json:
-                typer.echo(f"estimated noise sigma: {level:.4f} (on [0, 1]; pass --sigma to override)", err=quiet)
-        operator = make_operator("denoise", {}, level)
-        run_restoration(inputs=inputs, operator=operator, op_name="denoise", extra=extra,
+        measurement = read_file(image, make_operator("denoise", {}, level), noise="estimate" if level is None else None)
+        if measurement.sigma_estimated is not None and not as_json:
+            typer.echo(f"estimated noise sigma: {measurement.sigma_estimated:.4f} (on [0, 1]; pass --sigma to "
+                       "override)", err=quiet)
+        run_restoration(measurement=measurement, command="denoise",
             prior=prior, method=method, quality=quality, steps=steps, seed=seed, device=device, dtype=dtype,
             output=output, param=param, samples=samples, preview=preview, preview_every=preview_every,
             quiet=quiet, as_json=as_json)
@@ -454,14 +315,8 @@ def colorize(
 ) -> None:
     """Colour a grey image (the result has 3 channels)."""
     with user_errors():
-        inputs = Inputs.read(image)
-        x = inputs.image
-        if x.shape[1] == 3 and bool((x[:, :1] == x).all()):
-            inputs.image = x[:, :1].contiguous()
-        elif x.shape[1] != 1:
-            raise fail(f"{image}: colorize takes a grey image; this one has {x.shape[1]} channels that differ")
         operator = make_operator("colorize", {"weights": weights}, noise)
-        run_restoration(inputs=inputs, operator=operator, op_name="colorize",
+        run_restoration(measurement=read_file(image, operator), command="colorize",
             prior=prior, method=method, quality=quality, steps=steps, seed=seed, device=device, dtype=dtype,
             output=output, param=param, samples=samples, preview=preview, preview_every=preview_every,
             quiet=quiet, as_json=as_json)
@@ -480,8 +335,7 @@ def run(
     preview: Optional[Path] = PREVIEW, preview_every: int = PREVIEW_EVERY, quiet: bool = QUIET, as_json: bool = JSON,
 ) -> None:
     """Restore with any operator: IMG --op NAME --op-param KEY=VALUE, or --from y.json."""
-    from restore.operators.io import load_measurement
-    from restore.plugins import default_registry
+    from restore.pipeline import read_sidecar
 
     with user_errors():
         if (source is None) == (op is None):
@@ -489,22 +343,12 @@ def run(
         if source is not None:
             if image is not None or op_param or noise is not None:
                 raise fail("--from y.json brings its image, operator and noise; drop IMG, --op-param and --noise")
-            measurement = load_measurement(source, default_registry())
-            entry = measurement.sidecar["measurement"]
-            path = source.parent / entry["file"]
-            inputs = Inputs(path, measurement.y.float(), int(entry.get("bits", 8)))
-            output = output or Path(f"{path.stem}_restored.png")
-            operator, name, extra = measurement.operator, measurement.sidecar["operator"], {"measurement": str(source)}
-            shape = measurement.sidecar.get("input_shape")
-            if shape is not None and operator.shape is None:
-                operator = operator.bound_to(shape[1:])
+            measurement = read_sidecar(source)
         else:
             if image is None:
                 raise fail("give the image to restore, or --from y.json")
-            inputs = Inputs.read(image)
-            operator, name, extra = make_operator(op, parse_params(op_param), noise), op, {}
-            check_mask(operator, inputs.image)
-        run_restoration(inputs=inputs, operator=operator, op_name=name, extra=extra,
+            measurement = read_file(image, make_operator(op, parse_params(op_param), noise))
+        run_restoration(measurement=measurement, command="run",
             prior=prior, method=method, quality=quality, steps=steps, seed=seed, device=device, dtype=dtype,
             output=output, param=param, samples=samples, preview=preview, preview_every=preview_every,
             quiet=quiet, as_json=as_json)

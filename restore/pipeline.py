@@ -1,0 +1,622 @@
+"""One restoration pipeline behind the Python API, the restoration commands and ``restore batch``.
+
+    Measurement  ->  run(...)  ->  Run (images, samples, std, one run record per measurement)
+                                   -> write_outputs (image files + the run record as a sidecar)
+
+* :class:`Measurement`: what is restored, read once by one of three readers --
+  :func:`read_file` (an image file and an operator), :func:`read_sidecar` (a
+  ``restore degrade`` sidecar: its exact operator) and :func:`from_array` (a tensor, array
+  or PIL image and an operator).  It holds y (B, C, H', W') on [0, 1] (float measurements
+  may lie outside: noise), the operator with its noise, the shape (C, H, W) of the image
+  behind y, the bit depth of the data (8 / 16 for integer samples, 32 for floats), the alpha
+  channel set aside, the input's SHA-256 and the quantization noise added for its bit depth
+  (:func:`with_quantization_noise`).  Operators whose measurement does not tell the image
+  size (phase retrieval, compressed sensing) are bound to the shape a sidecar records.
+* :func:`run`: plans (image shape, channel spreading, default method and steps:
+  :func:`plan_run`), seeds (item k of the run draws from its own generator seeded
+  ``seeds[k]``; by default ``seed + k``), solves through the engine
+  (:func:`restore.strategies.engine.solve`, box by box around the holes where
+  :mod:`restore.cropping` says so) and assembles the run records (:func:`run_record`), one
+  schema for every front door, documented key by key in ``docs/RUN_RECORD.md``.
+* :func:`write_outputs`: the image (input format and bit depth where it holds it), samples
+  and std maps, operator tensors and the record, all or nothing.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import platform
+import secrets
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+import restore as _package
+from restore.api import ImageKind, RestoreError, build_operator, load, pick_device, pick_dtype, to_tensor, with_noise
+from restore.operators import io as rio
+from restore.operators.noise import GaussianNoise, NoiseModel, PoissonNoise
+from restore.priors.base import Prior
+
+#: The run record's ``format`` and ``schema_version`` (docs/RUN_RECORD.md).
+RECORD_FORMAT = "restore-run"
+SCHEMA_VERSION = 1
+
+#: A measurement's noise: a Gaussian sigma on [0, 1], a noise dict or model, ``"estimate"``
+#: (a Gaussian sigma estimated from y: :func:`estimate_sigma`) or None (the operator's own).
+Noise = Union[float, Mapping[str, Any], NoiseModel, str, None]
+
+
+# ----------------------------------------------------------------------------- measurements
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What a run restores (module docstring).  ``y`` (B, C, H', W') float32 on the CPU;
+    ``operator`` with its noise, quantization noise included; ``shape`` (C, H, W) of the image
+    behind y; ``bits`` of the data (8, 16, or 32 for floats); ``alpha`` (B, 1, H, W) at the
+    image's size or None; ``sha256`` of the input (a file's bytes, an array's float32 values);
+    ``quantization_sigma``: q / sqrt(12) added for integer data (0 otherwise); ``path`` of the
+    measurement file and ``sidecar`` of the degrade sidecar (with its SHA-256), where they came
+    from files; ``sigma_estimated``: the noise level estimated from y, when it was."""
+
+    y: Tensor
+    operator: Any
+    shape: tuple[int, int, int]
+    bits: int
+    alpha: Optional[Tensor]
+    sha256: str
+    quantization_sigma: float = 0.0
+    path: Optional[Path] = None
+    sidecar: Optional[Path] = None
+    sidecar_sha256: Optional[str] = None
+    sigma_estimated: Optional[float] = None
+
+    def describe(self) -> dict[str, Any]:
+        """The run record's ``input`` entry."""
+        return {"path": None if self.path is None else str(self.path),
+                "sidecar": None if self.sidecar is None else str(self.sidecar),
+                "sha256": self.sha256, "sidecar_sha256": self.sidecar_sha256, "bits": self.bits,
+                "shape": list(self.y.shape), "alpha": self.alpha is not None}
+
+
+def measured(y: Tensor, operator: Any, bits: int, alpha: Optional[Tensor], sha256: str, *, where: str,
+             noise: Noise = None, **origin: Any) -> Measurement:
+    """The :class:`Measurement` of ``y`` under ``operator`` (what every reader ends with):
+    the noise set (``noise``, :data:`Noise`), the quantization noise of ``bits``-bit data
+    added, the image shape found (:func:`image_shape`) and the alpha channel checked against
+    it (an opaque one follows a change of size; a translucent one cannot)."""
+    if y.numel() == 0:
+        raise RestoreError(f"{where}: the measurement is empty (shape {tuple(y.shape)})")
+    y = one_grey_channel(y, operator, where)
+    check_user_mask(operator, y)
+    estimated = None
+    if isinstance(noise, str):
+        if noise != "estimate":
+            raise RestoreError(f"noise must be a sigma, a noise model or 'estimate', got {noise!r}")
+        noise = estimated = estimate_sigma(y)
+    operator, quantization = with_quantization_noise(with_noise(operator, noise), bits)
+    shape = image_shape(operator, y)
+    if alpha is not None and tuple(alpha.shape[-2:]) != shape[1:]:
+        if not bool((alpha == 1).all()):
+            raise RestoreError(f"{where}: has an alpha channel, which cannot be put back on the {shape[1]}x{shape[2]} "
+                               f"result of operator {operator.name!r}; flatten its transparency first")
+        alpha = torch.ones((alpha.shape[0], 1, *shape[1:]))
+    return Measurement(y, operator, shape, bits, alpha, sha256, quantization, sigma_estimated=estimated, **origin)
+
+
+def check_user_mask(operator: Any, y: Tensor) -> None:
+    """Refuse a user mask (an operator's ``user_mask``, 1 = known) of another size than the
+    image, one that marks nothing to fill, or one that fills everything."""
+    mask = getattr(operator, "user_mask", None)
+    if mask is None:
+        return
+    h, w = y.shape[-2:]
+    if tuple(mask.shape[-2:]) != (h, w):
+        raise RestoreError(f"the mask is {mask.shape[-2]}x{mask.shape[-1]} pixels but the image is {h}x{w}; "
+                           "give a mask of the image's size")
+    known = float(mask.mean())
+    if known in (0.0, 1.0):
+        what = ("the mask is empty: it marks no pixel to fill (1 / white = fill), so there is nothing to restore"
+                if known == 1 else "the mask covers the whole image: no pixel is known, so this is not inpainting")
+        raise RestoreError(f"{what}; pass --mask-white-known (mask_white_known=True) if white marks the known pixels")
+
+
+def one_grey_channel(y: Tensor, operator: Any, where: str) -> Tensor:
+    """A grey image stored with three equal channels, given to an operator that measures colour
+    images in one channel (colorization: A maps (B, 3, H, W) to (B, 1, H, W)), as its one
+    channel; three channels that differ are a :class:`RestoreError`.  Other cases: ``y``."""
+    if y.shape[1] != 3 or operator.shape is not None:
+        return y
+    try:
+        with torch.no_grad():
+            grey_of_colour = operator(torch.zeros_like(y[:1])).shape[1] == 1
+    except (ValueError, RuntimeError):
+        return y
+    if not grey_of_colour:
+        return y
+    if not bool((y == y[:, :1]).all()):
+        raise RestoreError(f"{where}: {operator.name} takes a grey image (1 channel, or 3 equal ones); this one has "
+                           "3 channels that differ")
+    return y[:, :1].contiguous()
+
+
+def read_file(path: Union[str, Path], operator: Any, *, options: Optional[Mapping[str, Any]] = None,
+              noise: Noise = None, registry: Any = None) -> Measurement:
+    """An image file (:func:`restore.operators.io.load_image`) measured by ``operator`` (a
+    registered name with ``options``, or an operator)."""
+    from restore.plugins import default_registry
+
+    loaded = rio.load_image(path)
+    op = build_operator(operator, registry or default_registry(), options)
+    return measured(loaded.image, op, loaded.bits, loaded.alpha, rio.sha256_file(path), where=str(path),
+                    noise=noise, path=Path(path))
+
+
+def read_sidecar(path: Union[str, Path], registry: Any = None) -> Measurement:
+    """A ``restore degrade`` sidecar: the measurement file it names with the exact operator
+    (:func:`restore.operators.io.load_measurement`), bound to the clean image's shape the
+    sidecar records.  Bits: a PNG's own depth; a ``.npy`` file holds exact floats (32: no
+    rounding noise)."""
+    from restore.plugins import default_registry
+
+    path = Path(path)
+    loaded = rio.load_measurement(path, registry or default_registry())
+    entry = loaded.sidecar["measurement"]
+    bits = int(entry.get("bits", 8)) if entry.get("storage") == "png" else 32
+    operator, shape = loaded.operator, loaded.sidecar.get("input_shape")
+    if shape is not None and operator.shape is None:
+        operator = operator.bound_to(shape[1:])
+    file = path.parent / entry["file"]
+    return measured(loaded.y.float(), operator, bits, None, rio.sha256_file(file), where=str(path), path=file,
+                    sidecar=path, sidecar_sha256=rio.sha256_file(path))
+
+
+def from_array(image: Any, operator: Any, *, options: Optional[Mapping[str, Any]] = None, noise: Noise = None,
+               registry: Any = None) -> tuple[Measurement, ImageKind]:
+    """A tensor, numpy array or PIL image (:func:`restore.api.to_tensor`) measured by
+    ``operator``; also the :class:`~restore.api.ImageKind` to give the result back in.  Its
+    SHA-256 is that of the float32 values (B, C, H, W) as read."""
+    from restore.plugins import default_registry
+
+    y, alpha, kind = to_tensor(image)
+    op = build_operator(operator, registry or default_registry(), options)
+    digest = hashlib.sha256(y.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+    return measured(y, op, kind.bits, alpha, digest, where="the image", noise=noise), kind
+
+
+def read(source: Union[str, Path], operator: Any = None, **options: Any) -> Measurement:
+    """A file: a ``.json`` degrade sidecar (:func:`read_sidecar`; no operator) or an image
+    file with ``operator`` (:func:`read_file`)."""
+    if Path(source).suffix.lower() == ".json":
+        if operator is not None:
+            raise RestoreError(f"{source}: a measurement sidecar brings its operator; give no operator")
+        return read_sidecar(source, options.get("registry"))
+    if operator is None:
+        raise RestoreError(f"{source}: give the operator that made this measurement")
+    return read_file(source, operator, **options)
+
+
+def with_quantization_noise(operator: Any, bits: int) -> tuple[Any, float]:
+    """The operator with the rounding error of a ``bits``-bit input file added to its Gaussian
+    noise: an integer file holds y rounded to steps of q = 1 / (2^bits - 1), an error uniform on
+    [-q/2, q/2] with standard deviation q / sqrt(12) (0.00113 for 8 bits), so the measurement's
+    noise is sqrt(sigma^2 + q^2 / 12).  Without it a "noiseless" blurred PNG is trusted to the
+    last digit and the SVD strategies divide its rounding error by singular values near zero
+    (5.5 dB on a deblurred photo, 24.5 with it).  Every :class:`Measurement` has it applied.
+    Left alone: float data (32 bits), non-Gaussian noise, and the operators whose singular
+    values are all 1 (masks and denoising), which do not amplify rounding: inpainting keeps the
+    known pixels exactly as the file has them, and a denoising sigma estimated from the image
+    already contains the rounding."""
+    unit_gain = operator.capabilities().get("is_mask") or getattr(operator, "task", None) == "denoise"
+    if bits not in (8, 16) or not isinstance(operator.noise, GaussianNoise) or unit_gain:
+        return operator, 0.0
+    q = 1.0 / ((2**bits - 1) * math.sqrt(12.0))
+    return with_noise(operator, math.hypot(operator.noise.sigma, q)), q
+
+
+def image_shape(operator: Any, y: Tensor) -> tuple[int, int, int]:
+    """(C, H, W) of the image behind measurement ``y``: the operator's bound shape if it
+    has one; for linear operators the pseudo-inverse's (super-resolution enlarges,
+    colorization adds channels); else y's, when the operator maps images of y's shape to
+    y's shape (a :class:`RestoreError` otherwise: such operators must be bound)."""
+    if operator.shape is not None:
+        return tuple(operator.shape)
+    with torch.no_grad():
+        if operator.capabilities().get("linear"):
+            return tuple(operator.pinv(y[:1]).shape[1:])
+        try:
+            same = operator(torch.zeros_like(y[:1])).shape == y[:1].shape
+        except (ValueError, RuntimeError):
+            same = False
+    if not same:
+        raise RestoreError(f"operator {operator.name!r} does not map images of the measurement's shape "
+                           f"{tuple(y.shape[1:])} to it, so the image size is unknown: bind the operator to the "
+                           "image shape (parameter shape=[C, H, W])")
+    return tuple(y.shape[1:])
+
+
+def estimate_sigma(x: Tensor) -> float:
+    """The Gaussian noise level of images ``x`` (B, C, H, W) on [0, 1]: scikit-image's
+    wavelet estimator (Donoho & Johnstone 1994: median absolute deviation of the finest
+    diagonal wavelet coefficients / 0.6745), averaged over channels and batch items."""
+    from skimage.restoration import estimate_sigma as skimage_sigma
+
+    values = [skimage_sigma(item.permute(1, 2, 0).double().numpy(), channel_axis=-1, average_sigmas=True)
+              for item in x]
+    return float(np.mean(values))
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def spread_channels(operator: Any, y: Tensor, shape: tuple[int, int, int], have: int) -> tuple[Any, Tensor]:
+    """A grey image with a ``have``-channel prior: when the operator acts on each channel alike
+    (checked: A(x replicated) = A(x) replicated), y is used in all ``have`` channels with its
+    noise variance multiplied by ``have`` (``have`` copies of one measurement carry the
+    information of one); other channel mismatches are a :class:`RestoreError`."""
+    channels, size = shape[0], shape[1:]
+    if channels != 1:
+        raise RestoreError(f"wrong channel count: the prior models {have}-channel images, the image has {channels}; "
+                           f"use a {channels}-channel prior")
+    probe = torch.rand((1, 1, *size), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with torch.no_grad():
+        try:
+            alike = torch.allclose(operator(probe.expand(1, have, *size)), operator(probe).expand(1, have, -1, -1))
+        except (ValueError, RuntimeError):
+            alike = False
+    if not alike:
+        raise RestoreError(f"wrong channel count: the prior models {have}-channel images, the image is grey, and "
+                           f"operator {operator.name!r} does not act on each channel alike; use a 1-channel prior")
+    noise = operator.noise
+    if isinstance(noise, PoissonNoise):
+        scaled: NoiseModel = PoissonNoise(noise.rate / have)
+    elif isinstance(noise, GaussianNoise):
+        scaled = GaussianNoise(noise.sigma * math.sqrt(have))
+    else:
+        raise RestoreError(f"a grey image with a {have}-channel prior needs Gaussian or Poisson noise, "
+                           f"not {type(noise).__name__}; use a 1-channel prior")
+    return with_noise(operator, scaled), y.expand(-1, have, -1, -1)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one run is set up: the operator and measurement as run (channels spread or not),
+    the image shape of a sample, the strategy with its name and steps."""
+
+    operator: Any
+    y: Tensor
+    shape: tuple[int, int, int]
+    strategy: Any
+    method: str
+    steps: Optional[int]
+    spread: bool
+
+    def gather(self, images: Tensor) -> Tensor:
+        """Samples of the run back in the input's channels (averaged back when spread)."""
+        return images.mean(dim=-3, keepdim=True) if self.spread else images
+
+
+def plan_run(operator: Any, y: Tensor, prior: Prior, *, method: Optional[str], steps: Optional[int],
+             params: Optional[Mapping[str, Any]], quality: str, registry: Any) -> Plan:
+    """The image shape behind ``y`` (:func:`image_shape`), channel spreading for a grey
+    image with a colour prior (:func:`spread_channels`), and the strategy: ``method`` or
+    :func:`restore.strategies.catalog.default_method`, whose steps apply when neither
+    ``method`` nor ``steps`` is given (else the strategy's own default)."""
+    from restore.priors.spec import prior_channels
+    from restore.strategies.catalog import default_method
+
+    shape = image_shape(operator, y)
+    run_op, run_y = operator, y
+    have = prior_channels(prior)
+    if have is not None and have != shape[0]:
+        run_op, run_y = spread_channels(operator, y, shape, have)
+        shape = (have, *shape[1:])
+    default_name, default_steps = default_method(run_op, quality)
+    if steps is None and method is None:
+        steps = default_steps
+    strategy = make_strategy(registry, method or default_name, params)
+    steps = strategy.default_steps if steps is None else steps
+    return Plan(run_op, run_y, shape, strategy, method or default_name, steps, run_op is not operator)
+
+
+def make_strategy(registry: Any, name: str, params: Optional[Mapping[str, Any]]) -> Any:
+    """The strategy ``name`` built with ``params``; a :class:`RestoreError` naming a bad one."""
+    factory = registry.get("strategy", name)
+    try:
+        return factory(**dict(params or {}))
+    except TypeError as exc:
+        raise RestoreError(f"strategy {name!r}: {exc}") from None
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Run:
+    """A finished run: ``mean`` (B, C, H, W), ``samples`` (S, B, C, H, W) and ``std`` (B, C,
+    H, W) as float32 CPU tensors over the items of all measurements in order; ``nfe``,
+    ``seconds``, ``warnings`` (first lines, once each) and ``records``: one run record per
+    measurement (docs/RUN_RECORD.md), ``invocation`` and ``outputs`` left for the front door."""
+
+    mean: Tensor
+    samples: Tensor
+    std: Tensor
+    nfe: int
+    seconds: float
+    warnings: list[str]
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def items(self, index: int, measurements: Sequence[Measurement]) -> slice:
+        """The batch items of measurement ``index``."""
+        start = sum(m.y.shape[0] for m in measurements[:index])
+        return slice(start, start + measurements[index].y.shape[0])
+
+
+def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[str, Prior], *,
+        method: Optional[str] = None, steps: Optional[int] = None, params: Optional[Mapping[str, Any]] = None,
+        quality: str = "fast", seed: Optional[int] = None, seeds: Optional[Sequence[int]] = None, samples: int = 1,
+        device: Any = None, dtype: Any = None, listeners: Iterable[Any] = (), registry: Any = None,
+        crop_to_mask: Optional[bool] = None, prior_spec: Optional[str] = None) -> Run:
+    """Restore ``measurements`` (one, or several sharing one operator and size: solved as
+    one batch) under ``prior`` (a spec or a loaded prior; ``prior_spec``: the spec a loaded
+    one was loaded from, for the record) in one engine run.
+
+    Seeds: item k (sample-major: item s * B + b is sample s of batch item b) draws from a
+    generator seeded ``seeds[k]``; by default ``seed + k`` (``seed=None``: a random seed).
+    ``listeners``: observer plugins of this run only (passed to ``solve``).  Inpainting with a user mask
+    runs box by box around the holes when :func:`restore.cropping.wants_crop` says so
+    (``crop_to_mask``; not with explicit ``seeds``).  Warnings raised during the run are
+    collected into the records."""
+    from restore.cropping import restore_around_mask
+    from restore.plugins import default_registry
+
+    group = [measurements] if isinstance(measurements, Measurement) else list(measurements)
+    if not isinstance(samples, int) or samples < 1:
+        raise RestoreError(f"samples must be an integer >= 1, got {samples!r}")
+    registry = registry or default_registry()
+    device, dtype = pick_device(device), pick_dtype(dtype)
+    loaded = load(prior, registry, device, dtype)
+    y = torch.cat([m.y for m in group])
+    operator = group[0].operator
+    count = samples * y.shape[0]
+    if seeds is not None and len(seeds) != count:
+        raise ValueError(f"{len(seeds)} seeds for {count} items (samples x batch)")
+
+    def solve_once(part: Tensor, op: Any, base: Optional[int]) -> dict[str, Any]:
+        item_seeds = list(seeds) if seeds is not None else [base + k for k in range(count)]
+        return solve_items(part, op, loaded, item_seeds, samples=samples, device=device, dtype=dtype, method=method,
+                           steps=steps, params=params, quality=quality, registry=registry, listeners=listeners)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if seeds is not None:
+            out = solve_once(y, operator, None)
+        else:
+            base = secrets.randbelow(2**31) if seed is None else int(seed)
+            out = restore_around_mask(y, operator, solve_once, base, crop_to_mask)
+    notes = list(dict.fromkeys(str(w.message).splitlines()[0] for w in caught))
+    result = Run(out["mean"], out["samples"], out["std"], out["nfe"], out["seconds"], notes)
+    spec = prior if isinstance(prior, str) else prior_spec or prior.name
+    for index, measurement in enumerate(group):
+        items = result.items(index, group)
+        mine = [s for s_index, s in enumerate(out["provenance"]["seeds"]) if s_index % y.shape[0] in
+                range(items.start, items.stop)]
+        result.records.append(run_record(measurement, out["provenance"], prior=loaded, spec=spec, seeds=mine,
+                                          samples=samples, quality=quality, device=device, dtype=dtype,
+                                          warnings=notes))
+    return result
+
+
+def solve_items(y: Tensor, operator: Any, prior: Prior, seeds: Sequence[int], *, samples: int, device: torch.device,
+                dtype: torch.dtype, method: Optional[str], steps: Optional[int], params: Optional[Mapping[str, Any]],
+                quality: str, registry: Any, listeners: Iterable[Any] = ()) -> dict[str, Any]:
+    """One engine run on the (B, C, H, W) measurement ``y``, item k seeded ``seeds[k]``: a dict
+    with ``mean``, ``samples`` (S, B, C, H, W), ``std``, ``nfe``, ``seconds`` and
+    ``provenance`` (strategy, steps, nfe, seeds, channels_spread, seconds), tensors on the CPU
+    in float32 (the contract :mod:`restore.cropping` runs box by box)."""
+    from restore.diffusion.randomness import ItemGenerators
+    from restore.strategies.base import Problem
+    from restore.strategies.engine import solve
+
+    batch = y.shape[0]
+    plan = plan_run(operator, y, prior, method=method, steps=steps, params=params, quality=quality, registry=registry)
+    problem = Problem(prior, plan.operator, plan.y.to(device=device, dtype=dtype).repeat(samples, 1, 1, 1))
+    started = time.perf_counter()
+    result = solve(problem, plan.strategy, steps=plan.steps, shape=None if prior.latent else plan.shape,
+                   generator=ItemGenerators.from_seeds(seeds), registry=registry, listeners=listeners)
+    seconds = time.perf_counter() - started
+    images = plan.gather(result.image.detach().to("cpu", torch.float32))
+    draws = images.reshape(samples, batch, *images.shape[1:])
+    mean = draws.mean(dim=0)
+    std = draws.std(dim=0, correction=0) if samples > 1 else torch.zeros_like(mean)
+    provenance = {"strategy": {"name": plan.method, "params": jsonable(plan.strategy.params())}, "steps": plan.steps,
+                  "nfe": result.nfe, "seeds": [int(s) for s in seeds], "channels_spread": plan.spread,
+                  "seconds": round(seconds, 3)}
+    return {"mean": mean, "samples": draws, "std": std, "nfe": result.nfe, "seconds": seconds,
+            "provenance": provenance}
+
+
+# ----------------------------------------------------------------------------- the run record
+
+
+def run_record(measurement: Measurement, solved: Mapping[str, Any], *, prior: Prior, spec: str,
+               seeds: Sequence[int], samples: int, quality: str, device: torch.device, dtype: torch.dtype,
+               warnings: Sequence[str]) -> dict[str, Any]:
+    """The run record of one measurement (docs/RUN_RECORD.md, every key): what was restored,
+    how, with what, and what it cost; ``invocation`` and ``outputs`` are filled by the front
+    door that writes it."""
+    record = {
+        "format": RECORD_FORMAT, "schema_version": SCHEMA_VERSION,
+        "versions": {"restore": _package.__version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
+        "device": str(device), "dtype": str(dtype).removeprefix("torch."),
+        "prior": {"spec": spec, "weights_sha256": weights_sha256(prior)},
+        "input": measurement.describe(),
+        "operator": operator_record(measurement.operator),
+        "quantization_sigma": measurement.quantization_sigma,
+        "sigma_estimated": measurement.sigma_estimated,
+        "strategy": solved["strategy"], "steps": solved["steps"], "nfe": solved["nfe"], "quality": quality,
+        "samples": samples, "seed": int(seeds[0]), "seeds": [int(s) for s in seeds],
+        "channels_spread": solved["channels_spread"],
+        "warnings": list(warnings),
+        "seconds": solved["seconds"],
+        "invocation": {},
+        "outputs": {},
+    }
+    if "crop_to_mask" in solved:
+        record["crop_to_mask"] = solved["crop_to_mask"]
+    return record
+
+
+def operator_record(operator: Any) -> dict[str, Any]:
+    """The operator's name, parameters (noise included), the SHA-256 of each tensor (masks and
+    kernels, which are not parameters) and one SHA-256 of its class, parameters and tensors."""
+    params = jsonable(operator.params())
+    digest = hashlib.sha256(json.dumps([type(operator).__qualname__, params], sort_keys=True).encode())
+    tensors = {}
+    for name, tensor in sorted(operator.tensors().items()):
+        data = tensor.detach().cpu().contiguous().numpy().tobytes()
+        tensors[name] = hashlib.sha256(data).hexdigest()
+        digest.update(name.encode())
+        digest.update(data)
+    return {"name": operator.name, "params": params, "tensors": tensors, "sha256": digest.hexdigest()}
+
+
+def jsonable(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with every value JSON can not hold (a network, a tensor) as its repr."""
+
+    def one(value: Any) -> Any:
+        try:
+            json.dumps(value)
+            return value
+        except (TypeError, ValueError):
+            return repr(value)
+
+    return {key: one(value) for key, value in params.items()}
+
+
+def weights_sha256(prior: Prior) -> Optional[str]:
+    """SHA-256 of the prior's weight file (``info['path']``: a file, or a directory's
+    ``*.safetensors`` / ``*.pt`` files hashed in name order), None for analytic priors."""
+    path = prior.info.get("path")
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_file():
+        return _file_sha256(path)
+    files = sorted(p for p in path.glob("*") if p.suffix in (".safetensors", ".pt", ".pth", ".bin", ".ckpt"))
+    if not files:
+        return None
+    if len(files) == 1:
+        return _file_sha256(files[0])
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{f.name}:{_file_sha256(f)}\n".encode())
+    return digest.hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    """A file's SHA-256, computed once per process for each (path, size, modification time)."""
+    stat = path.stat()
+    return _cached_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return rio.sha256_file(path)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def output_bits(path: Path, bits: int) -> int:
+    """Bits per sample of an output file for input data of ``bits``: the input's where the
+    format holds it, else the most it holds (PNG 16, JPEG 8; ``.npy`` and float TIFF: 32)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npy":
+        return 32
+    _, depths = rio.WRITABLE.get(suffix, (None, (8, 16, 32)))
+    return max(d for d in depths if d <= bits)
+
+
+def sibling(output: Path, tag: str, suffix: Optional[str] = None) -> Path:
+    """``out.png`` -> ``out.<tag><suffix or .png>``."""
+    return output.with_name(f"{output.stem}.{tag}{suffix or output.suffix}")
+
+
+def write_outputs(output: Path, result: Run, index: int, measurements: Sequence[Measurement], *,
+                  tensors: bool = True, invocation: Optional[Mapping[str, Any]] = None,
+                  extra: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+    """Write measurement ``index``'s result, all or nothing: the mean as ``output`` (bit depth:
+    :func:`output_bits`; the alpha channel put back), with more than one sample each sample
+    (``OUT.sample-K``), the std map (``OUT.std.npy``) and its figure (``OUT.std.png``), the
+    operator's tensors (``OUT.NAME.npy``, when ``tensors``), and last the run record
+    ``OUT.json`` with ``invocation``, ``outputs`` (and ``extra`` outputs) filled in.  Returns
+    the record."""
+    from restore.files import all_or_nothing
+
+    measurement = measurements[index]
+    items = result.items(index, measurements)
+    bits = output_bits(output, measurement.bits)
+
+    def write(path: Path, x: Tensor) -> dict[str, Any]:
+        npy = path.suffix.lower() == ".npy"
+        data = rio.array_bytes(x) if npy else rio.image_bytes(path, x, bits=bits, alpha=measurement.alpha)
+        rio.atomic_write_bytes(path, data)
+        return {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "shape": list(x.shape), "bits": bits}
+
+    record = {**result.records[index], "invocation": dict(invocation or {})}
+    with all_or_nothing():
+        files: dict[str, Any] = {"image": write(output, result.mean[items])}
+        draws = result.samples[:, items]
+        if len(draws) > 1:
+            files["samples"] = [write(sibling(output, f"sample-{k}"), draw)["file"] for k, draw in enumerate(draws)]
+            std = result.std[items][0]
+            files["std"] = rio.write_array(sibling(output, "std", ".npy"), std).name
+            figure = torch.from_numpy(std_figure(std).copy()).permute(2, 0, 1)[None].float() / 255
+            files["std_figure"] = rio.write_image(sibling(output, "std", ".png"), figure).name
+        if tensors:
+            files["tensors"] = {name: rio.write_array(sibling(output, name, ".npy"), t).name
+                                for name, t in measurement.operator.tensors().items()}
+        record["outputs"] = {**files, **(extra or {})}
+        rio.write_json(output.with_suffix(".json"), record)
+    return record
+
+
+def std_figure(std: Tensor) -> np.ndarray:
+    """The channel mean of a (C, H, W) standard-deviation map coloured (viridis anchor
+    colours, linear between them, 0 at the bottom of the scale and the map's maximum at the
+    top) with a labelled colour bar on the right: an RGB uint8 array (H', W', 3)."""
+    from PIL import Image, ImageDraw
+
+    anchors = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float64)
+    values = std.double().mean(dim=0).numpy()
+    top = float(values.max())
+    scale = values / top if top > 0 else values
+
+    def colour(v: Any) -> Any:
+        position = np.clip(v, 0, 1) * (len(anchors) - 1)
+        low = np.minimum(position.astype(int), len(anchors) - 2)
+        t = (position - low)[..., None]
+        return (anchors[low] * (1 - t) + anchors[low + 1] * t).round().astype(np.uint8)
+
+    h, w = values.shape
+    bar_h = max(h, 64)
+    canvas = np.full((bar_h, w + 70, 3), 255, np.uint8)
+    canvas[:h, :w] = colour(scale)
+    ramp = np.linspace(1, 0, bar_h)[:, None].repeat(12, axis=1)
+    canvas[:, w + 6:w + 18] = colour(ramp)
+    figure = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(figure)
+    draw.text((w + 22, 0), f"{top:.3g}", fill=(0, 0, 0))
+    draw.text((w + 22, bar_h - 11), "0", fill=(0, 0, 0))
+    draw.text((w + 22, bar_h // 2 - 5), "std", fill=(0, 0, 0))
+    return np.asarray(figure)
