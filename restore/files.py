@@ -8,6 +8,12 @@
   temporary files are removed, so a failed command leaves neither a partial file nor part
   of a set (an image without its sidecar).  Only a rename that the operating system
   refuses after those checks could leave part of a set.
+* :func:`protect` keeps a command off its user's files: before any work it refuses every
+  planned output that is one of the command's inputs (always) or that exists (unless the
+  user passed ``--overwrite``), and while the block runs every :func:`atomic_write` checks
+  its target by the same two rules, so a side file the plan did not list is covered too.
+  Two paths are one file when their real paths are equal (symlinks, ``..``, relative
+  paths) or, both existing, when ``os.path.samefile`` says so (hard links).
 """
 from __future__ import annotations
 
@@ -16,16 +22,89 @@ import os
 import tempfile
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional, Sequence, Union
 
 import torch
 
 #: Pending (temporary file, target) renames of the innermost :func:`all_or_nothing` block.
 _PENDING: ContextVar[Optional[list[tuple[Path, Path]]]] = ContextVar("pending_renames", default=None)
 
+#: A path with what it is to the command (``"-o"``, ``"--mask"``, ``"sidecar of -o"``), or a bare path.
+Named = Union[tuple[str, Union[str, os.PathLike]], str, os.PathLike]
+
 
 class OutputError(OSError):
     """An output path that cannot be written; the message names it and says why."""
+
+
+class Guard:
+    """The inputs a :func:`protect` block must not write, and whether existing outputs may go."""
+
+    def __init__(self, inputs: Sequence[tuple[str, Path]], overwrite: bool) -> None:
+        self.inputs, self.overwrite = inputs, overwrite
+
+    def check(self, label: str, path: Path) -> None:
+        shown = f"{path} ({label})" if label and label != str(path) else str(path)
+        for what, source in self.inputs:
+            if same_file(path, source):
+                given = f"the input {what} {source}" if what else f"the input {source}"
+                raise OutputError(f"{shown} would replace {given}: a command never writes over its inputs; "
+                                  "choose another output path")
+        if not self.overwrite and path.exists() and not path.is_dir():
+            raise OutputError(f"{shown} exists: pass --overwrite to replace it, or choose another output path")
+
+
+#: The :class:`Guard` of the innermost :func:`protect` block.
+_GUARD: ContextVar[Optional[Guard]] = ContextVar("output_guard", default=None)
+
+
+def named(items: Iterable[Named]) -> list[tuple[str, Path]]:
+    """``[("--mask", "m.png"), "x.png"]`` -> ``[("--mask", Path("m.png")), ("", Path("x.png"))]``;
+    None entries and None paths are left out."""
+    out = []
+    for item in items:
+        label, path = item if isinstance(item, tuple) else ("", item)
+        if path is not None:
+            out.append((label, Path(path)))
+    return out
+
+
+def same_file(a: Union[str, os.PathLike], b: Union[str, os.PathLike]) -> bool:
+    """Whether two paths name one file or folder: equal real paths, or one inode (hard links)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_outputs(outputs: Iterable[Named], inputs: Iterable[Named], *, overwrite: bool) -> None:
+    """Refuse, with an :class:`OutputError` naming the path and the rule, a planned output that
+    is one of ``inputs`` or that another planned output also names, and an existing one
+    unless ``overwrite``.  Called before any work, so nothing is computed in vain."""
+    guard = Guard(named(inputs), overwrite)
+    seen: list[tuple[str, Path]] = []
+    for label, path in named(outputs):
+        guard.check(label, path)
+        for other_label, other in seen:
+            if same_file(path, other):
+                raise OutputError(f"{path} would be written twice ({other_label or other} and {label or path}); "
+                                  "choose another output path")
+        seen.append((label, path))
+
+
+@contextlib.contextmanager
+def protect(outputs: Iterable[Named], inputs: Iterable[Named], *, overwrite: bool) -> Iterator[None]:
+    """Check the planned ``outputs`` (:func:`check_outputs`), then hold every
+    :func:`atomic_write` inside the block to the same rules (module docstring)."""
+    inputs = named(inputs)
+    check_outputs(outputs, inputs, overwrite=overwrite)
+    token = _GUARD.set(Guard(inputs, overwrite))
+    try:
+        yield
+    finally:
+        _GUARD.reset(token)
 
 
 def current_umask() -> int:
@@ -53,6 +132,9 @@ def atomic_write(path: Path, write) -> None:
     of the enclosing :func:`all_or_nothing` block, if any)."""
     path = Path(path)
     check_target(path)
+    guard = _GUARD.get()
+    if guard is not None:
+        guard.check("", path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
@@ -61,7 +143,11 @@ def atomic_write(path: Path, write) -> None:
     os.close(fd)
     tmp = Path(tmp)
     try:
-        write(tmp)
+        try:
+            write(tmp)
+        except OSError as exc:  # a full disk, a quota: say which output
+            raise OutputError(f"{path}: cannot write ({exc.strerror or exc}); free space or choose another "
+                              "output path") from None
         os.chmod(tmp, 0o666 & ~current_umask())
         pending = _PENDING.get()
         if pending is None:

@@ -101,11 +101,28 @@ def test_errors_are_one_line_with_exit_status_2(folders, tmp_path, monkeypatch):
     one_line_error(run("eval", str(pred), str(gt), "--metrics", "psnr"), "unmatched names: c only in")
     one_line_error(run("eval", str(pred), str(gt / "a.png")), "two files or two folders")
     one_line_error(run("eval", str(pred / "a.png"), str(gt / "a.png"), "--metrics", "psnr,nope"), "unknown metric 'nope'")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv("RESTORE_LPIPS_WEIGHTS", raising=False)
-    one_line_error(run("eval", str(pred / "a.png"), str(gt / "a.png")), "install-lpips", "--lpips-weights")
     one_line_error(run("metrics", "install-lpips", "--from", str(gt / "a.png")), "sha256")
+
+
+def test_eval_on_a_fresh_install_scores_psnr_ssim_and_says_how_to_add_lpips(folders, tmp_path, monkeypatch):
+    """No LPIPS weights anywhere (the caches point at empty folders): PSNR and SSIM are printed
+    and written, LPIPS is left out with one line naming `restore metrics install-lpips`."""
+    pred, gt = folders
+    for variable, folder in (("XDG_CACHE_HOME", "cache"), ("TORCH_HOME", "torch")):
+        (tmp_path / folder).mkdir()
+        monkeypatch.setenv(variable, str(tmp_path / folder))
+    monkeypatch.delenv("RESTORE_LPIPS_WEIGHTS", raising=False)
+    result = CliRunner().invoke(app, ["eval", str(pred), str(gt), "--json", str(tmp_path / "s.json")])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(notes) == 1 and notes[0].startswith("note: lpips-alex not computed") and "install-lpips" in notes[0]
+    assert result.stdout.split("\n")[0].split() == ["image", "psnr", "ssim"]
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert scores["conventions"]["metrics"] == ["psnr", "ssim"] and set(scores["mean"]) == {"image", "psnr", "ssim"}
+    expected = float(psnr(read_image(pred / "a.png"), read_image(gt / "a.png")))
+    assert scores["images"][0]["psnr"] == pytest.approx(expected)
+    only = CliRunner().invoke(app, ["eval", str(pred), str(gt), "--metrics", "lpips-alex"])
+    assert only.exit_code == 2 and "none of the metrics lpips-alex can run here" in only.stderr
 
 
 def test_compare_writes_the_side_by_side_figure_with_zoom(folders, tmp_path):

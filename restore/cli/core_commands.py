@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from restore.cli.app import app, fail
+from restore.cli.app import OVERWRITE, app, fail, prior_files, seed_option
 
 
 @app.command("list")
@@ -64,7 +64,7 @@ def sample(
     sampler: str = typer.Option("ddpm", "--sampler", help="Unconditional sampler (see `restore list`)."),
     steps: int = typer.Option(100, "--steps", min=1, help="Number of noise levels."),
     num: int = typer.Option(16, "-n", "--num", min=1, help="Number of samples."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same samples on the same machine)."),
+    seed: int = seed_option(0, help="Random seed (same seed, same samples on the same machine)."),
     start: str = typer.Option("prior-default", "--start",
                               help="Start draw: prior-default (the prior's Gaussian at sigma_max) or exact "
                                    "(exact prior samples plus noise; analytic priors only)."),
@@ -73,9 +73,12 @@ def sample(
                                                "or, for image priors, a grid image (.png, .tif, .jpg)."),
     size: Optional[str] = typer.Option(None, "--size", help="HxW of the samples, for priors that run at any size "
                                        "(unet:DIR, default)."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Draw unconditional samples from a prior; for analytic priors, report the sliced-Wasserstein
-    distance to exact samples next to the exact-vs-exact floor."""
+    distance to exact samples next to the exact-vs-exact floor.
+
+    -o may not be a file of the prior; an existing file is replaced only with --overwrite."""
     import torch
 
     from restore.diffusion.start import start_draw
@@ -83,7 +86,7 @@ def sample(
     from restore.plugins import UnknownItemError, default_registry
     from restore.priors.spec import load_prior
 
-    from restore.files import OutputError, check_target
+    from restore.files import OutputError, check_outputs, check_target, protect
     from restore.priors.spec import prior_channels
 
     from restore.operators.io import WRITABLE
@@ -95,6 +98,7 @@ def sample(
     try:
         if output is not None:
             check_target(output)
+            check_outputs([("-o", output)], prior_files(prior), overwrite=overwrite)
         registry = default_registry()
         sampler_fn = registry.get("sampler", sampler)
         loaded = load_prior(prior, registry=registry)
@@ -135,14 +139,15 @@ def sample(
         from restore.operators.io import write_array
 
         try:
-            if image_output:
-                from restore.operators.io import write_image
+            with protect([("-o", output)], prior_files(prior), overwrite=overwrite):
+                if image_output:
+                    from restore.operators.io import write_image
 
-                write_image(output, sample_grid(loaded.to_image(out.float())))
-            elif output.suffix.lower() == ".pt":
-                atomic_save_tensor(out, output)
-            else:
-                write_array(output, out)
+                    write_image(output, sample_grid(loaded.to_image(out.float())))
+                elif output.suffix.lower() == ".pt":
+                    atomic_save_tensor(out, output)
+                else:
+                    write_array(output, out)
         except OSError as exc:
             raise fail(str(exc))
         typer.echo(f"wrote {output}")

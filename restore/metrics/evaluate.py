@@ -4,6 +4,11 @@ and the table / CSV / JSON forms that ``restore eval`` and the benchmark print.
 Metrics are looked up by name in the registry (any plugin's metric works); the options
 given are passed to each metric that takes them (``channel`` and ``crop`` to PSNR / SSIM,
 ``weights`` to LPIPS), so one set of conventions serves every metric.
+
+A metric that cannot run on this machine says so by raising ``FileNotFoundError`` (its
+weights are missing, e.g. LPIPS before ``restore metrics install-lpips``) or ``ImportError``
+(its package is missing); :func:`score_pairs` then leaves it out of every row and reports
+it once, so PSNR and SSIM are always printed on a fresh install.
 """
 from __future__ import annotations
 
@@ -73,6 +78,46 @@ def score(pred: Tensor, truth: Tensor, metrics: Mapping[str, Callable[..., Any]]
                          "(C, H, W)")
     return {name: float(torch.as_tensor(fn(pred, truth, **accepted_options(fn, options))).reshape(-1)[0])
             for name, fn in metrics.items()}
+
+
+#: What a metric raises when it cannot run here (missing weights or package).
+UNAVAILABLE = (FileNotFoundError, ImportError)
+
+
+def score_pairs(pairs: Sequence[tuple[str, Path, Path]], metrics: Mapping[str, Callable[..., Any]],
+                options: Mapping[str, Any], *, keep: bool = False,
+                note: Callable[[str, str], None] = lambda name, reason: None,
+                ) -> tuple[list[dict[str, Any]], list[tuple[str, Tensor, Tensor, dict[str, float]]], list[str]]:
+    """Score each (name, prediction, ground truth) pair: the rows ``{"image": name, metric:
+    value, ...}``, the images with their values when ``keep`` (for figures), and the metrics
+    that ran.  A metric that cannot run here (:data:`UNAVAILABLE`) is dropped with
+    ``note(name, reason)``; a ValueError names the pair."""
+    from restore.operators.io import read_image
+
+    active = dict(metrics)
+    rows, kept = [], []
+    for name, pred_path, truth_path in pairs:
+        x, ref = read_image(pred_path), read_image(truth_path)
+        values: dict[str, float] = {}
+        for metric, fn in list(active.items()):
+            try:
+                values.update(score(x, ref, {metric: fn}, options))
+            except UNAVAILABLE as exc:
+                note(metric, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                del active[metric]
+                for row in rows:
+                    row.pop(metric, None)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        if not active:
+            raise ValueError(f"none of the metrics {', '.join(metrics)} can run here")
+        rows.append({"image": name, **values})
+        if keep:
+            kept.append((name, x, ref, values))
+    for _, _, _, values in kept:
+        for metric in set(values) - set(active):
+            del values[metric]
+    return rows, kept, list(active)
 
 
 def mean_row(rows: Sequence[Mapping[str, Any]], names: Iterable[str]) -> dict[str, Any]:
