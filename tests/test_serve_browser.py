@@ -1,0 +1,159 @@
+"""``restore serve`` in a real browser: headless Chromium (Debian's ``chromium``) driven by Playwright
+against ``restore serve`` started as a user would, on 127.0.0.1 and a free port.
+
+The test opens the page, loads an image, draws a stroke with mouse events on the canvas, presses
+Restore, waits for the result and checks its pixels (known pixels kept bit for bit, the painted
+stroke changed) and the downloaded run record.  A 16 x 16 image on the exact Gaussian prior keeps
+it quick.
+
+Run as a script it makes the README's screenshot and measures the latency from pressing Restore
+to the result on the shipped default prior (``examples/data/chelsea_scribbled.png`` with
+``chelsea_mask.png`` loaded through the page's mask button)::
+
+    python tests/test_serve_browser.py --screenshot docs/images/serve.png
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import selectors
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@contextlib.contextmanager
+def served(*options: str):
+    """``restore serve --port 0 OPTIONS`` in a subprocess; yields the URL it prints."""
+    command = [sys.executable, "-c", "from restore.cli import main; main()", "serve", "--port", "0", *options]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    try:
+        selector = selectors.DefaultSelector()
+        selector.register(process.stdout, selectors.EVENT_READ)
+        deadline, seen = time.monotonic() + 180, []
+        while time.monotonic() < deadline:
+            if selector.select(timeout=1):
+                line = process.stdout.readline()
+                seen.append(line)
+                if line.startswith("restore serve: http://"):
+                    yield line.split()[2]
+                    return
+                if not line and process.poll() is not None:
+                    break
+        raise RuntimeError(f"restore serve did not start: {''.join(seen)}")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def browser(width: int = 1280, height: int = 900):
+    """A fresh headless Chromium profile and one page."""
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as profile, sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=FLAGS, accept_downloads=True,
+            viewport={"width": width, "height": height})
+        try:
+            yield context.pages[0] if context.pages else context.new_page()
+        finally:
+            context.close()
+
+
+def open_image(page, url: str, image: Path) -> None:
+    page.goto(url)
+    page.wait_for_function("document.querySelectorAll('#task option').length > 0")
+    page.set_input_files("#image-file", str(image))
+    page.wait_for_selector("#restore:not([disabled])")
+
+
+def restore_and_wait(page, timeout_ms: int = 600_000) -> float:
+    """Press Restore; the seconds until the result is shown."""
+    started = time.perf_counter()
+    page.click("#restore")
+    page.wait_for_function("['shown', 'failed', 'cancelled'].includes(document.body.dataset.state)",
+                           timeout=timeout_ms)
+    seconds = time.perf_counter() - started
+    state = page.evaluate("document.body.dataset.state")
+    assert state == "shown", page.inner_text("#message")
+    return seconds
+
+
+def download(page, selector: str) -> bytes:
+    with page.expect_download() as info:
+        page.click(selector)
+    return Path(info.value.path()).read_bytes()
+
+
+def test_paint_restore_download_in_chromium(tmp_path):
+    pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (pip install -e '.[test]')")
+    pytest.importorskip("fastapi", reason="restore serve needs the web extra: pip install -e '.[web]'")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("no Chromium at /usr/bin/chromium: apt-get install -y chromium chromium-driver (.ci/run does)")
+    from PIL import Image
+
+    from restore.operators.io import decode_pixels
+
+    image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    path = tmp_path / "photo.png"
+    Image.fromarray(image).save(path)
+    with served("--prior", "gaussian:3x16x16") as url, browser() as page:
+        open_image(page, url, path)
+        page.evaluate("document.getElementById('brush-size').value = 2")
+        page.fill("#steps", "4")
+        page.fill("#seed", "3")
+        box = page.locator("#mask-canvas").bounding_box()
+        cell = box["width"] / 16  # screen pixels per image pixel
+
+        def at(x: float, y: float) -> tuple[float, float]:
+            return box["x"] + x * cell, box["y"] + y * cell
+
+        page.mouse.move(*at(3, 8.5))
+        page.mouse.down()
+        for x in np.linspace(3, 13, 12):
+            page.mouse.move(*at(x, 8.5))
+        page.mouse.up()
+        restore_and_wait(page, timeout_ms=120_000)
+        result = decode_pixels(download(page, "#download-image"), "download")[0]
+        record = json.loads(download(page, "#download-record"))
+    assert result.shape == image.shape and result.dtype == np.uint8
+    far = np.r_[0:6, 12:16]  # rows the 2-pixel brush on row 8 never reached
+    assert np.array_equal(result[far], image[far])
+    assert (result[8, 4:12] != image[8, 4:12]).any(axis=-1).all()  # the painted stroke was filled in
+    assert record["seed"] == 3 and record["steps"] == 4 and record["operator"]["name"] == "inpaint"
+    assert record["invocation"]["upload"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def screenshot(target: Path) -> None:
+    """The README's screenshot and the Restore-to-result latency on the default prior."""
+    data = ROOT / "examples" / "data"
+    with served() as url, browser(1400, 1000) as page:
+        open_image(page, url, data / "chelsea_scribbled.png")
+        page.set_input_files("#mask-file", str(data / "chelsea_mask.png"))
+        page.wait_for_timeout(500)
+        page.fill("#seed", "0")
+        seconds = restore_and_wait(page)
+        page.evaluate("document.getElementById('split').value = 50")
+        page.screenshot(path=str(target), full_page=True)
+    print(f"Restore to result: {seconds:.1f} s; screenshot {target}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--screenshot", type=Path, required=True)
+    screenshot(parser.parse_args().screenshot)
