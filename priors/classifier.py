@@ -11,7 +11,7 @@ sqrt(1 - abar_t) eps of a discrete VP schedule, as Dhariwal & Nichol 2021 train 
      "schedule": {"type": "vp", "beta_schedule": "linear", "num_timesteps": 1000},
      "data_range": [-1.0, 1.0]}
 
-:func:`load_classifier` gives the :class:`restore.strategies.guidance.ADMClassifierGuide`
+:func:`load_classifier` gives the :class:`restore.diffusion.classifier.ADMClassifierGuide`
 that classifier guidance uses.  Only safetensors is read.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Optional, Union
 import torch
 from safetensors.torch import load_file, save_file
 
+from restore.diffusion.classifier import ADMClassifierGuide
 from restore.diffusion.schedules import VPDiscrete
 from restore.priors.adm.classifier import ADMClassifier
 
@@ -65,8 +66,6 @@ def read_classifier(directory: Union[str, Path], *, device=None, dtype: Optional
 
 def load_classifier(directory: Union[str, Path], *, device=None, dtype: Optional[torch.dtype] = None):
     """The classifier of ``directory`` as the noisy classifier classifier guidance uses."""
-    from restore.strategies.guidance import ADMClassifierGuide
-
     network, config = read_classifier(directory, device=device, dtype=dtype)
     s = config["schedule"]
     guide = ADMClassifierGuide(network, VPDiscrete.named(s["beta_schedule"], int(s["num_timesteps"])))

@@ -32,7 +32,7 @@ prior runs at any image size (``Prior.shape`` is None).
 With ``"condition"`` (``"upsample"`` or ``"pinv"``, VP epsilon only) the network is
 conditional: it takes ``in_channels`` = 2 x ``channels`` (the noisy image, then the
 condition image c(y)) and the prior's denoiser is a
-:class:`restore.strategies.conditional.ConditionalNetwork`, sampled by the
+:class:`restore.diffusion.conditional.ConditionalNetwork`, sampled by the
 ``conditional`` strategy.
 """
 from __future__ import annotations
@@ -45,6 +45,7 @@ from typing import Optional, Union
 import torch
 from safetensors.torch import load_file, save_file
 
+from restore.diffusion.conditional import ConditionalNetwork
 from restore.diffusion.denoiser import Denoiser, EDMDenoiser, VPNetworkDenoiser
 from restore.diffusion.parametrization import PARAMETRIZATIONS
 from restore.diffusion.schedules import VEContinuous, VPDiscrete
@@ -181,8 +182,6 @@ def native_denoiser(network: CompactUNet, config: NativeConfig) -> Denoiser:
     padded = PaddedNetwork(network, network.multiple)
     schedule = config.make_schedule()
     if config.condition is not None:
-        from restore.strategies.conditional import ConditionalNetwork
-
         # x0 clipped to the data range, as ADM samples (clip_denoised): an epsilon network's
         # x0 = (x - sigma eps) / 1 at sigma ~ 157 turns small errors of eps into large ones
         return ConditionalNetwork(padded, schedule, condition=config.condition, clip=config.data_range)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from restore.diffusion.classifier import ADMClassifierGuide
+from restore.diffusion.conditional import ConditionalNetwork, LeadingChannels
 from restore.diffusion.denoiser import VPNetworkDenoiser
 from restore.diffusion.schedules import VPDiscrete
 from restore.operators.noise import GaussianNoise
@@ -14,9 +16,7 @@ from restore.priors.base import Prior
 from restore.priors.sizing import PaddedNetwork, TiledNetwork
 from restore.priors.unet import CompactUNet, UNetConfig
 from restore.strategies.base import Problem
-from restore.strategies.conditional import ConditionalNetwork, LeadingChannels
 from restore.strategies.engine import solve
-from restore.strategies.guidance import ADMClassifierGuide
 
 REGISTRY = load_registry()
 IMAGE = (3, 37, 53)

@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import small_operator
 
+from restore.diffusion.classifier import ADMClassifierGuide, GuidedDenoiser, MixtureClassifier, NoisyClassifier
 from restore.diffusion.samplers import sample_ddpm
 from restore.diffusion.schedules import VPDiscrete
 from restore.metrics.distribution import sliced_wasserstein
@@ -23,8 +24,7 @@ from restore.priors.base import Prior
 from restore.strategies.base import DivergenceError, Problem, StrategyNotApplicable
 from restore.strategies.dps import DPS
 from restore.strategies.engine import solve
-from restore.strategies.guidance import (ADMClassifierGuide, ClassifierGuidance, GuidedDenoiser, MixtureClassifier,
-                                         NoisyClassifier)
+from restore.strategies.guidance import ClassifierGuidance
 from restore.strategies.repaint import RePaint, repaint_schedule
 
 REGISTRY = load_registry()

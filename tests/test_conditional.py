@@ -13,6 +13,7 @@ import torch
 from conftest import small_operator
 import torch.nn.functional as F
 
+from restore.diffusion.conditional import ConditionalNetwork, LeadingChannels
 from restore.diffusion.denoiser import Denoiser
 from restore.diffusion.schedules import VPDiscrete
 from restore.operators.noise import GaussianNoise
@@ -21,8 +22,7 @@ from restore.priors.analytic import gaussian
 from restore.priors.base import Prior
 from restore.priors.unet import CompactUNet, UNetConfig
 from restore.strategies.base import DivergenceError, Problem, StrategyNotApplicable
-from restore.strategies.conditional import (Conditional, ConditionalNetwork, LeadingChannels, epsilon_loss,
-                                            measurement_condition, train_conditional)
+from restore.strategies.conditional import Conditional, epsilon_loss, measurement_condition, train_conditional
 from restore.strategies.dps import DPS
 from restore.strategies.engine import solve
 

@@ -236,7 +236,7 @@ def test_a_third_party_noise_model_is_not_taken_for_noiseless(registry):
 def test_wrapping_denoisers_forward_everything_they_do_not_change():
     from restore.diffusion.denoiser import Denoiser, Prediction
     from restore.strategies.engine import CountingDenoiser
-    from restore.strategies.guidance import GuidedDenoiser, NoisyClassifier
+    from restore.diffusion.classifier import GuidedDenoiser, NoisyClassifier
 
     class Own(Denoiser):
         sigma_min, sigma_max, vp = 0.5, 7.0, True

@@ -133,7 +133,8 @@ def test_two_process_gloo_run(folder, tmp_path):
 
 def test_train_sr3_writes_a_conditional_network(folder, tmp_path):
     from restore.strategies.base import Problem
-    from restore.strategies.conditional import Conditional, ConditionalNetwork
+    from restore.diffusion.conditional import ConditionalNetwork
+    from restore.strategies.conditional import Conditional
     from restore.strategies.engine import solve
     from restore.training.sr3 import sr_operator
 

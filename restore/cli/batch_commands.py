@@ -63,7 +63,7 @@ def batch(
     from restore.accel import Acceleration, parse_dtype
     from restore.batch import BatchInputError, Settings, discover, format_summary, run
     from restore.plugins import UnknownItemError
-    from restore.training.distributed import close_world, init_world
+    from restore.distributed import close_world, init_world
 
     if quality not in ("fast", "high"):
         raise fail(f"--quality must be fast or high, got {quality!r}")

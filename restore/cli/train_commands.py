@@ -60,7 +60,7 @@ def _run(*, build, threads: Optional[int], device: str, output: Path, **options)
 
     import torch
 
-    from restore.training.distributed import close_world, init_world
+    from restore.distributed import close_world, init_world
     from restore.training.loop import RunOptions, TrainingInterrupted, train
 
     fields = {f.name for f in dataclasses.fields(RunOptions)} - {"out"}

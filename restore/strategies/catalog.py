@@ -3,12 +3,13 @@ r"""What each built-in strategy needs, assumes, costs and achieves: the facts be
 by ``tests/test_catalog.py``) and behind the default method of each operator
 (:func:`default_method`).
 
-Measured figures come from ``benchmarks/bench_posterior.py`` (results in
-``benchmarks/results/posterior_cpu.txt``; the test checks that they agree): the sliced
-Wasserstein distance (SW, 1000 directions) between 2000 samples of the strategy and 2000
-exact posterior samples of the reference Gaussian mixture (25 components, d dimensions)
-observed through a random d_y x d matrix with sigma_y = 0.1, mean over 20 problems.  The
-floor (two exact sample sets) and the prior are listed per cell as ``exact`` and ``prior``.
+Measured figures are data, not code: :func:`posterior_results` reads them from the results
+file of ``benchmarks/bench_posterior.py`` (``benchmarks/results/posterior_cpu.txt``) and
+:func:`measured_table` renders them: the sliced Wasserstein distance (SW, 1000 directions)
+between 2000 samples of the strategy and 2000 exact posterior samples of the reference
+Gaussian mixture (25 components, d dimensions) observed through a random d_y x d matrix with
+sigma_y = 0.1, mean over 20 problems.  The floor (two exact sample sets) and the prior are
+listed per cell as ``exact (floor)`` and ``prior``.
 
 Costs are per step at the strategy's default hyperparameters: ``nfe_per_step`` network
 (denoiser) evaluations as the engine counts them, ``backward_per_step`` backward passes
@@ -16,19 +17,15 @@ through the network (vector-Jacobian products, each about twice a forward pass).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
-
-#: Cells of the posterior benchmark, "d x d_y".
-CELLS = ("8x1", "8x2", "8x4", "80x1", "80x2", "80x4")
-
-#: The NFE budgets of the posterior benchmark.
-BUDGETS = (20, 100, 1000)
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
 
 
 @dataclass(frozen=True)
 class StrategyFacts:
-    """One strategy's row of the catalog (see the module docstring for the measured figures)."""
+    """One strategy's row of the catalog."""
 
     name: str
     needs: str
@@ -37,8 +34,6 @@ class StrategyFacts:
     nfe_per_step: float
     backward_per_step: float
     cost_note: str = ""
-    #: SW to the exact posterior, by cell and NFE budget; a cell without figures was not run.
-    measured: dict[str, dict[int, float]] = field(default_factory=dict)
 
 
 CATALOG: dict[str, StrategyFacts] = {f.name: f for f in (
@@ -47,72 +42,44 @@ CATALOG: dict[str, StrategyFacts] = {f.name: f for f in (
         assumes="Gaussian measurement noise (a Poisson model enters as its Gaussian proxy)",
         fails="with eta = 0.85 it under-disperses directions the measurement does not see; "
               "far from the posterior at d = 80 (SW near the prior's at 20-100 NFE)",
-        nfe_per_step=1, backward_per_step=0,
-        measured={"8x1": {20: 7.834, 100: 7.193, 1000: 5.999}, "8x2": {20: 7.22, 100: 5.579, 1000: 3.546},
-                  "8x4": {20: 3.171, 100: 1.627, 1000: 0.944}, "80x1": {20: 10.931, 100: 10.78, 1000: 9.866},
-                  "80x2": {20: 13.298, 100: 12.932, 1000: 11.267},
-                  "80x4": {20: 12.672, 100: 11.817, 1000: 9.191}}),
+        nfe_per_step=1, backward_per_step=0),
     StrategyFacts(
         "ddnm", needs="linear operator with an SVD; pixel prior",
         assumes="a noiseless measurement (it projects onto A x = y exactly; warns otherwise)",
         fails="copies the measurement noise into the observed directions; under-disperses unobserved "
               "directions with eta = 0.85 (as DDRM)",
-        nfe_per_step=1, backward_per_step=0, cost_note="times travel_repeat on travelled levels",
-        measured={"8x1": {20: 7.32, 100: 6.461, 1000: 5.37}, "8x2": {20: 6.173, 100: 4.118, 1000: 2.329},
-                  "8x4": {20: 2.15, 100: 1.028, 1000: 0.831}, "80x1": {20: 10.799, 100: 10.249, 1000: 8.947},
-                  "80x2": {20: 12.896, 100: 11.763, 1000: 9.37},
-                  "80x4": {20: 12.128, 100: 10.055, 1000: 6.65}}),
+        nfe_per_step=1, backward_per_step=0, cost_note="times travel_repeat on travelled levels"),
     StrategyFacts(
         "ddnm+", needs="linear operator with an SVD; pixel prior",
         assumes="Gaussian measurement noise (a Poisson model enters as its Gaussian proxy)",
         fails="as DDNM on unobserved directions; over-trusts weakly observed ones (sigma_y / s_i above the "
               "step's noise: blur), where Eq. 19 reuses one noise realisation as fresh noise at every step; "
               "the best gradient-free method on the exact problems",
-        nfe_per_step=1, backward_per_step=0, cost_note="times travel_repeat on travelled levels",
-        measured={"8x1": {20: 7.319, 100: 6.461, 1000: 5.36}, "8x2": {20: 6.17, 100: 4.115, 1000: 2.312},
-                  "8x4": {20: 2.15, 100: 0.992, 1000: 0.811}, "80x1": {20: 10.801, 100: 10.249, 1000: 8.946},
-                  "80x2": {20: 12.9, 100: 11.764, 1000: 9.37},
-                  "80x4": {20: 12.128, 100: 10.056, 1000: 6.651}}),
+        nfe_per_step=1, backward_per_step=0, cost_note="times travel_repeat on travelled levels"),
     StrategyFacts(
         "pigdm", needs="linear operator with an SVD; pixel prior",
         assumes="Gaussian measurement noise; p(x0 | x_t) close to N(x0_hat, r_t^2 I)",
         fails="poor below about 100 NFE (SW at 20 NFE near the prior's); exact only for Gaussian priors",
-        nfe_per_step=1, backward_per_step=1,
-        measured={"8x1": {20: 10.555, 100: 6.024, 1000: 5.177}, "8x2": {20: 9.68, 100: 3.293, 1000: 1.968},
-                  "8x4": {20: 11.254, 100: 3.064, 1000: 1.85}, "80x1": {20: 10.933, 100: 6.34, 1000: 6.174},
-                  "80x2": {20: 12.816, 100: 4.599, 1000: 1.156},
-                  "80x4": {20: 14.897, 100: 4.79, 1000: 0.4}}),
+        nfe_per_step=1, backward_per_step=1),
     StrategyFacts(
         "diffpir", needs="linear operator with an SVD; pixel prior",
         assumes="Gaussian measurement noise; lambda tuned for deblurring",
         fails="the weakest gradient-free SVD method on the exact problems at every budget",
-        nfe_per_step=1, backward_per_step=0,
-        measured={"8x1": {20: 8.384, 100: 7.871, 1000: 6.481}, "8x2": {20: 8.454, 100: 7.241, 1000: 4.693},
-                  "8x4": {20: 4.475, 100: 3.042, 1000: 1.314}, "80x1": {20: 11.176, 100: 11.248, 1000: 10.401},
-                  "80x2": {20: 13.649, 100: 13.693, 1000: 12.273},
-                  "80x4": {20: 13.293, 100: 12.986, 1000: 10.615}}),
+        nfe_per_step=1, backward_per_step=0),
     StrategyFacts(
         "dps", needs="any differentiable operator (linear or not); zeta' for operators without a published task",
         assumes="the step zeta' (published per task) matters more than sigma_y, which DPS does not use "
                 "(Poisson noise: weighted residual)",
         fails="does not use the noise level, so it over- or under-fits noisy measurements depending on zeta'; "
               "1000 steps needed for its best results",
-        nfe_per_step=1, backward_per_step=1,
-        measured={"8x1": {20: 6.844, 100: 5.381, 1000: 5.896}, "8x2": {20: 6.199, 100: 1.878, 1000: 0.695},
-                  "8x4": {20: 3.824, 100: 0.986, 1000: 0.415}, "80x1": {20: 8.029, 100: 5.48, 1000: 5.076},
-                  "80x2": {20: 8.308, 100: 3.284, 1000: 1.689},
-                  "80x4": {20: 6.379, 100: 1.641, 1000: 0.58}}),
+        nfe_per_step=1, backward_per_step=1),
     StrategyFacts(
         "daps", needs="any differentiable operator; a noise level (or beta_y) for the likelihood",
         assumes="Gaussian likelihood of width beta_y (default: the noise model's Gaussian proxy)",
         fails="directions of small operator gain barely move within the Langevin steps: "
               "far from the posterior at d = 80",
         nfe_per_step=5, backward_per_step=0,
-        cost_note="ode_steps NFE and langevin_steps (100) operator gradients per annealing level",
-        measured={"8x1": {20: 8.854, 100: 7.923, 1000: 6.945}, "8x2": {20: 9.653, 100: 7.44, 1000: 4.962},
-                  "8x4": {20: 5.967, 100: 3.367, 1000: 1.456}, "80x1": {20: 11.058, 100: 11.032, 1000: 10.321},
-                  "80x2": {20: 13.374, 100: 13.454, 1000: 12.418},
-                  "80x4": {20: 13.168, 100: 12.824, 1000: 10.611}}),
+        cost_note="ode_steps NFE and langevin_steps (100) operator gradients per annealing level"),
     StrategyFacts(
         "repaint", needs="a binary masking operator (inpainting); pixel prior",
         assumes="a noiseless measurement (known pixels are copied, noise included; warns otherwise)",
@@ -194,11 +161,8 @@ def default_method(operator: Any, quality: Quality = "fast") -> tuple[str, int]:
     return DEFAULTS[operator_kind(operator)][quality]
 
 
-#: SW of the reference rows per cell: a second exact sample set (the floor) and prior samples.
-REFERENCE: dict[str, dict[str, float]] = {
-    "exact (floor)": {"8x1": 0.650, "8x2": 0.156, "8x4": 0.078, "80x1": 0.742, "80x2": 0.252, "80x4": 0.06},
-    "prior": {"8x1": 12.013, "8x2": 15.110, "8x4": 14.710, "80x1": 11.774, "80x2": 15.058, "80x4": 14.86},
-}
+#: The reference rows of the posterior benchmark: a second exact sample set (the floor) and prior samples.
+REFERENCE = ("exact (floor)", "prior")
 
 
 def facts_table() -> str:
@@ -213,15 +177,36 @@ def facts_table() -> str:
     return "\n".join(lines)
 
 
-def measured_table(cells: tuple[str, ...] = CELLS) -> str:
-    """SW to the exact posterior (mean over the benchmark's problems): one row per strategy and
-    NFE budget, one column per cell, the floor and prior rows first; "-" where not run."""
+def posterior_results(path: Union[str, Path]) -> dict[tuple[str, str, str], float]:
+    """The mean SW of every measured row of a ``benchmarks/bench_posterior.py`` results table:
+    (strategy, cell "d x d_y", NFE or "-" for the reference rows) -> SW.  Rows a strategy was
+    not applicable to ("n/a: ...") are left out."""
+    rows = {}
+    for line in Path(path).read_text().splitlines():
+        cols = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cols) >= 5 and cols[0].isdigit() and re.match(r"^[\d.]+ ±", cols[4]):
+            rows[(cols[2], f"{cols[0]}x{cols[1]}", cols[3])] = float(cols[4].split("±")[0])
+    return rows
+
+
+def measured_table(results: Union[str, Path]) -> str:
+    """SW to the exact posterior (mean over the benchmark's problems) from the ``results`` file
+    (:func:`posterior_results`): one row per strategy and NFE budget (the catalog's order, then
+    strategies it does not know), one column per cell, the floor and prior rows first; "-"
+    where not run."""
+    rows = posterior_results(results)
+    cells = list(dict.fromkeys(cell for _, cell, _ in rows))
+    measured = list(dict.fromkeys(name for name, _, nfe in rows if nfe != "-"))
     head = ["strategy", "NFE", *[f"d={c.split('x')[0]}, d_y={c.split('x')[1]}" for c in cells]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, row in REFERENCE.items():
-        lines.append("| " + " | ".join([name, "-", *[f"{row[c]:.2f}" if c in row else "-" for c in cells]]) + " |")
-    for fact in CATALOG.values():
-        for n in BUDGETS if fact.measured else ():
-            values = [f"{fact.measured[c][n]:.2f}" if n in fact.measured.get(c, {}) else "-" for c in cells]
-            lines.append("| " + " | ".join([f"`{fact.name}`", str(n), *values]) + " |")
+
+    def line(label: str, nfe: str) -> str:
+        values = [f"{rows[(label.strip('`'), c, nfe)]:.2f}" if (label.strip("`"), c, nfe) in rows else "-"
+                  for c in cells]
+        return "| " + " | ".join([label, nfe, *values]) + " |"
+
+    lines += [line(name, "-") for name in REFERENCE]
+    for name in [n for n in CATALOG if n in measured] + sorted(n for n in measured if n not in CATALOG):
+        budgets = sorted({int(nfe) for s, _, nfe in rows if s == name and nfe != "-"})
+        lines += [line(f"`{name}`", str(n)) for n in budgets]
     return "\n".join(lines)

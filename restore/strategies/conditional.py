@@ -1,20 +1,18 @@
-r"""Conditional denoising networks: SR3 (Saharia et al. 2021, "Image Super-Resolution via
-Iterative Refinement") and Palette (Saharia et al. 2022, "Palette: Image-to-Image Diffusion
-Models").
+r"""Sampling and training conditional denoising networks: SR3 (Saharia et al. 2021, "Image
+Super-Resolution via Iterative Refinement") and Palette (Saharia et al. 2022, "Palette:
+Image-to-Image Diffusion Models").
 
-The network is trained for one task and sees the measurement directly: its input is the
-noisy image concatenated along channels with a condition image c(y) of the same size,
+The network and its view (:class:`restore.diffusion.conditional.ConditionalNetwork`) see the
+measurement through a condition image c(y) of the sample's size, concatenated with the noisy
+image along channels; :func:`measurement_condition` makes c(y) from a problem:
 
 * ``"upsample"`` (SR3): y upsampled to the target size by bicubic interpolation;
 * ``"pinv"`` (Palette-style, any linear operator): the pseudo-inverse A^+ y,
 
 both mapped to the prior's range; ``"auto"`` takes ``"upsample"`` when y is a smaller
-image with the same channels and ``"pinv"`` otherwise.  The network predicts epsilon on a
-discrete VP schedule, so bound to one c(y) it is an ordinary VE-view denoiser
-(:class:`restore.diffusion.denoiser.VPNetworkDenoiser`) and samples with the shared
-samplers: ancestral DDPM as in SR3 and Palette, or DDIM with ``eta``.  Unbound it is no
-denoiser at all (:class:`ConditionalNetwork` has no ``predict``): a prior holding one can
-only be sampled by the ``conditional`` strategy, and any other strategy refuses it.
+image with the same channels and ``"pinv"`` otherwise.  Bound to c(y) the network is an
+ordinary denoiser, sampled with the shared samplers: ancestral DDPM as in SR3 and Palette,
+or DDIM with ``eta``.
 
 Training (:func:`train_conditional`) minimises the epsilon objective of Ho et al. 2020
 (Alg. 1) with the condition added, as SR3 does:
@@ -34,16 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from restore.diffusion.denoiser import Denoiser, VPNetworkDenoiser
+from restore.diffusion.conditional import CONDITIONS, ConditionalNetwork
+from restore.diffusion.denoiser import Denoiser
 from restore.diffusion.samplers import sample_ddim, sample_ddpm
-from restore.diffusion.schedules import VPDiscrete
 from restore.events import StepCallback
 from restore.operators.base import Operator
 from restore.operators.validation import check_choice, check_number
 from restore.priors.base import Prior
 from restore.strategies.base import Problem, Strategy, StrategyNotApplicable
-
-CONDITIONS = ("auto", "upsample", "pinv")
 
 
 def condition_mode(problem: Problem, shape: tuple[int, ...], mode: str) -> str:
@@ -76,27 +72,6 @@ def measurement_condition(problem: Problem, shape: tuple[int, ...], mode: str = 
                                         f"samples of shape {tuple(shape)} have {math.prod(shape)}")
         image = image.reshape(image.shape[0], *shape)  # flat for operators on vectors (matrix)
     return problem.prior.to_prior(image)
-
-
-class ConditionalNetwork:
-    """An epsilon-predicting network ``network(cat[x_vp, c], t)`` trained on ``schedule``
-    with condition ``condition`` (see :data:`CONDITIONS`).  It needs a condition before it
-    can denoise, so it is not a :class:`Denoiser`: :meth:`bind` gives the denoiser for one
-    c(y)."""
-
-    def __init__(self, network: Callable[[Tensor, Tensor], Tensor], schedule: VPDiscrete, *,
-                 condition: str = "auto", clip: Optional[tuple[float, float]] = None) -> None:
-        check_choice("conditional", "condition", condition, CONDITIONS)
-        self.network = network
-        self.schedule = schedule
-        self.condition = condition
-        self.clip = clip
-
-    def bind(self, cond: Tensor) -> VPNetworkDenoiser:
-        """The denoiser D(x, sigma | c) for the condition image ``cond`` (B, C', H, W)."""
-        return VPNetworkDenoiser(lambda x_vp, t: self.network(torch.cat([x_vp, cond.to(x_vp.dtype)], dim=1), t),
-                                 self.schedule, parametrization="epsilon", clip=self.clip)
-
 
 
 def _conditional_denoiser(prior: Prior) -> ConditionalNetwork:
@@ -173,20 +148,6 @@ def train_conditional(prior: Prior, operator: Operator, images: Callable[[int, t
         losses.append(loss.item())
     network.eval()
     return losses
-
-
-class LeadingChannels(nn.Module):
-    """A network with equal input and output channels (the compact UNet) used as a
-    conditional one: it receives cat[x_vp, c] and only its first ``channels`` outputs are
-    read, so the extra input channels carry the condition."""
-
-    def __init__(self, network: nn.Module, channels: int) -> None:
-        super().__init__()
-        self.network = network
-        self.channels = channels
-
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        return self.network(x, t)[:, :self.channels]
 
 
 STRATEGIES = {Conditional.name: Conditional}

@@ -1,97 +1,29 @@
 r"""Classifier guidance (Dhariwal & Nichol 2021, "Diffusion Models Beat GANs on Image
-Synthesis", Sec. 4, Alg. 1 and 2) as a denoiser shift, so that it composes with every
-sampler and strategy.
+Synthesis", Sec. 4) as a strategy: another strategy (the one that brings y in: DPS, RePaint,
+...) sampling with its denoiser replaced by the classifier-guided one,
 
-Bayes' rule gives the class-conditional score grad log p_sigma(x | c) = grad log p_sigma(x)
-+ grad log p_sigma(c | x), and Tweedie's formula D(x, sigma) = x + sigma^2 grad log p_sigma(x)
-turns a score into a denoiser.  Hence the class-conditional denoiser is
+    D(x, sigma | c) = D(x, sigma) + s sigma^2 grad_x log p_sigma(c | x),
 
-    D(x, sigma | c) = D(x, sigma) + s sigma^2 grad_x log p_sigma(c | x)
-
-with guidance scale s (s = 1 is the exact conditional; D&N use s > 1 to sharpen).  In the
-VP view this is D&N's Alg. 2 exactly: with x_vp = sqrt(abar) x and sigma^2 = (1 - abar) / abar,
-eps = (x - D) / sigma becomes eps - s sqrt(1 - abar) grad_{x_vp} log p(c | x_vp).  Under an
-ancestral step the shift moves the DDPM mean by s (sigma^2 - sigma'^2) grad log p(c | x);
-Alg. 1 moves it by s Sigma grad log p(c | x_vp) with the posterior variance Sigma, which in
-the VE view is s (sigma'^2 / sigma^2) sqrt((1 + sigma^2) / (1 + sigma'^2)) (sigma^2 - sigma'^2)
-grad log p(c | x): the same to first order in the step.
-
-Classifiers implement ``log_prob(x, sigma, labels)`` in the VE view of the prior's space:
-
-* :class:`MixtureClassifier`: the exact noisy class posterior of a Gaussian mixture.
-* :class:`ADMClassifierGuide`: a guided-diffusion noisy classifier, fed x_vp = x / sqrt(1 + sigma^2)
-  and the timestep of sigma on its training schedule.
-
-:class:`GuidedDenoiser` is the shifted denoiser (use it with any sampler);
-:class:`ClassifierGuidance` is the strategy that wraps another strategy's denoiser with it
-(DPS, RePaint, ...).  It is built from objects (Python) or from JSON-able parameters, as the
-registry's ``factory(**params)`` is called: a strategy name and its parameters, a classifier
-spec (:func:`load_classifier`) and the label(s).  Guidance costs one classifier forward and
-backward per denoiser evaluation; the engine reports them as ``evaluations["classifier"]``
-next to the NFE (:meth:`GuidedDenoiser.evaluations`).
+whose derivation, noisy classifiers and guided denoiser are the classifier view of
+:mod:`restore.diffusion.classifier`.  :class:`ClassifierGuidance` is built from objects
+(Python) or from JSON-able parameters, as the registry's ``factory(**params)`` is called: a
+strategy name and its parameters, a classifier spec (:func:`load_classifier`) and the
+label(s).  Guidance costs one classifier forward and backward per denoiser evaluation; the
+engine reports them as ``evaluations["classifier"]`` next to the NFE.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
-from restore.diffusion.denoiser import DelegatingDenoiser, Denoiser, Prediction
-from restore.diffusion.parametrization import broadcast_sigma
-from restore.diffusion.schedules import VPDiscrete
+from restore.diffusion.classifier import ADMClassifierGuide, GuidedDenoiser, MixtureClassifier, NoisyClassifier
+from restore.diffusion.denoiser import Denoiser
 from restore.events import StepCallback
 from restore.operators.validation import check_number
 from restore.priors.analytic import GaussianMixture
 from restore.strategies.base import Problem, Strategy, StrategyNotApplicable
-
-
-def _pick(log_probs: Tensor, labels: Tensor) -> Tensor:
-    """log_probs[b, labels[b]], (B,)."""
-    return log_probs.gather(1, labels.to(log_probs.device, torch.long).reshape(-1, 1))[:, 0]
-
-
-class NoisyClassifier:
-    """A noise-aware classifier: log p_sigma(labels | x) per batch item, x in the VE view."""
-
-    def log_prob(self, x: Tensor, sigma: Tensor, labels: Tensor) -> Tensor:
-        raise NotImplementedError
-
-
-class MixtureClassifier(NoisyClassifier):
-    """The exact noisy classifier of a Gaussian mixture: class k is component k,
-    p_sigma(k | x) = w_k N(x; mu_k, Sigma_k + sigma^2 I) / p_sigma(x)."""
-
-    def __init__(self, mixture: GaussianMixture) -> None:
-        self.mixture = mixture
-
-    def log_prob(self, x: Tensor, sigma: Tensor, labels: Tensor) -> Tensor:
-        return _pick(self.mixture.class_log_posterior(x, sigma), labels)
-
-
-class ADMClassifierGuide(NoisyClassifier):
-    """A guided-diffusion noisy classifier ``network(x_vp, t) -> logits`` (e.g.
-    :class:`restore.priors.adm.ADMClassifier`) trained on the VP ``schedule`` (ADM: linear,
-    1000 steps).  It sees x_vp = x / sqrt(1 + sigma^2), x in the prior's range ([-1, 1] for
-    ADM), and the fractional timestep of sigma on that schedule."""
-
-    def __init__(self, network: Callable[[Tensor, Tensor], Tensor], schedule: Optional[VPDiscrete] = None) -> None:
-        self.network = network
-        self.schedule = schedule or VPDiscrete.linear(1000)
-
-    @classmethod
-    def from_checkpoint(cls, path: str, preset: Optional[str] = "imagenet256-classifier", *,
-                        device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float32) -> "ADMClassifierGuide":
-        """Load a released classifier (e.g. ``256x256_classifier.pt``) with the ADM loader."""
-        from restore.priors.adm import load_adm_classifier
-
-        return cls(load_adm_classifier(path, preset, device=device, dtype=dtype))
-
-    def log_prob(self, x: Tensor, sigma: Tensor, labels: Tensor) -> Tensor:
-        sigma = torch.as_tensor(sigma, device=x.device).to(torch.float64).expand(x.shape[0])
-        t = self.schedule.sigma_to_t(sigma).to(x.dtype)
-        logits = self.network(x * (1 + broadcast_sigma(sigma, x) ** 2).rsqrt(), t)
-        return _pick(logits.log_softmax(dim=1), labels)
 
 
 #: Classifier specs that need no file: ``mixture`` is the exact classifier of a Gaussian-mixture prior.
@@ -110,51 +42,13 @@ def load_classifier(spec: str, prior: Any = None, *, device=None, dtype: torch.d
         return MixtureClassifier(mixture)
     scheme, _, rest = spec.partition(":")
     if scheme == "adm" and rest:
+        from restore.priors.adm import load_adm_classifier
+
         path, _, preset = rest.partition(":")
-        return ADMClassifierGuide.from_checkpoint(path, preset or "imagenet256-classifier",
-                                                  device=device or "cpu", dtype=dtype)
+        return ADMClassifierGuide(load_adm_classifier(path, preset or "imagenet256-classifier",
+                                                      device=device or "cpu", dtype=dtype))
     raise ValueError(f"classifier-guidance: unknown classifier spec {spec!r}; "
                      f"use {MIXTURE_SPEC!r} or adm:PATH[:PRESET]")
-
-
-class GuidedDenoiser(DelegatingDenoiser):
-    """D(x, sigma) + scale sigma^2 grad_x log p_sigma(labels | x) (see the module docstring).
-
-    ``labels``: one class index for the whole batch or one per batch item.  When x itself
-    requires grad (DPS differentiates the denoiser) the shift is kept in the graph, so the
-    caller's gradient includes the guidance term's dependence on x.  ``classifier_calls``
-    counts the classifier's evaluations (each a forward and a backward pass).
-    """
-
-    def __init__(self, inner: Denoiser, classifier: NoisyClassifier, labels: Union[int, Sequence[int], Tensor],
-                 scale: float = 1.0) -> None:
-        super().__init__(inner)
-        self.classifier = classifier
-        self.labels = torch.as_tensor(labels, dtype=torch.long)
-        self.scale = scale
-        self.classifier_calls = 0
-
-    def evaluations(self) -> dict[str, int]:
-        counts = self.inner.evaluations()
-        return {**counts, "classifier": counts.get("classifier", 0) + self.classifier_calls}
-
-    def class_score(self, x: Tensor, sigma: Tensor) -> Tensor:
-        """grad_x log p_sigma(labels | x)."""
-        self.classifier_calls += 1
-        labels = self.labels.to(x.device).expand(x.shape[0])
-        if x.requires_grad:
-            log_prob = self.classifier.log_prob(x, sigma, labels).sum()
-            return torch.autograd.grad(log_prob, x, create_graph=True)[0]
-        with torch.enable_grad():
-            x_in = x.detach().requires_grad_(True)
-            return torch.autograd.grad(self.classifier.log_prob(x_in, sigma, labels).sum(), x_in)[0]
-
-    def predict(self, x: Tensor, sigma: Tensor) -> Prediction:
-        pred = self.inner.predict(x, sigma)
-        if self.scale == 0:
-            return pred
-        shift = self.scale * broadcast_sigma(torch.as_tensor(sigma), x) ** 2 * self.class_score(x, sigma)
-        return Prediction(pred.x0 + shift, pred.var_frac)
 
 
 class ClassifierGuidance(Strategy):

@@ -2,9 +2,9 @@
 
 Dhariwal & Nichol 2021 (Sec. 4): a classifier p(c | x_t, t) trained with cross-entropy on
 noisy images x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t uniform over a discrete VP
-schedule, x0 in [-1, 1]; its input-gradient guides sampling
-(:mod:`restore.strategies.guidance`).  The network is the guided-diffusion encoder
-classifier with the average-pooling head (:mod:`restore.priors.classifier` format).
+schedule, x0 in [-1, 1]; its input-gradient guides sampling (:mod:`restore.diffusion.classifier`,
+:mod:`restore.strategies.guidance`).  The network is the guided-diffusion encoder classifier
+with the average-pooling head (:mod:`restore.priors.classifier` format).
 Validation: accuracy on a held-out folder of the same classes at t = 0, 250, 500, 750
 (a fixed noise draw per image).
 """

@@ -36,8 +36,8 @@ from typing import Callable, Optional, Protocol
 import torch
 from torch import Tensor, nn
 
+from restore.distributed import World
 from restore.files import atomic_write
-from restore.training.distributed import World
 from restore.training.ema import EMA
 
 CHECKPOINT = "checkpoint.pt"

@@ -109,7 +109,7 @@ class SR3Task:
 def _training_prior(network: Callable, config: NativeConfig) -> Prior:
     """The conditional prior around ``network`` as trained: crops are multiples of the network's
     size multiple, so no padding wrapper (DDP modules are used as they are)."""
-    from restore.strategies.conditional import ConditionalNetwork
+    from restore.diffusion.conditional import ConditionalNetwork
 
     return Prior(ConditionalNetwork(network, config.make_schedule(), condition=config.condition),
                  name="sr3 (training)", data_range=DATA_RANGE)

@@ -1,4 +1,5 @@
-"""One process or many: the torch.distributed world a training run is part of.
+"""One process or many: the torch.distributed world a run is part of, for training
+(``restore train``) and many-image restoration (``restore batch``) alike.
 
 Under ``torchrun`` (which sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) the
 process group is initialised with gloo on CPU and nccl on CUDA; run directly, the
