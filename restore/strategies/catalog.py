@@ -112,53 +112,82 @@ def facts(name: str) -> Optional[StrategyFacts]:
 
 
 Quality = Literal["fast", "high"]
+Target = Literal["fidelity", "perceptual"]
+QUALITIES: tuple[str, ...] = ("fast", "high")
+TARGETS: tuple[str, ...] = ("fidelity", "perceptual")
 
-#: (strategy, steps) by operator kind and quality; see :func:`default_method`.
-DEFAULTS: dict[str, dict[str, tuple[str, int]]] = {
-    "denoise": {"fast": ("tweedie", 1), "high": ("tweedie", 1)},
-    "mask": {"fast": ("ddnm+", 20), "high": ("ddnm+", 100)},
-    "svd": {"fast": ("ddrm", 20), "high": ("ddrm", 100)},
-    "other": {"fast": ("dps", 100), "high": ("dps", 1000)},
+
+@dataclass(frozen=True)
+class Default:
+    """A default run: ``method`` at ``steps``; ``samples`` > 1 (the fidelity target with a
+    sampler) reports the mean of that many posterior samples as the estimate."""
+
+    method: str
+    steps: int
+    samples: int = 1
+
+
+#: The default run by operator kind (:func:`operator_kind`), target and quality; see
+#: :func:`default_method` and docs/STRATEGIES.md for the rule that chose them.
+DEFAULTS: dict[str, dict[str, dict[str, Default]]] = {
+    "denoise": {"fidelity": {"fast": Default("tweedie", 1), "high": Default("tweedie", 1)},
+                "perceptual": {"fast": Default("ddrm", 20), "high": Default("ddrm", 100)}},
+    "inpaint": {"fidelity": {"fast": Default("ddnm+", 20, 4), "high": Default("ddnm+", 100, 4)},
+                "perceptual": {"fast": Default("ddnm+", 20), "high": Default("ddnm+", 100)}},
+    "sr": {"fidelity": {"fast": Default("ddrm", 20, 4), "high": Default("ddrm", 100, 4)},
+           "perceptual": {"fast": Default("ddrm", 20), "high": Default("ddrm", 100)}},
+    "deblur": {"fidelity": {"fast": Default("ddrm", 20, 4), "high": Default("ddrm", 100, 4)},
+               "perceptual": {"fast": Default("ddrm", 20), "high": Default("ddrm", 100)}},
+    "svd": {"fidelity": {"fast": Default("ddrm", 20, 4), "high": Default("ddrm", 100, 4)},
+            "perceptual": {"fast": Default("ddrm", 20), "high": Default("ddrm", 100)}},
+    "other": {"fidelity": {"fast": Default("dps", 100), "high": Default("dps", 1000)},
+              "perceptual": {"fast": Default("dps", 100), "high": Default("dps", 1000)}},
 }
 
 
 def operator_kind(operator: Any) -> str:
     """Which row of :data:`DEFAULTS` serves ``operator``: ``denoise`` (y = x + Gaussian noise),
-    ``mask`` (linear with an SVD and a 0/1 mask: inpainting, Bayer), ``svd`` (other linear
-    operators with an SVD) or ``other``."""
+    ``inpaint`` (linear with an SVD and a 0/1 mask: inpainting, Bayer), ``sr`` and ``deblur``
+    (linear with an SVD, of those tasks: the benchmark measures them apart), ``svd`` (other
+    linear operators with an SVD: colorization, compressed sensing, matrices) or ``other``."""
     caps = operator.capabilities()
     noise = operator.noise
-    if getattr(operator, "task", None) == "denoise" and noise.is_gaussian and not noise.noiseless:
+    task = getattr(operator, "task", None)
+    if task == "denoise" and noise.is_gaussian and not noise.noiseless:
         return "denoise"
     if caps.get("linear") and caps.get("has_svd"):
-        return "mask" if caps.get("is_mask") else "svd"
+        if caps.get("is_mask"):
+            return "inpaint"
+        return {"super-resolution": "sr", "deblur": "deblur"}.get(task, "svd")
     return "other"
 
 
-def default_method(operator: Any, quality: Quality = "fast") -> tuple[str, int]:
-    """A good (strategy name, steps) for ``operator`` on a 2-core CPU, chosen from the
-    restoration benchmark on natural images with the embedded prior (``benchmarks/restoration.py``,
-    256 x 256 CBSD68 crops, sigma_y 0.025; table in ``docs/STRATEGIES.md``) where the exact
-    problems cannot tell:
+def default_method(operator: Any, quality: Quality = "fast", target: Target = "fidelity") -> tuple[str, int]:
+    """(strategy name, steps) of :func:`default_run`."""
+    choice = default_run(operator, quality, target)
+    return choice.method, choice.steps
 
-    * Gaussian denoising: ``tweedie`` (the posterior mean D(y, sigma_y): the MMSE estimate,
-      best in PSNR), averaged over the prior's symmetry group (8 NFE on ``default``:
-      +0.07 to 0.08 dB on CBSD68 at sigma 15 / 25 / 50 over 1 NFE; :mod:`restore.diffusion.symmetry`).
-    * Masks (inpainting): DDNM+ at 20 steps (``high``: 100), the best PSNR and LPIPS of the
-      SVD methods at 20 NFE on box and random masks.
-    * Other linear operators with an SVD (SR, circular blur, colorization, ...): DDRM at 20
-      steps (``high``: 100).  DDNM+ is unstable on blur (8-12 dB on Gaussian deblurring at
-      20-100 NFE, against DDRM's 20-22: it over-trusts weakly observed coordinates, see
-      ``docs/STRATEGIES.md``) and PiGDM is poor at 20 NFE on images.
-    * Every other operator (linear without an SVD, such as blur with a non-circular
-      boundary, and nonlinear ones): DPS, 100 steps (``fast``) or its published 1000
-      (``high``), one backward pass per step.  DPS takes its step size from the task the
-      operator declares; an operator without one (``jpeg``, ``saturation``, plugins) needs
-      ``zeta`` given, and DPS says so.
+
+def default_run(operator: Any, quality: Quality = "fast", target: Target = "fidelity") -> Default:
+    """The default run for ``operator``, ``quality`` and ``target``: :data:`DEFAULTS`.
+
+    ``target`` (docs/STRATEGIES.md, the perception-distortion trade-off): ``fidelity`` wants
+    the best PSNR / SSIM, i.e. an estimate of the posterior mean (an estimator, or the mean
+    of ``samples`` posterior samples); ``perceptual`` the best LPIPS, i.e. one posterior
+    sample.  ``quality`` is the budget within the target: ``fast`` is the rule's choice within
+    60 s per 256 x 256 image on a 2-core CPU; ``high`` spends about 5x the network
+    evaluations of ``fast`` where the benchmark shows that this helps.
+
+    Operators without an SVD (linear ones such as blur with a non-circular boundary, and
+    nonlinear ones) get DPS for both targets: DPS takes its step size from the task the
+    operator declares; an operator without one (``jpeg``, ``saturation``, plugins) needs
+    ``zeta`` given, and DPS says so.
     """
-    if quality not in ("fast", "high"):
+    if quality not in QUALITIES:
         raise ValueError(f"quality must be 'fast' or 'high', got {quality!r}")
-    return DEFAULTS[operator_kind(operator)][quality]
+    if target not in TARGETS:
+        raise ValueError(f"target must be 'fidelity' or 'perceptual', got {target!r}")
+    return DEFAULTS[operator_kind(operator)][target][quality]
 
 
 #: The reference rows of the posterior benchmark: a second exact sample set (the floor) and prior samples.
