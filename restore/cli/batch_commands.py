@@ -24,11 +24,12 @@ def batch(
                                                         "a folder is read as `restore degrade` sidecars (*.json)."),
     op_param: Optional[List[str]] = typer.Option(None, "--op-param", help="Operator parameter. " + PARAM_HELP),
     mask: Optional[str] = typer.Option(None, "--mask", help="Shortcut for --op-param mask=VALUE: a mask image where "
-                                                            "WHITE marks the region to fill, a .npy mask (1 = known), "
+                                                            "WHITE marks the region to fill, a .npy mask (1 = fill), "
                                                             "or a generator name."),
     mask_white_known: bool = typer.Option(False, "--mask-white-known",
                                           help="Read mask images the other way round, white = known."),
-    kernel: Optional[str] = typer.Option(None, "--kernel", help="Shortcut for --op-param kernel=VALUE."),
+    kernel: Optional[str] = typer.Option(None, "--kernel", help="Shortcut for --op-param kernel=VALUE: "
+                                         "gaussian[:STD[:SIZE]], motion[:SEED[:SIZE]] or a kernel file."),
     scale: Optional[str] = typer.Option(None, "--scale", help="Shortcut for --op-param scale=VALUE."),
     noise: Optional[float] = NOISE,
     prior: str = PRIOR,

@@ -60,7 +60,8 @@ def check_keywords(op: str, factory: Callable[..., Any], params: dict[str, Any],
     for key in params:
         if key not in accepted:
             given = origin.get(key, f"--param {key}=...")
-            raise fail(f"operator {op!r} has no parameter {key!r} (given by {given}); its parameters: {', '.join(sorted(accepted))}")
+            raise fail(f"operator {op!r} has no parameter {key!r} (given by {given}); "
+                       f"its parameters: {', '.join(sorted(accepted))}")
 
 
 def build_operator(op: str, factory: Callable[..., Any], params: dict[str, Any]) -> Any:
@@ -87,7 +88,8 @@ def check_image_file(value: Any, what: str) -> None:
 
     if not isinstance(value, (str, Path)):
         return
-    if Path(value).suffix.lower() in READABLE_SUFFIXES and Path(value).suffix.lower() != ".npy" and Path(value).is_file():
+    suffix = Path(value).suffix.lower()
+    if suffix in READABLE_SUFFIXES and suffix != ".npy" and Path(value).is_file():
         try:
             load_image(value)
         except (ValueError, FileNotFoundError) as exc:
@@ -118,13 +120,15 @@ def degrade(
     ),
     kernel: Optional[str] = typer.Option(None, "--kernel", help="Shortcut for --param kernel=VALUE (blur): "
                                          "gaussian[:STD[:SIZE]] (std 3, size 2 ceil(3 std) + 1 by default), "
-                                         "motion[:SEED[:SIZE]] (size 61), or a kernel file (.npy, or a greyscale image)."),
+                                         "motion[:SEED[:SIZE]] (size 61), or a kernel file (.npy, or a greyscale "
+                                         "image)."),
     noise: Optional[float] = typer.Option(None, "--noise", min=0.0, help="Gaussian noise sigma on the [0, 1] range."),
     poisson: Optional[float] = typer.Option(None, "--poisson", help="Poisson noise: photon count at intensity 1."),
     seed: Optional[int] = seed_option(
         None,
         help="Seed of the noise draw and, for operators whose parameters include a seed (generated masks, "
-        "motion kernels), of the operator unless --param seed= is given. Default: a random seed, recorded in the sidecar.",
+        "motion kernels), of the operator unless --param seed= is given. Default: a random seed, recorded in "
+        "the sidecar.",
     ),
     output: Optional[Path] = typer.Option(
         None,
@@ -200,9 +204,11 @@ def degrade(
     if suffix not in (".png", ".npy"):
         raise fail(f"-o {output}: write the measurement as .png or .npy, not {suffix!r}")
     if suffix == ".png" and not as_image:
-        raise fail(f"operator {op!r} measures {tuple(y.shape)} values that are not an image; write them with -o NAME.npy")
+        raise fail(f"operator {op!r} measures {tuple(y.shape)} values that are not an image; "
+                   "write them with -o NAME.npy")
     planned = [("-o", output), ("sidecar of -o", sidecar_path(output)),
-               *((f"tensor {name} of -o", output.with_name(f"{output.stem}.{name}.npy")) for name in operator.tensors())]
+               *((f"tensor {name} of -o", output.with_name(f"{output.stem}.{name}.npy"))
+                 for name in operator.tensors())]
     try:
         with protect(planned, [("image", image), *file_params(params, origin=origin)], overwrite=overwrite):
             sidecar = save_measurement(y, output, operator, operator_name=op, seed=seed, input_path=image,
@@ -211,7 +217,8 @@ def degrade(
         raise fail(str(exc))
     except OSError as exc:
         raise fail(f"{exc.filename or output}: {exc.strerror or exc}")
-    typer.echo(f"wrote {output} {tuple(y.shape)} and {sidecar_path(output)} (operator {op}, noise {sidecar['noise']}, seed {seed})")
+    typer.echo(f"wrote {output} {tuple(y.shape)} and {sidecar_path(output)} "
+               f"(operator {op}, noise {sidecar['noise']}, seed {seed})")
     clipped = sidecar["measurement"].get("clipped_fraction", 0.0)
     if clipped > 0:
         typer.secho(
