@@ -24,9 +24,12 @@ from fastapi.testclient import TestClient  # noqa: E402
 import restore  # noqa: E402
 from restore.cli.serve_commands import host_warning  # noqa: E402
 from restore.operators.io import decode_pixels  # noqa: E402
+from restore.pipeline import RECORD_FORMAT, SCHEMA_VERSION  # noqa: E402
 from restore.priors.native import NativeConfig, save_native  # noqa: E402
 from restore.priors.unet import CompactUNet, UNetConfig  # noqa: E402
 from restore.serve.app import Settings, create_app  # noqa: E402
+from restore.serve.jobs import JobQueue, Options, new_job  # noqa: E402
+from restore.serve.uploads import Picture  # noqa: E402
 from restore.serve.uploads import Limits  # noqa: E402
 
 PRIOR = "gaussian:3x16x16"
@@ -115,6 +118,8 @@ def test_inpaint_end_to_end_keeps_known_pixels_with_samples_std_and_metrics(clie
     std = Image.open(io.BytesIO(client.get(status["std"]).content))
     assert std.size[1] >= 16
     record = record_of(client, job["id"])
+    assert (record["format"], record["schema_version"]) == (RECORD_FORMAT, SCHEMA_VERSION)  # the CLI's record
+    assert record["invocation"]["interface"] == "serve"
     assert record["seed"] == 5 and record["samples"] == 2 and record["steps"] == 3
     assert record["operator"]["name"] == "inpaint"
     assert record["invocation"]["upload"]["sha256"] == hashlib.sha256(encode(image)).hexdigest()
@@ -204,20 +209,37 @@ def test_cancel_stops_a_running_job_between_steps_and_a_waiting_one_before_it_st
     torch.manual_seed(0)
     net = CompactUNet(UNetConfig(channels=3, base_channels=8, channel_mult=(1, 2), num_res_blocks=1, groups=4))
     unet = restore.load_prior(f"unet:{save_native(tmp_path, net, NativeConfig(net.config))}")
-    with TestClient(create_app(Settings(priors={"unet": unet}, size=4, workers=1)), base_url=BASE) as client:
+    with TestClient(create_app(Settings(priors={"unet": unet}, size=1, workers=1)), base_url=BASE) as client:
         image, fill = encode(photo(13)), hole()
         running = submit(client, image, mask=fill, task="inpaint", steps=10_000, seed=0)
-        waiting = submit(client, image, mask=fill, task="inpaint", steps=2, seed=0)
-        assert client.post(f"/api/jobs/{waiting['id']}/cancel").json()["state"] == "cancelled"
         deadline = time.monotonic() + 60
         while client.get(f"/api/jobs/{running['id']}").json()["progress"].get("step", 0) < 1:
             assert time.monotonic() < deadline
             time.sleep(0.02)
+        waiting = submit(client, image, mask=fill, task="inpaint", steps=2, seed=0)
+        full = submit(client, image, mask=fill, task="inpaint", steps=2, seed=0, expect=503)
+        assert "the queue is full (1 jobs waiting)" in full["detail"]
+        assert client.post(f"/api/jobs/{waiting['id']}/cancel").json()["state"] == "cancelled"
         client.post(f"/api/jobs/{running['id']}/cancel")
         status = wait(client, running["id"])
         assert status["state"] == "cancelled" and status["progress"]["step"] < 10_000
         assert wait(client, waiting["id"])["progress"] == {}  # never started
         assert client.get(f"/api/jobs/{running['id']}/result").status_code == 409
+
+
+def test_finished_jobs_are_forgotten_beyond_keep():
+    jobs = JobQueue({PRIOR: restore.load_prior(PRIOR)}, size=8, workers=1, keep=2)
+    try:
+        ids = [jobs.submit(new_job(Options("sr", PRIOR, seed=0, steps=1), Picture(photo(k, (8, 8)), False), b"x",
+                                   "a.png")).id for k in range(4)]
+        deadline = time.monotonic() + 60
+        while any(jobs.get(i) is not None and jobs.get(i).state != "done" for i in ids):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        jobs.submit(new_job(Options("sr", PRIOR, seed=0, steps=1), Picture(photo(9, (8, 8)), False), b"x", "a.png"))
+        assert [jobs.get(i) is None for i in ids] == [True, True, False, False]
+    finally:
+        jobs.close()
 
 
 def test_twenty_concurrent_jobs_none_lost_or_mixed_up(client):

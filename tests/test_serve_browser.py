@@ -1,8 +1,8 @@
 """``restore serve`` in a real browser: headless Chromium (Debian's ``chromium``) driven by Playwright
 against ``restore serve`` started as a user would, on 127.0.0.1 and a free port.
 
-The test opens the page, loads an image, draws a stroke with mouse events on the canvas, presses
-Restore, waits for the result and checks its pixels (known pixels kept bit for bit, the painted
+The test opens the page, loads an image, draws a stroke with mouse events on the canvas (and
+tries the rectangle, undo, redo, eraser and zoom), presses Restore, waits for the result and checks its pixels (known pixels kept bit for bit, the painted
 stroke changed) and the downloaded run record.  A 16 x 16 image on the exact Gaussian prior keeps
 it quick.
 
@@ -100,6 +100,17 @@ def download(page, selector: str) -> bytes:
     return Path(info.value.path()).read_bytes()
 
 
+def painted(page) -> int:
+    """Pixels of the mask overlay that are painted (the mask itself lives in the page)."""
+    return page.evaluate("""() => {
+        const c = document.getElementById('mask-canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 3; i < d.length; i += 4) n += d[i] > 127;
+        return n;
+    }""")
+
+
 def test_paint_restore_download_in_chromium(tmp_path):
     pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (pip install -e '.[test]')")
     pytest.importorskip("fastapi", reason="restore serve needs the web extra: pip install -e '.[web]'")
@@ -123,11 +134,34 @@ def test_paint_restore_download_in_chromium(tmp_path):
         def at(x: float, y: float) -> tuple[float, float]:
             return box["x"] + x * cell, box["y"] + y * cell
 
-        page.mouse.move(*at(3, 8.5))
-        page.mouse.down()
-        for x in np.linspace(3, 13, 12):
-            page.mouse.move(*at(x, 8.5))
-        page.mouse.up()
+        def drag(start, end, steps=12):
+            page.mouse.move(*at(*start))
+            page.mouse.down()
+            for t in np.linspace(0, 1, steps):
+                page.mouse.move(*at(start[0] + t * (end[0] - start[0]), start[1] + t * (end[1] - start[1])))
+            page.mouse.up()
+
+        drag((3, 8.5), (13, 8.5))
+        stroke = painted(page)
+        assert 10 <= stroke <= 16 * 5
+        page.click("[data-tool=rect]")
+        drag((1, 1), (5, 4), steps=4)
+        assert painted(page) == stroke + 12  # a 4 x 3 rectangle
+        page.click("#undo")
+        assert painted(page) == stroke
+        page.click("#redo")
+        assert painted(page) == stroke + 12
+        page.click("[data-tool=eraser]")
+        drag((0, 0), (6, 5), steps=8)
+        assert painted(page) < stroke + 12
+        page.click("#undo")
+        page.click("#undo")
+        assert painted(page) == stroke  # the stroke alone again
+        page.click("[data-tool=brush]")
+        zoom = page.inner_text("#zoom-level")
+        page.click("#zoom-in")
+        assert page.inner_text("#zoom-level") != zoom
+        page.click("#zoom-fit")
         restore_and_wait(page, timeout_ms=120_000)
         result = decode_pixels(download(page, "#download-image"), "download")[0]
         record = json.loads(download(page, "#download-record"))
@@ -148,7 +182,6 @@ def screenshot(target: Path) -> None:
         page.wait_for_timeout(500)
         page.fill("#seed", "0")
         seconds = restore_and_wait(page)
-        page.evaluate("document.getElementById('split').value = 50")
         page.screenshot(path=str(target), full_page=True)
     print(f"Restore to result: {seconds:.1f} s; screenshot {target}")
 

@@ -174,7 +174,8 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/api/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
         return get_swagger_ui_html(openapi_url="/api/openapi.json", title="restore serve API",
-                                   swagger_js_url="/static/swagger-ui-bundle.js", swagger_css_url="/static/swagger-ui.css",
+                                   swagger_js_url="/static/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/swagger-ui.css",
                                    swagger_favicon_url="data:,")
 
     @app.get("/api/options")

@@ -348,7 +348,12 @@ $("clear").addEventListener("click", () => { remember(); maskCtx.clearRect(0, 0,
 $("zoom-in").addEventListener("click", () => zoomAt(1.25, ...centre()));
 $("zoom-out").addEventListener("click", () => zoomAt(1 / 1.25, ...centre()));
 $("zoom-fit").addEventListener("click", fit);
-$("split").addEventListener("input", (event) => { $("after").style.clipPath = `inset(0 0 0 ${event.target.value}%)`; });
+$("split").addEventListener("input", (event) => split(event.target.value));
+
+function split(percent) {
+  $("after").style.clipPath = `inset(0 0 0 ${percent}%)`;
+  $("split-line").style.left = `${percent}%`;
+}
 for (const button of document.querySelectorAll("[data-tool]")) {
   button.addEventListener("click", () => selectTool(button.dataset.tool));
 }
