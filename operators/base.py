@@ -6,7 +6,8 @@ strategies read (``linear``, ``has_svd``, ``is_mask``).
 
 * :class:`Operator`: differentiable ``forward``; nonlinear operators stop here.
 * :class:`LinearOperator`: adds ``adjoint`` (exact for the stated boundary
-  handling, checked by the dot-product test <A x, y> = <x, A^T y>) and ``pinv``.
+  handling, checked by the dot-product test <A x, y> = <x, A^T y>), ``pinv`` and
+  ``prox_l2``, the proximal map of the data term (conjugate gradients unless overridden).
 * :class:`SVDOperator`: A = U diag(s) V^T with orthogonal U, V, as DDRM (Kawar et
   al. 2022, Sec. 4.3) uses it.  Spectral coordinates are flat vectors: ``vt(x)``
   has ``x[0].numel()`` entries per batch item, ``ut(y)`` has ``y[0].numel()``, and
@@ -46,7 +47,7 @@ import torch
 from torch import Tensor
 
 from restore.operators.noise import NoiseModel
-from restore.operators.validation import check_int
+from restore.operators.validation import check_int, check_number
 
 NoiseSpec = Union[NoiseModel, Mapping[str, Any], None]
 
@@ -171,9 +172,14 @@ class Operator:
 
 
 class LinearOperator(Operator):
-    """A linear operator: adds the adjoint and a pseudo-inverse."""
+    """A linear operator: adds the adjoint, a pseudo-inverse and the proximal map of the data term."""
 
     linear = True
+
+    #: Conjugate gradients of the generic :meth:`prox_l2` stop at this relative residual of the
+    #: normal equations, or after ``prox_max_iter`` iterations (with a RuntimeWarning).
+    prox_tol: ClassVar[float] = 1e-5
+    prox_max_iter: ClassVar[int] = 100
 
     def adjoint(self, y: Tensor) -> Tensor:
         """A^T y, the exact adjoint of ``forward``."""
@@ -186,6 +192,28 @@ class LinearOperator(Operator):
     #: For an iterative pseudo-inverse, the relative normal-equation residual
     #: ||A^T (y - A A^+ y)|| / ||A^T y|| it is computed to; None when exact up to rounding.
     pinv_tolerance: Optional[float] = None
+
+    def prox_l2(self, z: Tensor, y: Tensor, rho: float) -> Tensor:
+        r"""The proximal map of the data term,
+
+            prox(z) = argmin_x ||A x - y||^2 + rho ||x - z||^2 = (A^T A + rho I)^{-1} (A^T y + rho z),
+
+        with no factor 1/2 on either term: the data step of DiffPIR (Zhu et al. 2023, Eq. 13)
+        and of DPIR (Zhang et al. 2021, Eq. 6a, rho = alpha_k).  rho = 0 gives the
+        least-squares solution nearest z, z + A^+ (y - A z): the projection of z onto
+        {x : A x = y} when y is in the range of A.
+
+        Here by conjugate gradients on the normal equations (A^T A + rho I)(x - z) = A^T (y - A z)
+        with ``forward`` and ``adjoint`` (damped CGLS, :func:`restore.operators.linalg.cgls`),
+        warm-started at x = z; it stops when the residual falls to ``prox_tol`` times
+        ||A^T (y - A z)||, or after ``prox_max_iter`` iterations with a RuntimeWarning.  Operators
+        with a closed form override it (SVD: :meth:`SVDOperator.prox_l2`; masks: elementwise).
+        """
+        from restore.operators.linalg import cgls
+
+        rho = check_number(self.name, "rho", rho, low=0.0)
+        y = y.to(device=z.device, dtype=z.dtype)
+        return z + cgls(self, y - self.forward(z), tol=self.prox_tol, max_iter=self.prox_max_iter, damp=rho)
 
 
 class SVDOperator(LinearOperator):
@@ -239,6 +267,52 @@ class SVDOperator(LinearOperator):
                 "op.bound_to((C, H, W))"
             )
         return self.shape
+
+    def spectrum(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """(s, observed) in the dtype and device of ``like`` (a batch of inputs, (B, ...)):
+        the singular values padded with zeros to N = like[0].numel() entries, and which of them
+        are above the numerical cutoff s_i > max(like.shape[1:]) eps s_max, eps the machine
+        epsilon of like's dtype: the pseudo-inverse's rule (Golub & Van Loan, Sec. 5.5.8;
+        numpy.linalg.pinv's rcond).  Below it (U^T y)_i / s_i is rounding error divided by s_i."""
+        n = like[0].numel()
+        s = self.singulars().to(device=like.device, dtype=like.dtype)
+        k = s.numel()
+        if k > n:
+            raise ValueError(f"{self.name}: {k} singular values for inputs of {n} entries")
+        padded = torch.zeros(n, device=like.device, dtype=like.dtype)
+        padded[:k] = s
+        cutoff = max(like.shape[1:]) * torch.finfo(like.dtype).eps * float(s.max()) if k else 0.0
+        return padded, padded > cutoff
+
+    def measured_coordinates(self, y: Tensor, s: Tensor, observed: Tensor) -> Tensor:
+        """y_bar = U^T y / s on the observed coordinates, 0 elsewhere, (B, N); ``s`` and
+        ``observed`` as :meth:`spectrum` gives them.  On an observed coordinate
+        y_bar_i = (V^T x)_i for a noiseless y = A x."""
+        k = self.singulars().numel()
+        safe = torch.where(observed, s, torch.ones_like(s))
+        y_bar = s.new_zeros(y.shape[0], s.numel())
+        y_bar[:, :k] = self.ut(y.to(device=s.device, dtype=s.dtype))[:, :k] / safe[:k]
+        y_bar[:, ~observed] = 0
+        return y_bar
+
+    def spectral_pull(self, z: Tensor, y_bar: Tensor, weight: Union[float, Tensor], observed: Tensor) -> Tensor:
+        """V diag(w) (y_bar - V^T z), w = ``weight`` (a number or (N,)) on the observed
+        coordinates and 0 elsewhere: adding it to z moves each observed spectral coordinate
+        the fraction w_i of the way to the measurement (DDRM, DDNM, DiffPIR, :meth:`prox_l2`)."""
+        w = torch.as_tensor(weight, device=z.device, dtype=z.dtype)
+        w = torch.where(observed, w, torch.zeros_like(w))
+        return self.v(w * (y_bar - self.vt(z)))
+
+    def prox_l2(self, z: Tensor, y: Tensor, rho: float) -> Tensor:
+        """argmin_x ||A x - y||^2 + rho ||x - z||^2 (see :meth:`LinearOperator.prox_l2`) in closed
+        form: each observed spectral coordinate moves the fraction s_i^2 / (s_i^2 + rho) of the
+        way from (V^T z)_i to y_bar_i, the others keep z's (rho = 0: the least-squares
+        solution nearest z)."""
+        rho = check_number(self.name, "rho", rho, low=0.0)
+        s, observed = self.spectrum(z)
+        s2 = s**2
+        weight = s2 / (s2 + rho).clamp_min(torch.finfo(s.dtype).tiny)
+        return z + self.spectral_pull(z, self.measured_coordinates(y, s, observed), weight, observed)
 
     @staticmethod
     def scale_spectral(coeffs: Tensor, scale: Tensor, n: int) -> Tensor:

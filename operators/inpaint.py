@@ -20,7 +20,7 @@ from torch import Tensor
 
 from restore.operators.base import NoiseSpec, SVDOperator
 from restore.operators.linalg import LeadingFirst
-from restore.operators.validation import ArraySource, bind_options
+from restore.operators.validation import ArraySource, bind_options, check_number
 from restore.operators.masks import GENERATORS, load_mask
 
 
@@ -112,6 +112,14 @@ class Inpaint(SVDOperator):
 
     def pinv(self, y: Tensor) -> Tensor:
         return y * self.mask_like(y)
+
+    def prox_l2(self, z: Tensor, y: Tensor, rho: float) -> Tensor:
+        """argmin_x ||m x - y||^2 + rho ||x - z||^2 elementwise (m binary, so m^2 = m):
+        (y + rho z) / (1 + rho) where m = 1 and z where m = 0; rho = 0 puts y in the known
+        pixels (:meth:`LinearOperator.prox_l2`)."""
+        rho = check_number(self.name, "rho", rho, low=0.0)
+        known = self.mask_like(z).expand_as(z) > 0.5
+        return torch.where(known, (y.to(z) + rho * z) / (1 + rho), z)
 
     # SVD: U = V = known entries first.
     def _layout(self) -> LeadingFirst:

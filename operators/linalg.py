@@ -1,6 +1,6 @@
 """Linear-algebra helpers of the operators: the working dtype of numerical kernels, a fixed
 ordering of coordinates for SVD operators (:class:`LeadingFirst`) and the minimum-norm
-least-squares solver CGLS (:func:`cgls`) for pseudo-inverses without a closed form.
+least-squares solver CGLS (:func:`cgls`) for pseudo-inverses and proximal maps without a closed form.
 """
 from __future__ import annotations
 
@@ -60,14 +60,17 @@ def _per_item(v: Tensor, like: Tensor) -> Tensor:
     return v.reshape(-1, *([1] * (like.dim() - 1)))
 
 
-def cgls(op: Any, y: Tensor, *, tol: float, max_iter: int) -> Tensor:
-    """The minimum-norm least-squares solution A^+ y by CGLS.
+def cgls(op: Any, y: Tensor, *, tol: float, max_iter: int, damp: float = 0.0) -> Tensor:
+    """The minimum-norm least-squares solution A^+ y by CGLS; with ``damp`` = rho > 0 the
+    solution of the damped problem min ||A x - y||^2 + rho ||x||^2, i.e. (A^T A + rho I) x = A^T y.
 
     CGLS is conjugate gradients on the normal equations A^T A x = A^T y (Hestenes &
     Stiefel 1952; the stable form of Paige & Saunders 1982, "LSQR", Sec. 7.1).  From
     x_0 = 0 every iterate lies in range(A^T), so the limit is the minimum-norm
-    solution, i.e. A^+ y.  Iterates per batch item; stops when
-    ||A^T (y - A x_k)|| <= tol ||A^T y|| for every item, or after ``max_iter``
+    solution, i.e. A^+ y.  The damped form runs the same recursion on the normal equations
+    of the stacked system [A; sqrt(rho) I] x = [y; 0] (Bjorck 1996, "Numerical Methods for
+    Least Squares Problems", Sec. 7.4.1).  Iterates per batch item; stops when
+    ||A^T (y - A x_k) - rho x_k|| <= tol ||A^T y|| for every item, or after ``max_iter``
     iterations with a RuntimeWarning giving the residual reached.
     """
     tiny = torch.finfo(working_dtype(y)).tiny
@@ -82,11 +85,11 @@ def cgls(op: Any, y: Tensor, *, tol: float, max_iter: int) -> Tensor:
         if bool(done.all()):
             return x
         q = op.forward(p)
-        qq = _dot(q, q)
+        qq = _dot(q, q) + damp * _dot(p, p)
         alpha = torch.where(done | (qq <= 0), torch.zeros_like(gamma), gamma / qq.clamp_min(tiny))
         x = x + _per_item(alpha, p) * p
         r = r - _per_item(alpha, q) * q
-        s = op.adjoint(r)
+        s = op.adjoint(r) - damp * x if damp else op.adjoint(r)
         gamma_next = _dot(s, s)
         beta = torch.where(gamma > 0, gamma_next / gamma.clamp_min(tiny), torch.zeros_like(gamma))
         p = s + _per_item(beta, p) * p
@@ -94,7 +97,7 @@ def cgls(op: Any, y: Tensor, *, tol: float, max_iter: int) -> Tensor:
     if not bool((gamma <= target).all()):
         reached = (gamma / gamma_start.clamp_min(tiny)).sqrt().max().item()
         warnings.warn(
-            f"{op.name}: pinv (CGLS) stopped after max_iter={max_iter} iterations at relative residual "
+            f"{op.name}: CGLS stopped after max_iter={max_iter} iterations at relative residual "
             f"{reached:.2e} > tol={tol:.1e}",
             RuntimeWarning,
             stacklevel=2,
