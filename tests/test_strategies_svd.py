@@ -294,7 +294,8 @@ class Dense(LinearOperator):
 
 
 @pytest.mark.parametrize("name", SVD_ONLY)
-@pytest.mark.parametrize("operator, missing", [(Squash(torch.eye(2, 8), 0.1), "linear"), (Dense(torch.eye(2, 8)), "has_svd")])
+@pytest.mark.parametrize("operator, missing",
+                         [(Squash(torch.eye(2, 8), 0.1), "linear"), (Dense(torch.eye(2, 8)), "has_svd")])
 def test_svd_strategies_refuse_other_operators(name, operator, missing):
     problem = problem_for(reference_mixture(8), operator, torch.zeros(1, 2, dtype=torch.float64))
     with pytest.raises(StrategyNotApplicable, match=missing):
@@ -309,7 +310,8 @@ def test_diffpir_serves_a_linear_operator_without_an_svd_as_with_one():
     dense = Dense(svd.matrix)
     prior = gaussian(torch.full((8,), 0.5), 1.0)
     y = svd.measure(prior.sample(4, generator=gen), generator=gen)
-    with_svd, without = (solve(problem_for(prior, op, y), DiffPIR(), steps=20, generator=torch.Generator().manual_seed(6))
+    with_svd, without = (solve(problem_for(prior, op, y), DiffPIR(), steps=20,
+                               generator=torch.Generator().manual_seed(6))
                          for op in (svd, dense))
     assert not dense.has_svd and with_svd.nfe == without.nfe == 20
     assert torch.allclose(with_svd.sample, without.sample, atol=1e-8)
@@ -333,7 +335,8 @@ def test_strategies_emit_one_event_per_step_and_are_seeded(name, gaussian_proble
     problem, _, _ = gaussian_problem
     small = Problem(problem.prior, problem.operator, problem.y[:3])
     events = []
-    first = solve(small, STRATEGIES[name][0](), steps=5, generator=torch.Generator().manual_seed(1), callback=events.append)
+    first = solve(small, STRATEGIES[name][0](), steps=5, generator=torch.Generator().manual_seed(1),
+                  callback=events.append)
     again = solve(small, STRATEGIES[name][0](), steps=5, generator=torch.Generator().manual_seed(1))
     assert [e.step for e in events] == list(range(5)) and events[-1].sigma == 0.0
     assert torch.equal(first.sample, again.sample)
@@ -378,7 +381,8 @@ def test_numerically_null_singular_values_are_not_observed():
 
     registry = default_registry()
     prior = load_prior("gaussian:3x32x32:0.3", registry=registry)
-    op = registry.get("operator", "blur")(kernel=gaussian_kernel(size=31, std=3.0), boundary="circular").bound_to((3, 32, 32))
+    op = registry.get("operator", "blur")(kernel=gaussian_kernel(size=31, std=3.0),
+                                          boundary="circular").bound_to((3, 32, 32))
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 32), torch.linspace(0, 1, 32), indexing="ij")
     x = torch.stack([xx, yy, xx * yy])[None] * 0.5 + 0.25
     y = op.measure(x)

@@ -17,9 +17,21 @@ nothing here reads the prior's shape when the operator is bound to the image siz
 Assumptions.  A strategy lists in ``assumes`` the conditions its derivation needs
 (:data:`ASSUMPTIONS`); the engine warns, once per run, when a problem breaks one
 (:meth:`Strategy.warn_outside_assumptions`), e.g. a noiseless method on noisy data.
+
+Common parameters.  Every strategy, built in or a plugin's, takes the keywords of
+:data:`COMMON_PARAMS` besides its own, handled here once (:meth:`Strategy.__init_subclass__`
+wraps each subclass's ``__init__``) and applied by the engine:
+
+* ``symmetry``: the denoiser averaged over a symmetry group (``none``, ``hflip``, ``dihedral``
+  of :mod:`restore.diffusion.symmetry`, or ``prior``: the group the prior records); each
+  call then costs |G| NFE, counted.  Default ``none`` (``tweedie``: ``prior``).
+* ``warm_start`` (``none``, ``pinv``, ``dpir``) and ``t0`` in (0, 1]: for samplers, start the
+  reverse process part way down from a forward-noised initial estimate
+  (:mod:`restore.strategies.warm`, Chung, Sim & Ye 2022).
 """
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Optional
@@ -28,9 +40,17 @@ import torch
 from torch import Tensor
 
 from restore.diffusion.denoiser import Denoiser
+from restore.diffusion.symmetry import GROUPS, SymmetrizedDenoiser
 from restore.events import StepCallback
 from restore.operators.base import Operator
+from restore.operators.validation import check_number
 from restore.priors.base import Prior
+
+#: Keyword parameters every strategy takes besides its own (module docstring).
+COMMON_PARAMS = ("symmetry", "warm_start", "t0")
+
+#: Initial estimates a warm start noises (:mod:`restore.strategies.warm`); ``none``: a cold start.
+WARM_STARTS = ("none", "pinv", "dpir")
 
 
 class StrategyNotApplicable(ValueError):
@@ -95,6 +115,20 @@ class Problem:
         ones = torch.ones((self.y.shape[0], *shape), device=self.y.device, dtype=self.y.dtype)
         return self.scale * self.y + lo * self.operator(ones)
 
+    def grey(self, like: Tensor) -> Tensor:
+        """The constant image (lo + hi) / 2 in the middle of the prior's range, shaped like
+        ``like``: the neutral start of the data-step estimates (DPIR, the ``pinv`` warm start),
+        the same image on every prior range."""
+        lo, hi = self.prior.data_range
+        return torch.full_like(like, (lo + hi) / 2)
+
+    def prox_l2(self, z: Tensor, rho: float) -> Tensor:
+        """The data step in prior pixel units: argmin_x ||A x - y_p||^2 + rho ||x - z||^2 with
+        y_p = :meth:`y_prior` (:meth:`restore.operators.base.LinearOperator.prox_l2`: closed form
+        where the operator has one, conjugate gradients otherwise; rho = 0: the least-squares
+        solution nearest z)."""
+        return self.operator.prox_l2(z, self.y_prior(tuple(z.shape[1:])).to(z), rho)
+
 
 def _noisy(problem: Problem) -> bool:
     return not problem.operator.noise.noiseless
@@ -113,12 +147,31 @@ ASSUMPTIONS: dict[str, tuple[Callable[[Problem], bool], str]] = {
 }
 
 
+def _taking_common(init: Callable[..., None]) -> Callable[..., None]:
+    """``init`` that also takes the :data:`COMMON_PARAMS` keywords and sets them on the strategy
+    (only those given: the others keep the class defaults)."""
+
+    @functools.wraps(init)
+    def __init__(self: "Strategy", *args: Any, **kwargs: Any) -> None:
+        common = {key: kwargs.pop(key) for key in COMMON_PARAMS if key in kwargs}
+        init(self, *args, **kwargs)
+        self.set_common(**common)
+
+    __init__.takes_common = True  # type: ignore[attr-defined]
+    return __init__
+
+
 class Strategy:
     """A conditioning strategy: ``sample`` turns a starting draw into a sample of p(x | y).
 
     Subclasses declare the operator capabilities they need in ``requires``
     (``linear``, ``has_svd``, ``is_mask``) and whether they need a pixel prior.
     """
+
+    #: Defaults of the common parameters (module docstring); a subclass may change them.
+    symmetry: str = "none"
+    warm_start: str = "none"
+    t0: float = 0.3
 
     name: ClassVar[str] = "strategy"
     requires: ClassVar[tuple[str, ...]] = ()
@@ -133,6 +186,34 @@ class Strategy:
     #: samples of a sampler; the ``perceptual`` target takes one sample (docs/STRATEGIES.md).
     posterior_mean: ClassVar[bool] = False
 
+    def __init__(self, **common: Any) -> None:
+        self.set_common(**common)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "takes_common", False):
+            cls.__init__ = _taking_common(init)  # type: ignore[method-assign]
+
+    def set_common(self, *, symmetry: Optional[str] = None, warm_start: Optional[str] = None,
+                   t0: Optional[float] = None) -> None:
+        """Check and set the common parameters given (module docstring)."""
+        if symmetry is not None:
+            if symmetry != "prior" and symmetry not in GROUPS:
+                raise ValueError(f"strategy {self.name!r}: symmetry must be 'prior' or one of {', '.join(GROUPS)}, "
+                                 f"got {symmetry!r}")
+            self.symmetry = symmetry
+        if warm_start is not None:
+            if warm_start not in WARM_STARTS:
+                raise ValueError(f"strategy {self.name!r}: warm_start must be one of {', '.join(WARM_STARTS)}, "
+                                 f"got {warm_start!r}")
+            if warm_start != "none" and self.posterior_mean:
+                raise ValueError(f"strategy {self.name!r} returns an estimate, not a sample: a warm start "
+                                 "applies to samplers only")
+            self.warm_start = warm_start
+        if t0 is not None:
+            self.t0 = check_number(self.name, "t0", t0, low=0.0, high=1.0, low_inclusive=False)
+
     def check(self, problem: Problem) -> None:
         """Refuse, naming what is missing, when the problem is outside this strategy's reach."""
         caps = problem.operator.capabilities()
@@ -144,6 +225,24 @@ class Strategy:
             )
         if self.needs_pixel_prior and problem.prior.latent:
             raise StrategyNotApplicable(f"strategy {self.name!r} needs a pixel-space prior, not a latent one")
+        if self.warm_start != "none" and (not caps.get("linear", False) or problem.prior.latent):
+            raise StrategyNotApplicable(f"strategy {self.name!r}: warm_start={self.warm_start} needs a linear "
+                                        "operator and a pixel-space prior (its estimate is a data step)")
+        group, shape = self.symmetry_group(problem), problem.prior.shape
+        if any(k % 2 for k, _ in GROUPS[group]) and shape is not None and shape[-1] != shape[-2]:
+            raise StrategyNotApplicable(f"strategy {self.name!r}: symmetry {group!r} turns images by 90 "
+                                        f"degrees, but prior {problem.prior.name!r} has the fixed non-square shape "
+                                        f"{tuple(shape)} (use symmetry=hflip or none)")
+
+    def symmetry_group(self, problem: Problem) -> str:
+        """The symmetry group the denoiser is averaged over on ``problem``."""
+        return problem.prior.symmetry if self.symmetry == "prior" else self.symmetry
+
+    def symmetrized(self, denoiser: Denoiser, problem: Problem) -> Denoiser:
+        """``denoiser`` averaged over :meth:`symmetry_group` (itself for ``none``); the engine
+        wraps its counting denoiser, so every evaluation of the average is counted."""
+        group = self.symmetry_group(problem)
+        return denoiser if group == "none" else SymmetrizedDenoiser(denoiser, group)
 
     def warn_outside_assumptions(self, problem: Problem) -> None:
         """A warning (:class:`OutsideAssumptionsWarning`) for each assumption in ``assumes``
@@ -161,6 +260,11 @@ class Strategy:
         given no grid: the denoiser's default, unless the strategy's paper fixes its own (DAPS's
         annealing schedule)."""
         return denoiser.sampling_sigmas(steps)
+
+    def grid(self, problem: Problem, denoiser: Denoiser, steps: int) -> Tensor:
+        """The grid ``solve`` samples on when given none: :meth:`sampling_sigmas`, unless the
+        levels depend on the measurement (DPIR ends at the noise level sigma_y)."""
+        return self.sampling_sigmas(denoiser, steps)
 
     def denoiser(self, problem: Problem, shape: tuple[int, ...]) -> Denoiser:
         """The denoiser to sample with (the engine counts its evaluations): the prior's, unless

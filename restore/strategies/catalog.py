@@ -62,10 +62,20 @@ CATALOG: dict[str, StrategyFacts] = {f.name: f for f in (
         fails="poor below about 100 NFE (SW at 20 NFE near the prior's); exact only for Gaussian priors",
         nfe_per_step=1, backward_per_step=1),
     StrategyFacts(
-        "diffpir", needs="linear operator with an SVD; pixel prior",
+        "diffpir", needs="any linear operator (data step by the operator's prox_l2: closed form from an SVD or a "
+                   "mask, conjugate gradients otherwise); pixel prior",
         assumes="Gaussian measurement noise; lambda tuned for deblurring",
         fails="the weakest gradient-free SVD method on the exact problems at every budget",
         nfe_per_step=1, backward_per_step=0),
+    StrategyFacts(
+        "dpir", needs="any linear operator (data step by the operator's prox_l2, as diffpir); pixel prior",
+        assumes="Gaussian measurement noise (sigma_y sets alpha_k and the last level sigma_K); the released "
+                "DPIR schedule: sigma from 49/255 to max(sigma_y, 0.6/255), lambda = 0.23",
+        fails="returns a point estimate for fidelity (PSNR / SSIM), not a sample: no posterior spread, smooth "
+              "textures; on a Gaussian prior its fixed point is the posterior mean for noise sqrt(lambda) sigma_y "
+              "and prior covariance Sigma + sigma_K^2 I, not the exact one",
+        nfe_per_step=1, backward_per_step=0,
+        cost_note="40 steps by default, deterministic; times the size of the symmetry group when one is set"),
     StrategyFacts(
         "dps", needs="any differentiable operator (linear or not); zeta' for operators without a published task",
         assumes="the step zeta' (published per task) matters more than sigma_y, which DPS does not use "

@@ -13,14 +13,14 @@ its last line x_{t-1} = sqrt(abar_{t-1}) x0_hat + sqrt(1 - abar_{t-1}) (...) div
 sqrt(abar_{t-1}) is the VE step above: a DDIM-type step with fresh noise c = sqrt(zeta) sigma'
 (:func:`restore.diffusion.samplers.ddim_mean`).
 
-The data subproblem is solved in closed form through the SVD (:mod:`restore.strategies.spectral`):
-x0_hat = (A^T A + rho I)^{-1} (A^T y + rho x0) moves each observed spectral coordinate the
-fraction s_i^2 / (s_i^2 + rho_t) of the way to y_bar and leaves the others; for sigma_y = 0
-(rho = 0) it is the projection onto {A x = y}.  A linear operator without an SVD would need
-an iterative solve of the normal equations (A^T A + rho I) x = A^T y + rho x0 (conjugate
-gradients with ``forward`` and ``adjoint``, warm-started at x0), and a nonlinear one a few
-gradient steps on the objective (the released code's ``sub_1_analytic = False`` branch);
-neither is implemented here, so the strategy requires an SVD.
+The data subproblem x0_hat = (A^T A + rho I)^{-1} (A^T y + rho x0) is the operator's proximal
+map (:meth:`restore.operators.base.LinearOperator.prox_l2`, in prior units through
+:meth:`Problem.prox_l2`): in closed form through the SVD where the operator has one (each
+observed spectral coordinate moves the fraction s_i^2 / (s_i^2 + rho_t) of the way to the
+measurement), by conjugate gradients on the normal equations otherwise, so any linear
+operator serves; for sigma_y = 0 (rho = 0) it is the projection onto {A x = y}.  A nonlinear
+operator would need a few gradient steps on the objective (the released code's
+``sub_1_analytic = False`` branch), which is not implemented here.
 
 Defaults: 100 steps, lambda = 7 and zeta = 0.3: the values the authors' released deblurring
 script runs (``main_ddpir_deblur.py``: its experiment loop takes 7 x lambda_ and 3 x zeta of
@@ -42,7 +42,6 @@ from restore.diffusion.samplers import ddim_mean, emit, noise_like, predict_at, 
 from restore.events import StepCallback
 from restore.operators.validation import check_number
 from restore.strategies.base import Problem, Strategy
-from restore.strategies.spectral import Spectrum
 
 
 class DiffPIR(Strategy):
@@ -50,7 +49,7 @@ class DiffPIR(Strategy):
     data step) and ``zeta`` in [0, 1] (share of fresh noise in each step)."""
 
     name = "diffpir"
-    requires = ("linear", "has_svd")
+    requires = ("linear",)
     needs_pixel_prior = True
     assumes = ("gaussian-noise",)
     default_steps = 100
@@ -59,17 +58,14 @@ class DiffPIR(Strategy):
         self.lambda_ = check_number(self.name, "lambda_", lambda_, low=0.0, low_inclusive=False)
         self.zeta = check_number(self.name, "zeta", zeta, low=0.0, high=1.0)
 
-    def data_step(self, spec: Spectrum, x0: Tensor, sigma: float) -> Tensor:
-        """argmin_x ||y - A x||^2 + rho ||x - x0||^2 in closed form, rho = lambda sigma_y^2 / sigma^2."""
-        rho = self.lambda_ * spec.sigma_y**2 / sigma**2
-        s2 = spec.singulars**2
-        return x0 + spec.pull(x0, s2 / (s2 + rho).clamp_min(torch.finfo(x0.dtype).tiny))
+    def data_step(self, problem: Problem, x0: Tensor, sigma: float) -> Tensor:
+        """argmin_x ||y - A x||^2 + rho ||x - x0||^2, rho = lambda sigma_y^2 / sigma^2."""
+        return problem.prox_l2(x0, self.lambda_ * problem.sigma_y**2 / sigma**2)
 
     def sample(self, problem: Problem, denoiser: Denoiser, x: Tensor, sigmas: Tensor, *,
                generator: Optional[torch.Generator] = None, callback: StepCallback = None) -> Tensor:
-        spec = Spectrum(problem, x)
         for i, s, s_next in sigma_pairs(sigmas):
-            x0 = self.data_step(spec, predict_at(denoiser, x, s).x0, s)
+            x0 = self.data_step(problem, predict_at(denoiser, x, s).x0, s)
             c = math.sqrt(self.zeta) * s_next
             x = ddim_mean(x0, (x - x0) / s, s_next, c) + c * noise_like(x, generator)
             emit(callback, i, sigmas, x, x0)

@@ -1,7 +1,12 @@
-"""Running a strategy: capability check, start draw, NFE count, divergence guard, observers.
+"""Running a strategy: capability check, start draw (cold or warm), NFE count, symmetry average,
+divergence guard, observers.
 
 This is the one place that turns (prior, operator, y, strategy) into an image; the
 Python API and the CLI's restoration commands call :func:`solve`.
+
+The denoiser a strategy samples with is counted first, then averaged over the strategy's
+``symmetry`` group (:meth:`Strategy.symmetrized`), so each evaluation of the average counts;
+a warm start (:mod:`restore.strategies.warm`) shortens the grid and counts its estimate's NFE.
 
 Sampling runs under ``torch.no_grad``: no autograd graph is kept across steps.  A
 strategy that needs a gradient (DPS, PiGDM, DAPS, classifier guidance) takes it
@@ -28,6 +33,7 @@ from restore.diffusion.denoiser import DelegatingDenoiser, Denoiser, Prediction
 from restore.events import StepCallback, StepEvent
 from restore.plugins import Registry, RunObservers, default_registry
 from restore.strategies.base import DivergenceError, Problem, Strategy
+from restore.strategies.warm import warm_start
 
 
 class CountingDenoiser(DelegatingDenoiser):
@@ -113,22 +119,24 @@ def solve(problem: Problem, strategy: Strategy, *, steps: Optional[int] = None,
     strategy.warn_outside_assumptions(problem)
     start = time.perf_counter()
     with torch.no_grad():
-        denoiser = CountingDenoiser(strategy.denoiser(problem, shape))
+        counter = CountingDenoiser(strategy.denoiser(problem, shape))
+        denoiser = strategy.symmetrized(counter, problem)
         if sigmas is None:
             steps = strategy.default_steps if steps is None else steps
             if steps is None:
                 raise ValueError(f"strategy {strategy.name!r} has no default number of steps: pass steps")
-            sigmas = strategy.sampling_sigmas(denoiser, steps)
+            sigmas = strategy.grid(problem, denoiser, steps)
         y = problem.y
+        x = denoiser.init_noise((y.shape[0], *shape), float(sigmas[0]), generator=generator,
+                                device=y.device, dtype=y.dtype)
+        x, sigmas = warm_start(strategy, problem, denoiser, x, sigmas, generator)
         observers.call("restore_run_start", info={
             "prior": problem.prior.name, "strategy": strategy.name, "params": strategy.params(),
             "steps": len(sigmas) - 1, "shape": shape, "batch": y.shape[0]})
-        x = denoiser.init_noise((y.shape[0], *shape), float(sigmas[0]), generator=generator,
-                                device=y.device, dtype=y.dtype)
         sample = strategy.sample(problem, denoiser, x, sigmas, generator=generator,
-                                 callback=_observed(callback, denoiser, observers))
+                                 callback=_observed(callback, counter, observers))
         image = problem.prior.to_image(problem.prior.decode(sample))
     seconds = time.perf_counter() - start
-    evaluations = {"nfe": denoiser.nfe, **denoiser.evaluations()}
-    observers.call("restore_run_end", info={"nfe": denoiser.nfe, "evaluations": evaluations, "seconds": seconds})
-    return Result(image=image, sample=sample, nfe=denoiser.nfe, evaluations=evaluations, seconds=seconds)
+    evaluations = {"nfe": counter.nfe, **counter.evaluations()}
+    observers.call("restore_run_end", info={"nfe": counter.nfe, "evaluations": evaluations, "seconds": seconds})
+    return Result(image=image, sample=sample, nfe=counter.nfe, evaluations=evaluations, seconds=seconds)

@@ -1,5 +1,5 @@
 r"""A linear problem seen in the SVD basis of its operator, shared by the SVD strategies
-(DDRM, DDNM / DDNM+, PiGDM, DiffPIR).
+(DDRM, DDNM / DDNM+, PiGDM); the operator computes each part (:meth:`SVDOperator.spectrum`).
 
 With A = U diag(s) V^T (:class:`restore.operators.base.SVDOperator`) acting on prior-space
 pixels and the measurement y = A x + sigma_y n in prior units (:meth:`Problem.y_prior`,
@@ -31,7 +31,8 @@ from restore.strategies.base import Problem
 
 class Spectrum:
     """The measurement of ``problem`` in spectral coordinates, in the dtype and device of ``like``
-    (a batch of denoiser-space points (B, ...), B the measurement's batch size).
+    (a batch of denoiser-space points (B, ...), B the measurement's batch size); the operator
+    computes each part (:meth:`SVDOperator.spectrum`, :meth:`SVDOperator.measured_coordinates`):
 
     * ``singulars``: s padded with zeros to N entries, (N,);
     * ``observed``: s_i above the numerical cutoff (module docstring), (N,) bool;
@@ -43,22 +44,13 @@ class Spectrum:
     def __init__(self, problem: Problem, like: Tensor) -> None:
         self.operator = problem.operator
         self.sigma_y = problem.sigma_y
-        n = like[0].numel()
-        s = self.operator.singulars().to(device=like.device, dtype=like.dtype)
-        k = s.numel()
-        if k > n:
-            raise ValueError(f"spectrum: the operator has {k} singular values for inputs of {n} entries")
-        self.singulars = torch.zeros(n, device=like.device, dtype=like.dtype)
-        self.singulars[:k] = s
-        cutoff = max(like.shape[1:]) * torch.finfo(like.dtype).eps * float(s.max()) if k else 0.0
-        self.observed = self.singulars > cutoff
+        self.singulars, self.observed = self.operator.spectrum(like)
+        self.y_bar = self.operator.measured_coordinates(problem.y_prior(tuple(like.shape[1:])), self.singulars,
+                                                        self.observed)
+        if self.y_bar.shape[0] != like.shape[0]:
+            raise ValueError(f"spectrum: the measurement has batch size {self.y_bar.shape[0]}, "
+                             f"the samples {like.shape[0]}")
         safe = torch.where(self.observed, self.singulars, torch.ones_like(self.singulars))
-        y_hat = self.operator.ut(problem.y_prior(tuple(like.shape[1:])).to(device=like.device, dtype=like.dtype))[:, :k]
-        if y_hat.shape[0] != like.shape[0]:
-            raise ValueError(f"spectrum: the measurement has batch size {y_hat.shape[0]}, the samples {like.shape[0]}")
-        self.y_bar = like.new_zeros(like.shape[0], n)
-        self.y_bar[:, :k] = y_hat / safe[:k]
-        self.y_bar[:, ~self.observed] = 0
         self.y_noise = torch.where(self.observed, self.sigma_y / safe, torch.full_like(safe, float("inf")))
 
     def vt(self, x: Tensor) -> Tensor:
@@ -72,7 +64,5 @@ class Spectrum:
     def pull(self, x0: Tensor, weight: Union[float, Tensor]) -> Tensor:
         """V diag(w) (y_bar - V^T x0) with w = ``weight`` (a number or (N,)) on observed
         coordinates and 0 elsewhere: adding it to x0 moves each observed spectral coordinate
-        the fraction w_i of the way to the measurement."""
-        w = torch.as_tensor(weight, device=x0.device, dtype=x0.dtype)
-        w = torch.where(self.observed, w, torch.zeros_like(w))
-        return self.v(w * (self.y_bar - self.vt(x0)))
+        the fraction w_i of the way to the measurement (:meth:`SVDOperator.spectral_pull`)."""
+        return self.operator.spectral_pull(x0, self.y_bar, weight, self.observed)

@@ -8,7 +8,9 @@ formula (Robbins 1956; Miyasawa 1961; Efron 2011, Eq. 2.8) gives
 exactly the denoiser of the prior at noise level sigma_y (in prior pixel units:
 (hi - lo) sigma_y on a [lo, hi] prior).  It is the minimum-mean-squared-error estimate,
 so it maximises expected PSNR; it is not a sample: every item of ``--samples`` is the same
-and the posterior spread is not shown.  Cost: one NFE, no gradient.
+and the posterior spread is not shown.  Cost: one NFE, no gradient; by default averaged over
+the symmetry group the prior records (the common ``symmetry`` parameter of
+:mod:`restore.strategies.base`: |G| NFE, 8 on ``default``).
 """
 from __future__ import annotations
 
@@ -19,25 +21,19 @@ from torch import Tensor
 
 from restore.diffusion.denoiser import Denoiser
 from restore.diffusion.samplers import emit, predict_at
-from restore.diffusion.symmetry import GROUPS, SymmetrizedDenoiser
 from restore.events import StepCallback
 from restore.strategies.base import Problem, Strategy, StrategyNotApplicable
 
 
 class Tweedie(Strategy):
     """E[x | y] = D(y, sigma_y) for Gaussian denoising, averaged over ``symmetry`` (a group
-    of :mod:`restore.diffusion.symmetry`, or ``prior``: the one the prior records)."""
+    of :mod:`restore.diffusion.symmetry`, or ``prior``, the default: the one the prior records)."""
 
     name = "tweedie"
     needs_pixel_prior = True
     default_steps = 1
     posterior_mean = True
-
-    def __init__(self, symmetry: str = "prior") -> None:
-        if symmetry != "prior" and symmetry not in GROUPS:
-            raise ValueError(f"strategy 'tweedie': symmetry must be 'prior' or one of {', '.join(GROUPS)}, "
-                             f"got {symmetry!r}")
-        self.symmetry = symmetry
+    symmetry = "prior"
 
     def check(self, problem: Problem) -> None:
         super().check(problem)
@@ -49,21 +45,11 @@ class Tweedie(Strategy):
         if not noise.is_gaussian or noise.noiseless:
             raise StrategyNotApplicable("strategy 'tweedie' needs white Gaussian measurement noise with a known "
                                         "sigma > 0 (give --noise / --sigma)")
-        shape, group = problem.prior.shape, self.group(problem)
-        turns = any(k % 2 for k, _ in GROUPS[group])
-        if turns and shape is not None and shape[-1] != shape[-2]:
-            raise StrategyNotApplicable(f"strategy 'tweedie': symmetry {group!r} turns images by 90 "
-                                        f"degrees, but prior {problem.prior.name!r} has the fixed non-square shape "
-                                        f"{tuple(shape)} (use symmetry=hflip or none)")
-
-    def group(self, problem: Problem) -> str:
-        """The symmetry group averaged over on ``problem``."""
-        return problem.prior.symmetry if self.symmetry == "prior" else self.symmetry
 
     def sample(self, problem: Problem, denoiser: Denoiser, x: Tensor, sigmas: Tensor, *,
                generator: Optional[torch.Generator] = None, callback: StepCallback = None) -> Tensor:
         y = problem.prior.to_prior(problem.y).to(x.dtype)
-        x0 = predict_at(SymmetrizedDenoiser(denoiser, self.group(problem)), y, problem.sigma_y).x0
+        x0 = predict_at(denoiser, y, problem.sigma_y).x0
         emit(callback, 0, torch.tensor([problem.sigma_y, 0.0]), x0, x0)
         return x0
 
