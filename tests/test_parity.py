@@ -150,3 +150,39 @@ def test_one_mask_convention_everywhere(tmp_path):
     np.save(tmp_path / "soft.npy", fill * 0.5)
     result = runner.invoke(app, ["inpaint", str(tmp_path / "y.png"), "--mask", str(tmp_path / "soft.npy"), *map(str, common)])
     assert result.exit_code == 2 and "marks the pixels to fill with 1" in result.output
+
+
+def documented_keys() -> set[str]:
+    """The keys of docs/RUN_RECORD.md's key table (first column)."""
+    from pathlib import Path
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "RUN_RECORD.md").read_text()
+    return set(re.findall(r"^\| `([a-z_.]+)` \|", text.split("## Keys")[1], re.M))
+
+
+def test_the_schema_document_lists_every_key(runs):
+    """docs/RUN_RECORD.md names every key the records hold (top level and one level into the
+    objects it describes key by key), and every key it names is held or documented as optional."""
+    nested = ("versions", "prior", "input", "operator", "strategy", "outputs")
+    held = set()
+    for record in (json.loads(runs["png8"]["cli"].with_suffix(".json").read_text()), runs["phase"]["api"].provenance):
+        held |= set(record) | {f"{key}.{inner}" for key in nested for inner in record[key]}
+    optional = {"crop_to_mask", "outputs.samples", "outputs.std", "outputs.std_figure", "outputs.previews"}
+    documented = documented_keys()
+    assert held <= documented and documented - held <= optional, (held - documented, documented - held)
+
+
+def test_batch_redoes_an_item_whose_record_has_another_schema_version(tmp_path):
+    from restore.batch import Outputs, is_complete
+
+    outputs = Outputs(tmp_path, "a", ".png")
+    rio.write_image(outputs.image, torch.zeros(1, 1, 4, 4))
+    record = {"format": "restore-run", "schema_version": 0, "invocation": {"settings": {}}, "operator": None,
+              "input": {"sha256": "x", "sidecar_sha256": None},
+              "outputs": {"image": {"sha256": rio.sha256_file(outputs.image)}}}
+    outputs.sidecar.write_text(json.dumps(record))
+    expected = {"settings": {}, "operator": None, "input": ("x", None)}
+    assert not is_complete(outputs, expected)
+    outputs.sidecar.write_text(json.dumps({**record, "schema_version": 1}))
+    assert is_complete(outputs, expected)
