@@ -2,9 +2,9 @@
 against ``restore serve`` started as a user would, on 127.0.0.1 and a free port.
 
 The test opens the page, loads an image, draws a stroke with mouse events on the canvas (and
-tries the rectangle, undo, redo, eraser and zoom), presses Restore, waits for the result and checks its pixels (known pixels kept bit for bit, the painted
-stroke changed) and the downloaded run record.  A 16 x 16 image on the exact Gaussian prior keeps
-it quick.
+tries the rectangle, undo, redo, eraser and zoom), presses Restore, waits for the result and
+checks its pixels (known pixels kept bit for bit, the painted stroke changed) and the downloaded
+run record.  A 16 x 16 image on the exact Gaussian prior keeps it quick.
 
 Run as a script it makes the README's screenshot and measures the latency from pressing Restore
 to the result on the shipped default prior (``examples/data/chelsea_scribbled.png`` with

@@ -39,7 +39,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from restore.serve.jobs import TASKS, JobQueue, Options, new_job
-from restore.serve.uploads import Limits, Picture, UploadError, png_preview, read_fill_mask, read_picture
+from restore.serve.uploads import Limits, Picture, Refused, png_preview, read_fill_mask, read_picture
 
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 STATIC = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "text/html"}
@@ -147,8 +147,8 @@ def create_app(settings: Settings) -> FastAPI:
     hosts = tuple(dict.fromkeys((*LOOPBACK, settings.host if ":" not in settings.host else f"[{settings.host}]")))
     app.add_middleware(Guard, hosts=hosts, max_bytes=settings.limits.max_bytes)
 
-    @app.exception_handler(UploadError)
-    async def refused(_: Request, exc: UploadError) -> JSONResponse:
+    @app.exception_handler(Refused)
+    async def refused(_: Request, exc: Refused) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
@@ -199,7 +199,7 @@ def create_app(settings: Settings) -> FastAPI:
         from restore.strategies.catalog import default_method
 
         if task not in TASKS:
-            raise UploadError(f"task: unknown task {task!r}; choose one of {', '.join(TASKS)}")
+            raise Refused(f"task: unknown task {task!r}; choose one of {', '.join(TASKS)}")
         method, steps = default_method(example_operator(task), quality)
         return {"method": method, "steps": steps, "samples": inspect.signature(restore).parameters["samples"].default}
 
@@ -241,7 +241,7 @@ def create_app(settings: Settings) -> FastAPI:
         if mask is not None:
             fill = read_fill_mask(await mask.read(), settings.limits, picture.size)
         if method is not None and method not in options()["methods"]:
-            raise UploadError(f"method: unknown strategy {method!r}; GET /api/options lists them")
+            raise Refused(f"method: unknown strategy {method!r}; GET /api/options lists them")
         chosen = Options(task=task, prior=prior or next(iter(settings.priors)),
                          seed=secrets.randbelow(2**31) if seed is None else seed, method=method or None, steps=steps,
                          quality=quality, samples=samples, scale=scale, kernel=kernel, sigma=sigma, noise=noise,
@@ -252,13 +252,13 @@ def create_app(settings: Settings) -> FastAPI:
     def find(job_id: str) -> Any:
         job = jobs.get(job_id)
         if job is None:
-            raise UploadError(f"no job {job_id!r} (finished jobs are kept for a while, then forgotten)", 404)
+            raise Refused(f"no job {job_id!r} (finished jobs are kept for a while, then forgotten)", 404)
         return job
 
     def finished(job_id: str) -> Any:
         job = find(job_id)
         if job.state != "done":
-            raise UploadError(f"job {job_id} is {job.state}, it has no result" +
+            raise Refused(f"job {job_id} is {job.state}, it has no result" +
                               (f": {job.error}" if job.error else ""), 409)
         return job
 
@@ -289,7 +289,7 @@ def create_app(settings: Settings) -> FastAPI:
     def preview_png(job_id: str) -> Response:
         job = find(job_id)
         if job.preview is None:
-            raise UploadError(f"job {job_id} has no preview yet", 404)
+            raise Refused(f"job {job_id} has no preview yet", 404)
         return Response(job.preview, media_type="image/png")
 
     @app.get("/api/jobs/{job_id}/result")
@@ -302,7 +302,7 @@ def create_app(settings: Settings) -> FastAPI:
     def std(job_id: str) -> Response:
         outputs = finished(job_id).outputs
         if "std" not in outputs:
-            raise UploadError(f"job {job_id} drew one sample: there is no std map (ask for samples > 1)", 404)
+            raise Refused(f"job {job_id} drew one sample: there is no std map (ask for samples > 1)", 404)
         return Response(outputs["std"], media_type="image/png")
 
     @app.get("/api/jobs/{job_id}/record")

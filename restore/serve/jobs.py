@@ -30,7 +30,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from restore.hookspecs import hookimpl
-from restore.serve.uploads import Picture, UploadError
+from restore.serve.uploads import Picture, Refused
 
 TASKS = ("inpaint", "sr", "deblur", "denoise", "colorize")
 #: Previews per run (about).
@@ -117,21 +117,21 @@ def new_job(options: Options, image: Picture, data: bytes, filename: Optional[st
             fill: Optional[np.ndarray] = None, truth: Optional[Picture] = None) -> Job:
     """A job, its inputs checked against its task (mask for inpainting, blur kernel, ground truth size)."""
     if options.task not in TASKS:
-        raise UploadError(f"task: unknown task {options.task!r}; choose one of {', '.join(TASKS)}")
+        raise Refused(f"task: unknown task {options.task!r}; choose one of {', '.join(TASKS)}")
     if options.task == "inpaint":
         if fill is None:
-            raise UploadError("mask: inpainting needs a mask; paint the region to fill or upload a mask file")
+            raise Refused("mask: inpainting needs a mask; paint the region to fill or upload a mask file")
         if not fill.any():
-            raise UploadError("mask: the mask marks no pixel to fill (white = fill), so there is nothing to restore")
+            raise Refused("mask: the mask marks no pixel to fill (white = fill), so there is nothing to restore")
         if fill.all():
-            raise UploadError("mask: the mask covers the whole image: no pixel is known, so this is not inpainting")
+            raise Refused("mask: the mask covers the whole image: no pixel is known, so this is not inpainting")
     if options.task == "deblur":
         deblur_kernel(options.kernel)  # refused now, not when the job runs
     if truth is not None:
         factor = options.scale if options.task == "sr" else 1
         want = (image.size[0] * factor, image.size[1] * factor)
         if truth.size != want:
-            raise UploadError(f"truth: the ground truth is {truth.size[1]}x{truth.size[0]} pixels but the result will "
+            raise Refused(f"truth: the ground truth is {truth.size[1]}x{truth.size[0]} pixels but the result will "
                               f"be {want[1]}x{want[0]}")
     return Job(options, image, safe_name(filename), hashlib.sha256(data).hexdigest(), fill=fill, truth=truth)
 
@@ -193,13 +193,13 @@ class JobQueue:
 
     def submit(self, job: Job) -> Job:
         if job.options.prior not in self.priors:
-            raise UploadError(f"prior: {job.options.prior!r} is not one of this server's priors "
+            raise Refused(f"prior: {job.options.prior!r} is not one of this server's priors "
                               f"({', '.join(self.priors)}); start restore serve with --prior to add one")
         with self.lock:
             try:
                 self.waiting.put_nowait(job)
             except queue.Full:
-                raise UploadError(f"the queue is full ({self.waiting.maxsize} jobs waiting); try again when one has "
+                raise Refused(f"the queue is full ({self.waiting.maxsize} jobs waiting); try again when one has "
                                   "finished (restore serve --queue N)", 503) from None
             self.jobs[job.id] = job
             self._forget_old()
@@ -258,8 +258,6 @@ class JobQueue:
 
 def run_job(job: Job, prior: Any, device: Optional[str]) -> dict[str, Any]:
     """Run ``job`` through the public API; the encoded result, std map, metrics and run record."""
-    import torch
-
     import restore
 
     options = job.options
@@ -284,7 +282,7 @@ def run_job(job: Job, prior: Any, device: Optional[str]) -> dict[str, Any]:
             if grey.shape[-1] == 3 and bool((grey == grey[..., :1]).all()):
                 grey = grey[..., :1]
             else:
-                raise UploadError("image: colorize takes a grey image; this one has colour channels that differ")
+                raise Refused("image: colorize takes a grey image; this one has colour channels that differ")
         result = restore.colorize(grey, noise=options.noise, **common)
     return encode_outputs(job, result)
 
@@ -295,11 +293,11 @@ def deblur_kernel(spec: str) -> dict[str, Any]:
     from restore.operators.kernels import kernel_params
 
     if not re.fullmatch(r"(gaussian|motion)(:[0-9.]*(:[0-9]+)?)?", spec or ""):
-        raise UploadError(f"kernel: {spec!r} is not gaussian[:STD[:SIZE]] or motion[:SEED[:SIZE]]")
+        raise Refused(f"kernel: {spec!r} is not gaussian[:STD[:SIZE]] or motion[:SEED[:SIZE]]")
     try:
         return kernel_params(spec)
     except ValueError as exc:
-        raise UploadError(str(exc)) from None
+        raise Refused(str(exc)) from None
 
 
 def encode_outputs(job: Job, result: Any) -> dict[str, Any]:

@@ -14,9 +14,9 @@ from typing import Optional
 import numpy as np
 
 
-class UploadError(ValueError):
-    """A request this server refuses: ``status`` is the HTTP status, the message says why and
-    what to do."""
+class Refused(ValueError):
+    """A request this server refuses (an upload, an option, a job it does not have): ``status``
+    is the HTTP status, the message says why and what to do."""
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
@@ -77,7 +77,7 @@ def header_size(data: bytes, field: str) -> Optional[tuple[int, int]]:
             with Image.open(io.BytesIO(data)) as image:
                 return image.size
     except Image.DecompressionBombError as exc:
-        raise UploadError(f"{field}: refused as a decompression bomb ({exc})", 413) from None
+        raise Refused(f"{field}: refused as a decompression bomb ({exc})", 413) from None
     except Exception:  # a damaged header: the decoder reports it
         return None
     return None
@@ -85,19 +85,19 @@ def header_size(data: bytes, field: str) -> Optional[tuple[int, int]]:
 
 def read_picture(data: bytes, field: str, limits: Limits) -> Picture:
     """Decode an uploaded image file (:func:`restore.operators.io.decode_pixels`) after the
-    checks of the module docstring; :class:`UploadError` with one clear message otherwise."""
+    checks of the module docstring; :class:`Refused` with one clear message otherwise."""
     from restore.operators.io import ImageFileError, decode_pixels
 
     if not data:
-        raise UploadError(f"{field}: the file is empty (0 bytes); choose an image file")
+        raise Refused(f"{field}: the file is empty (0 bytes); choose an image file")
     size = header_size(data, field)
     if size is not None and size[0] * size[1] > limits.max_pixels:
-        raise UploadError(f"{field}: {size[0]}x{size[1]} is {size[0] * size[1]:,} pixels, over this server's limit of "
+        raise Refused(f"{field}: {size[0]}x{size[1]} is {size[0] * size[1]:,} pixels, over this server's limit of "
                           f"{limits.max_pixels:,} (restore serve --max-pixels)", 413)
     try:
         pixels, grey = decode_pixels(data, field)
     except ImageFileError as exc:
-        raise UploadError(str(exc)) from None
+        raise Refused(str(exc)) from None
     return Picture(np.ascontiguousarray(pixels), grey)
 
 
@@ -106,7 +106,7 @@ def read_fill_mask(data: bytes, limits: Limits, size: tuple[int, int]) -> np.nda
     convention, white (ITU-R 601 luma >= 0.5) = fill, alpha ignored; it must match ``size``."""
     picture = read_picture(data, "mask", limits)
     if picture.size != size:
-        raise UploadError(f"mask: it is {picture.size[1]}x{picture.size[0]} pixels but the image is "
+        raise Refused(f"mask: it is {picture.size[1]}x{picture.size[0]} pixels but the image is "
                           f"{size[1]}x{size[0]}; give a mask of the image's size")
     values = picture.colour
     grey = values[..., 0] if values.shape[-1] == 1 else values[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
