@@ -161,6 +161,8 @@ def test_image_kinds_come_back_as_the_cli_reads_them(client, image, fmt):
     source = decode(data)
     assert out.dtype == source.dtype and out.shape == source.shape
     assert np.array_equal(out[~fill], source[~fill]) and not np.array_equal(out[fill], source[fill])
+    shown = decode(client.get(f"/api/jobs/{job['id']}/result.png").content)
+    assert shown.dtype == np.uint8 and shown.shape == source.shape
 
 
 def test_preview_sends_an_8_bit_png(client):

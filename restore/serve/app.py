@@ -7,7 +7,7 @@
     GET  /api/jobs/{id}                 state, progress (step, total, NFE, elapsed, ETA), error, links
     GET  /api/jobs/{id}/events          the same as server-sent events, one per change, until it ends
     GET  /api/jobs/{id}/preview.png     the latest denoised estimate
-    GET  /api/jobs/{id}/result          the restored image (PNG; TIFF for float input)
+    GET  /api/jobs/{id}/result          the restored image (PNG; TIFF for float input); result.png: 8-bit
     GET  /api/jobs/{id}/std.png         the per-pixel standard deviation (samples > 1)
     GET  /api/jobs/{id}/record          the run record (JSON)
     POST /api/jobs/{id}/cancel          stop the job (between two steps)
@@ -297,6 +297,11 @@ def create_app(settings: Settings) -> FastAPI:
         outputs = finished(job_id).outputs
         return Response(outputs["image"], media_type=outputs["media_type"],
                         headers={"Content-Disposition": f'attachment; filename="{outputs["filename"]}"'})
+
+    @app.get("/api/jobs/{job_id}/result.png")
+    def result_png(job_id: str) -> Response:
+        """The restored image as an 8-bit PNG, for showing."""
+        return Response(finished(job_id).outputs["display"], media_type="image/png")
 
     @app.get("/api/jobs/{job_id}/std.png")
     def std(job_id: str) -> Response:

@@ -30,7 +30,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from restore.hookspecs import hookimpl
-from restore.serve.uploads import Picture, Refused
+from restore.serve.uploads import Picture, Refused, png_preview
 
 TASKS = ("inpaint", "sr", "deblur", "denoise", "colorize")
 #: Previews per run (about).
@@ -100,6 +100,7 @@ class Job:
             if self.state == "done":
                 out["metrics"] = self.outputs.get("metrics")
                 out["result"] = f"/api/jobs/{self.id}/result"
+                out["display"] = f"/api/jobs/{self.id}/result.png"
                 out["record"] = f"/api/jobs/{self.id}/record"
                 out["std"] = f"/api/jobs/{self.id}/std.png" if "std" in self.outputs else None
                 out["filename"] = self.outputs["filename"]
@@ -302,8 +303,8 @@ def deblur_kernel(spec: str) -> dict[str, Any]:
 
 def encode_outputs(job: Job, result: Any) -> dict[str, Any]:
     """The result image in the input's format family (PNG for 8 / 16-bit integers, TIFF for
-    float or 16-bit grey + alpha), the std map figure, metrics against the ground truth and
-    the run record."""
+    float or 16-bit grey + alpha) and as an 8-bit PNG to show, the std map figure, metrics
+    against the ground truth and the run record."""
     from restore.operators.io import encode_pixels
     from restore.pipeline import std_figure
 
@@ -313,7 +314,8 @@ def encode_outputs(job: Job, result: Any) -> dict[str, Any]:
         else "tiff"
     filename = f"{job.name.rsplit('.', 1)[0]}_restored.{'png' if kind == 'png' else 'tif'}"
     outputs: dict[str, Any] = {"image": encode_pixels(image, kind), "filename": filename,
-                               "media_type": "image/png" if kind == "png" else "image/tiff"}
+                               "media_type": "image/png" if kind == "png" else "image/tiff",
+                               "display": png_preview(Picture(image, job.image.grey or image.shape[-1] < 3))}
     mean = result.tensors["mean"]
     if len(result.samples) > 1:
         outputs["std"] = encode_pixels(std_figure(result.tensors["std"][0]), "png")

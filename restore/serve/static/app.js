@@ -14,7 +14,8 @@ const imageCtx = imageCanvas.getContext("2d");
 const mask = document.createElement("canvas");
 const maskCtx = mask.getContext("2d", { willReadFrequently: true });
 const overlayCtx = maskCanvas.getContext("2d");
-const HISTORY = 40;
+// Undo steps kept: 40, fewer for large images (each step is a copy of the mask, 4 bytes a pixel; about 256 MB in all).
+const history = () => Math.min(40, Math.max(3, Math.floor(256e6 / (4 * mask.width * mask.height))));
 
 function say(text) { $("message").textContent = text || ""; }
 
@@ -123,7 +124,7 @@ async function openMask(file) {
 
 function remember() {
   state.undo.push(maskCtx.getImageData(0, 0, mask.width, mask.height));
-  if (state.undo.length > HISTORY) state.undo.shift();
+  while (state.undo.length > history()) state.undo.shift();
   state.redo = [];
 }
 
@@ -317,7 +318,7 @@ async function finish(job) {
   const seconds = (performance.now() - state.submitted) / 1000;
   $("progress-text").textContent = `done in ${seconds.toFixed(1)} s (seed ${job.seed})`;
   $("before").src = state.previewUrl;
-  $("after").src = job.result;
+  $("after").src = job.display;
   $("download-image").href = job.result;
   $("download-image").download = job.filename;
   $("download-record").href = job.record;
