@@ -30,7 +30,7 @@ PADDING = 64
 
 #: (top, left, bottom, right), bottom and right exclusive.
 Box = tuple[int, int, int, int]
-#: ``run(y, operator, seed)``: a run of :func:`restore.api.restore_tensor` on one measurement.
+#: ``run(y, operator, seed)``: a run of :func:`restore.pipeline.solve_items` on one measurement.
 Run = Callable[["Tensor", Any, Optional[int]], dict[str, Any]]
 
 
@@ -88,7 +88,7 @@ def box_operator(operator: Any, box: Box) -> Any:
 
 
 def restore_cropped(y: Tensor, operator: Any, run: Run, seed: Optional[int], padding: int = PADDING) -> dict[str, Any]:
-    """:func:`restore.api.restore_tensor`'s result for (B, C, H, W) ``y`` computed box by box
+    """:func:`restore.pipeline.solve_items`'s result for (B, C, H, W) ``y`` computed box by box
     (module docstring): ``mean``, ``samples`` and ``std`` are ``y`` (std: 0) outside the
     pixels to fill; ``nfe`` and ``seconds`` add up over the boxes; ``provenance`` is the
     first box's with the full operator and ``crop_to_mask`` (boxes and padding) added.  Every
@@ -118,7 +118,8 @@ def restore_cropped(y: Tensor, operator: Any, run: Run, seed: Optional[int], pad
         samples[..., top:bottom, left:right] = torch.where(where, out["samples"], samples[..., top:bottom, left:right])
         nfe, seconds = nfe + out["nfe"], seconds + out["seconds"]
     provenance = {**out["provenance"], "nfe": nfe, "seconds": round(seconds, 3),
-                  "operator": {"name": operator.name, "params": operator.params(), "tensors": sorted(operator.tensors())},
+                  "operator": {"name": operator.name, "params": operator.params(),
+                               "tensors": sorted(operator.tensors())},
                   "crop_to_mask": {"boxes": [list(b) for b in boxes], "padding": padding}}
     return {"mean": mean, "samples": samples, "std": std, "nfe": nfe, "seconds": seconds, "provenance": provenance}
 

@@ -7,11 +7,11 @@
   :func:`read_file` (an image file and an operator), :func:`read_sidecar` (a
   ``restore degrade`` sidecar: its exact operator) and :func:`from_array` (a tensor, array
   or PIL image and an operator).  It holds y (B, C, H', W') on [0, 1] (float measurements
-  may lie outside: noise), the operator with its noise, the shape (C, H, W) of the image
-  behind y, the bit depth of the data (8 / 16 for integer samples, 32 for floats), the alpha
-  channel set aside, the input's SHA-256 and the quantization noise added for its bit depth
-  (:func:`with_quantization_noise`).  Operators whose measurement does not tell the image
-  size (phase retrieval, compressed sensing) are bound to the shape a sidecar records.
+  may lie outside: noise), the operator with its noise, the bit depth of the data (8 / 16
+  for integer samples, 32 for floats), the alpha channel set aside, the input's SHA-256 and
+  the quantization noise added for its bit depth (:func:`with_quantization_noise`).  An
+  operator whose measurement does not tell the image size (phase retrieval) is bound to the
+  shape a sidecar records.
 * :func:`run`: plans (image shape, channel spreading, default method and steps:
   :func:`plan_run`), seeds (item k of the run draws from its own generator seeded
   ``seeds[k]``; by default ``seed + k``), solves through the engine
@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 import restore as _package
+from restore import accel
 from restore.api import ImageKind, RestoreError, build_operator, load, pick_device, pick_dtype, to_tensor, with_noise
 from restore.operators import io as rio
 from restore.operators.noise import GaussianNoise, NoiseModel, PoissonNoise
@@ -60,8 +61,8 @@ Noise = Union[float, Mapping[str, Any], NoiseModel, str, None]
 @dataclass(frozen=True)
 class Measurement:
     """What a run restores (module docstring).  ``y`` (B, C, H', W') float32 on the CPU;
-    ``operator`` with its noise, quantization noise included; ``shape`` (C, H, W) of the image
-    behind y; ``bits`` of the data (8, 16, or 32 for floats); ``alpha`` (B, 1, H, W) at the
+    ``operator`` with its noise, quantization noise included (bound to the image shape where y
+    does not tell it); ``bits`` of the data (8, 16, or 32 for floats); ``alpha`` (B, 1, H, W) at the
     image's size or None; ``sha256`` of the input (a file's bytes, an array's float32 values);
     ``quantization_sigma``: q / sqrt(12) added for integer data (0 otherwise); ``path`` of the
     measurement file and ``sidecar`` of the degrade sidecar (with its SHA-256), where they came
@@ -69,7 +70,6 @@ class Measurement:
 
     y: Tensor
     operator: Any
-    shape: tuple[int, int, int]
     bits: int
     alpha: Optional[Tensor]
     sha256: str
@@ -90,9 +90,11 @@ class Measurement:
 def measured(y: Tensor, operator: Any, bits: int, alpha: Optional[Tensor], sha256: str, *, where: str,
              noise: Noise = None, **origin: Any) -> Measurement:
     """The :class:`Measurement` of ``y`` under ``operator`` (what every reader ends with):
-    the noise set (``noise``, :data:`Noise`), the quantization noise of ``bits``-bit data
-    added, the image shape found (:func:`image_shape`) and the alpha channel checked against
-    it (an opaque one follows a change of size; a translucent one cannot)."""
+    a grey image in three equal channels taken as one for colorization, a user mask checked
+    against it, the noise set (``noise``, :data:`Noise`), the quantization noise of
+    ``bits``-bit data added, the image shape found (:func:`image_shape`: a RestoreError when y
+    does not tell it) and the alpha channel checked against it (an opaque one follows a
+    change of size; a translucent one cannot)."""
     if y.numel() == 0:
         raise RestoreError(f"{where}: the measurement is empty (shape {tuple(y.shape)})")
     y = one_grey_channel(y, operator, where)
@@ -109,7 +111,7 @@ def measured(y: Tensor, operator: Any, bits: int, alpha: Optional[Tensor], sha25
             raise RestoreError(f"{where}: has an alpha channel, which cannot be put back on the {shape[1]}x{shape[2]} "
                                f"result of operator {operator.name!r}; flatten its transparency first")
         alpha = torch.ones((alpha.shape[0], 1, *shape[1:]))
-    return Measurement(y, operator, shape, bits, alpha, sha256, quantization, sigma_estimated=estimated, **origin)
+    return Measurement(y, operator, bits, alpha, sha256, quantization, sigma_estimated=estimated, **origin)
 
 
 def check_user_mask(operator: Any, y: Tensor) -> None:
@@ -163,17 +165,22 @@ def read_file(path: Union[str, Path], operator: Any, *, options: Optional[Mappin
 def read_sidecar(path: Union[str, Path], registry: Any = None) -> Measurement:
     """A ``restore degrade`` sidecar: the measurement file it names with the exact operator
     (:func:`restore.operators.io.load_measurement`), bound to the clean image's shape the
-    sidecar records.  Bits: a PNG's own depth; a ``.npy`` file holds exact floats (32: no
-    rounding noise)."""
+    sidecar records where y does not tell it (phase retrieval: :func:`image_shape`).  Bits:
+    a PNG's own depth; a ``.npy`` file holds exact floats (32: no rounding noise)."""
     from restore.plugins import default_registry
 
     path = Path(path)
     loaded = rio.load_measurement(path, registry or default_registry())
     entry = loaded.sidecar["measurement"]
     bits = int(entry.get("bits", 8)) if entry.get("storage") == "png" else 32
-    operator, shape = loaded.operator, loaded.sidecar.get("input_shape")
-    if shape is not None and operator.shape is None:
-        operator = operator.bound_to(shape[1:])
+    operator, recorded = loaded.operator, loaded.sidecar.get("input_shape")
+    if recorded is not None and operator.shape is None:
+        try:
+            found: Optional[tuple[int, ...]] = image_shape(operator, loaded.y)
+        except RestoreError:
+            found = None
+        if found != tuple(recorded[1:]):  # y does not tell the image size: bind the operator to it
+            operator = operator.bound_to(recorded[1:])
     file = path.parent / entry["file"]
     return measured(loaded.y.float(), operator, bits, None, rio.sha256_file(file), where=str(path), path=file,
                     sidecar=path, sidecar_sha256=rio.sha256_file(path))
@@ -243,11 +250,20 @@ def image_shape(operator: Any, y: Tensor) -> tuple[int, int, int]:
     return tuple(y.shape[1:])
 
 
+#: The smallest side :func:`estimate_sigma` accepts: 8 pixels give 16 finest diagonal coefficients.
+MIN_SIGMA_SIDE = 8
+
+
 def estimate_sigma(x: Tensor) -> float:
     """The Gaussian noise level of images ``x`` (B, C, H, W) on [0, 1]: scikit-image's
     wavelet estimator (Donoho & Johnstone 1994: median absolute deviation of the finest
-    diagonal wavelet coefficients / 0.6745), averaged over channels and batch items."""
+    diagonal wavelet coefficients / 0.6745), averaged over channels and batch items.  Images
+    smaller than :data:`MIN_SIGMA_SIDE` pixels a side are refused: too few coefficients."""
     from skimage.restoration import estimate_sigma as skimage_sigma
+
+    if min(x.shape[-2:]) < MIN_SIGMA_SIDE:
+        raise RestoreError(f"an image of {x.shape[-2]}x{x.shape[-1]} pixels is too small to estimate its noise level "
+                           f"(at least {MIN_SIGMA_SIDE}x{MIN_SIGMA_SIDE}); give the noise sigma")
 
     values = [skimage_sigma(item.permute(1, 2, 0).double().numpy(), channel_axis=-1, average_sigmas=True)
               for item in x]
@@ -305,13 +321,15 @@ class Plan:
 
 
 def plan_run(operator: Any, y: Tensor, prior: Prior, *, method: Optional[str], steps: Optional[int],
-             params: Optional[Mapping[str, Any]], quality: str, registry: Any) -> Plan:
+             params: Optional[Mapping[str, Any]], quality: str, registry: Any, target: str = "fidelity") -> Plan:
     """The image shape behind ``y`` (:func:`image_shape`), channel spreading for a grey
     image with a colour prior (:func:`spread_channels`), and the strategy: ``method`` or
-    :func:`restore.strategies.catalog.default_method`, whose steps apply when neither
-    ``method`` nor ``steps`` is given (else the strategy's own default)."""
+    :func:`restore.strategies.catalog.default_run` for ``quality`` and ``target``, whose
+    hyperparameters (overridden by ``params``) apply when no ``method`` is given, and whose
+    steps apply when neither ``method`` nor ``steps`` is given (else the strategy's own
+    default)."""
     from restore.priors.spec import prior_channels
-    from restore.strategies.catalog import default_method
+    from restore.strategies.catalog import default_run
 
     shape = image_shape(operator, y)
     run_op, run_y = operator, y
@@ -319,12 +337,31 @@ def plan_run(operator: Any, y: Tensor, prior: Prior, *, method: Optional[str], s
     if have is not None and have != shape[0]:
         run_op, run_y = spread_channels(operator, y, shape, have)
         shape = (have, *shape[1:])
-    default_name, default_steps = default_method(run_op, quality)
-    if steps is None and method is None:
-        steps = default_steps
-    strategy = make_strategy(registry, method or default_name, params)
+    choice = default_run(run_op, quality, target)
+    if method is None:
+        params = {**dict(choice.params), **dict(params or {})}
+        steps = choice.steps if steps is None else steps
+    strategy = make_strategy(registry, method or choice.method, params)
     steps = strategy.default_steps if steps is None else steps
-    return Plan(run_op, run_y, shape, strategy, method or default_name, steps, run_op is not operator)
+    return Plan(run_op, run_y, shape, strategy, method or choice.method, steps, run_op is not operator)
+
+
+def valid_target(target: str) -> str:
+    """``target`` when it is one of :data:`restore.strategies.catalog.TARGETS`, else a
+    :class:`RestoreError` naming them."""
+    from restore.strategies.catalog import TARGETS
+
+    if target not in TARGETS:
+        raise RestoreError(f"target must be {' or '.join(TARGETS)}, got {target!r}")
+    return target
+
+
+def default_samples(operator: Any, method: Optional[str], quality: str, target: str) -> int:
+    """The number of samples when none is given: the default run's (the fidelity target's
+    mean of samples, where its default is a sampler) without a ``method``, else 1."""
+    from restore.strategies.catalog import default_run
+
+    return default_run(operator, quality, target).samples if method is None else 1
 
 
 def make_strategy(registry: Any, name: str, params: Optional[Mapping[str, Any]]) -> Any:
@@ -341,8 +378,9 @@ def make_strategy(registry: Any, name: str, params: Optional[Mapping[str, Any]])
 
 @dataclass
 class Run:
-    """A finished run: ``mean`` (B, C, H, W), ``samples`` (S, B, C, H, W) and ``std`` (B, C,
-    H, W) as float32 CPU tensors over the items of all measurements in order; ``nfe``,
+    """A finished run: ``mean`` (B, C, H, W; the estimate of the target: the mean of the
+    samples for ``fidelity``, the first sample for ``perceptual``), ``samples`` (S, B, C, H, W)
+    and ``std`` (B, C, H, W) as float32 CPU tensors over the items of all measurements in order; ``nfe``,
     ``seconds``, ``warnings`` (first lines, once each) and ``records``: one run record per
     measurement (docs/RUN_RECORD.md), ``invocation`` and ``outputs`` left for the front door."""
 
@@ -362,9 +400,10 @@ class Run:
 
 def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[str, Prior], *,
         method: Optional[str] = None, steps: Optional[int] = None, params: Optional[Mapping[str, Any]] = None,
-        quality: str = "fast", seed: Optional[int] = None, seeds: Optional[Sequence[int]] = None, samples: int = 1,
-        device: Any = None, dtype: Any = None, listeners: Iterable[Any] = (), registry: Any = None,
-        crop_to_mask: Optional[bool] = None, prior_spec: Optional[str] = None) -> Run:
+        quality: str = "fast", seed: Optional[int] = None, seeds: Optional[Sequence[int]] = None,
+        samples: Optional[int] = None, device: Any = None, dtype: Any = None, listeners: Iterable[Any] = (),
+        registry: Any = None, crop_to_mask: Optional[bool] = None, prior_spec: Optional[str] = None,
+        target: str = "fidelity", fast: Any = None, threads: Optional[int] = None) -> Run:
     """Restore ``measurements`` (one, or several sharing one operator and size: solved as
     one batch) under ``prior`` (a spec or a loaded prior; ``prior_spec``: the spec a loaded
     one was loaded from, for the record) in one engine run.
@@ -374,18 +413,33 @@ def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[st
     ``listeners``: observer plugins of this run only (passed to ``solve``).  Inpainting with a user mask
     runs box by box around the holes when :func:`restore.cropping.wants_crop` says so
     (``crop_to_mask``; not with explicit ``seeds``).  Warnings raised during the run are
-    collected into the records."""
+    collected into the records.
+
+    ``target`` (docs/STRATEGIES.md): ``fidelity`` (the default method is a posterior-mean
+    estimate; the result is the mean of the samples) or ``perceptual`` (the default method is
+    a sampler; the result is the first sample).  ``samples``: None for
+    :func:`default_samples`.
+
+    ``fast``: a :class:`restore.accel.FastPath` (network precision, channels_last, compile),
+    applied to the prior by :func:`restore.accel.prepare`; None runs the prior as it is (a
+    caller that accelerated it once, as ``restore batch`` does).  ``threads``: CPU threads for
+    this run (None: the process's setting).  The record's ``fast_path`` says what was used."""
     from restore.cropping import restore_around_mask
     from restore.plugins import default_registry
 
     group = [measurements] if isinstance(measurements, Measurement) else list(measurements)
+    valid_target(target)
+    if samples is None:
+        samples = default_samples(group[0].operator, method, quality, target)
     if not isinstance(samples, int) or samples < 1:
         raise RestoreError(f"samples must be an integer >= 1, got {samples!r}")
     registry = registry or default_registry()
     device, dtype = pick_device(device), pick_dtype(dtype)
-    loaded = load(prior, registry, device, dtype)
     y = torch.cat([m.y for m in group])
     operator = group[0].operator
+    loaded = load(prior, registry, device, dtype) if fast is None else \
+        accel.prepare(prior, lambda spec: load(spec, registry, device, dtype), fast, device,
+                      getattr(operator, "task", None))[0]
     count = samples * y.shape[0]
     if seeds is not None and len(seeds) != count:
         raise ValueError(f"{len(seeds)} seeds for {count} items (samples x batch)")
@@ -393,9 +447,10 @@ def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[st
     def solve_once(part: Tensor, op: Any, base: Optional[int]) -> dict[str, Any]:
         item_seeds = list(seeds) if seeds is not None else [base + k for k in range(count)]
         return solve_items(part, op, loaded, item_seeds, samples=samples, device=device, dtype=dtype, method=method,
-                           steps=steps, params=params, quality=quality, registry=registry, listeners=listeners)
+                           steps=steps, params=params, quality=quality, registry=registry, listeners=listeners,
+                           target=target)
 
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, accel.threads(threads) as used_threads:
         warnings.simplefilter("always")
         if seeds is not None:
             out = solve_once(y, operator, None)
@@ -411,13 +466,15 @@ def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[st
                 range(items.start, items.stop)]
         result.records.append(run_record(measurement, out["provenance"], prior=loaded, spec=spec, seeds=mine,
                                           samples=samples, quality=quality, device=device, dtype=dtype,
-                                          warnings=notes))
+                                          warnings=notes, target=target))
+        result.records[-1]["fast_path"] = {**loaded.info.get("acceleration", accel.Acceleration().describe()),
+                                           "threads": used_threads}
     return result
 
 
 def solve_items(y: Tensor, operator: Any, prior: Prior, seeds: Sequence[int], *, samples: int, device: torch.device,
                 dtype: torch.dtype, method: Optional[str], steps: Optional[int], params: Optional[Mapping[str, Any]],
-                quality: str, registry: Any, listeners: Iterable[Any] = ()) -> dict[str, Any]:
+                quality: str, registry: Any, listeners: Iterable[Any] = (), target: str = "fidelity") -> dict[str, Any]:
     """One engine run on the (B, C, H, W) measurement ``y``, item k seeded ``seeds[k]``: a dict
     with ``mean``, ``samples`` (S, B, C, H, W), ``std``, ``nfe``, ``seconds`` and
     ``provenance`` (strategy, steps, nfe, seeds, channels_spread, seconds), tensors on the CPU
@@ -427,7 +484,8 @@ def solve_items(y: Tensor, operator: Any, prior: Prior, seeds: Sequence[int], *,
     from restore.strategies.engine import solve
 
     batch = y.shape[0]
-    plan = plan_run(operator, y, prior, method=method, steps=steps, params=params, quality=quality, registry=registry)
+    plan = plan_run(operator, y, prior, method=method, steps=steps, params=params, quality=quality, registry=registry,
+                    target=target)
     problem = Problem(prior, plan.operator, plan.y.to(device=device, dtype=dtype).repeat(samples, 1, 1, 1))
     started = time.perf_counter()
     result = solve(problem, plan.strategy, steps=plan.steps, shape=None if prior.latent else plan.shape,
@@ -435,7 +493,7 @@ def solve_items(y: Tensor, operator: Any, prior: Prior, seeds: Sequence[int], *,
     seconds = time.perf_counter() - started
     images = plan.gather(result.image.detach().to("cpu", torch.float32))
     draws = images.reshape(samples, batch, *images.shape[1:])
-    mean = draws.mean(dim=0)
+    mean = draws.mean(dim=0) if target == "fidelity" else draws[0]  # the estimate of the target
     std = draws.std(dim=0, correction=0) if samples > 1 else torch.zeros_like(mean)
     provenance = {"strategy": {"name": plan.method, "params": jsonable(plan.strategy.params())}, "steps": plan.steps,
                   "nfe": result.nfe, "seeds": [int(s) for s in seeds], "channels_spread": plan.spread,
@@ -449,7 +507,7 @@ def solve_items(y: Tensor, operator: Any, prior: Prior, seeds: Sequence[int], *,
 
 def run_record(measurement: Measurement, solved: Mapping[str, Any], *, prior: Prior, spec: str,
                seeds: Sequence[int], samples: int, quality: str, device: torch.device, dtype: torch.dtype,
-               warnings: Sequence[str]) -> dict[str, Any]:
+               warnings: Sequence[str], target: str = "fidelity") -> dict[str, Any]:
     """The run record of one measurement (docs/RUN_RECORD.md, every key): what was restored,
     how, with what, and what it cost; ``invocation`` and ``outputs`` are filled by the front
     door that writes it."""
@@ -464,7 +522,7 @@ def run_record(measurement: Measurement, solved: Mapping[str, Any], *, prior: Pr
         "quantization_sigma": measurement.quantization_sigma,
         "sigma_estimated": measurement.sigma_estimated,
         "strategy": solved["strategy"], "steps": solved["steps"], "nfe": solved["nfe"], "quality": quality,
-        "samples": samples, "seed": int(seeds[0]), "seeds": [int(s) for s in seeds],
+        "target": target, "samples": samples, "seed": int(seeds[0]), "seeds": [int(s) for s in seeds],
         "channels_spread": solved["channels_spread"],
         "warnings": list(warnings),
         "seconds": solved["seconds"],

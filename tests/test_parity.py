@@ -104,7 +104,8 @@ def test_measurements_of_another_shape_restore_to_the_image_size(runs, name):
     bound to the clean image's shape the sidecar records."""
     assert runs[name]["api"].tensors["mean"].shape == (1, 3, 16, 16)
     assert np.load(runs[name]["batch"]).shape == (1, 3, 16, 16)
-    assert runs[name]["api"].provenance["operator"]["params"]["shape"] == [3, 16, 16]
+    if name == "phase":  # magnitudes do not tell the image size: the operator is bound to the recorded one
+        assert runs[name]["api"].provenance["operator"]["params"]["shape"] == [3, 16, 16]
 
 
 def test_one_kernel_grammar_everywhere(tmp_path):
@@ -158,7 +159,7 @@ def documented_keys() -> set[str]:
     import re
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "RUN_RECORD.md").read_text()
-    return set(re.findall(r"^\| `([a-z_.]+)` \|", text.split("## Keys")[1], re.M))
+    return set(re.findall(r"^\| `([a-z0-9_.]+)` \|", text.split("## Keys")[1], re.M))
 
 
 def test_the_schema_document_lists_every_key(runs):
