@@ -308,6 +308,19 @@ def test_defaults_are_the_clis(client):
     assert client.get("/api/defaults?task=inpaint&quality=high").json()["method"] == default_method(inpaint, "high")[0]
 
 
+def test_serve_command_defaults_to_loopback_and_refuses_an_unknown_prior():
+    import inspect
+
+    from typer.testing import CliRunner
+
+    from restore.cli import app
+    from restore.cli.serve_commands import serve
+
+    assert inspect.signature(serve).parameters["host"].default.default == "127.0.0.1"
+    result = CliRunner().invoke(app, ["serve", "--port", "0", "--prior", "nosuch:thing"])
+    assert result.exit_code == 2 and "error:" in result.output and "nosuch" in result.output
+
+
 def test_host_warning_and_light_imports():
     assert host_warning("127.0.0.1") == "" and host_warning("localhost") == ""
     assert "other machines can reach" in host_warning("0.0.0.0")
