@@ -73,7 +73,8 @@ def main() -> None:
             device = torch.device(device_name)
             for size in args.sizes:
                 for batch in args.batches:
-                    print(f"| {name} | {device_name} | {size} | {batch} | {row(registry, name, device, size, batch, args.repeats)} |",
+                    figures = row(registry, name, device, size, batch, args.repeats)
+                    print(f"| {name} | {device_name} | {size} | {batch} | {figures} |",
                           flush=True)
     print(f"load average at end {os.getloadavg()[0]:.1f}")
 

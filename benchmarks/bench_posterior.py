@@ -53,12 +53,14 @@ def haar_orthogonal(n: int, generator: torch.Generator) -> torch.Tensor:
     return q * torch.sign(torch.diagonal(r))
 
 
-def make_problem(d: int, d_y: int, sigma_y: str, seed: int) -> tuple[GaussianMixture, MatrixOperator, torch.Tensor, float]:
+def make_problem(d: int, d_y: int, sigma_y: str,
+                 seed: int) -> tuple[GaussianMixture, MatrixOperator, torch.Tensor, float]:
     """Prior, operator, one measurement (1, d_y) and its noise level for problem ``seed``."""
     gen = torch.Generator().manual_seed(seed)
     mixture = reference_mixture(d, seed=seed)
     s = torch.rand(d_y, generator=gen, dtype=torch.float64).sort(descending=True).values
-    noise = float(torch.rand((), generator=gen, dtype=torch.float64)) * float(s[0]) if sigma_y == "mcgdiff" else float(sigma_y)
+    u = float(torch.rand((), generator=gen, dtype=torch.float64))
+    noise = u * float(s[0]) if sigma_y == "mcgdiff" else float(sigma_y)
     operator = MatrixOperator(u=haar_orthogonal(d_y, gen), s=s, v=haar_orthogonal(d, gen), noise=GaussianNoise(noise))
     y = operator.measure(mixture.sample(1, generator=gen), generator=gen)
     return mixture, operator, y, noise
@@ -94,13 +96,15 @@ def steps_for_nfe(problem: Problem, strategy: Strategy, target: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 problems, 500 samples, NFE 20 and 100, cells 8x1 8x2 80x4")
+    parser.add_argument("--quick", action="store_true",
+                        help="3 problems, 500 samples, NFE 20 and 100, cells 8x1 8x2 80x4")
     parser.add_argument("--cells", nargs="+", default=None, help="cells DxDY (default 8x1 8x2 8x4 80x1 80x2 80x4)")
     parser.add_argument("--strategies", nargs="+", default=None, help="default: every registered strategy")
     parser.add_argument("--nfe", type=int, nargs="+", default=None, help="default 20 100 1000")
     parser.add_argument("--problems", type=int, default=None, help="problems per cell (default 20)")
     parser.add_argument("--samples", type=int, default=None, help="samples per problem (default 2000)")
-    parser.add_argument("--sigma-y", default="0.1", help="measurement noise: a number, or 'mcgdiff' (u max(s), u ~ U[0, 1])")
+    parser.add_argument("--sigma-y", default="0.1",
+                        help="measurement noise: a number, or 'mcgdiff' (u max(s), u ~ U[0, 1])")
     parser.add_argument("--option", action="append", default=None, help="STRATEGY.PARAM=VALUE (default: dps.zeta=0.3)")
     parser.add_argument("--directions", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0, help="first problem seed")
@@ -157,7 +161,8 @@ def main() -> None:
                     key = (name, target)
                     start = time.perf_counter()
                     try:
-                        result = solve(problem, strategy, steps=steps, generator=torch.Generator().manual_seed(30_000 + p))
+                        result = solve(problem, strategy, steps=steps,
+                                       generator=torch.Generator().manual_seed(30_000 + p))
                     except DivergenceError:
                         diverged[key] = diverged.get(key, 0) + 1
                         continue

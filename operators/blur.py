@@ -104,7 +104,8 @@ class Blur(Operator):
         if self.kernel.shape[0] > height or self.kernel.shape[1] > width:
             raise ValueError(f"blur: kernel is {self._kernel_size()}, larger than the {height}x{width} image")
 
-    def _spectrum(self, height: int, width: int, device: torch.device, real: torch.dtype, onesided: bool = True) -> Tensor:
+    def _spectrum(self, height: int, width: int, device: torch.device, real: torch.dtype,
+                  onesided: bool = True) -> Tensor:
         """The DFT K of the kernel embedded in an H x W grid with its centre at (0, 0)
         (``rfft2`` half spectrum, or the full ``fft2`` one), complex of the real dtype."""
 

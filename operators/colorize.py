@@ -32,7 +32,8 @@ class Colorize(SVDOperator):
     name = "colorize"
     example = {"weights": "mean"}
 
-    def __init__(self, weights: str = "mean", *, noise: NoiseSpec = None, shape: Optional[Sequence[int]] = None) -> None:
+    def __init__(self, weights: str = "mean", *, noise: NoiseSpec = None,
+                 shape: Optional[Sequence[int]] = None) -> None:
         super().__init__(noise, shape)
         self.weights = check_choice(self.name, "weights", weights, tuple(WEIGHTS))
         if self.shape is not None:

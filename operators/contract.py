@@ -109,7 +109,8 @@ class _Checker:
     def normal(self, like: Tensor) -> Tensor:
         return torch.randn(like.shape, generator=self.rng, dtype=torch.float64)
 
-    def run(self, name: str, check: Optional[Callable[[], tuple[bool, Optional[float], str]]], why_not: str = "") -> None:
+    def run(self, name: str, check: Optional[Callable[[], tuple[bool, Optional[float], str]]],
+            why_not: str = "") -> None:
         """Run ``check`` and record it; ``None`` (not applicable), a name in ``skip`` or one the
         operator declares inapplicable (its ``contract_exempt`` mapping: check -> reason) records a skip."""
         if name in self.exempt:
@@ -232,7 +233,8 @@ class _Checker:
         x1, x2 = self.image(), self.image()
         a, b = 0.7, -1.3
         y1, y2 = self.op.forward(x1), self.op.forward(x2)
-        error = _rel((self.op.forward(a * x1 + b * x2) - a * y1 - b * y2).norm(), abs(a) * y1.norm() + abs(b) * y2.norm())
+        combined = self.op.forward(a * x1 + b * x2) - a * y1 - b * y2
+        error = _rel(combined.norm(), abs(a) * y1.norm() + abs(b) * y2.norm())
         return error <= self.tol.linearity, error, "A(a x1 + b x2) = a A x1 + b A x2"
 
     def adjoint(self) -> tuple[bool, Optional[float], str]:
@@ -312,14 +314,16 @@ class _Checker:
             s = op.singulars()
             problems = []
             if s.dim() != 1 or s.numel() > min(n, m):
-                problems.append(f"singulars has shape {tuple(s.shape)}, expected 1-D with at most min(N, M) = {min(n, m)}")
+                problems.append(f"singulars has shape {tuple(s.shape)}, expected 1-D with at most "
+                                f"min(N, M) = {min(n, m)}")
             if not bool(torch.isfinite(s).all()) or bool((s < 0).any()):
                 problems.append("singular values must be finite and >= 0")
             if tuple(op.vt(x).shape) != (x.shape[0], n):
                 problems.append(f"vt(x) has shape {tuple(op.vt(x).shape)}, expected {(x.shape[0], n)}")
             if tuple(op.ut(y).shape) != (y.shape[0], m):
                 problems.append(f"ut(y) has shape {tuple(op.ut(y).shape)}, expected {(y.shape[0], m)}")
-            message = "; ".join(problems) or f"{s.numel()} singular values in [{float(s.min()):.3g}, {float(s.max()):.3g}]"
+            span = f"{s.numel()} singular values in [{float(s.min()):.3g}, {float(s.max()):.3g}]"
+            message = "; ".join(problems) or span
             return not problems, None, message
 
         def orthogonal(forward: Callable[[Tensor], Tensor], back: Callable[[Tensor], Tensor], z: Tensor):

@@ -112,7 +112,8 @@ def to_pixels(x: Tensor, bits: int = 8) -> np.ndarray:
     elif x.ndim == 2:
         x = x[None]
     if x.ndim != 3 or not 1 <= x.shape[0] <= 4:
-        raise ValueError(f"an image to write must be (1, C, H, W), (C, H, W) or (H, W) with C <= 4, got {tuple(x.shape)}")
+        raise ValueError(f"an image to write must be (1, C, H, W), (C, H, W) or (H, W) with C <= 4, "
+                         f"got {tuple(x.shape)}")
     x = x.detach().to("cpu", torch.float64)
     if not torch.isfinite(x).all():
         raise ValueError("an image to write has NaN or infinite values")
@@ -137,13 +138,14 @@ def image_bytes(path: PathLike, x: Tensor, bits: int = 8, alpha: Optional[Tensor
     if kind is None:
         raise ImageFileError(f"{path}: images are written as {', '.join(WRITABLE)} (use write_array for .npy)")
     if bits not in depths:
-        raise ImageFileError(f"{path}: {kind.upper()} holds {' or '.join(map(str, depths))} bits per sample, not {bits}; "
-                             "write 16 bits as .png or .tif and float32 as .tif")
+        raise ImageFileError(f"{path}: {kind.upper()} holds {' or '.join(map(str, depths))} bits per sample, "
+                             f"not {bits}; write 16 bits as .png or .tif and float32 as .tif")
     if alpha is not None:
         x = torch.cat([x.reshape(1, -1, *x.shape[-2:]), alpha.reshape(1, 1, *x.shape[-2:]).to(x)], dim=1)
     pixels = to_pixels(x, bits)
     if kind == "jpeg" and pixels.shape[-1] not in (1, 3):
-        raise ImageFileError(f"{path}: JPEG holds grey or RGB images, not {pixels.shape[-1]} channels; write .png or .tif")
+        raise ImageFileError(f"{path}: JPEG holds grey or RGB images, not {pixels.shape[-1]} channels; "
+                             "write .png or .tif")
     try:
         return encode_pixels(pixels, kind)
     except ImageFileError as exc:
@@ -459,7 +461,8 @@ def read_sidecar(path: PathLike) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
         raise ValueError(f"{path}: not a restore measurement sidecar (format must be {SIDECAR_FORMAT!r})")
     if data.get("version") != SIDECAR_VERSION:
-        raise ValueError(f"{path}: sidecar version {data.get('version')!r} is not supported (expected {SIDECAR_VERSION})")
+        raise ValueError(f"{path}: sidecar version {data.get('version')!r} is not supported "
+                         f"(expected {SIDECAR_VERSION})")
     for key, kind in (("operator", str), ("params", dict), ("tensors", dict), ("measurement", dict)):
         if not isinstance(data.get(key), kind):
             raise ValueError(f"{path}: sidecar key {key!r} is missing or not a {kind.__name__}")

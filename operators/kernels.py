@@ -134,7 +134,8 @@ def load_kernel(source: ArraySource) -> Tensor:
     if not bool(torch.isfinite(k).all()):
         raise ValueError("kernel: contains NaN or infinite values")
     if not k.sum().item() > 0:
-        raise ValueError(f"kernel: its entries sum to {k.sum().item():g}; a blur kernel needs a positive sum (all zero?)")
+        raise ValueError(f"kernel: its entries sum to {k.sum().item():g}; a blur kernel needs a positive sum "
+                         "(all zero?)")
     return k
 
 

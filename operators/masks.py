@@ -43,7 +43,8 @@ def box_mask(
     128 box with a 16-pixel margin): size = half of each side, margin = 1/16 of each side.
     """
     size_h, size_w = check_pair("box mask", "size", size if size is not None else [height // 2, width // 2], low=1)
-    margin_h, margin_w = check_pair("box mask", "margin", margin if margin is not None else [height // 16, width // 16], low=0)
+    margin_h, margin_w = check_pair("box mask", "margin",
+                                    margin if margin is not None else [height // 16, width // 16], low=0)
     if size_h + 2 * margin_h > height or size_w + 2 * margin_w > width:
         raise ValueError(
             f"box mask: size {size_h}x{size_w} with margin {margin_h}x{margin_w} does not fit a {height}x{width} image"
@@ -116,7 +117,8 @@ def stroke_mask(
     max_vertices = check_int("stroke mask", "max_vertices", max_vertices, low=2)
     max_length = check_number("stroke mask", "max_length", max_length if max_length is not None else side / 4, low=0)
     max_width = check_number("stroke mask", "max_width", max_width if max_width is not None else side / 10, low=0)
-    min_width = check_number("stroke mask", "min_width", min_width if min_width is not None else min(side / 32, max_width), low=0)
+    min_width = check_number("stroke mask", "min_width",
+                             min_width if min_width is not None else min(side / 32, max_width), low=0)
     max_turn = check_number("stroke mask", "max_turn", max_turn, low=0)
     if min_width > max_width:
         raise ValueError(f"stroke mask: min_width {min_width} exceeds max_width {max_width}")

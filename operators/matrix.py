@@ -82,7 +82,8 @@ class MatrixOperator(SVDOperator):
             raise ValueError(f"matrix: shape must be a non-empty list of sizes, got {shape!r}")
         self.shape = tuple(check_int(self.name, "shape", n, low=1) for n in shape)
         if math.prod(self.shape) != d:
-            raise ValueError(f"matrix: shape {list(self.shape)} holds {math.prod(self.shape)} entries, A has d = {d} columns")
+            raise ValueError(f"matrix: shape {list(self.shape)} holds {math.prod(self.shape)} entries, "
+                             f"A has d = {d} columns")
 
     @property
     def matrix(self) -> Tensor:
@@ -94,7 +95,8 @@ class MatrixOperator(SVDOperator):
 
     def _flat(self, x: Tensor, size: int, what: str) -> Tensor:
         if x.dim() < 2 or x[0].numel() != size:
-            raise ValueError(f"matrix: {what} must be a batch (B, ...) of {size} entries per item, got shape {tuple(x.shape)}")
+            raise ValueError(f"matrix: {what} must be a batch (B, ...) of {size} entries per item, "
+                             f"got shape {tuple(x.shape)}")
         return x.reshape(x.shape[0], size)
 
     def forward(self, x: Tensor) -> Tensor:

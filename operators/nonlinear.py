@@ -28,10 +28,10 @@ class PhaseRetrieval(Operator):
     r"""Fourier phase retrieval: y = |F P x|, per channel.
 
     P zero-pads each H x W channel to n_H x n_W, n_H = round(oversample H) and
-    n_W = round(oversample W) (halves up), the image centred; F is the orthonormal 2-D DFT (``norm="ortho"``, so Parseval gives
-    ||y||^2 = ||x||^2), the zero frequency shifted to the centre (``fftshift``).  The
-    magnitude is invariant to circular shifts of the padded canvas and to its point
-    reflection, the trivial ambiguities of the problem.
+    n_W = round(oversample W) (halves up), the image centred; F is the orthonormal 2-D DFT
+    (``norm="ortho"``, so Parseval gives ||y||^2 = ||x||^2), the zero frequency shifted to
+    the centre (``fftshift``).  The magnitude is invariant to circular shifts of the padded
+    canvas and to its point reflection, the trivial ambiguities of the problem.
 
     Source: Chung et al. 2023, "Diffusion Posterior Sampling for General Noisy Inverse
     Problems" (DPS), phase retrieval experiments, and its released code
@@ -165,7 +165,8 @@ class NonlinearBlur(Operator):
         if response == "srgb" and strength is not None:
             raise ValueError(f"{self.name}: strength applies to response 'tanh' only, got strength={strength!r}")
         if response == "tanh":
-            strength = check_number(self.name, "strength", 2.0 if strength is None else strength, low=0, low_inclusive=False)
+            strength = check_number(self.name, "strength", 2.0 if strength is None else strength, low=0,
+                                    low_inclusive=False)
         self.strength = strength
         self.blur = blur(kernel, boundary=boundary, shape=shape, **options)
 

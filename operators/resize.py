@@ -64,7 +64,8 @@ def bicubic_matrix(size: int, scale: int) -> Tensor:
 def box_matrix(size: int, scale: int) -> Tensor:
     """The (size / scale) x size block-mean matrix: row i averages pixels
     i*scale .. i*scale + scale - 1 (average pooling)."""
-    return torch.kron(torch.eye(size // scale, dtype=torch.float64), torch.full((1, scale), 1.0 / scale, dtype=torch.float64))
+    block = torch.full((1, scale), 1.0 / scale, dtype=torch.float64)
+    return torch.kron(torch.eye(size // scale, dtype=torch.float64), block)
 
 
 #: Per-axis matrix builders by method.

@@ -78,7 +78,8 @@ class CompressedSensing(SVDOperator):
         self.seed = check_int(self.name, "seed", seed, low=0)
         n = self.block[0] * self.block[1]
         if self.basis == "hadamard" and n & (n - 1):
-            raise ValueError(f"cs: block {self.block[0]}x{self.block[1]} has {n} pixels; the Hadamard basis needs a power of two")
+            raise ValueError(f"cs: block {self.block[0]}x{self.block[1]} has {n} pixels; "
+                             "the Hadamard basis needs a power of two")
         self.rows = max(1, round(self.ratio * n))
         generator = torch.Generator(device="cpu").manual_seed(self.seed)
         if self.basis == "hadamard":
@@ -101,14 +102,16 @@ class CompressedSensing(SVDOperator):
 
     def _matrix(self, rows: int, like: Tensor) -> Tensor:
         """The first ``rows`` rows of the orthogonal completion Q, on like's device and dtype."""
-        return self.memo(("q", rows, like.device, like.dtype), lambda: self._completion[:rows].to(like.device, like.dtype))
+        return self.memo(("q", rows, like.device, like.dtype),
+                         lambda: self._completion[:rows].to(like.device, like.dtype))
 
     def _blocks(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, C, n, H / b_h, W / b_w), each block flattened row-major."""
         self.check_input(x)
         self._check_tiles(*x.shape[-2:])
         (bh, bw), (b, c, h, w) = self.block, x.shape
-        return x.reshape(b, c, h // bh, bh, w // bw, bw).permute(0, 1, 3, 5, 2, 4).reshape(b, c, bh * bw, h // bh, w // bw)
+        blocks = x.reshape(b, c, h // bh, bh, w // bw, bw).permute(0, 1, 3, 5, 2, 4)
+        return blocks.reshape(b, c, bh * bw, h // bh, w // bw)
 
     def _image(self, t: Tensor) -> Tensor:
         """The inverse of :meth:`_blocks`."""
@@ -121,7 +124,8 @@ class CompressedSensing(SVDOperator):
 
     def adjoint(self, y: Tensor) -> Tensor:
         if y.dim() != 4 or y.shape[1] % self.rows:
-            raise ValueError(f"cs: expected measurements (B, C * {self.rows}, H / b_h, W / b_w), got shape {tuple(y.shape)}")
+            raise ValueError(f"cs: expected measurements (B, C * {self.rows}, H / b_h, W / b_w), "
+                             f"got shape {tuple(y.shape)}")
         coeffs = y.reshape(y.shape[0], y.shape[1] // self.rows, self.rows, *y.shape[2:])
         image = self._image(torch.einsum("kn,bckij->bcnij", self._matrix(self.rows, y), coeffs))
         self.check_input(image)

@@ -71,7 +71,8 @@ def bind_options(owner: str, param: str, name: str, generator: Callable[..., Any
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ValueError(
-            f"{owner}: {param} {name!r} takes no option {', '.join(map(repr, unknown))}; its options: {', '.join(accepted)}"
+            f"{owner}: {param} {name!r} takes no option {', '.join(map(repr, unknown))}; "
+            f"its options: {', '.join(accepted)}"
         )
     bound = signature.bind_partial(**options)
     bound.apply_defaults()
@@ -100,7 +101,8 @@ def load_array(source: ArraySource, name: str) -> tuple[Tensor, bool]:
     if suffix == ".npy":
         return torch.from_numpy(np.load(path, allow_pickle=False).astype(np.float64)), False
     if suffix not in IMAGE_SUFFIXES:
-        raise ValueError(f"{name}: unsupported file type {suffix!r}; use .npy or an image ({', '.join(IMAGE_SUFFIXES)})")
+        raise ValueError(f"{name}: unsupported file type {suffix!r}; "
+                         f"use .npy or an image ({', '.join(IMAGE_SUFFIXES)})")
     from PIL import Image
 
     with Image.open(path) as image:

@@ -58,7 +58,8 @@ class GaussianMixture(Denoiser):
         else:
             covariances = torch.as_tensor(covariances, dtype=torch.float64)
             if covariances.shape != (len(weights), d, d):
-                raise ValueError(f"covariances must have shape ({len(weights)}, {d}, {d}), got {tuple(covariances.shape)}")
+                raise ValueError(f"covariances must have shape ({len(weights)}, {d}, {d}), "
+                                 f"got {tuple(covariances.shape)}")
             self.variances = None
             self.eigvals, self.eigvecs = torch.linalg.eigh((covariances + covariances.mT) / 2)
         self.schedule = schedule or VPDiscrete.linear()

@@ -127,7 +127,8 @@ class DiffusersUNet:
 
     def __call__(self, x: Tensor, t: Tensor, y: Optional[Tensor] = None) -> Tensor:
         dtype = self.unet.dtype
-        return self.unet(x.to(dtype), t.to(torch.promote_types(dtype, torch.float32)), class_labels=y).sample.to(x.dtype)
+        t = t.to(torch.promote_types(dtype, torch.float32))
+        return self.unet(x.to(dtype), t, class_labels=y).sample.to(x.dtype)
 
 
 def _read_json(path: Path, what: str) -> dict:

@@ -104,5 +104,6 @@ def load_diffusers(spec: str, *, device=None, dtype: Optional[torch.dtype] = Non
 
 @hookimpl
 def restore_prior_formats():
-    return {**{name: load_embedded for name in EMBEDDED}, "unet": load_unet, "adm": load_adm_prior, "diffusers": load_diffusers,
+    return {**{name: load_embedded for name in EMBEDDED}, "unet": load_unet, "adm": load_adm_prior,
+            "diffusers": load_diffusers,
             **gather("restore.priors", MODULES, "PRIOR_FORMATS")}

@@ -116,10 +116,12 @@ def to_tensor(image: ImageLike) -> tuple[Tensor, Optional[Tensor], ImageKind]:
         Image = None
     if Image is not None and isinstance(image, Image.Image):
         mode = image.mode
-        converted = image if mode in ("L", "LA", "I;16", "RGB", "RGBA") else image.convert("RGBA" if "A" in mode else "RGB")
+        keep = mode in ("L", "LA", "I;16", "RGB", "RGBA")
+        converted = image if keep else image.convert("RGBA" if "A" in mode else "RGB")
         x, alpha, _ = to_tensor(np.asarray(converted))
         return x, alpha, ImageKind("pil", False, pil_mode=converted.mode)
-    raise RestoreError(f"unsupported image type {type(image).__name__}: give a torch tensor, a numpy array or a PIL image")
+    raise RestoreError(f"unsupported image type {type(image).__name__}: give a torch tensor, a numpy array "
+                       "or a PIL image")
 
 
 def _checked(x: Tensor) -> Tensor:

@@ -133,7 +133,8 @@ def compose(panels: Sequence[Panel], *, zoom: Optional[Sequence[int]] = None, ca
     title_h, caption_h = line * max(map(len, titles)), line * max(map(len, captions))
     rows = 1 if box is None else 2
     canvas = Image.new("RGB", (len(panels) * (w + GAP) + GAP,
-                               GAP + title_h + rows * (h + GAP) + caption_h + (line if caption else 0) + GAP), BACKGROUND)
+                               GAP + title_h + rows * (h + GAP) + caption_h + (line if caption else 0) + GAP),
+                       BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     for i, panel in enumerate(panels):
         x0 = GAP + i * (w + GAP)

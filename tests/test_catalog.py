@@ -34,7 +34,8 @@ def test_measured_figures_are_read_from_the_results_file(tmp_path):
     edited = tmp_path / "posterior.txt"
     edited.write_text(text + "| 8 | 1 | my-plugin | 20 | 3.000 ± 1.000 | 0 | 0.10 |\n")
     table = measured_table(edited).splitlines()
-    assert "| `ddrm` | 20 | 1.23 | 7.22 |" in "\n".join(table) and table[-1].startswith("| `my-plugin` | 20 | 3.00 | - |")
+    assert "| `ddrm` | 20 | 1.23 | 7.22 |" in "\n".join(table)
+    assert table[-1].startswith("| `my-plugin` | 20 | 3.00 | - |")
     assert table[2].startswith("| exact (floor) | - | 0.65 |") and table[3].startswith("| prior | - | 12.01 |")
 
 
@@ -44,7 +45,8 @@ def test_the_doc_shows_the_catalog():
 
 
 def exact_problem(name):
-    mixture = GaussianMixture(torch.ones(2, dtype=torch.float64), torch.stack([torch.zeros(48), torch.ones(48)]).double(),
+    means = torch.stack([torch.zeros(48), torch.ones(48)]).double()
+    mixture = GaussianMixture(torch.ones(2, dtype=torch.float64), means,
                               variances=torch.tensor([0.05, 0.05], dtype=torch.float64), shape=(3, 4, 4))
     prior = Prior(mixture, name="mixture", shape=(3, 4, 4), data_range=(0.0, 1.0))
     op = default_registry().get("operator", "denoise" if name == "tweedie" else "inpaint")(

@@ -45,7 +45,8 @@ def tiny_adm_classifier(classes: int = 3) -> ADMClassifier:
 
 
 def image_prior() -> Prior:
-    mixture = GaussianMixture(torch.ones(1), torch.full((1, 768), 0.5), variances=torch.tensor([0.04]), shape=IMAGE_SHAPE)
+    mixture = GaussianMixture(torch.ones(1), torch.full((1, 768), 0.5), variances=torch.tensor([0.04]),
+                              shape=IMAGE_SHAPE)
     return Prior(mixture, name="gaussian-image", shape=IMAGE_SHAPE, data_range=(0.0, 1.0))
 
 
@@ -72,7 +73,8 @@ def test_guided_samples_match_the_class_distribution():
     exact, exact2 = component.sample(n, generator=g), component.sample(n, generator=g)
     floor = sw(exact2, exact)
     sigmas = mixture.sampling_sigmas(100)
-    start = mixture.init_noise((n, 8), float(sigmas[0]), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    start = mixture.init_noise((n, 8), float(sigmas[0]), generator=torch.Generator().manual_seed(1),
+                               dtype=torch.float64)
     for scale, check in ((1.0, lambda d: d < 1.5 * floor), (0.0, lambda d: d > 50 * floor)):
         guided = GuidedDenoiser(mixture, MixtureClassifier(mixture), RARE_CLASS, scale)
         samples = sample_ddpm(guided, start, sigmas, generator=torch.Generator().manual_seed(2))
@@ -151,12 +153,14 @@ def test_guidance_composes_with_repaint():
     x_true = mixture.means[12].reshape(1, 2, 2, 2)  # mean (0, 0, ...): first coordinate 0
     y = op.measure(x_true.clone(), generator=g)
     target = 10  # mean (0, -16, 0, -16, ...): same first coordinate
-    exact_posterior = gaussian(mixture.means[target], 1.0).posterior(torch.eye(8, dtype=torch.float64)[:1], y.flatten()[:1], sigma_y)
+    exact_posterior = gaussian(mixture.means[target], 1.0).posterior(torch.eye(8, dtype=torch.float64)[:1],
+                                                                     y.flatten()[:1], sigma_y)
     exact, exact2 = exact_posterior.sample(n, generator=g), exact_posterior.sample(n, generator=g)
     problem = Problem(prior, op, y.expand(n, -1, -1, -1).clone())
     distances = {}
     for scale in (1.0, 0.0):
-        strategy = ClassifierGuidance(RePaint(jump_length=5, jump_n_sample=5), MixtureClassifier(mixture), target, scale)
+        strategy = ClassifierGuidance(RePaint(jump_length=5, jump_n_sample=5), MixtureClassifier(mixture), target,
+                                      scale)
         result = solve(problem, strategy, steps=50, generator=torch.Generator().manual_seed(1))
         distances[scale] = sw(result.sample, exact)
     floor = sw(exact2, exact)
@@ -206,7 +210,8 @@ def test_guidance_checks_and_divergence():
         ClassifierGuidance("nosuch", classifier, 0)
     with pytest.raises(ValueError, match="unknown classifier spec"):
         solve(Problem(prior, REGISTRY.get("operator", "matrix")(matrix=torch.eye(8, dtype=torch.float64)[:2]),
-                      torch.zeros(1, 2, dtype=torch.float64)), ClassifierGuidance("dps", "nosuch:x", 0, strategy_params={"zeta": 0.3}),
+                      torch.zeros(1, 2, dtype=torch.float64)),
+              ClassifierGuidance("dps", "nosuch:x", 0, strategy_params={"zeta": 0.3}),
               steps=2)
     with pytest.raises(TypeError, match="classifier"):
         ClassifierGuidance(DPS(), lambda x: x, 0)
@@ -216,7 +221,8 @@ def test_guidance_checks_and_divergence():
         def sampling_sigmas(self, denoiser, steps):
             return torch.tensor([3.0, 1.0, 0.0])
 
-    assert torch.equal(ClassifierGuidance(OwnGrid(), classifier, 0).sampling_sigmas(mixture, 10), torch.tensor([3.0, 1.0, 0.0]))
+    assert torch.equal(ClassifierGuidance(OwnGrid(), classifier, 0).sampling_sigmas(mixture, 10),
+                       torch.tensor([3.0, 1.0, 0.0]))
     op = REGISTRY.get("operator", "matrix")(matrix=torch.eye(8, dtype=torch.float64)[:2], noise=GaussianNoise(0.1))
     with pytest.raises(StrategyNotApplicable, match="is_mask"):  # the wrapped strategy's check
         solve(Problem(prior, op, torch.zeros(1, 2, dtype=torch.float64)), ClassifierGuidance(RePaint(), classifier, 0))
@@ -229,7 +235,8 @@ def test_guidance_checks_and_divergence():
     sigmas = mixture.sampling_sigmas(20)
     threshold = float(sigmas[5]) * 1.01
     with pytest.raises(DivergenceError, match="step 5 of 20"):
-        solve(Problem(prior, op, torch.zeros(2, 2, dtype=torch.float64)), ClassifierGuidance(DPS(zeta=0.3), NaNBelow(), 0),
+        solve(Problem(prior, op, torch.zeros(2, 2, dtype=torch.float64)),
+              ClassifierGuidance(DPS(zeta=0.3), NaNBelow(), 0),
               steps=20)
 
 

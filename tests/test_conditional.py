@@ -54,7 +54,8 @@ def test_condition_images():
     torch.testing.assert_close(measurement_condition(Problem(prior, sr, y), (3, 8, 8), "pinv"), 2 * sr.pinv(y) - 1)
     inpaint = operator("inpaint", mask="box")
     y_full = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(measurement_condition(Problem(prior, inpaint, y_full), (3, 8, 8)), 2 * inpaint.pinv(y_full) - 1)
+    torch.testing.assert_close(measurement_condition(Problem(prior, inpaint, y_full), (3, 8, 8)),
+                               2 * inpaint.pinv(y_full) - 1)
     with pytest.raises(StrategyNotApplicable, match="smaller image"):
         measurement_condition(Problem(prior, inpaint, y_full), (3, 8, 8), "upsample")
     with pytest.raises(StrategyNotApplicable, match="linear"):

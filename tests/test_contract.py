@@ -45,7 +45,8 @@ def test_builtin_linear_operators_pass_every_check(registry, name, params):
     checks = check_factory(registry.get("operator", name), params, shape=(3, 16, 16))
     assert all_passed(checks), format_report(checks)
     ran = {c.check for c in checks if c.passed is not None}
-    expected = {"build", "forward", "batch", "gradient", "json", "dtype-float32", "dtype-bfloat16", "linearity", "adjoint", "pinv"}
+    expected = {"build", "forward", "batch", "gradient", "json", "dtype-float32", "dtype-bfloat16", "linearity",
+                "adjoint", "pinv"}
     assert expected <= ran
     if name != "blur" or "boundary" not in params:  # reflect / valid have no SVD
         assert {"svd-shapes", "svd-v", "svd-u", "svd-reconstruct"} <= ran
@@ -217,7 +218,8 @@ def test_check_factory_reports_build_errors(registry):
 
 
 def test_format_report():
-    checks = [Check("adjoint", True, 1.5e-17, "dot test"), Check("pinv", False, 0.25, "Penrose"), Check("json", None, None, "no factory")]
+    checks = [Check("adjoint", True, 1.5e-17, "dot test"), Check("pinv", False, 0.25, "Penrose"),
+              Check("json", None, None, "no factory")]
     text = format_report(checks, title="scale")
     lines = text.splitlines()
     assert lines[0] == "scale"

@@ -103,18 +103,21 @@ def test_degrade_with_a_mask_file_and_a_generated_kernel(tmp_path, monkeypatch):
     fill = torch.zeros(1, 1, 32, 32)
     fill[..., 8:20, 4:30] = 1  # white = region to fill
     rio.write_image(tmp_path / "mask.png", fill)
-    result = runner.invoke(app, ["degrade", "clean.png", "--op", "inpaint", "--mask", "mask.png", "--seed", "1", "-o", "m.png"])
+    result = runner.invoke(app, ["degrade", "clean.png", "--op", "inpaint", "--mask", "mask.png", "--seed", "1",
+                                 "-o", "m.png"])
     assert result.exit_code == 0, result.output
     sidecar = json.loads((tmp_path / "m.json").read_text())
     assert sidecar["tensors"] == {"mask": "m.mask.npy"} and sidecar["inspect"] == {"mask": "m.used-mask.png"}
     assert torch.equal(rio.read_image(tmp_path / "m.used-mask.png"), fill.expand(1, 3, 32, 32))
     assert torch.equal(rio.read_image(tmp_path / "m.png")[:, :, 8:20, 4:30], torch.zeros(1, 3, 12, 26))
     assert torch.equal(rio.read_image(tmp_path / "m.png") * (1 - fill), x * (1 - fill))
-    inverted = runner.invoke(app, ["degrade", "clean.png", "--op", "inpaint", "--mask", "mask.png", "--mask-white-known", "-o", "i.png"])
+    inverted = runner.invoke(app, ["degrade", "clean.png", "--op", "inpaint", "--mask", "mask.png",
+                                   "--mask-white-known", "-o", "i.png"])
     assert inverted.exit_code == 0, inverted.output
     assert torch.equal(rio.read_image(tmp_path / "i.png"), x * fill)
 
-    result = runner.invoke(app, ["degrade", "clean.png", "--op", "blur", "--param", "kernel=motion", "--param", "size=9", "--seed", "5", "-o", "b.png"])
+    result = runner.invoke(app, ["degrade", "clean.png", "--op", "blur", "--param", "kernel=motion", "--param",
+                                 "size=9", "--seed", "5", "-o", "b.png"])
     assert result.exit_code == 0, result.output
     sidecar = json.loads((tmp_path / "b.json").read_text())
     assert sidecar["params"]["seed"] == 5 and sidecar["params"]["size"] == 9  # --seed also seeds the kernel

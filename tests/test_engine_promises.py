@@ -254,7 +254,8 @@ def test_wrapping_denoisers_forward_everything_they_do_not_change():
         def log_prob(self, x, sigma, labels):
             return x.sum(dim=(1, 2, 3)) * 0
 
-    for wrapped in (CountingDenoiser(Own()), GuidedDenoiser(Own(), Flat(), 0), CountingDenoiser(GuidedDenoiser(Own(), Flat(), 0))):
+    for wrapped in (CountingDenoiser(Own()), GuidedDenoiser(Own(), Flat(), 0),
+                    CountingDenoiser(GuidedDenoiser(Own(), Flat(), 0))):
         assert (wrapped.sigma_min, wrapped.sigma_max, wrapped.vp) == (0.5, 7.0, True)
         assert torch.equal(wrapped.sampling_sigmas(5), torch.tensor([7.0, 0.0]))
         assert torch.equal(wrapped.init_noise((1, 1, 2, 2), 7.0), torch.full((1, 1, 2, 2), 3.0))

@@ -47,7 +47,7 @@ def test_folders_give_per_image_and_mean_scores_in_table_csv_and_json(folders, t
     expected = {n: (float(psnr(read_image(pred / f"{n}.png"), read_image(gt / f"{n}.png"))),
                     float(ssim(read_image(pred / f"{n}.png"), read_image(gt / f"{n}.png")))) for n in "ab"}
     lines = result.output.strip().splitlines()
-    assert lines[0].split() == ["image", "psnr", "ssim"] and [l.split()[0] for l in lines[1:]] == ["a", "b", "mean"]
+    assert lines[0].split() == ["image", "psnr", "ssim"] and [row.split()[0] for row in lines[1:]] == ["a", "b", "mean"]
     assert lines[1].split()[1] == f"{expected['a'][0]:.2f}"
     rows = list(csv.DictReader(open(tmp_path / "s.csv")))
     assert [r["image"] for r in rows] == ["a", "b", "mean"]
@@ -81,7 +81,8 @@ def test_lpips_uses_the_given_weights(folders, tmp_path):
                  "--lpips-weights", str(weights), "--json", str(tmp_path / "l.json"))
     assert result.exit_code == 0, result.output
     expected = float(lpips_alex(read_image(pred / "b.png"), read_image(gt / "b.png"), weights=weights))
-    assert json.loads((tmp_path / "l.json").read_text())["images"][0]["lpips-alex"] == pytest.approx(expected, abs=1e-12)
+    score = json.loads((tmp_path / "l.json").read_text())["images"][0]["lpips-alex"]
+    assert score == pytest.approx(expected, abs=1e-12)
 
 
 def one_line_error(result, *needles: str) -> None:
@@ -100,7 +101,8 @@ def test_errors_are_one_line_with_exit_status_2(folders, tmp_path, monkeypatch):
     write_image(pred / "c.png", image(2))
     one_line_error(run("eval", str(pred), str(gt), "--metrics", "psnr"), "unmatched names: c only in")
     one_line_error(run("eval", str(pred), str(gt / "a.png")), "two files or two folders")
-    one_line_error(run("eval", str(pred / "a.png"), str(gt / "a.png"), "--metrics", "psnr,nope"), "unknown metric 'nope'")
+    one_line_error(run("eval", str(pred / "a.png"), str(gt / "a.png"), "--metrics", "psnr,nope"),
+                   "unknown metric 'nope'")
     one_line_error(run("metrics", "install-lpips", "--from", str(gt / "a.png")), "sha256")
 
 

@@ -11,6 +11,7 @@ def test_posterior_sampling_example(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["posterior_sampling.py", "--steps", "20", "--samples", "300"])
     runpy.run_path(str(EXAMPLES / "posterior_sampling.py"), run_name="__main__")
     out = capsys.readouterr().out
-    sw, floor, prior = map(float, re.search(r"posterior: ([\d.]+)  \(exact vs exact ([\d.]+), prior ([\d.]+)\)", out).groups())
+    pattern = r"posterior: ([\d.]+)  \(exact vs exact ([\d.]+), prior ([\d.]+)\)"
+    sw, floor, prior = map(float, re.search(pattern, out).groups())
     assert "20 network evaluations" in out
     assert sw < prior / 10

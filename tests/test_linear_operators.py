@@ -38,7 +38,8 @@ CASES = [
     ("blur-user-circular", blur, dict(kernel=WELL_CONDITIONED), (3, 8, 6)),
     ("blur-reflect", blur, dict(kernel=WELL_CONDITIONED, boundary="reflect", tol=1e-13), (2, 8, 10)),
     ("blur-valid", blur, dict(kernel=WELL_CONDITIONED, boundary="valid", tol=1e-13), (2, 8, 10)),
-    ("blur-valid-even", blur, dict(kernel=torch.tensor([[1.0, 0.5], [0.25, 2.0]]), boundary="valid", tol=1e-13), (1, 6, 7)),
+    ("blur-valid-even", blur, dict(kernel=torch.tensor([[1.0, 0.5], [0.25, 2.0]]), boundary="valid", tol=1e-13),
+     (1, 6, 7)),
     ("sr-bicubic-2", Downsample, dict(scale=2), (2, 8, 12)),
     ("sr-bicubic-4", Downsample, dict(scale=4), (1, 16, 8)),
     ("sr-avgpool-3", Downsample, dict(scale=3, method="avgpool"), (2, 9, 6)),
@@ -300,15 +301,17 @@ def test_seeded_generators_are_reproducible_and_differ_across_seeds(generator, o
 def test_cs_rows_are_seeded():
     x = torch.rand(1, 1, 8, 8, dtype=torch.float64)
     for basis in ("hadamard", "orthogonal"):
-        assert torch.equal(CompressedSensing(0.25, basis=basis, block=8, seed=1)(x), CompressedSensing(0.25, basis=basis, block=8, seed=1)(x))
-        assert not torch.allclose(CompressedSensing(0.25, basis=basis, block=8, seed=1)(x), CompressedSensing(0.25, basis=basis, block=8, seed=2)(x))
+        same = CompressedSensing(0.25, basis=basis, block=8, seed=1)
+        assert torch.equal(same(x), CompressedSensing(0.25, basis=basis, block=8, seed=1)(x))
+        assert not torch.allclose(same(x), CompressedSensing(0.25, basis=basis, block=8, seed=2)(x))
 
 
 def test_box_mask_geometry():
     known = box_mask(256, 256, seed=4)
     rows, cols = torch.nonzero(~known, as_tuple=True)
     assert (~known).sum() == 128 * 128  # DPS: a 128 x 128 box ...
-    assert rows.min() >= 16 and rows.max() <= 255 - 16 and cols.min() >= 16 and cols.max() <= 255 - 16  # ... 16 px margin
+    # ... 16 px margin
+    assert rows.min() >= 16 and rows.max() <= 255 - 16 and cols.min() >= 16 and cols.max() <= 255 - 16
     assert rows.max() - rows.min() == 127 and cols.max() - cols.min() == 127
     known = box_mask(20, 30, seed=0, size=[4, 6], margin=0)
     assert (~known).sum() == 24
@@ -357,7 +360,8 @@ def test_mask_file_convention(tmp_path):
     op = Inpaint(mask=str(tmp_path / "mask.png"))
     x = torch.rand(2, 3, 6, 8, dtype=torch.float64)
     assert torch.equal(op(x), x * mask) and op.is_mask
-    assert torch.equal(load_mask(torch.tensor([[0.2, 0.5, 0.9]])), torch.tensor([[[0.0, 1.0, 1.0]]], dtype=torch.float64))
+    assert torch.equal(load_mask(torch.tensor([[0.2, 0.5, 0.9]])),
+                       torch.tensor([[[0.0, 1.0, 1.0]]], dtype=torch.float64))
 
 
 def test_kernel_files_are_normalized(tmp_path):
@@ -382,20 +386,23 @@ def test_motion_kernel_properties():
     for intensity in (0.0, 0.5, 1.0):
         k = motion_kernel(size=31, intensity=intensity, seed=2)
         assert k.shape == (31, 31) and bool((k >= 0).all()) and abs(k.sum().item() - 1) < 1e-12
-        rows, cols = torch.meshgrid(torch.arange(31.0, dtype=torch.float64), torch.arange(31.0, dtype=torch.float64), indexing="ij")
+        grid = torch.arange(31.0, dtype=torch.float64)
+        rows, cols = torch.meshgrid(grid, grid, indexing="ij")
         centroid = ((k * rows).sum().item(), (k * cols).sum().item())
         assert max(abs(centroid[0] - 15), abs(centroid[1] - 15)) < 1.0  # centred: no net shift
     # intensity 0 is a straight line: across its principal axis the mass spreads only by
     # the bilinear sampling (variance <= 1/4), along it by the length (L^2 / 12).
     k = motion_kernel(size=31, intensity=0.0, seed=5).double()
-    rows, cols = torch.meshgrid(torch.arange(31.0, dtype=torch.float64), torch.arange(31.0, dtype=torch.float64), indexing="ij")
+    grid = torch.arange(31.0, dtype=torch.float64)
+    rows, cols = torch.meshgrid(grid, grid, indexing="ij")
     points = torch.stack([rows.flatten(), cols.flatten()], 1)
     mean = (k.flatten()[:, None] * points).sum(0)
     cov = ((points - mean).T * k.flatten()) @ (points - mean)
     small, large = torch.linalg.eigvalsh(cov)
     assert small < 0.25 and large > 20
     k = motion_kernel(size=31, intensity=1.0, seed=5).double()
-    cov = ((points - (k.flatten()[:, None] * points).sum(0)).T * k.flatten()) @ (points - (k.flatten()[:, None] * points).sum(0))
+    centred = points - (k.flatten()[:, None] * points).sum(0)
+    cov = (centred.T * k.flatten()) @ centred
     assert torch.linalg.eigvalsh(cov)[0] > 1.0  # a shaken path spreads in both directions
 
 
@@ -412,12 +419,14 @@ def test_bicubic_weights_scale_2_match_the_hand_derivation():
     """Scale 2: u = 2i + 1/2 (1-based), taps at u -+ 0.5, 1.5, 2.5, 3.5 with weights
     cubic(d / 2) / 2 = 0.43359375, 0.11328125, -0.03515625, -0.01171875 (they sum to 1)."""
     a = bicubic_matrix(16, 2)
-    interior = torch.tensor([-0.01171875, -0.03515625, 0.11328125, 0.43359375, 0.43359375, 0.11328125, -0.03515625, -0.01171875], dtype=torch.float64)
+    interior = torch.tensor([-0.01171875, -0.03515625, 0.11328125, 0.43359375, 0.43359375, 0.11328125, -0.03515625,
+                             -0.01171875], dtype=torch.float64)
     for i in range(2, 6):  # output i (0-based) uses inputs 2i - 3 .. 2i + 4
         assert torch.equal(a[i, 2 * i - 3 : 2 * i + 5], interior)
         assert a[i].count_nonzero() == 8
     # Row 0: taps at 1-based positions -2 .. 5; positions 0, -1, -2 mirror (edge repeated) onto 1, 2, 3.
-    assert torch.equal(a[0, :5], torch.tensor([0.546875, 0.3984375, 0.1015625, -0.03515625, -0.01171875], dtype=torch.float64))
+    assert torch.equal(a[0, :5], torch.tensor([0.546875, 0.3984375, 0.1015625, -0.03515625, -0.01171875],
+                                              dtype=torch.float64))
     assert a[0, 5:].count_nonzero() == 0
     assert torch.equal(a[-1], a[0].flip(0))  # symmetric at the far edge
 
@@ -425,7 +434,8 @@ def test_bicubic_weights_scale_2_match_the_hand_derivation():
 def test_bicubic_weights_scale_4_match_the_hand_derivation():
     """Scale 4: u = 4i - 3/2 (1-based), 16 taps at half-integer offsets d, weights
     cubic(d / 4) / 4 (cubic at 1/8, 3/8, ..., 15/8)."""
-    half = torch.tensor([0.9638671875, 0.7275390625, 0.3896484375, 0.0908203125, -0.0478515625, -0.0732421875, -0.0439453125, -0.0068359375], dtype=torch.float64) / 4
+    half = torch.tensor([0.9638671875, 0.7275390625, 0.3896484375, 0.0908203125, -0.0478515625, -0.0732421875,
+                         -0.0439453125, -0.0068359375], dtype=torch.float64) / 4
     interior = torch.cat([half.flip(0), half])
     a = bicubic_matrix(32, 4)
     for i in range(2, 6):  # output i (0-based) uses inputs 4i - 6 .. 4i + 9
@@ -435,7 +445,8 @@ def test_bicubic_weights_scale_4_match_the_hand_derivation():
 
 def test_bicubic_keeps_constants_and_linear_ramps():
     op = Downsample(scale=2)
-    assert torch.allclose(op(torch.full((1, 2, 12, 16), 0.3, dtype=torch.float64)), torch.full((1, 2, 6, 8), 0.3, dtype=torch.float64), atol=1e-15)
+    assert torch.allclose(op(torch.full((1, 2, 12, 16), 0.3, dtype=torch.float64)),
+                          torch.full((1, 2, 6, 8), 0.3, dtype=torch.float64), atol=1e-15)
     for scale in (2, 3, 4):
         ramp = torch.arange(12 * scale, dtype=torch.float64)
         y = bicubic_matrix(12 * scale, scale) @ ramp
@@ -453,7 +464,8 @@ def test_sr_is_separable_and_avgpool_is_block_mean():
     assert torch.allclose(y, bicubic_matrix(8, 2) @ x @ bicubic_matrix(12, 2).T, atol=1e-15)
     pooled = Downsample(scale=4, method="avgpool")(x)
     assert torch.allclose(pooled, torch.nn.functional.avg_pool2d(x, 4), atol=1e-15)
-    assert torch.allclose(Downsample(scale=4, method="avgpool", shape=[3, 8, 12]).singulars(), torch.full((3 * 2 * 3,), 0.25, dtype=torch.float64))
+    assert torch.allclose(Downsample(scale=4, method="avgpool", shape=[3, 8, 12]).singulars(),
+                          torch.full((3 * 2 * 3,), 0.25, dtype=torch.float64))
 
 
 # ----------------------------------------------------------------------------- operator specifics

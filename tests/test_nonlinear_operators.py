@@ -276,7 +276,8 @@ def test_rounding_stand_ins():
     z = torch.tensor([-1.6, -0.4, 0.2, 0.7, 2.45], dtype=torch.float64, requires_grad=True)
     ste = round_ste(z)
     ste.sum().backward()
-    assert torch.equal(ste.detach(), torch.round(z.detach())) and torch.equal(z.grad, torch.ones(5, dtype=torch.float64))
+    assert torch.equal(ste.detach(), torch.round(z.detach()))
+    assert torch.equal(z.grad, torch.ones(5, dtype=torch.float64))
     z.grad = None
     cubic = round_cubic(z)
     cubic.sum().backward()

@@ -71,7 +71,8 @@ def test_plugin_code_calls_only_public_helpers_of_the_base_classes():
     named = set(re.findall(r"`(?:SVDOperator\.)?(\w+)\(", helpers))
     assert named == {"check_input", "check_shape", "memo", "bound_shape", "x_numel", "scale_spectral"}
     assert all(callable(getattr(SVDOperator, name)) for name in named)
-    private = {name for cls in (Operator, LinearOperator, SVDOperator) for name in vars(cls) if re.fullmatch(r"_[a-z]\w*", name)}
+    private = {name for cls in (Operator, LinearOperator, SVDOperator) for name in vars(cls)
+               if re.fullmatch(r"_[a-z]\w*", name)}
     sources = [*code_blocks("python"), *(p.read_text() for p in GUIDE.parents[1].glob("plugins/*/*/*.py"))]
     called = {name for source in sources for name in re.findall(r"self\.(_\w+)\(", source)}
     assert not called & private, called & private

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main_job() -> list[str]:
     """The arguments of ``.venv/bin/restore ...`` in README's first command block."""
     readme = (ROOT / "README.md").read_text()
-    line = next(l for l in readme.splitlines() if "pip install" in l and ".venv/bin/restore " in l)
+    line = next(row for row in readme.splitlines() if "pip install" in row and ".venv/bin/restore " in row)
     return shlex.split(re.sub(r".*\.venv/bin/restore ", "", line))
 
 

@@ -59,16 +59,19 @@ def test_inpaint_samples_std_sidecar_and_byte_identical_reruns(work, prior):
     fill = rio.read_image(work / "mask.png")[0, 0].numpy() > 0.5
     assert std.shape == (3, 16, 20) and np.all(std[:, ~fill] == 0) and std[:, fill].mean() > 0
     sidecar = json.loads((work / "a.json").read_text())
-    assert sidecar["invocation"]["command"] == "inpaint" and sidecar["seed"] == 7 and sidecar["steps"] == 3 and sidecar["nfe"] == 3
+    assert sidecar["invocation"]["command"] == "inpaint" and sidecar["seed"] == 7
+    assert sidecar["steps"] == 3 and sidecar["nfe"] == 3
     assert sidecar["strategy"]["name"] == "ddnm+" and "eta" in sidecar["strategy"]["params"]
     assert sidecar["prior"]["spec"] == prior and len(sidecar["prior"]["weights_sha256"]) == 64
-    assert sidecar["versions"]["torch"] == torch.__version__ and sidecar["device"] == "cpu" and sidecar["dtype"] == "float32"
+    assert sidecar["versions"]["torch"] == torch.__version__
+    assert sidecar["device"] == "cpu" and sidecar["dtype"] == "float32"
     assert sidecar["format"] == "restore-run" and sidecar["schema_version"] == 1
     assert sidecar["input"]["sha256"] == rio.sha256_file(work / "img.png")
     mask = np.load(work / sidecar["outputs"]["tensors"]["mask"])  # the operator's tensor, saved beside
     assert np.array_equal(mask[0] > 0.5, ~fill)
     mean = rio.read_image(work / "a.png")
-    assert torch.equal(mean[..., ~torch.from_numpy(fill)], rio.read_image(work / "img.png")[..., ~torch.from_numpy(fill)])
+    keep = ~torch.from_numpy(fill)
+    assert torch.equal(mean[..., keep], rio.read_image(work / "img.png")[..., keep])
 
 
 def test_every_command_runs_and_keeps_depth_and_channels(work, prior):
@@ -92,7 +95,8 @@ def test_every_command_runs_and_keeps_depth_and_channels(work, prior):
     rio.write_image(work / "grey.png", x)
     ok("colorize", "grey.png", "--prior", prior, "--steps", 2, "--seed", 0, "-o", "c.png")
     assert rio.load_image(work / "c.png").channels == 3
-    ok("run", "img.png", "--op", "blur", "--op-param", "kernel=gaussian", "--op-param", "size=3", "--op-param", "std=1.0",
+    ok("run", "img.png", "--op", "blur", "--op-param", "kernel=gaussian", "--op-param", "size=3",
+       "--op-param", "std=1.0",
        "--prior", prior, "--steps", 2, "--method", "dps", "--param", "zeta=0.3", "-o", "r.png")
     assert json.loads((work / "r.json").read_text())["strategy"]["params"]["zeta"] == 0.3
 
@@ -113,7 +117,8 @@ def test_run_from_a_degrade_sidecar_uses_its_operator(work, prior):
     # the recorded noise plus the rounding of the 8-bit measurement file (q / sqrt(12), q = 1/255)
     q = 1 / (255 * 12**0.5)
     assert sidecar["quantization_sigma"] == pytest.approx(q)
-    assert sidecar["operator"]["params"]["noise"] == {"kind": "gaussian", "sigma": pytest.approx((0.01**2 + q**2) ** 0.5)}
+    expected_sigma = pytest.approx((0.01**2 + q**2) ** 0.5)
+    assert sidecar["operator"]["params"]["noise"] == {"kind": "gaussian", "sigma": expected_sigma}
     assert rio.read_image(work / "x.png").shape == (1, 3, 16, 20)
     # a measurement that is not an image of the image's size: the sidecar's input shape binds the operator
     ok("degrade", "img.png", "--op", "phase-retrieval", "--seed", 3, "-o", "p.npy")
@@ -223,13 +228,15 @@ def test_existing_commands_refuse_bad_input(work):
         (["sample", "--prior", "gaussian:8:-1", "-n", "2"], "STD must be a finite number > 0"),
         (["sample", "--prior", "gaussian:8", "-o", "s.png"], "samples of shape (8,) are not images"),
         (["sample", "--prior", "gaussian:8", "-o", "s.txt"], ".pt (torch archive), .npy (array) or an image"),
-        (["--disable-plugin", "nosuch", "list"], "cannot disable 'nosuch' (RESTORE_DISABLE_PLUGINS / --disable-plugin): "
-                                                 "no such plugin; known plugins: builtin-"),
+        (["--disable-plugin", "nosuch", "list"],
+         "cannot disable 'nosuch' (RESTORE_DISABLE_PLUGINS / --disable-plugin): no such plugin; "
+         "known plugins: builtin-"),
     ]
     before = sorted(p.name for p in work.iterdir())
     for args, message in cases:
         result = invoke(*args)
-        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, (args, result.output)
+        assert result.exit_code == 2 and message in result.output, (args, result.output)
+        assert "Traceback" not in result.output, (args, result.output)
         assert sorted(p.name for p in work.iterdir()) == before, args
 
 

@@ -43,7 +43,8 @@ def mixture_reference():
     mixture = reference_mixture(8)
     gen = torch.Generator().manual_seed(0)
     exact = mixture.sample(N, generator=gen)
-    floor = sum(sliced_wasserstein(exact, mixture.sample(N, generator=gen), generator=_directions()) for _ in range(4)) / 4
+    floor = sum(sliced_wasserstein(exact, mixture.sample(N, generator=gen), generator=_directions())
+                for _ in range(4)) / 4
     return mixture, exact, floor
 
 
@@ -181,13 +182,15 @@ def test_exact_start_removes_the_plateau_of_deterministic_samplers():
     mixture = reference_mixture(d)
     gen = torch.Generator().manual_seed(0)
     exact = mixture.sample(N, generator=gen)
-    floor = sum(sliced_wasserstein(exact, mixture.sample(N, generator=gen), generator=_directions()) for _ in range(4)) / 4
+    floor = sum(sliced_wasserstein(exact, mixture.sample(N, generator=gen), generator=_directions())
+                for _ in range(4)) / 4
     sigmas = mixture.sampling_sigmas(200)
     ratios = {}
     for start in ("prior-default", "exact"):
         gen = torch.Generator().manual_seed(10)
         x = start_draw(mixture, (N, d), float(sigmas[0]), start=start, generator=gen, dtype=torch.float64)
-        ratios[start] = sliced_wasserstein(SAMPLERS["euler"](mixture, x, sigmas), exact, generator=_directions()) / floor
+        sample = SAMPLERS["euler"](mixture, x, sigmas)
+        ratios[start] = sliced_wasserstein(sample, exact, generator=_directions()) / floor
     assert ratios["exact"] < 1.5 and ratios["prior-default"] > 2.0
 
 

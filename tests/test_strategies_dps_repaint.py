@@ -37,7 +37,8 @@ def gmm_prior(shape=(8,)) -> Prior:
 
 
 def image_prior() -> Prior:
-    mixture = GaussianMixture(torch.ones(1), torch.full((1, 768), 0.5), variances=torch.tensor([0.04]), shape=IMAGE_SHAPE)
+    mixture = GaussianMixture(torch.ones(1), torch.full((1, 768), 0.5), variances=torch.tensor([0.04]),
+                              shape=IMAGE_SHAPE)
     return Prior(mixture, name="gaussian-image", shape=IMAGE_SHAPE, data_range=(0.0, 1.0))
 
 
@@ -108,13 +109,15 @@ def test_dps_step_is_the_papers_vp_step():
     y = op.measure(prior.denoiser.sample(4, generator=g), generator=g)
     x = 2.0 * torch.randn(4, 8, generator=g, dtype=torch.float64)
     s, s_next, zeta = 2.0, 1.0, 0.7
-    got = DPS(zeta=zeta).sample(Problem(prior, op, y), prior.denoiser, x, torch.tensor([s, s_next], dtype=torch.float64),
+    got = DPS(zeta=zeta).sample(Problem(prior, op, y), prior.denoiser, x,
+                                torch.tensor([s, s_next], dtype=torch.float64),
                                 generator=torch.Generator().manual_seed(3))
     a, a_next = 1 / (1 + s**2), 1 / (1 + s_next**2)
     x_vp = (math.sqrt(a) * x).requires_grad_(True)
     x0_hat = predict_at(prior.denoiser, x_vp / math.sqrt(a), s).x0
     grad_vp, = torch.autograd.grad((y - x0_hat @ A.T).norm(dim=1).sum(), x_vp)
-    ddpm_vp = math.sqrt(a_next) * ddpm_step(x, predict_at(prior.denoiser, x, s), s, s_next, torch.Generator().manual_seed(3))
+    step = ddpm_step(x, predict_at(prior.denoiser, x, s), s, s_next, torch.Generator().manual_seed(3))
+    ddpm_vp = math.sqrt(a_next) * step
     expected = (ddpm_vp - zeta * grad_vp) / math.sqrt(a_next)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
 
@@ -130,8 +133,10 @@ def test_dps_on_the_reference_mixture_is_close_to_the_exact_posterior():
     op = REGISTRY.get("operator", "matrix")(matrix=A, noise=GaussianNoise(sigma_y))
     y = op.measure(prior.denoiser.sample(1, generator=g), generator=g)
     posterior = prior.denoiser.posterior(A, y[0], sigma_y)
-    exact, exact2, prior_draws = posterior.sample(n, generator=g), posterior.sample(n, generator=g), prior.denoiser.sample(n, generator=g)
-    result = solve(Problem(prior, op, y.expand(n, -1).clone()), DPS(zeta=0.5), generator=torch.Generator().manual_seed(1))
+    exact, exact2 = posterior.sample(n, generator=g), posterior.sample(n, generator=g)
+    prior_draws = prior.denoiser.sample(n, generator=g)
+    result = solve(Problem(prior, op, y.expand(n, -1).clone()), DPS(zeta=0.5),
+                   generator=torch.Generator().manual_seed(1))
     assert result.nfe == 1000
     floor, to_prior, to_dps = sw(exact2, exact), sw(prior_draws, exact), sw(result.sample, exact)
     assert to_dps < 2 * floor and to_dps < to_prior / 50
@@ -154,8 +159,10 @@ def test_dps_differentiates_through_the_latent_decoder():
     op = REGISTRY.get("operator", "matrix")(matrix=A, noise=GaussianNoise(sigma_y))
     y = op.measure(prior.decode(mixture.sample(1, generator=g).reshape(1, 1, 2, 2)), generator=g)
     posterior = mixture.posterior(A @ M, y[0], sigma_y)
-    exact, exact2, prior_draws = posterior.sample(n, generator=g), posterior.sample(n, generator=g), mixture.sample(n, generator=g)
-    result = solve(Problem(prior, op, y.expand(n, -1).clone()), DPS(zeta=0.5), generator=torch.Generator().manual_seed(1))
+    exact, exact2 = posterior.sample(n, generator=g), posterior.sample(n, generator=g)
+    prior_draws = mixture.sample(n, generator=g)
+    result = solve(Problem(prior, op, y.expand(n, -1).clone()), DPS(zeta=0.5),
+                   generator=torch.Generator().manual_seed(1))
     floor, to_prior, to_dps = sw(exact2, exact), sw(prior_draws, exact), sw(result.sample, exact)
     assert to_dps < 4 * floor and to_dps < to_prior / 20
     rms = ((y - result.image.flatten(1) @ A.T) ** 2).mean().sqrt()
@@ -202,9 +209,11 @@ def test_repaint_on_the_reference_mixture_matches_the_exact_posterior():
     x_true = prior.denoiser.sample(1, generator=g).reshape(1, 2, 2, 2)
     y = op.measure(x_true, generator=g)
     posterior = prior.denoiser.posterior(torch.eye(8, dtype=torch.float64)[:4], y.flatten()[:4], sigma_y)
-    exact, exact2, prior_draws = posterior.sample(n, generator=g), posterior.sample(n, generator=g), prior.denoiser.sample(n, generator=g)
+    exact, exact2 = posterior.sample(n, generator=g), posterior.sample(n, generator=g)
+    prior_draws = prior.denoiser.sample(n, generator=g)
     problem = Problem(prior, op, y.expand(n, -1, -1, -1).clone())
-    result = solve(problem, RePaint(jump_length=5, jump_n_sample=5), steps=50, generator=torch.Generator().manual_seed(1))
+    result = solve(problem, RePaint(jump_length=5, jump_n_sample=5), steps=50,
+                   generator=torch.Generator().manual_seed(1))
     assert result.nfe == 50 + 4 * 5 * len(range(0, 45, 5))
     floor, to_prior, to_repaint = sw(exact2, exact), sw(prior_draws, exact), sw(result.sample, exact)
     assert to_repaint < 2 * floor and to_repaint < to_prior / 50
@@ -264,7 +273,8 @@ def test_nan_iterates_raise_divergence_error_with_the_step_number():
     assert info.value.step == 12
 
     image_poisoned = Prior(poisoned.denoiser, name="nan", shape=(2, 2, 2), data_range=(0.0, 1.0))
-    mask_op = REGISTRY.get("operator", "inpaint")(mask=torch.tensor([[[1.0, 0.0], [0.0, 1.0]]]), noise=GaussianNoise(0.1))
+    mask_op = REGISTRY.get("operator", "inpaint")(mask=torch.tensor([[[1.0, 0.0], [0.0, 1.0]]]),
+                                                  noise=GaussianNoise(0.1))
     path = repaint_schedule(20, 5, 2)
     first = next(k for k, (a, b) in enumerate(zip(path, path[1:])) if b > a and a >= 12)
     with pytest.raises(DivergenceError) as info:

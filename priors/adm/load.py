@@ -42,7 +42,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch.load raises many types for a damaged or foreign file
         if not (isinstance(err, pickle.UnpicklingError) and "weights only" in str(err).lower()):
-            raise ADMCheckpointError(f"{path} is not a readable torch checkpoint ({type(err).__name__}: {err})") from err
+            raise ADMCheckpointError(f"{path} is not a readable torch checkpoint "
+                                     f"({type(err).__name__}: {err})") from err
         raise ADMCheckpointError(
             f"{path} holds pickled code or objects, not a plain state dict of tensors, so it was "
             "refused (torch.load with weights_only=True). Re-save only the weights from a trusted "

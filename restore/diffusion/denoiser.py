@@ -187,5 +187,6 @@ class EDMDenoiser(NetworkDenoiser):
         s, sd = param.broadcast_sigma(sigma, x), self.sigma_data
         norm = (s**2 + sd**2).rsqrt()
         c_noise = sigma.clamp_min(torch.finfo(torch.float64).tiny).log() / 4
-        x0 = sd**2 * norm**2 * x + s * sd * norm * self.network(norm * x, c_noise.to(torch.promote_types(x.dtype, torch.float32)))
+        out = self.network(norm * x, c_noise.to(torch.promote_types(x.dtype, torch.float32)))
+        x0 = sd**2 * norm**2 * x + s * sd * norm * out
         return Prediction(self.clipped(x0))

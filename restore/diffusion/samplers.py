@@ -71,7 +71,8 @@ def ddpm_step(x: Tensor, pred: Prediction, sigma: float, sigma_next: float,
     return mean + (0.5 * log_var).exp() * noise_like(x, generator)
 
 
-def sample_ddpm(denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, generator=None, callback: StepCallback = None) -> Tensor:
+def sample_ddpm(denoiser: Denoiser, x: Tensor, sigmas: Tensor, *, generator=None,
+                callback: StepCallback = None) -> Tensor:
     """DDPM ancestral sampling (Ho et al. 2020, Alg. 2): draw x_next ~ q(x_next | x, D(x, sigma)),
     with learned-range variance when the denoiser reports it (Nichol & Dhariwal 2021)."""
     for i, s, s_next in sigma_pairs(sigmas):

@@ -46,7 +46,8 @@ def exact_prior_draw(denoiser: Denoiser, shape: tuple[int, ...], generator: Gene
     else:
         x0 = sampler(shape[0], generator=generator)
     if tuple(x0.shape) != tuple(shape):
-        raise ValueError(f"the prior's exact samples have shape {tuple(x0.shape[1:])}, not the requested {tuple(shape[1:])}")
+        raise ValueError(f"the prior's exact samples have shape {tuple(x0.shape[1:])}, "
+                         f"not the requested {tuple(shape[1:])}")
     return x0
 
 

@@ -179,7 +179,8 @@ def flax_to_torch(params: dict, net: str) -> tuple[dict[str, Tensor], dict[str, 
     features = {}
     for j, index in enumerate(spec.features):
         conv = trunk[f"Conv_{j}"]
-        features[f"features.{index}.weight"] = torch.from_numpy(np.ascontiguousarray(conv["kernel"].transpose(3, 2, 0, 1)))
+        kernel = np.ascontiguousarray(conv["kernel"].transpose(3, 2, 0, 1))
+        features[f"features.{index}.weight"] = torch.from_numpy(kernel)
         features[f"features.{index}.bias"] = torch.from_numpy(np.ascontiguousarray(conv["bias"]))
     lins = {}
     for j in range(5):

@@ -30,7 +30,8 @@ from restore.strategies.base import Problem, Strategy, StrategyNotApplicable
 MIXTURE_SPEC = "mixture"
 
 
-def load_classifier(spec: str, prior: Any = None, *, device=None, dtype: torch.dtype = torch.float32) -> NoisyClassifier:
+def load_classifier(spec: str, prior: Any = None, *, device=None,
+                    dtype: torch.dtype = torch.float32) -> NoisyClassifier:
     """A noisy classifier from its spec: ``mixture`` (the exact classifier of ``prior``, a
     Gaussian-mixture prior) or ``adm:PATH[:PRESET]`` (a guided-diffusion classifier
     checkpoint, preset default ``imagenet256-classifier``)."""

@@ -31,16 +31,19 @@ def model_card(architecture: str, network: nn.Module, data_name: str, validation
                                   "`restore.priors.unet`, trained with the EDM loss (Karras et al. 2022)."), "",
              "| field | value |", "|---|---|",
              f"| architecture | {architecture}, {params:,} parameters |",
-             f"| objective | {extra.get('objective', 'EDM loss and preconditioning, sigma_data 0.5, VE sigma 0.002..80')}"
+             f"| objective | "
+             f"{extra.get('objective', 'EDM loss and preconditioning, sigma_data 0.5, VE sigma 0.002..80')}"
              ", data range [-1, 1] |",
              f"| training data | {data_name} |",
              f"| data terms | {extra.get('terms', 'see the data set licence')} |",
-             f"| crops | {record['identity']['crop']}x{record['identity']['crop']}, random flips and 90-degree rotations |",
+             f"| crops | {record['identity']['crop']}x{record['identity']['crop']}, "
+             "random flips and 90-degree rotations |",
              f"| optimiser | Adam, lr {record['schedule']['lr']} (warm-up {record['schedule']['warmup']} images, "
              f"x{record['schedule']['anneal_factor']} for the last {record['schedule']['anneal_fraction']:.0%}), "
              f"batch {record['batch_size']}, grad-norm clip |",
              f"| EMA | bias-corrected, beta {record['ema_beta']} (horizon {record['ema_horizon_steps']:.0f} steps) |",
-             f"| images seen | {record['images']:,} of {record['schedule']['total']:,} planned ({record['steps']:,} steps) |",
+             f"| images seen | {record['images']:,} of {record['schedule']['total']:,} planned "
+             f"({record['steps']:,} steps) |",
              f"| hardware | {hw['name']} ({hw['device']}), {hw['processes']} process(es), {hw['threads']} thread(s), "
              f"torch {hw['torch']} |",
              f"| training wall time | {record['train_seconds'] / 60:.1f} min |", ""]

@@ -8,8 +8,8 @@ condition), on a discrete VP schedule, with the low-resolution image made by the
 forward model.  The compact UNet takes 2 x channels in and gives channels out.
 
 Validation: PSNR (dB, 0..255) of the SR restoration (``conditional`` strategy with its
-ancestral DDPM steps as SR3 samples, ``val_steps`` levels, x0 clipped to [-1, 1]) next to bicubic upsampling of the same low-resolution input, on
-centre crops of a held-out folder.
+ancestral DDPM steps as SR3 samples, ``val_steps`` levels, x0 clipped to [-1, 1]) next to
+bicubic upsampling of the same low-resolution input, on centre crops of a held-out folder.
 """
 from __future__ import annotations
 
