@@ -15,7 +15,8 @@ convexity of the squared norm (Jensen), equivariance of D* and invariance of the
 
 In image restoration this is the geometric self-ensemble (Timofte et al. 2016, "Seven
 ways to improve example-based single image super resolution", Sec. 2.4; Lim et al.
-2017, EDSR, Sec. 4.2).  Cost: |G| network evaluations per call.  The groups:
+2017, EDSR, Sec. 4.2).  Cost: |G| network evaluations per call.  Every strategy can average
+its denoiser this way through the common ``symmetry`` parameter (:mod:`restore.strategies.base`).  The groups:
 ``none`` (identity), ``hflip`` (identity and the left-right mirror: photos of upright
 scenes, faces) and ``dihedral`` (the eight rotations by multiples of 90 degrees, with and
 without the mirror: the augmentation of ``restore train prior``).

@@ -69,8 +69,9 @@ CATALOG: dict[str, StrategyFacts] = {f.name: f for f in (
         nfe_per_step=1, backward_per_step=0),
     StrategyFacts(
         "dpir", needs="any linear operator (data step by the operator's prox_l2, as diffpir); pixel prior",
-        assumes="Gaussian measurement noise (sigma_y sets alpha_k and the last level sigma_K); the released "
-                "DPIR schedule: sigma from 49/255 to max(sigma_y, 0.6/255), lambda = 0.23",
+        assumes="Gaussian measurement noise (sigma_y sets alpha_k and the last level sigma_K); sigma geometric "
+                "from 0.25 (EDM's sigma_data: the start is mid-grey, not the paper's task-specific guess) to "
+                "max(sigma_y, 0.6/255), lambda = 0.23 (the released code)",
         fails="returns a point estimate for fidelity (PSNR / SSIM), not a sample: no posterior spread, smooth "
               "textures; on a Gaussian prior its fixed point is the posterior mean for noise sqrt(lambda) sigma_y "
               "and prior covariance Sigma + sigma_K^2 I, not the exact one",
