@@ -299,13 +299,26 @@ def test_openapi_page_and_page_files_are_served_from_here_only(client):
 
 
 def test_defaults_are_the_clis(client):
-    from restore.strategies.catalog import default_method
+    from restore.strategies.catalog import default_run
 
     for task in ("inpaint", "sr", "deblur", "denoise", "colorize"):
         chosen = client.get(f"/api/defaults?task={task}").json()
         assert chosen["method"] in client.get("/api/options").json()["methods"]
     inpaint = restore.operators.inpaint.Inpaint(mask="box")
-    assert client.get("/api/defaults?task=inpaint&quality=high").json()["method"] == default_method(inpaint, "high")[0]
+    for target in ("fidelity", "perceptual"):
+        expected = default_run(inpaint, "high", target)
+        chosen = client.get(f"/api/defaults?task=inpaint&quality=high&target={target}").json()
+        assert (chosen["method"], chosen["steps"], chosen["samples"]) == (expected.method, expected.steps,
+                                                                          expected.samples)
+    assert client.get("/api/defaults?task=inpaint&method=ddrm").json()["samples"] == 1  # a named method: one sample
+    assert client.get("/api/defaults?task=inpaint&target=best").status_code == 400
+
+
+def test_the_target_reaches_the_record(client):
+    job = submit(client, encode(photo(16)), mask=hole(), task="inpaint", steps=2, seed=0, target="perceptual")
+    assert wait(client, job["id"])["state"] == "done"
+    record = record_of(client, job["id"])
+    assert record["target"] == "perceptual" and record["samples"] == 1
 
 
 def test_serve_command_defaults_to_loopback_and_refuses_an_unknown_prior():

@@ -184,24 +184,29 @@ def create_app(settings: Settings) -> FastAPI:
         from restore.plugins import default_registry
         from restore.strategies.catalog import DEFAULTS
 
-        return {"tasks": list(TASKS), "priors": list(settings.priors), "methods": default_registry().names("strategy"),
+        from restore.strategies.catalog import TARGETS
+
+        return {"tasks": list(TASKS), "targets": list(TARGETS), "priors": list(settings.priors), "methods": default_registry().names("strategy"),
                 "defaults": DEFAULTS, "task_defaults": {"scale": Options.scale, "kernel": Options.kernel},
                 "limits": {"max_bytes": settings.limits.max_bytes, "max_pixels": settings.limits.max_pixels},
                 "queue": {"size": settings.size, "workers": settings.workers}}
 
     @app.get("/api/defaults")
-    def defaults(task: str = "inpaint", quality: str = "fast") -> dict[str, Any]:
-        """The method, steps and samples a job of ``task`` gets when it names none: the CLI's
-        (:func:`restore.strategies.catalog.default_method`, :func:`restore.restore`'s samples)."""
-        import inspect
+    def defaults(task: str = "inpaint", quality: str = "fast", target: str = "fidelity",
+                 method: Optional[str] = None) -> dict[str, Any]:
+        """The method, steps and samples a job of ``task`` gets when it names none (samples: with
+        ``method`` when it names one): the CLI's (:func:`restore.strategies.catalog.default_run`,
+        :func:`restore.pipeline.default_samples`)."""
+        from restore.pipeline import default_samples
+        from restore.strategies.catalog import QUALITIES, TARGETS, default_run
 
-        from restore.api import restore
-        from restore.strategies.catalog import default_method
-
-        if task not in TASKS:
-            raise Refused(f"task: unknown task {task!r}; choose one of {', '.join(TASKS)}")
-        method, steps = default_method(example_operator(task), quality)
-        return {"method": method, "steps": steps, "samples": inspect.signature(restore).parameters["samples"].default}
+        if task not in TASKS or quality not in QUALITIES or target not in TARGETS:
+            raise Refused(f"defaults: task must be one of {', '.join(TASKS)}, quality {' or '.join(QUALITIES)}, "
+                          f"target {' or '.join(TARGETS)}")
+        operator = example_operator(task)
+        chosen = default_run(operator, quality, target)
+        return {"method": chosen.method, "steps": chosen.steps,
+                "samples": default_samples(operator, method or None, quality, target)}
 
     async def read(upload: Optional[UploadFile], field_name: str) -> Optional[Picture]:
         if upload is None:
@@ -226,6 +231,8 @@ def create_app(settings: Settings) -> FastAPI:
         method: Optional[str] = Form(None, description="Strategy; default: the CLI's for the task."),
         steps: Optional[int] = Form(None, ge=1, le=10000),
         quality: str = Form("fast", pattern="^(fast|high)$"),
+        target: Optional[str] = Form(None, pattern="^(fidelity|perceptual)$",
+                                     description="fidelity (best PSNR: posterior mean) or perceptual (one sample)"),
         seed: Optional[int] = Form(None, ge=0, lt=2**31, description="Default: drawn and recorded."),
         samples: Optional[int] = Form(None, ge=1, le=16, description="Posterior samples; default: the CLI's."),
         scale: int = Form(Options.scale, ge=1, le=8, description="sr"),
@@ -244,7 +251,7 @@ def create_app(settings: Settings) -> FastAPI:
             raise Refused(f"method: unknown strategy {method!r}; GET /api/options lists them")
         chosen = Options(task=task, prior=prior or next(iter(settings.priors)),
                          seed=secrets.randbelow(2**31) if seed is None else seed, method=method or None, steps=steps,
-                         quality=quality, samples=samples, scale=scale, kernel=kernel, sigma=sigma, noise=noise,
+                         quality=quality, samples=samples, target=target, scale=scale, kernel=kernel, sigma=sigma, noise=noise,
                          crop_to_mask=crop_to_mask)
         job = jobs.submit(new_job(chosen, picture, data, image.filename, fill=fill, truth=await read(truth, "truth")))
         return job.status()

@@ -46,9 +46,9 @@ class Cancelled(Exception):
 class Options:
     """What a job restores and how: the task and its parameters (``scale`` for sr, ``kernel``
     ``gaussian[:STD[:SIZE]]`` or ``motion[:SEED[:SIZE]]`` for deblur, ``sigma`` for denoise, None:
-    estimated), the prior (one of the server's), method, steps, quality, seed, samples,
-    measurement noise and crop to mask (None: automatic).  Method, steps and samples left None
-    are the API's defaults, which are the CLI's."""
+    estimated), the prior (one of the server's), target (fidelity or perceptual), method,
+    steps, quality, seed, samples, measurement noise and crop to mask (None: automatic).
+    Target, method, steps and samples left None are the API's defaults, which are the CLI's."""
 
     task: str
     prior: str
@@ -57,6 +57,7 @@ class Options:
     steps: Optional[int] = None
     quality: str = "fast"
     samples: Optional[int] = None
+    target: Optional[str] = None
     scale: int = 2
     kernel: str = "gaussian:2"
     sigma: Optional[float] = None
@@ -263,7 +264,7 @@ def run_job(job: Job, prior: Any, device: Optional[str]) -> dict[str, Any]:
 
     options = job.options
     observer = Observer(job, prior)
-    chosen = {"method": options.method, "steps": options.steps, "samples": options.samples}
+    chosen = {"method": options.method, "steps": options.steps, "samples": options.samples, "target": options.target}
     common = dict(prior=prior, seed=options.seed, quality=options.quality, device=device, listeners=[observer],
                   **{key: value for key, value in chosen.items() if value is not None})
     pixels = job.image.pixels

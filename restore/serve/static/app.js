@@ -32,6 +32,7 @@ async function loadOptions() {
   const options = await api("/api/options");
   fill($("task"), options.tasks.map((t) => [t, t]));
   fill($("prior"), options.priors.map((p) => [p, p]));
+  fill($("target"), options.targets.map((t) => [t, t]));
   state.methods = options.methods;
   $("scale").value = options.task_defaults.scale;
   $("kernel").value = options.task_defaults.kernel;
@@ -45,9 +46,10 @@ function fill(select, pairs) {
 }
 
 async function showDefaults() {
-  const query = new URLSearchParams({ task: $("task").value, quality: $("quality").value });
-  const chosen = await api(`/api/defaults?${query}`);
   const current = $("method").value;
+  const query = new URLSearchParams({ task: $("task").value, quality: $("quality").value, target: $("target").value,
+    method: current });
+  const chosen = await api(`/api/defaults?${query}`);
   fill($("method"), [["", `default (${chosen.method})`], ...state.methods.map((m) => [m, m])]);
   $("method").value = state.methods.includes(current) ? current : "";
   $("steps").placeholder = `default (${chosen.steps})`;
@@ -264,7 +266,8 @@ async function submit() {
   if (task === "inpaint") form.append("mask", await maskBlob(), "mask.png");
   const truth = $("truth-file").files[0];
   if (truth) form.append("truth", truth, truth.name);
-  const fields = { task, prior: $("prior").value, quality: $("quality").value, method: $("method").value,
+  const fields = { task, prior: $("prior").value, target: $("target").value, quality: $("quality").value,
+    method: $("method").value,
     steps: $("steps").value, samples: $("samples").value, seed: $("seed").value, noise: $("noise").value };
   if (task === "sr") fields.scale = $("scale").value;
   if (task === "deblur") fields.kernel = $("kernel").value;
@@ -341,6 +344,8 @@ $("image-file").addEventListener("change", (event) => event.target.files[0] && o
 $("mask-file").addEventListener("change", (event) => event.target.files[0] && openMask(event.target.files[0]));
 $("task").addEventListener("change", async () => { showTask(); await showDefaults(); });
 $("quality").addEventListener("change", showDefaults);
+$("target").addEventListener("change", showDefaults);
+$("method").addEventListener("change", showDefaults);
 $("restore").addEventListener("click", submit);
 $("cancel").addEventListener("click", () => state.job && api(`/api/jobs/${state.job}/cancel`, { method: "POST" }).catch((e) => say(e.message)));
 $("undo").addEventListener("click", () => restoreFrom(state.undo, state.redo));
