@@ -186,7 +186,8 @@ def create_app(settings: Settings) -> FastAPI:
 
         from restore.strategies.catalog import TARGETS
 
-        return {"tasks": list(TASKS), "targets": list(TARGETS), "priors": list(settings.priors), "methods": default_registry().names("strategy"),
+        return {"tasks": list(TASKS), "targets": list(TARGETS), "priors": list(settings.priors),
+                "methods": default_registry().names("strategy"),
                 "defaults": DEFAULTS, "task_defaults": {"scale": Options.scale, "kernel": Options.kernel},
                 "limits": {"max_bytes": settings.limits.max_bytes, "max_pixels": settings.limits.max_pixels},
                 "queue": {"size": settings.size, "workers": settings.workers}}
@@ -251,8 +252,8 @@ def create_app(settings: Settings) -> FastAPI:
             raise Refused(f"method: unknown strategy {method!r}; GET /api/options lists them")
         chosen = Options(task=task, prior=prior or next(iter(settings.priors)),
                          seed=secrets.randbelow(2**31) if seed is None else seed, method=method or None, steps=steps,
-                         quality=quality, samples=samples, target=target, scale=scale, kernel=kernel, sigma=sigma, noise=noise,
-                         crop_to_mask=crop_to_mask)
+                         quality=quality, samples=samples, target=target, scale=scale, kernel=kernel, sigma=sigma,
+                         noise=noise, crop_to_mask=crop_to_mask)
         job = jobs.submit(new_job(chosen, picture, data, image.filename, fill=fill, truth=await read(truth, "truth")))
         return job.status()
 
