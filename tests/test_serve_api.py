@@ -133,6 +133,7 @@ def test_inpaint_end_to_end_keeps_known_pixels_with_samples_std_and_metrics(clie
     ("denoise", {"sigma": 0.1}, photo(5), (16, 16, 3)),
     ("denoise", {}, photo(6), (16, 16, 3)),  # sigma estimated
     ("colorize", {"steps": 3}, photo(7, channels=1), (16, 16, 3)),
+    ("colorize", {"steps": 3}, photo(7, channels=1)[..., None].repeat(3, axis=-1), (16, 16, 3)),  # 3 equal channels
 ])
 def test_every_other_task_end_to_end(client, task, fields, image, shape):
     job = submit(client, encode(image), task=task, seed=1, **fields)
@@ -193,6 +194,7 @@ def png_claiming(width, height):
      "mask: it is 8x8 pixels but the image is 16x16"),
     ({"image": ("a.png", encode(photo(0)))}, {}, {}, 400, "inpainting needs a mask"),
     ({"image": ("a.png", encode(photo(0)))}, {"task": "deblur", "kernel": "/etc/passwd"}, {}, 400, "kernel"),
+    ({"image": ("a.png", encode(photo(0)))}, {"task": "colorize"}, {}, 400, "colorize takes a grey image"),
     ({"image": ("a.png", encode(photo(0)))}, {"task": "sr", "prior": "unet:/tmp"}, {}, 400,
      "not one of this server's priors"),
     ({"image": ("a.png", encode(photo(0)))}, {"task": "sr", "steps": "0"}, {}, 400, "steps"),

@@ -117,7 +117,8 @@ def safe_name(filename: Optional[str]) -> str:
 
 def new_job(options: Options, image: Picture, data: bytes, filename: Optional[str], *,
             fill: Optional[np.ndarray] = None, truth: Optional[Picture] = None) -> Job:
-    """A job, its inputs checked against its task (mask for inpainting, blur kernel, ground truth size)."""
+    """A job, its inputs checked against its task (mask for inpainting, blur kernel, a grey image
+    to colorize, ground truth size)."""
     if options.task not in TASKS:
         raise Refused(f"task: unknown task {options.task!r}; choose one of {', '.join(TASKS)}")
     if options.task == "inpaint":
@@ -129,6 +130,9 @@ def new_job(options: Options, image: Picture, data: bytes, filename: Optional[st
             raise Refused("mask: the mask covers the whole image: no pixel is known, so this is not inpainting")
     if options.task == "deblur":
         deblur_kernel(options.kernel)  # refused now, not when the job runs
+    colour = image.pixels[..., :3]
+    if options.task == "colorize" and not image.grey and not (colour == colour[..., :1]).all():
+        raise Refused("image: colorize takes a grey image (or three equal channels); this one's channels differ")
     if truth is not None:
         factor = options.scale if options.task == "sr" else 1
         want = (image.size[0] * factor, image.size[1] * factor)
@@ -279,12 +283,7 @@ def run_job(job: Job, prior: Any, device: Optional[str]) -> dict[str, Any]:
     elif options.task == "denoise":  # sigma None: estimated by the API, recorded with the operator's noise
         result = restore.denoise(pixels, options.sigma, **common)
     else:
-        grey = job.image.pixels
-        if not job.image.grey:
-            if grey.shape[-1] == 3 and bool((grey == grey[..., :1]).all()):
-                grey = grey[..., :1]
-            else:
-                raise Refused("image: colorize takes a grey image; this one has colour channels that differ")
+        grey = pixels if job.image.grey else pixels[..., :1]  # three equal channels (checked by new_job)
         result = restore.colorize(grey, noise=options.noise, **common)
     return encode_outputs(job, result)
 

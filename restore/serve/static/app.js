@@ -59,6 +59,7 @@ async function showDefaults() {
 function showTask() {
   const task = $("task").value;
   for (const element of document.querySelectorAll("[data-task]")) element.hidden = element.dataset.task !== task;
+  for (const element of document.querySelectorAll("[data-not-task]")) element.hidden = element.dataset.notTask === task;
   drawOverlay();
 }
 
@@ -268,7 +269,8 @@ async function submit() {
   if (truth) form.append("truth", truth, truth.name);
   const fields = { task, prior: $("prior").value, target: $("target").value, quality: $("quality").value,
     method: $("method").value,
-    steps: $("steps").value, samples: $("samples").value, seed: $("seed").value, noise: $("noise").value };
+    steps: $("steps").value, samples: $("samples").value, seed: $("seed").value };
+  if (task !== "denoise") fields.noise = $("noise").value;
   if (task === "sr") fields.scale = $("scale").value;
   if (task === "deblur") fields.kernel = $("kernel").value;
   if (task === "denoise") fields.sigma = $("sigma").value;
