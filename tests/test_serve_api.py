@@ -288,6 +288,12 @@ def test_uploads_leave_no_file_behind(client, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_link_from_elsewhere_opens_the_page_but_reaches_no_api(client):
+    elsewhere = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
+    assert client.get("/", headers=elsewhere).status_code == 200
+    assert client.get("/api/options", headers=elsewhere).status_code == 403
+
+
 def test_openapi_page_and_page_files_are_served_from_here_only(client):
     spec = client.get("/api/openapi.json").json()
     assert {"/api/jobs", "/api/jobs/{job_id}/events", "/api/jobs/{job_id}/cancel"} <= set(spec["paths"])

@@ -15,7 +15,8 @@
 
 Safe by default (:class:`Guard`): a request whose ``Host`` is not one of the server's names is
 refused (DNS rebinding), so is one from another origin (``Origin`` other than the page's own,
-or ``Sec-Fetch-Site`` other than same-origin / none) and an upload over the byte limit
+or ``Sec-Fetch-Site`` other than same-origin / none, except when opening the page or its static
+files from a link) and an upload over the byte limit
 (told by ``Content-Length``, before it is read).  Files come from the package only (static
 files are read once at start, never looked up by a request's path); priors are the ones the
 server was started with, named by their spec.  Every refusal is a 4xx with one message:
@@ -84,7 +85,8 @@ class Guard:
         if origin is not None and urlsplit(origin).netloc != host:
             return 403, f"requests from another origin ({origin}) are refused; use the page this server serves"
         site = headers.get("sec-fetch-site")
-        if site is not None and site not in ("same-origin", "none"):
+        opening = scope.get("method") == "GET" and not scope.get("path", "").startswith("/api/")
+        if site is not None and site not in ("same-origin", "none") and not opening:  # a link to the page is fine
             return 403, f"requests from another site (Sec-Fetch-Site: {site}) are refused"
         if scope.get("method") == "POST":
             length = headers.get("content-length", "0")
