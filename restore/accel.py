@@ -1,8 +1,14 @@
-"""The GPU fast path of a loaded prior: half-precision network, channels_last, torch.compile.
+"""The fast path of a loaded prior: network precision, channels_last, torch.compile, and threads.
 
-Only the network changes; the sampler state, the strategies' arithmetic and the operators
-stay in float32 (the start draw and y are float32, so every iterate is).  Half precision
-follows guided-diffusion's ``use_fp16`` convention (Dhariwal & Nichol 2021, code release):
+One vocabulary for every command and the API (``--precision``, ``--channels-last``,
+``--compile``, ``--threads``; ``precision=``, ``channels_last=``, ``compile=``, ``threads=``):
+:class:`FastPath` is what was asked, :func:`resolve` turns it into the :class:`Acceleration`
+actually applied (recorded in the run record), :func:`prepare` applies it to a prior.
+
+Only the network changes; the sampler state, the strategies' arithmetic (data-consistency
+steps, gradients' use) and the operators stay in float32 (the start draw and y are float32,
+so every iterate is).  Reduced precision follows guided-diffusion's ``use_fp16`` convention
+(Dhariwal & Nichol 2021, code release):
 
 * the weights of convolutions, linear layers and attention run in bfloat16 / float16;
 * normalisation layers (GroupNorm, LayerNorm, BatchNorm) compute in float32;
@@ -14,46 +20,76 @@ output head in float32); any other ``nn.Module`` network (the compact UNet, diff
 UNets) gets it from :func:`to_half_precision`.  Attention in ADM and diffusers goes through
 ``torch.nn.functional.scaled_dot_product_attention`` already (fused kernels on GPU).
 
-``channels_last`` stores conv weights and inputs NHWC (tensor cores on GPUs; on CPU it was no
-faster here).  ``compile`` wraps the network in ``torch.compile``; compilation happens on the
-first call, and when the compiler is unavailable or fails there, :class:`CompiledNetwork`
-prints one line saying so and runs the network uncompiled from then on.
+``--precision auto`` (the default) is bf16 only for the tasks in :data:`AUTO_BF16_TASKS`,
+chosen by the rule of docs/PERFORMANCE.md (PSNR loss at most 0.05 dB and LPIPS change at
+most 0.002 against fp32 on the restoration benchmark), and only on hardware with fast bf16
+(:func:`fast_bf16`): a CUDA device that supports it, or a CPU with bf16 instructions
+(AVX512-BF16 or AMX-BF16 on x86, the BF16 extension on Arm).  Elsewhere bf16 convolutions
+run on emulated kernels, several times slower than float32 (6.5x for the default prior on
+an AVX2 CPU: docs/PERFORMANCE.md), so bf16 falls back to float32 and says so once per
+process.  The instruction-set flags are read from ``torch.cpu.get_capabilities()`` rather
+than timed: a timing probe costs start-up time and is unreliable on a loaded machine.
 
-Entry point: :func:`accelerate`, used by ``restore batch`` and meant for the single-image
-commands as well.
+``channels_last`` stores conv weights and inputs NHWC: on by default for networks (exact to
+float rounding, 4e-6 on the default prior; faster on GPUs and on CPU).  ``compile`` wraps
+the network in ``torch.compile``; compilation happens on the first call, and when the
+compiler is unavailable or fails there, :class:`CompiledNetwork` prints one line saying so
+and runs the network uncompiled from then on.  A compiled prior loaded from a spec is kept
+for later calls in the same process (:func:`prepare`), so the compilation is paid once.
+
+Threads: :func:`default_threads` (measured: docs/PERFORMANCE.md) and :func:`threads`.
 """
 from __future__ import annotations
 
+import contextlib
+import copy
+import os
+import platform
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional, Union
 
 import torch
 from torch import Tensor, nn
 
 from restore.priors.base import Prior
 
-#: ``--dtype`` names of the network precision (the short ones are printed and recorded).
+#: Network precisions (``--precision``, ``precision=``); ``auto`` is resolved by :func:`resolve`.
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-#: The long spellings the single-image commands use, accepted too.
-ALIASES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+PRECISIONS = ("auto", *DTYPES)
+#: Tasks (``Operator.task``) whose default method keeps the rule in bf16 (docs/PERFORMANCE.md,
+#: measured with ``benchmarks/precision.py``): ``auto`` runs their network in bf16 where bf16 is fast.
+AUTO_BF16_TASKS: frozenset[str] = frozenset()
 NORMS = (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._BatchNorm)
 #: Attributes through which priors reach their network (denoiser.network, sizing and label
 #: wrappers' .network, the diffusers adapter's .unet).
 NETWORK_ATTRIBUTES = ("network", "unet")
+#: The messages :func:`say_once` has printed in this process.
+SAID: set[str] = set()
 
 
-def parse_dtype(name: str) -> torch.dtype:
-    """``fp32`` / ``bf16`` / ``fp16`` (or float32 / bfloat16 / float16) -> the torch dtype; a
-    ValueError naming the choices otherwise."""
-    short = ALIASES.get(name, name)
-    if short not in DTYPES:
-        raise ValueError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
-    return DTYPES[short]
+def parse_precision(name: str) -> str:
+    """``auto`` / ``fp32`` / ``bf16`` / ``fp16``; a ValueError naming the choices otherwise."""
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {name!r}; choose one of {', '.join(PRECISIONS)}")
+    return name
 
 
 def dtype_name(dtype: torch.dtype) -> str:
     return next(k for k, v in DTYPES.items() if v == dtype)
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """The fast path asked for: ``precision`` (:data:`PRECISIONS`), ``channels_last`` (None:
+    on for networks), ``compile``.  Checked on construction (a ValueError naming the choices)."""
+
+    precision: str = "auto"
+    channels_last: Optional[bool] = None
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        parse_precision(self.precision)
 
 
 @dataclass(frozen=True)
@@ -65,7 +101,76 @@ class Acceleration:
     compile: bool = False
 
     def describe(self) -> dict[str, Any]:
-        return {"dtype": dtype_name(self.dtype), "channels_last": self.channels_last, "compile": self.compile}
+        """The run record's entry: what was actually used."""
+        return {"precision": dtype_name(self.dtype), "channels_last": self.channels_last, "compile": self.compile}
+
+
+def say_once(message: str, warn: Optional[Callable[[str], None]] = None) -> None:
+    """Print ``message`` (to stderr, or through ``warn``) the first time in this process only."""
+    if message not in SAID:
+        SAID.add(message)
+        (warn or (lambda m: print(m, file=sys.stderr)))(message)
+
+
+def fast_bf16(device: torch.device) -> tuple[bool, str]:
+    """Whether ``device`` computes bf16 convolutions natively (module docstring), and if not,
+    why (one phrase)."""
+    if device.type == "cuda":
+        ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return ok, f"{device} does not support bfloat16"
+    if device.type != "cpu":
+        return False, f"bfloat16 speed on {device.type} is unknown"
+    caps = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    if caps.get("avx512_bf16") or caps.get("amx_bf16"):
+        return True, ""
+    if platform.machine().lower() in ("aarch64", "arm64") and "bf16" in cpu_features():
+        return True, ""
+    name = caps.get("cpu_name") or platform.processor() or "this CPU"
+    return False, (f"this CPU ({name}, {torch.backends.cpu.get_cpu_capability()}) has no bfloat16 instructions "
+                   "(AVX512-BF16, AMX-BF16 or Arm BF16)")
+
+
+def cpu_features() -> set[str]:
+    """The Arm CPU's feature flags (``Features`` in /proc/cpuinfo; empty where unreadable)."""
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.lower().startswith("features") for flag in line.split()[2:]}
+
+
+def has_network(prior: Prior) -> bool:
+    try:
+        network_holder(prior)
+    except ValueError:
+        return False
+    return True
+
+
+def resolve(fast: FastPath, prior: Prior, device: torch.device, task: Optional[str],
+            warn: Optional[Callable[[str], None]] = None) -> Acceleration:
+    """The :class:`Acceleration` that ``fast`` means for ``prior`` on ``device`` for an operator
+    of ``task`` (module docstring): ``auto`` -> bf16 for :data:`AUTO_BF16_TASKS`, else fp32;
+    bf16 without fast hardware -> fp32 (said once); fp16 only on CUDA; channels_last by default
+    on for networks.  A prior without a network (analytic) runs as it is; asking it for reduced
+    precision or compile is a ValueError."""
+    if not has_network(prior):
+        if fast.precision in ("bf16", "fp16") or fast.compile:
+            raise ValueError(f"prior {prior.name!r} has no neural network: --precision {fast.precision} and "
+                             "--compile apply to networks; use --precision auto or fp32")
+        return Acceleration()
+    precision = fast.precision
+    if precision == "auto":
+        precision = "bf16" if task in AUTO_BF16_TASKS else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("--precision fp16 runs on a GPU only; on a CPU use bf16 or auto")
+    if precision == "bf16":
+        ok, why = fast_bf16(device)
+        if not ok:
+            say_once(f"note: {why}, where bf16 is slower than float32: running the network in float32", warn)
+            precision = "fp32"
+    channels_last = True if fast.channels_last is None else fast.channels_last
+    return Acceleration(DTYPES[precision], channels_last, fast.compile)
 
 
 class Float32Norm(nn.Module):
@@ -156,7 +261,7 @@ def network_holder(prior: Prior) -> tuple[Any, str, nn.Module]:
             return holder, attribute, inner
         holder = inner
     raise ValueError(f"prior {prior.name!r} has no neural network to accelerate "
-                     "(analytic priors run in the dtype of the data; use --dtype fp32)")
+                     "(analytic priors run as they are; use --precision auto or fp32)")
 
 
 def accelerate(prior: Prior, acceleration: Acceleration, *, warn: Callable[[str], None] = None) -> Prior:
@@ -180,3 +285,71 @@ def accelerate(prior: Prior, acceleration: Acceleration, *, warn: Callable[[str]
     setattr(holder, attribute, wrapped)
     prior.info["acceleration"] = acceleration.describe()
     return prior
+
+
+def detached(prior: Prior) -> Prior:
+    """A copy of ``prior`` sharing nothing on the path to its network, the network deep-copied:
+    accelerating it leaves the caller's prior as it was."""
+    out = copy.copy(prior)
+    out.info = dict(prior.info)
+    node = out.denoiser = copy.copy(prior.denoiser)
+    while True:
+        attribute = next(a for a in NETWORK_ATTRIBUTES if hasattr(node, a))
+        inner = getattr(node, attribute)
+        if isinstance(inner, nn.Module):
+            setattr(node, attribute, copy.deepcopy(inner))
+            return out
+        inner = copy.copy(inner)
+        setattr(node, attribute, inner)
+        node = inner
+
+
+#: Compiled priors loaded from a spec, kept for later calls in this process (at most
+#: :data:`KEEP_COMPILED`): (spec, device, fast path, task's auto precision) -> (prior, acceleration).
+COMPILED: dict[tuple, tuple[Prior, Acceleration]] = {}
+KEEP_COMPILED = 2
+
+
+def prepare(prior: Union[str, Prior], load: Callable[[str], Prior], fast: FastPath, device: torch.device,
+            task: Optional[str], warn: Optional[Callable[[str], None]] = None) -> tuple[Prior, Acceleration]:
+    """The prior to run (``load(spec)`` for a spec) with ``fast`` applied (:func:`resolve`), and
+    the :class:`Acceleration` used.  A loaded prior given by the caller is never changed: it runs
+    as it is under the default ``FastPath()``, and otherwise the accelerated one is a
+    :func:`detached` copy.  With ``compile``, a prior loaded from a spec is kept in
+    :data:`COMPILED`, so a later call in this process reuses the compiled network."""
+    if not isinstance(prior, str) and fast == FastPath():
+        return prior, Acceleration()
+    key = (prior, str(device), fast, task in AUTO_BF16_TASKS) if isinstance(prior, str) and fast.compile else None
+    if key in COMPILED:
+        return COMPILED[key]
+    loaded = load(prior) if isinstance(prior, str) else prior
+    acceleration = resolve(fast, loaded, device, task, warn)
+    if acceleration != Acceleration():
+        loaded = accelerate(loaded if isinstance(prior, str) else detached(loaded), acceleration, warn=warn)
+    if key is not None:
+        while len(COMPILED) >= KEEP_COMPILED:
+            COMPILED.pop(next(iter(COMPILED)))
+        COMPILED[key] = (loaded, acceleration)
+    return loaded, acceleration
+
+
+def default_threads() -> int:
+    """CPU threads of a command when ``--threads`` is not given: all the cores this process may
+    use, less one on machines with 2 to 4 (docs/PERFORMANCE.md: on the 2-core machine one
+    thread gave the same CPU time and no contention with the rest of the system)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores - 1 if 2 <= cores <= 4 else max(cores, 1)
+
+
+@contextlib.contextmanager
+def threads(count: Optional[int]) -> Iterator[int]:
+    """Run the block with ``count`` torch intra-op threads (None: as set), restored afterwards."""
+    before = torch.get_num_threads()
+    if count is not None:
+        if count < 1:
+            raise ValueError(f"threads must be >= 1, got {count}")
+        torch.set_num_threads(count)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)

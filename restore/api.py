@@ -23,8 +23,9 @@ build the operator and call it.  It is a thin front door over :mod:`restore.pipe
   (super-resolution: only when opaque).  The result comes back in the kind, layout,
   dtype and (for tensors) device it came in.
 * Batched: several images of one size are restored in one run; ``samples = N`` draws N
-  posterior samples of each and reports their mean (``image``), each sample
-  (``samples``) and the per-pixel standard deviation (``std``).
+  posterior samples of each and reports their mean (``image``, with ``target="fidelity"``;
+  the first sample with ``"perceptual"``), each sample (``samples``) and the per-pixel
+  standard deviation (``std``).
 * Seeded without global state: batch item k (sample-major: item s * B + b is sample s
   of image b) draws from its own ``torch.Generator`` seeded with ``seed + k``
   (:class:`restore.diffusion.randomness.ItemGenerators`), so an item's result does not
@@ -171,7 +172,8 @@ def float_kind(kind: ImageKind) -> ImageKind:
 
 @dataclass
 class Result:
-    """A restoration: ``image`` (the posterior mean of the samples, in the input's kind),
+    """A restoration: ``image`` (the estimate of the target, in the input's kind: the mean of
+    the samples for ``fidelity``, the first sample for ``perceptual``),
     ``samples`` (each sample, a list in the input's kind), ``std`` (per-pixel standard
     deviation over the samples on the [0, 1] scale, in the input's layout as float32; zeros
     for one sample), ``nfe``
@@ -202,6 +204,18 @@ def pick_device(device: Union[str, torch.device, None]) -> torch.device:
 
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def deprecated_dtype(dtype: Union[str, torch.dtype]) -> str:
+    """The precision the old ``dtype=`` argument names (float32 / bfloat16 / float16, as a string
+    or a torch dtype), with a DeprecationWarning; a :class:`RestoreError` for others."""
+    name = str(dtype).removeprefix("torch.")
+    precision = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(name)
+    if precision is None:
+        raise RestoreError(f"unknown dtype {name!r}; dtype= is deprecated: use precision= (auto, fp32, bf16, fp16)")
+    warnings.warn(f"dtype= is deprecated: use precision={precision!r} (the network's precision; the sampler "
+                  "state is always float32)", DeprecationWarning, stacklevel=3)
+    return precision
 
 
 def pick_dtype(dtype: Union[str, torch.dtype, None]) -> torch.dtype:
@@ -301,25 +315,33 @@ def restore(
     method: Optional[str] = None,
     steps: Optional[int] = None,
     seed: Optional[int] = None,
-    samples: int = 1,
+    samples: Optional[int] = None,
     device: Union[str, torch.device, None] = None,
     dtype: Union[str, torch.dtype, None] = None,
     params: Optional[Mapping[str, Any]] = None,
     *,
     quality: str = "fast",
+    target: str = "fidelity",
     noise: Union[float, Mapping[str, Any], NoiseModel, None] = None,
     operator_options: Optional[Mapping[str, Any]] = None,
     listeners: Iterable[Any] = (),
     registry: Any = None,
     crop_to_mask: Optional[bool] = None,
+    precision: str = "auto",
+    channels_last: Optional[bool] = None,
+    compile: bool = False,
+    threads: Optional[int] = None,
 ) -> Result:
     """Restore ``image``, the measurement y = A(x) + n of operator ``operator`` (none for a
     ``restore degrade`` sidecar path, which brings its own).
 
     ``prior``: a prior spec (``default``, ``unet:DIR``, ``gaussian:3x32x32``, ...) or a
-    loaded :class:`~restore.priors.base.Prior`.  ``method``: a strategy name; by default
-    :func:`restore.strategies.catalog.default_method` for the operator and ``quality``
-    (``"fast"`` or ``"high"``), which also gives the default ``steps``.  ``params``: the
+    loaded :class:`~restore.priors.base.Prior`.  ``target``: ``"fidelity"`` (best PSNR / SSIM:
+    ``image`` is a posterior-mean estimate, the mean of the samples) or ``"perceptual"`` (best
+    LPIPS: ``image`` is the first posterior sample); docs/STRATEGIES.md.  ``method``: a
+    strategy name; by default :func:`restore.strategies.catalog.default_run` for the operator,
+    ``target`` and ``quality`` (``"fast"`` or ``"high"``), which also gives the default
+    ``steps`` and ``samples`` (None: the default run's, else 1).  ``params``: the
     strategy's hyperparameters.  ``noise``: the measurement's noise (a Gaussian sigma on
     [0, 1] or a noise dict), replacing the operator's.  ``listeners``: observer plugins
     (objects with ``restore_run_start`` / ``restore_step`` / ``restore_run_end`` hook
@@ -327,8 +349,16 @@ def restore(
     restores only a padded box around each hole (:mod:`restore.cropping`; None: when the
     image has more than :data:`restore.cropping.AUTO_PIXELS` pixels).  See the module
     docstring for image kinds, batching, seeding and channels.
+
+    The fast path (:mod:`restore.accel`, docs/PERFORMANCE.md): ``precision`` of the network
+    (``"auto"``, ``"fp32"``, ``"bf16"``, ``"fp16"``; the sampler state stays float32),
+    ``channels_last`` (None: on for networks), ``compile`` (torch.compile, kept for later calls
+    with the same prior spec), ``threads`` (CPU threads for this call; None: the process's).  A
+    loaded prior runs as it is unless one of these asks otherwise (then on a copy).
+    ``dtype`` is a deprecated spelling of ``precision`` (float32, bfloat16, float16).
     """
     from restore import pipeline
+    from restore.accel import FastPath
 
     if isinstance(image, (str, os.PathLike)):
         if noise is not None and Path(image).suffix.lower() == ".json":
@@ -346,8 +376,9 @@ def restore(
         measurement, kind = pipeline.from_array(image, operator, options=operator_options, noise=noise,
                                                 registry=registry)
     done = pipeline.run(measurement, prior, method=method, steps=steps, params=params, quality=quality, seed=seed,
-                        samples=samples, device=device, dtype=dtype, listeners=listeners, registry=registry,
-                        crop_to_mask=crop_to_mask)
+                        samples=samples, device=device, listeners=listeners, registry=registry,
+                        crop_to_mask=crop_to_mask, target=target, threads=threads,
+                        fast=FastPath(precision if dtype is None else deprecated_dtype(dtype), channels_last, compile))
     for note in done.warnings:
         warnings.warn(note, stacklevel=2)
     record = {**done.records[0], "invocation": {"interface": "api"}}

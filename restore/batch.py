@@ -69,7 +69,7 @@ import numpy as np
 import torch
 
 from restore import pipeline
-from restore.accel import Acceleration, accelerate
+from restore.accel import FastPath, prepare
 from restore.files import atomic_write
 from restore.operators import io as rio
 from restore.pipeline import Measurement, operator_record
@@ -339,15 +339,17 @@ class Settings:
     method_params: dict = field(default_factory=dict)
     steps: Optional[int] = None
     quality: str = "fast"
+    target: str = "fidelity"
     seed: int = 0
     batch_size: int = 1
     noise: Optional[float] = None
-    acceleration: Acceleration = Acceleration()
+    fast: FastPath = FastPath()
 
     def record(self) -> dict[str, Any]:
-        """The settings as JSON, the network's dtype, channels_last and compile flags at top level."""
-        data = {k: v for k, v in asdict(self).items() if k != "acceleration"}
-        data.update(self.acceleration.describe())
+        """The settings as JSON, the fast path asked for (precision, channels_last, compile) at top
+        level; the run records say what it resolved to (``fast_path``)."""
+        data = {k: v for k, v in asdict(self).items() if k != "fast"}
+        data.update(asdict(self.fast))
         return json.loads(json.dumps(data, default=str))
 
 
@@ -464,8 +466,9 @@ class Runner:
         self.registry = registry
         self.device = device
         self.report = report or (lambda message: None)
-        self.prior = accelerate(load_prior(settings.prior, device=device, registry=registry),
-                                settings.acceleration, warn=self.report)
+        # auto precision for no particular task: the items' operators may differ (restore.accel.resolve)
+        self.prior, _ = prepare(settings.prior, lambda spec: load_prior(spec, device=device, registry=registry),
+                                settings.fast, device, None, warn=self.report)
         self.record = {**settings.record(), "prior_weights_sha256": pipeline.weights_sha256(self.prior)}
         if settings.method is not None:  # bad names and hyper-parameters are refused before any image
             pipeline.make_strategy(registry, settings.method, settings.method_params)
@@ -539,7 +542,7 @@ class Runner:
         return pipeline.run([m.measurement for m in members], self.prior, prior_spec=self.settings.prior,
                             method=self.settings.method, steps=self.settings.steps,
                             params=self.settings.method_params, quality=self.settings.quality,
-                            seeds=[item_seed(self.settings.seed, m.item.key) for m in members], device=self.device,
+                            target=self.settings.target, samples=1, seeds=[item_seed(self.settings.seed, m.item.key) for m in members], device=self.device,
                             registry=self.registry, crop_to_mask=False)
 
     def write(self, member: Loaded, done: pipeline.Run, index: int, measurements: Sequence[Measurement]) -> None:

@@ -275,7 +275,7 @@ def test_alpha_is_put_back_or_refused_when_the_size_changes(prior_dir, tmp_path)
 
 
 def test_a_divergent_run_fails_its_images_naming_the_step(inputs, prior_dir, tmp_path):
-    cli = args(inputs, tmp_path / "out", prior_dir, "--batch-size", "2", "--dtype", "bf16", "--json")
+    cli = args(inputs, tmp_path / "out", prior_dir, "--batch-size", "2", "--precision", "bf16", "--json")
     cli[cli.index("zeta=0.5")] = "zeta=1e30"
     result = runner.invoke(app, cli)
     assert result.exit_code == 1
@@ -339,7 +339,8 @@ def test_manifest_rows_with_masks_and_degrade_sidecars(inputs, prior_dir, tmp_pa
 
 @pytest.mark.parametrize("extra, message", [
     ((), "no such folder or manifest"),
-    (("--dtype", "fp8"), "unknown dtype 'fp8'"),
+    (("--precision", "fp8"), "unknown precision 'fp8'"),
+    (("--dtype", "bf16"), "--dtype is replaced by --precision auto|fp32|bf16|fp16"),
     (("--param", "nosuch=1"), "strategy 'dps'"),
 ])
 def test_usage_errors_exit_2_with_one_line(prior_dir, inputs, tmp_path, extra, message):
@@ -366,7 +367,7 @@ def test_readme_scale_out_commands_use_real_options():
 def test_settings_record_is_json():
     record = Settings(prior="gmm:8", seed=3).record()
     assert json.loads(json.dumps(record)) == record
-    assert (record["dtype"], record["compile"], record["channels_last"], record["seed"]) == ("fp32", False, False, 3)
+    assert (record["precision"], record["compile"], record["channels_last"], record["seed"]) == ("auto", False, None, 3)
 
 
 def test_outputs_leftover_pattern(tmp_path):

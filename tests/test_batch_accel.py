@@ -3,13 +3,15 @@ state, the DPS gradient through a bf16 network, the torch.compile fallback."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
 from torch import nn
 
 from restore import accel
-from restore.accel import Acceleration, Float32Norm, accelerate, parse_dtype
+from restore.accel import Acceleration, Float32Norm, accelerate, parse_precision
+from restore.hookspecs import hookimpl
 from restore.plugins import default_registry
 from restore.priors.native import NativeConfig, save_native
 from restore.priors.spec import load_prior
@@ -53,11 +55,11 @@ def adm_spec(tmp_path_factory):
     return f"adm:{folder / 'tiny.pt'}:{folder / 'tiny.json'}"
 
 
-def test_parse_dtype():
-    assert parse_dtype("bf16") is torch.bfloat16 and parse_dtype("fp32") is torch.float32
-    assert parse_dtype("bfloat16") is torch.bfloat16 and parse_dtype("float16") is torch.float16  # long spellings
-    with pytest.raises(ValueError, match="unknown dtype 'half'; choose one of fp32, bf16, fp16"):
-        parse_dtype("half")
+def test_parse_precision():
+    assert [parse_precision(name) for name in ("auto", "fp32", "bf16", "fp16")] == ["auto", "fp32", "bf16", "fp16"]
+    for name in ("half", "bfloat16"):  # one vocabulary: the long dtype spellings are not precisions
+        with pytest.raises(ValueError, match=f"unknown precision '{name}'; choose one of auto, fp32, bf16, fp16"):
+            parse_precision(name)
 
 
 def test_half_precision_keeps_norms_and_output_in_float32(unet_dir, registry):
@@ -74,7 +76,7 @@ def test_half_precision_keeps_norms_and_output_in_float32(unet_dir, registry):
     out, ref = prior.denoiser(x, sigma), reference.denoiser(x, sigma)
     assert out.dtype == torch.float32  # the sampler state stays float32
     assert (out - ref).norm() / ref.norm() < 2e-2
-    assert prior.info["acceleration"] == {"dtype": "bf16", "channels_last": False, "compile": False}
+    assert prior.info["acceleration"] == {"precision": "bf16", "channels_last": False, "compile": False}
 
 
 def test_adm_uses_its_torso_dtype(adm_spec, registry):
@@ -161,3 +163,181 @@ def test_channels_last_gives_the_same_network(unet_dir, registry):
     reference = load_prior(f"unet:{unet_dir}", registry=registry)
     x, sigma = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor(2.0)
     assert torch.allclose(prior.denoiser(x, sigma), reference.denoiser(x, sigma), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- one fast path everywhere
+
+
+@pytest.fixture
+def said(monkeypatch):
+    """A fresh record of the once-per-process messages."""
+    monkeypatch.setattr(accel, "SAID", set())
+    return accel.SAID
+
+
+def test_channels_last_adm_equals_contiguous(adm_spec, registry):
+    prior = accelerate(load_prior(adm_spec, registry=registry), Acceleration(channels_last=True))
+    reference = load_prior(adm_spec, registry=registry)
+    x, sigma = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor(2.0)
+    assert torch.allclose(prior.denoiser(x, sigma), reference.denoiser(x, sigma), atol=1e-5)
+
+
+def test_bf16_falls_back_to_fp32_saying_so_once(unet_dir, registry, monkeypatch, said):
+    monkeypatch.setattr(accel, "fast_bf16", lambda device: (False, "this CPU (test) has no bfloat16 instructions"))
+    prior, messages = load_prior(f"unet:{unet_dir}", registry=registry), []
+    for _ in range(3):
+        used = accel.resolve(accel.FastPath("bf16"), prior, torch.device("cpu"), "denoise", messages.append)
+        assert used == Acceleration(torch.float32, channels_last=True)
+    assert messages == ["note: this CPU (test) has no bfloat16 instructions, where bf16 is slower than float32: "
+                        "running the network in float32"]
+
+
+def test_auto_precision_follows_the_task_rule_and_the_hardware(unet_dir, registry, monkeypatch, said):
+    prior, cpu = load_prior(f"unet:{unet_dir}", registry=registry), torch.device("cpu")
+    monkeypatch.setattr(accel, "AUTO_BF16_TASKS", frozenset({"deblur"}))
+    monkeypatch.setattr(accel, "fast_bf16", lambda device: (True, ""))
+    assert accel.resolve(accel.FastPath(), prior, cpu, "deblur").dtype is torch.bfloat16
+    assert accel.resolve(accel.FastPath(), prior, cpu, "inpaint").dtype is torch.float32
+    assert accel.resolve(accel.FastPath("fp32"), prior, cpu, "deblur").dtype is torch.float32
+    assert accel.resolve(accel.FastPath(channels_last=False), prior, cpu, "inpaint") == Acceleration()
+    with pytest.raises(ValueError, match="fp16 runs on a GPU only"):
+        accel.resolve(accel.FastPath("fp16"), prior, cpu, "deblur")
+    analytic = load_prior("gmm:8", registry=registry)
+    assert accel.resolve(accel.FastPath(), analytic, cpu, "deblur") == Acceleration()  # nothing to accelerate
+    with pytest.raises(ValueError, match="has no neural network"):
+        accel.resolve(accel.FastPath(compile=True), analytic, cpu, "deblur")
+
+
+def test_this_machine_s_bf16_verdict_matches_its_instruction_set():
+    fast, why = accel.fast_bf16(torch.device("cpu"))
+    caps = torch.cpu.get_capabilities()
+    if caps.get("architecture") == "x86_64":
+        assert fast == bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+    assert fast or "no bfloat16 instructions" in why
+
+
+class DtypeWatcher:
+    """Records the dtype of every iterate and denoised estimate of a run."""
+
+    def __init__(self):
+        self.dtypes = set()
+
+    @hookimpl
+    def restore_step(self, event):
+        self.dtypes |= {event.x.dtype, event.x0.dtype}
+
+
+@pytest.mark.parametrize("method", ["ddrm", "dps"])
+def test_bf16_network_keeps_the_sampler_state_float32(method, unet_dir, registry, monkeypatch, said):
+    from restore.api import restore
+
+    monkeypatch.setattr(accel, "fast_bf16", lambda device: (True, ""))
+    watcher = DtypeWatcher()
+    result = restore(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)), "blur",
+                     prior=f"unet:{unet_dir}", method=method, steps=3, seed=0, precision="bf16",
+                     operator_options={"kernel": "gaussian", "std": 1.0, "size": 5}, noise=0.05,
+                     listeners=[watcher])
+    assert watcher.dtypes == {torch.float32}
+    assert result.tensors["mean"].dtype == torch.float32
+    assert result.provenance["fast_path"]["precision"] == "bf16"
+
+
+def test_prepare_leaves_a_caller_s_prior_alone_and_keeps_compiled_priors(unet_dir, registry, monkeypatch):
+    spec, cpu = f"unet:{unet_dir}", torch.device("cpu")
+    mine = load_prior(spec, registry=registry)
+    _, _, network = accel.network_holder(mine)
+    weight = next(network.parameters())
+    same, used = accel.prepare(mine, None, accel.FastPath(), cpu, "deblur")
+    assert same is mine and used == Acceleration()  # the defaults run a given prior as it is
+    copy, used = accel.prepare(mine, None, accel.FastPath(channels_last=True), cpu, "deblur")
+    assert copy is not mine and used.channels_last and copy.info["acceleration"]["channels_last"]
+    assert accel.network_holder(mine)[2] is network and weight.is_contiguous() and "acceleration" not in mine.info
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: compiled.append(module) or module)
+    monkeypatch.setattr(accel, "COMPILED", {})
+    loads = []
+
+    def load(name):
+        loads.append(name)
+        return load_prior(name, registry=registry)
+
+    first = accel.prepare(spec, load, accel.FastPath(compile=True), cpu, "deblur")
+    again = accel.prepare(spec, load, accel.FastPath(compile=True), cpu, "deblur")
+    assert again[0] is first[0] and len(loads) == len(compiled) == 1  # loaded and compiled once
+
+
+def test_threads_are_set_for_the_block_and_restored():
+    before = torch.get_num_threads()
+    with accel.threads(1) as used:
+        assert used == torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        with accel.threads(0):
+            pass
+    assert 1 <= accel.default_threads() <= max(os.cpu_count() or 1, 1)
+
+
+COMMANDS = {  # command -> arguments that make it reach the fast path on a small input
+    "denoise": ["IMG", "--sigma", "0.1"],
+    "sr": ["SMALL", "--scale", "2"],
+    "deblur": ["IMG", "--kernel", "gaussian:1"],
+    "inpaint": ["IMG", "--mask", "MASK"],
+    "colorize": ["GREY"],
+    "run": ["IMG", "--op", "denoise", "--noise", "0.1"],
+}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("fast")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / "img.png")
+    Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(folder / "grey.png")
+    Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(folder / "small.png")
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:9, 4:9] = 255
+    Image.fromarray(mask).save(folder / "mask.png")
+    return {"IMG": str(folder / "img.png"), "GREY": str(folder / "grey.png"), "MASK": str(folder / "mask.png"),
+            "SMALL": str(folder / "small.png"), "folder": folder}
+
+
+def command_line(name, files, *extra):
+    return [name, *(files.get(a, a) for a in COMMANDS[name]), "--prior", "gaussian:3x16x16", "-q", "--overwrite",
+            "-o", str(files["folder"] / f"{name}.png"), *extra]
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_restoration_command_speaks_one_fast_path_vocabulary(name, files):
+    from typer.testing import CliRunner
+
+    from restore.cli import app
+
+    runner = CliRunner()
+    for extra, line in [(("--precision", "half"), "unknown precision 'half'; choose one of auto, fp32, bf16, fp16"),
+                        (("--dtype", "float32"), "--dtype is replaced by --precision auto|fp32|bf16|fp16"),
+                        (("--precision", "bf16"), "has no neural network: --precision bf16 and --compile apply")]:
+        result = runner.invoke(app, command_line(name, files, *extra))
+        assert result.exit_code == 2 and line in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+    result = runner.invoke(app, command_line(name, files, "--threads", "1", "--no-channels-last"))
+    assert result.exit_code == 0, result.output
+    record = json.loads((files["folder"] / f"{name}.json").read_text())
+    assert record["fast_path"] == {"precision": "fp32", "channels_last": False, "compile": False, "threads": 1}
+
+
+def test_the_api_speaks_the_same_vocabulary(unet_dir):
+    from restore.api import RestoreError, restore
+
+    image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="unknown precision 'half'; choose one of auto, fp32, bf16, fp16"):
+        restore(image, "denoise", prior=f"unet:{unet_dir}", noise=0.1, precision="half")
+    with pytest.warns(DeprecationWarning, match="dtype= is deprecated: use precision='fp32'"):
+        old = restore(image, "denoise", prior=f"unet:{unet_dir}", noise=0.1, seed=0, dtype="float32", threads=1)
+    new = restore(image, "denoise", prior=f"unet:{unet_dir}", noise=0.1, seed=0, precision="fp32", threads=1)
+    assert torch.equal(old.tensors["mean"], new.tensors["mean"])
+    assert new.provenance["fast_path"] == {"precision": "fp32", "channels_last": True, "compile": False, "threads": 1}
+    with pytest.raises(RestoreError, match="unknown dtype 'float64'"):
+        restore(image, "denoise", prior=f"unet:{unet_dir}", noise=0.1, dtype="float64")

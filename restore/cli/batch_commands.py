@@ -8,9 +8,10 @@ from typing import List, Optional
 
 import typer
 
-from restore.cli.app import app, fail
+from restore.cli.app import app, fail, file_params, seed_option
+from restore.cli.fast_options import CHANNELS_LAST, COMPILE, DTYPE, PRECISION, THREADS, fast_path
 from restore.cli.operator_commands import PARAM_HELP, parse_params, parse_value
-from restore.cli.restore_commands import DEVICE, METHOD, NOISE, PARAM, PRIOR, QUALITY, QUIET, STEPS
+from restore.cli.restore_commands import DEVICE, METHOD, NOISE, PARAM, PRIOR, QUALITY, QUIET, STEPS, TARGET
 
 
 @app.command("batch")
@@ -37,17 +38,15 @@ def batch(
     param: Optional[List[str]] = PARAM,
     steps: Optional[int] = STEPS,
     quality: str = QUALITY,
-    seed: int = typer.Option(0, "--seed", help="Run seed; each image's seed is derived from it and the image's name."),
+    target: str = TARGET,
+    seed: int = seed_option(0, help="Run seed; each image's seed is derived from it and the image's name."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images of equal size per network call."),
     device: str = DEVICE,
-    dtype: str = typer.Option("fp32", "--dtype", help="Network precision: fp32, bf16 or fp16 (sampler state "
-                                                      "stays fp32; norms compute in fp32)."),
-    compile_network: bool = typer.Option(False, "--compile", help="torch.compile the network (falls back, "
-                                                                  "saying so, where the compiler is unavailable)."),
-    channels_last: Optional[bool] = typer.Option(None, "--channels-last/--no-channels-last",
-                                                 help="NHWC convolutions (default: on for CUDA, off on CPU)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1,
-                                          help="CPU threads per process. Bit-identical reruns need the same count."),
+    dtype: Optional[str] = DTYPE,
+    precision: str = PRECISION,
+    compile_network: bool = COMPILE,
+    channels_last: Optional[bool] = CHANNELS_LAST,
+    threads: Optional[int] = THREADS,
     quiet: bool = QUIET,
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -58,20 +57,22 @@ def batch(
     their exact operator and noise in their sidecars.
 
     The exit status is 0 when every image was restored or skipped, 1 when any failed (each is
-    listed with its reason), 2 for a usage error."""
-    import torch
-
-    from restore.accel import Acceleration, parse_dtype
+    listed with its reason), 2 for a usage error.  Before any image is restored, the run is
+    refused when an output (OUT/<key>.<ext>, OUT/<key>.json, OUT/summary.json) would be one of
+    the inputs (OUT the input folder, a manifest's images in OUT), when nothing can be written
+    in OUT, or when --param names a hyperparameter the method does not take."""
     from restore.batch import BatchInputError, Settings, discover, format_summary, run
+    from restore.files import OutputError, same_file
     from restore.plugins import UnknownItemError
     from restore.distributed import close_world, init_world
 
     if quality not in ("fast", "high"):
         raise fail(f"--quality must be fast or high, got {quality!r}")
+    if target not in ("fidelity", "perceptual"):
+        raise fail(f"--target must be fidelity or perceptual, got {target!r}")
     try:
         params = parse_params(op_param)
         method_params = parse_params(param)
-        net_dtype = parse_dtype(dtype)
     except ValueError as exc:
         raise fail(str(exc))
     for key, value in (("mask", mask), ("kernel", kernel), ("scale", None if scale is None else parse_value(scale))):
@@ -79,18 +80,19 @@ def batch(
             params[key] = value
     if mask_white_known:
         params["invert"] = True
-    if threads:
-        torch.set_num_threads(threads)
+    fast = fast_path(precision, channels_last, compile_network, threads, dtype)
     try:
+        if same_file(output, source):
+            raise OutputError(f"-o {output} is the input folder {source}: a command never writes over its inputs; "
+                              "give another output folder")
         items = discover(source, op=op, params=params, exclude=output)
+        check_before_work(source, output, items, method, method_params, quality, target, noise)
         world = init_world(device)
-    except (BatchInputError, ValueError) as exc:
+    except (BatchInputError, ValueError, OutputError) as exc:
         raise fail(str(exc))
-    cuda = world.device.type == "cuda"
     settings = Settings(prior=prior, method=method, method_params=method_params, steps=steps, quality=quality,
-                        seed=seed, batch_size=batch_size, noise=noise,
-                        acceleration=Acceleration(net_dtype, cuda if channels_last is None else channels_last,
-                                                  compile_network))
+                        target=target, seed=seed, batch_size=batch_size, noise=noise,
+                        fast=fast)
     prefix = f"[rank {world.rank}/{world.size}] " if world.size > 1 else ""
 
     def report(message: str) -> None:
@@ -110,3 +112,44 @@ def batch(
             typer.echo(format_summary(summary, len(items)))
     if summary.failed:
         raise typer.Exit(code=1)
+
+
+def check_before_work(source: Path, output: Path, items: list, method: Optional[str], method_params: dict,
+                      quality: str, target: str, noise: Optional[float]) -> None:
+    """Refuse the run before any image is restored: an output that is an input (batch's resume
+    rules decide about existing outputs: :mod:`restore.batch`), an output folder where nothing
+    can be written, a strategy hyperparameter that the method (given, or the default for each
+    operator of the run) does not take."""
+    from restore import pipeline
+    from restore.batch import SUMMARY_FILE
+    from restore.cli.operator_commands import check_method_params
+    from restore.files import check_outputs, check_writable_folder
+
+    planned = [("summary", output / SUMMARY_FILE)]
+    inputs: list = [("manifest" if source.is_file() else "", source)]
+    first: dict[str, object] = {}
+    for item in items:
+        inputs += [("", item.image), ("", item.sidecar), *file_params(item.params, "param")]
+        try:
+            measurement_file, suffix = item.measurement_file(), item.output_suffix()
+        except (ValueError, OSError):
+            continue  # the item fails with its reason when its turn comes
+        inputs.append(("", measurement_file))
+        planned += [(f"output of {item.key}", output / f"{item.key}{suffix}"),
+                    (f"sidecar of {item.key}", output / f"{item.key}.json")]
+        first.setdefault(item.op or rio_operator_name(item.sidecar), item)
+    check_outputs(planned, inputs, overwrite=True)
+    check_writable_folder(output)
+    for item in first.values():
+        try:
+            measurement = pipeline.read_sidecar(item.sidecar) if item.sidecar is not None else \
+                pipeline.read_file(item.image, item.op, options=item.params, noise=noise)
+        except Exception:  # noqa: BLE001  (an unreadable item fails on its own turn, with its reason)
+            continue
+        check_method_params(method, method_params, measurement.operator, quality, target)
+
+
+def rio_operator_name(sidecar: Path) -> str:
+    from restore.operators.io import read_sidecar
+
+    return read_sidecar(sidecar)["operator"]

@@ -24,12 +24,13 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Iterator, List, Optional
+from typing import Any, Iterator, List, Optional, Sequence
 
 import typer
 
-from restore.cli.app import app, fail
-from restore.cli.operator_commands import PARAM_HELP, check_image_file, parse_params
+from restore.cli.app import OVERWRITE, app, fail, file_params, prior_files, seed_option
+from restore.cli.fast_options import CHANNELS_LAST, COMPILE, DTYPE, PRECISION, THREADS, fast_path
+from restore.cli.operator_commands import PARAM_HELP, check_image_file, check_method_params, parse_params
 
 from restore.cropping import AUTO_PIXELS, PADDING  # noqa: E402  (facts only: no torch)
 from restore.strategies.catalog import DEFAULTS  # noqa: E402  (facts only: no torch)
@@ -57,16 +58,22 @@ PRIOR = typer.Option("default", "--prior", help="Prior spec: default (the embedd
                      "prior is restored in 3 channels and averaged back (operators acting on each channel alike).")
 METHOD = typer.Option(None, "--method", help=DEFAULT_HELP)
 QUALITY = typer.Option("fast", "--quality", help=QUALITY_HELP)
+TARGET = typer.Option("fidelity", "--target", help="fidelity (default): the best PSNR / SSIM, a posterior-mean "
+                      "estimate (an estimator, or the mean of --samples); perceptual: the best LPIPS, one posterior "
+                      "sample (the first of --samples). Chooses the default --method (docs/STRATEGIES.md); the run "
+                      "record keeps it.")
 STEPS = typer.Option(None, "--steps", min=1, help="Noise levels (default: the method's default, see --method).")
-SEED = typer.Option(None, "--seed", help="Seed (default random, recorded in the sidecar). Same seed, same machine: "
+SEED = seed_option(None, help="Seed (default random, recorded in the sidecar). Same seed, same machine: "
                     "byte-identical images.")
 DEVICE = typer.Option("auto", "--device", help="auto (cuda when available), cpu, cuda, cuda:N.")
-DTYPE = typer.Option("float32", "--dtype", help="float32, float64, float16 or bfloat16.")
 OUTPUT = typer.Option(None, "-o", "--output", help="Output image (.png, .tif, .jpg; .npy for .npy inputs). "
-                      "Default: <image stem>_restored in the input's format (JPEG inputs: .png).")
+                      "Default: <image stem>_restored in the input's format (JPEG inputs: .png). Neither it nor its "
+                      "side files (OUT.json, OUT.sample-K, OUT.std.*, OUT.NAME.npy) may be an input; existing ones "
+                      "are replaced only with --overwrite.")
 PARAM = typer.Option(None, "--param", help="Strategy hyperparameter KEY=VALUE (repeatable; e.g. eta=0.5, zeta=0.3).")
 NOISE = typer.Option(None, "--noise", min=0.0, help="Gaussian noise sigma of the measurement on [0, 1] (default 0).")
-SAMPLES = typer.Option(1, "--samples", min=1, help="Posterior samples in one batch: writes their mean, each sample "
+SAMPLES = typer.Option(None, "--samples", min=1, help="Posterior samples in one batch (default: the default "
+                       "method's, else 1): writes the estimate of --target (their mean, or the first), each sample "
                        "(OUT.sample-K) and the per-pixel standard deviation (OUT.std.npy, OUT.std.png with a colour bar).")
 PREVIEW = typer.Option(None, "--preview", help="Folder to write the denoised estimate into every --preview-every steps.")
 PREVIEW_EVERY = typer.Option(5, "--preview-every", min=1, help="Steps between previews.")
@@ -110,11 +117,37 @@ def is_out_of_memory(exc: BaseException) -> bool:
 def out_of_memory_message(shape: Any, samples: int, device: Any) -> str:
     """What did not fit and what would: the same aspect ratio at half the pixels per run."""
     h, w = shape[-2:]
+    samples = samples or 1
     batch = shape[0] * samples
     half = 1 / math.sqrt(2)
+    elsewhere = "" if str(device) == "cpu" else ", or use --device cpu"
     return (f"out of memory on {device}: a batch of {batch} image(s) of {h}x{w} does not fit; give fewer --samples "
-            f"(now {samples}) or an image of about {int(h * half)}x{int(w * half)} pixels (half as many), "
-            "or use --device cpu")
+            f"(now {samples}) or an image of about {int(h * half)}x{int(w * half)} pixels (half as many){elsewhere}")
+
+
+#: Memory a run needs per result pixel and sample, at the least: the network's first feature
+#: maps (32 float32 channels) twice.  Results that cannot fit are refused before any work.
+BYTES_PER_PIXEL = 256
+
+
+def check_memory(shape: Any, samples: int, device: Any) -> None:
+    """Refuse a result (C, H, W) whose run cannot fit in the memory of ``device``."""
+    import os
+
+    import torch
+
+    h, w = shape[-2:]
+    need = BYTES_PER_PIXEL * h * w * (samples or 1)
+    if device.type == "cuda":
+        if not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count():
+            return  # refused with its own message later
+        have = torch.cuda.get_device_properties(device).total_memory
+    else:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise fail(f"the result would be {h}x{w} pixels ({samples or 1} sample(s)): too large for the "
+                   f"{have / 2**30:.0f} GiB of memory of {device} (a run needs about {need / 2**30:.0f} GiB); "
+                   "give a smaller image or factor")
 
 
 def default_output(measurement: Path) -> Path:
@@ -126,37 +159,43 @@ def default_output(measurement: Path) -> Path:
 
 
 def run_restoration(
-    *, measurement: Any, command: str, prior: str, method: Optional[str], quality: str,
-    steps: Optional[int], seed: Optional[int], device: str, dtype: str, output: Optional[Path],
-    param: Optional[List[str]], samples: int, preview: Optional[Path], preview_every: int, quiet: bool,
-    as_json: bool, crop_to_mask: Optional[bool] = None,
+    *, measurement: Any, command: str, prior: str, method: Optional[str], quality: str, target: str,
+    steps: Optional[int], seed: Optional[int], device: str, fast: Any, output: Optional[Path],
+    param: Optional[List[str]], samples: Optional[int], preview: Optional[Path], preview_every: int, quiet: bool,
+    as_json: bool, crop_to_mask: Optional[bool] = None, overwrite: bool = False, inputs: Sequence[Any] = (),
 ) -> None:
     """What every restoration command does once its measurement is read: one run of
     :func:`restore.pipeline.run`, then :func:`restore.pipeline.write_outputs` (module docstring)."""
     import torch
 
     from restore import pipeline
+    from restore.accel import prepare
     from restore.api import load, pick_device, pick_dtype
     from restore.cli.progress import Preview, ProgressBar
-    from restore.files import check_target
+    from restore.files import check_outputs, check_target, protect
     from restore.plugins import default_registry
 
     if quality not in ("fast", "high"):
         raise fail(f"--quality must be fast or high, got {quality!r}")
+    if target not in ("fidelity", "perceptual"):
+        raise fail(f"--target must be fidelity or perceptual, got {target!r}")
+    samples = samples or pipeline.default_samples(measurement.operator, method, quality, target)
     params = parse_params(param)
     output = output or default_output(measurement.path)
     suffix = output.suffix.lower()
     if suffix not in (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".npy"):
         raise fail(f"-o {output}: write the result as .png, .tif, .jpg or .npy, not {suffix or 'no suffix'!r}")
     check_target(output)
-    for given in (measurement.path, measurement.sidecar):
-        if given is not None and given.resolve() in (output.resolve(), output.with_suffix(".json").resolve()):
-            raise fail(f"-o {output} would overwrite the input {given}; choose another output name")
+    check_method_params(method, params, measurement.operator, quality)
+    planned, sources = output_plan(output, samples, measurement, [*inputs, *prior_files(prior)])
+    check_outputs(planned, sources, overwrite=overwrite)
+    check_previews(preview, overwrite)
     registry = default_registry()
-    torch_device, torch_dtype = pick_device(device), pick_dtype(dtype)
+    torch_device, torch_dtype = pick_device(device), pick_dtype(None)  # the sampler state: float32
     if torch_device.type == "cuda" and not torch.cuda.is_available():
         raise fail("--device cuda: CUDA is not available on this machine; use --device cpu")
-    loaded_prior = load(prior, registry, torch_device, torch_dtype)
+    loaded_prior, _ = prepare(prior, lambda spec: load(spec, registry, torch_device, torch_dtype), fast,
+                              torch_device, getattr(measurement.operator, "task", None))
     listeners: list[Any] = []
     if not (quiet or as_json) and sys.stderr.isatty():
         listeners.append(ProgressBar())
@@ -170,7 +209,7 @@ def run_restoration(
     try:
         done = pipeline.run(measurement, loaded_prior, prior_spec=prior, method=method, steps=steps, seed=seed,
                             samples=samples, device=torch_device, dtype=torch_dtype, params=params, quality=quality,
-                            listeners=listeners, registry=registry, crop_to_mask=crop_to_mask)
+                            listeners=listeners, registry=registry, crop_to_mask=crop_to_mask, target=target)
     except BaseException as exc:
         for path in viewer.written if viewer else []:
             path.unlink(missing_ok=True)
@@ -184,13 +223,41 @@ def run_restoration(
         for note in done.warnings:
             typer.secho(f"warning: {note}", fg=typer.colors.YELLOW, err=True)
     extra = {"previews": [str(p) for p in viewer.written]} if viewer is not None else {}
-    record = pipeline.write_outputs(output, done, 0, [measurement], extra=extra,
-                                    invocation={"interface": "cli", "command": command, "argv": sys.argv[1:]})
+    with protect(planned, sources, overwrite=overwrite):
+        record = pipeline.write_outputs(output, done, 0, [measurement], extra=extra,
+                                        invocation={"interface": "cli", "command": command, "argv": sys.argv[1:]})
     if as_json:
         typer.echo(json.dumps(record, indent=2))
     elif not quiet:
         typer.echo(f"wrote {output} and {output.with_suffix('.json')} ({record['strategy']['name']}, "
                    f"{record['steps']} steps, {record['nfe']} NFE, seed {record['seed']}, {record['seconds']:.1f} s)")
+
+
+def output_plan(output: Path, samples: int, measurement: Any, inputs: Sequence[Any]) -> tuple[list, list]:
+    """The files a run writes (module docstring) and the files it reads: the image, the
+    ``--from`` sidecar with the tensor files it names, and ``inputs`` (mask, kernel, prior)."""
+    from restore.pipeline import sibling
+
+    planned = [("-o", output), ("sidecar of -o", output.with_suffix(".json"))]
+    if samples > 1:
+        planned += [(f"sample {k} of -o", sibling(output, f"sample-{k}")) for k in range(samples)]
+        planned += [("std of -o", sibling(output, "std", ".npy")), ("std figure of -o", sibling(output, "std", ".png"))]
+    planned += [(f"tensor {name} of -o", sibling(output, name, ".npy")) for name in measurement.operator.tensors()]
+    sources = [("image", measurement.path), ("--from", measurement.sidecar), *inputs]
+    if measurement.sidecar is not None:
+        recorded = json.loads(Path(measurement.sidecar).read_text()).get("tensors", {})
+        sources += [(f"tensor {name} of --from", measurement.sidecar.parent / file) for name, file in recorded.items()]
+    return planned, sources
+
+
+def check_previews(folder: Optional[Path], overwrite: bool) -> None:
+    """Refuse a ``--preview`` folder that holds an earlier run's previews, unless ``overwrite``."""
+    from restore.files import OutputError
+
+    earlier = sorted(folder.glob("step-*.png")) if folder is not None and folder.is_dir() else []
+    if earlier and not overwrite:
+        raise OutputError(f"{earlier[0]} (--preview) exists: pass --overwrite to replace the previews, or choose "
+                          "another folder")
 
 
 def read_file(image: Path, operator: Any, noise: Any = None) -> Any:
@@ -204,12 +271,13 @@ def make_operator(name: str, params: dict[str, Any], noise: Optional[float]) -> 
     """Operator ``name`` from parameters as users give them (:func:`restore.api.user_options`:
     masks 1 / white = fill, the kernel grammar), with Gaussian noise ``noise``; clear exits."""
     from restore.api import user_options
-    from restore.cli.operator_commands import build_operator, check_keywords, load_operator_factory
+    from restore.cli.operator_commands import build_operator, check_image_files, check_keywords, load_operator_factory
 
     if noise is not None:
         params = {**params, "noise": {"kind": "gaussian", "sigma": noise}}
     _, factory = load_operator_factory(name)
     check_keywords(name, factory, params, {})
+    check_image_files(params)
     return build_operator(name, factory, user_options(factory, params))
 
 
@@ -221,10 +289,13 @@ def inpaint(
     crop_to_mask: Optional[bool] = typer.Option(
         None, "--crop-to-mask/--no-crop-to-mask", help=f"Restore only a box around each hole ({PADDING} pixels of "
         f"context) and paste it back, known pixels untouched; default: on above {AUTO_PIXELS:,} pixels."),
-    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, steps: Optional[int] = STEPS,
-    seed: Optional[int] = SEED, device: str = DEVICE, dtype: str = DTYPE, output: Optional[Path] = OUTPUT,
+    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET, steps: Optional[int] = STEPS,
+    seed: Optional[int] = SEED, device: str = DEVICE, dtype: Optional[str] = DTYPE, output: Optional[Path] = OUTPUT,
+    precision: str = PRECISION, channels_last: Optional[bool] = CHANNELS_LAST, compile_network: bool = COMPILE,
+    threads: Optional[int] = THREADS,
     param: Optional[List[str]] = PARAM, noise: Optional[float] = NOISE, samples: int = SAMPLES,
     preview: Optional[Path] = PREVIEW, preview_every: int = PREVIEW_EVERY, quiet: bool = QUIET, as_json: bool = JSON,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Fill the region a mask marks: white = fill.
 
@@ -234,9 +305,11 @@ def inpaint(
         check_image_file(str(mask), "--mask")
         operator = make_operator("inpaint", {"mask": str(mask), "invert": mask_white_known}, noise)
         run_restoration(measurement=read_file(image, operator), command="inpaint", crop_to_mask=crop_to_mask,
-            prior=prior, method=method, quality=quality, steps=steps, seed=seed, device=device, dtype=dtype,
+            inputs=[("--mask", mask)],
+            prior=prior, method=method, quality=quality, target=target, steps=steps, seed=seed, device=device,
+            fast=fast_path(precision, channels_last, compile_network, threads, dtype),
             output=output, param=param, samples=samples, preview=preview, preview_every=preview_every,
-            quiet=quiet, as_json=as_json)
+            quiet=quiet, as_json=as_json, overwrite=overwrite)
 
 
 @app.command("deblur")
@@ -244,18 +317,23 @@ def deblur(
     image: Path = typer.Argument(..., help="Blurred image."),
     kernel: str = typer.Option(..., "--kernel", help=KERNEL_HELP),
     boundary: str = typer.Option("circular", "--boundary", help="circular (has an SVD: fast methods), reflect or valid."),
-    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, steps: Optional[int] = STEPS,
-    seed: Optional[int] = SEED, device: str = DEVICE, dtype: str = DTYPE, output: Optional[Path] = OUTPUT,
+    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET, steps: Optional[int] = STEPS,
+    seed: Optional[int] = SEED, device: str = DEVICE, dtype: Optional[str] = DTYPE, output: Optional[Path] = OUTPUT,
+    precision: str = PRECISION, channels_last: Optional[bool] = CHANNELS_LAST, compile_network: bool = COMPILE,
+    threads: Optional[int] = THREADS,
     param: Optional[List[str]] = PARAM, noise: Optional[float] = NOISE, samples: int = SAMPLES,
     preview: Optional[Path] = PREVIEW, preview_every: int = PREVIEW_EVERY, quiet: bool = QUIET, as_json: bool = JSON,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Remove a known blur."""
     with user_errors():
         operator = make_operator("blur", {"kernel": kernel, "boundary": boundary}, noise)
         run_restoration(measurement=read_file(image, operator), command="deblur",
-            prior=prior, method=method, quality=quality, steps=steps, seed=seed, device=device, dtype=dtype,
+            inputs=file_params({"kernel": kernel}, origin={"kernel": "--kernel"}),
+            prior=prior, method=method, quality=quality, target=target, steps=steps, seed=seed, device=device,
+            fast=fast_path(precision, channels_last, compile_network, threads, dtype),
             output=output, param=param, samples=samples, preview=preview, preview_every=preview_every,
-            quiet=quiet, as_json=as_json)
+            quiet=quiet, as_json=as_json, overwrite=overwrite)
 
 
 @app.command("sr")
@@ -263,18 +341,27 @@ def sr(
     image: Path = typer.Argument(..., help="Low-resolution image."),
     scale: int = typer.Option(..., "--scale", min=1, help="Integer upscaling factor (the result is SCALE times larger)."),
     kernel: str = typer.Option("bicubic", "--downsampling", help="How the image was made small: bicubic or box."),
-    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, steps: Optional[int] = STEPS,
-    seed: Optional[int] = SEED, device: str = DEVICE, dtype: str = DTYPE, output: Optional[Path] = OUTPUT,
+    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET, steps: Optional[int] = STEPS,
+    seed: Optional[int] = SEED, device: str = DEVICE, dtype: Optional[str] = DTYPE, output: Optional[Path] = OUTPUT,
+    precision: str = PRECISION, channels_last: Optional[bool] = CHANNELS_LAST, compile_network: bool = COMPILE,
+    threads: Optional[int] = THREADS,
     param: Optional[List[str]] = PARAM, noise: Optional[float] = NOISE, samples: int = SAMPLES,
     preview: Optional[Path] = PREVIEW, preview_every: int = PREVIEW_EVERY, quiet: bool = QUIET, as_json: bool = JSON,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Super-resolve an image by an integer factor."""
     with user_errors():
+        from restore.api import pick_device
+        from restore.operators.io import load_image
+
+        small = load_image(image).image.shape
+        check_memory((small[1], small[2] * scale, small[3] * scale), samples, pick_device(device))
         operator = make_operator("sr", {"scale": scale, "method": kernel}, noise)
         run_restoration(measurement=read_file(image, operator), command="sr",
-            prior=prior, method=method, quality=quality, steps=steps, seed=seed, device=device, dtype=dtype,
+            prior=prior, method=method, quality=quality, target=target, steps=steps, seed=seed, device=device,
+            fast=fast_path(precision, channels_last, compile_network, threads, dtype),
             output=output, param=param, samples=samples, preview=preview, preview_every=preview_every,
-            quiet=quiet, as_json=as_json)
+            quiet=quiet, as_json=as_json, overwrite=overwrite)
 
 
 @app.command("denoise")
@@ -282,12 +369,15 @@ def denoise(
     image: Path = typer.Argument(..., help="Noisy image."),
     sigma: Optional[float] = typer.Option(None, "--sigma", min=0.0, help="Gaussian noise sigma on [0, 1]. Default: "
                                           "estimated (scikit-image's wavelet estimator) and printed."),
-    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, steps: Optional[int] = STEPS,
-    seed: Optional[int] = SEED, device: str = DEVICE, dtype: str = DTYPE, output: Optional[Path] = OUTPUT,
+    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET, steps: Optional[int] = STEPS,
+    seed: Optional[int] = SEED, device: str = DEVICE, dtype: Optional[str] = DTYPE, output: Optional[Path] = OUTPUT,
+    precision: str = PRECISION, channels_last: Optional[bool] = CHANNELS_LAST, compile_network: bool = COMPILE,
+    threads: Optional[int] = THREADS,
     param: Optional[List[str]] = PARAM, noise: Optional[float] = typer.Option(None, "--noise", min=0.0,
                                                                             help="Same as --sigma."),
     samples: int = SAMPLES, preview: Optional[Path] = PREVIEW, preview_every: int = PREVIEW_EVERY,
     quiet: bool = QUIET, as_json: bool = JSON,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Remove Gaussian noise (its level given, or estimated from the image)."""
     with user_errors():
@@ -299,27 +389,32 @@ def denoise(
             typer.echo(f"estimated noise sigma: {measurement.sigma_estimated:.4f} (on [0, 1]; pass --sigma to "
                        "override)", err=quiet)
         run_restoration(measurement=measurement, command="denoise",
-            prior=prior, method=method, quality=quality, steps=steps, seed=seed, device=device, dtype=dtype,
+            prior=prior, method=method, quality=quality, target=target, steps=steps, seed=seed, device=device,
+            fast=fast_path(precision, channels_last, compile_network, threads, dtype),
             output=output, param=param, samples=samples, preview=preview, preview_every=preview_every,
-            quiet=quiet, as_json=as_json)
+            quiet=quiet, as_json=as_json, overwrite=overwrite)
 
 
 @app.command("colorize")
 def colorize(
     image: Path = typer.Argument(..., help="Grey image (1 channel, or 3 equal channels)."),
     weights: str = typer.Option("mean", "--weights", help="How the grey image was made: mean or luma (BT.601)."),
-    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, steps: Optional[int] = STEPS,
-    seed: Optional[int] = SEED, device: str = DEVICE, dtype: str = DTYPE, output: Optional[Path] = OUTPUT,
+    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET, steps: Optional[int] = STEPS,
+    seed: Optional[int] = SEED, device: str = DEVICE, dtype: Optional[str] = DTYPE, output: Optional[Path] = OUTPUT,
+    precision: str = PRECISION, channels_last: Optional[bool] = CHANNELS_LAST, compile_network: bool = COMPILE,
+    threads: Optional[int] = THREADS,
     param: Optional[List[str]] = PARAM, noise: Optional[float] = NOISE, samples: int = SAMPLES,
     preview: Optional[Path] = PREVIEW, preview_every: int = PREVIEW_EVERY, quiet: bool = QUIET, as_json: bool = JSON,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Colour a grey image (the result has 3 channels)."""
     with user_errors():
         operator = make_operator("colorize", {"weights": weights}, noise)
         run_restoration(measurement=read_file(image, operator), command="colorize",
-            prior=prior, method=method, quality=quality, steps=steps, seed=seed, device=device, dtype=dtype,
+            prior=prior, method=method, quality=quality, target=target, steps=steps, seed=seed, device=device,
+            fast=fast_path(precision, channels_last, compile_network, threads, dtype),
             output=output, param=param, samples=samples, preview=preview, preview_every=preview_every,
-            quiet=quiet, as_json=as_json)
+            quiet=quiet, as_json=as_json, overwrite=overwrite)
 
 
 @app.command("run")
@@ -329,10 +424,13 @@ def run(
     op_param: Optional[List[str]] = typer.Option(None, "--op-param", help="Operator parameter. " + PARAM_HELP),
     source: Optional[Path] = typer.Option(None, "--from", help="A measurement sidecar y.json made by `restore degrade`: "
                                           "restores y with the exact operator it records."),
-    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, steps: Optional[int] = STEPS,
-    seed: Optional[int] = SEED, device: str = DEVICE, dtype: str = DTYPE, output: Optional[Path] = OUTPUT,
+    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET, steps: Optional[int] = STEPS,
+    seed: Optional[int] = SEED, device: str = DEVICE, dtype: Optional[str] = DTYPE, output: Optional[Path] = OUTPUT,
+    precision: str = PRECISION, channels_last: Optional[bool] = CHANNELS_LAST, compile_network: bool = COMPILE,
+    threads: Optional[int] = THREADS,
     param: Optional[List[str]] = PARAM, noise: Optional[float] = NOISE, samples: int = SAMPLES,
     preview: Optional[Path] = PREVIEW, preview_every: int = PREVIEW_EVERY, quiet: bool = QUIET, as_json: bool = JSON,
+    overwrite: bool = OVERWRITE,
 ) -> None:
     """Restore with any operator: IMG --op NAME --op-param KEY=VALUE, or --from y.json."""
     from restore.pipeline import read_sidecar
@@ -348,7 +446,8 @@ def run(
             if image is None:
                 raise fail("give the image to restore, or --from y.json")
             measurement = read_file(image, make_operator(op, parse_params(op_param), noise))
-        run_restoration(measurement=measurement, command="run",
-            prior=prior, method=method, quality=quality, steps=steps, seed=seed, device=device, dtype=dtype,
+        run_restoration(measurement=measurement, command="run", inputs=file_params(parse_params(op_param), "--op-param"),
+            prior=prior, method=method, quality=quality, target=target, steps=steps, seed=seed, device=device,
+            fast=fast_path(precision, channels_last, compile_network, threads, dtype),
             output=output, param=param, samples=samples, preview=preview, preview_every=preview_every,
-            quiet=quiet, as_json=as_json)
+            quiet=quiet, as_json=as_json, overwrite=overwrite)
