@@ -38,19 +38,31 @@ class OutputError(OSError):
 
 
 class Guard:
-    """The inputs a :func:`protect` block must not write, and whether existing outputs may go."""
+    """The inputs a :func:`protect` block must not write, and whether existing outputs may go.
+    Inputs are indexed by real path and by inode, so each check costs one lookup."""
 
     def __init__(self, inputs: Sequence[tuple[str, Path]], overwrite: bool) -> None:
-        self.inputs, self.overwrite = inputs, overwrite
+        self.overwrite = overwrite
+        self.by_path = {os.path.realpath(path): (label, path) for label, path in inputs}
+        self.by_inode = {}
+        for label, path in inputs:
+            with contextlib.suppress(OSError):
+                info = os.stat(path)
+                self.by_inode[(info.st_dev, info.st_ino)] = (label, path)
 
     def check(self, label: str, path: Path) -> None:
         shown = f"{path} ({label})" if label and label != str(path) else str(path)
-        for what, source in self.inputs:
-            if same_file(path, source):
-                given = f"the input {what} {source}" if what else f"the input {source}"
-                raise OutputError(f"{shown} would replace {given}: a command never writes over its inputs; "
-                                  "choose another output path")
-        if not self.overwrite and path.exists() and not path.is_dir():
+        try:
+            info = os.stat(path)
+        except OSError:
+            info = None
+        source = self.by_path.get(os.path.realpath(path)) or (
+            None if info is None else self.by_inode.get((info.st_dev, info.st_ino)))
+        if source is not None:
+            what, given = source
+            raise OutputError(f"{shown} would replace the input {what + ' ' if what else ''}{given}: a command never "
+                              "writes over its inputs; choose another output path")
+        if not self.overwrite and info is not None and not path.is_dir():
             raise OutputError(f"{shown} exists: pass --overwrite to replace it, or choose another output path")
 
 
@@ -84,14 +96,32 @@ def check_outputs(outputs: Iterable[Named], inputs: Iterable[Named], *, overwrit
     is one of ``inputs`` or that another planned output also names, and an existing one
     unless ``overwrite``.  Called before any work, so nothing is computed in vain."""
     guard = Guard(named(inputs), overwrite)
-    seen: list[tuple[str, Path]] = []
+    seen: dict[str, str] = {}
     for label, path in named(outputs):
         guard.check(label, path)
-        for other_label, other in seen:
-            if same_file(path, other):
-                raise OutputError(f"{path} would be written twice ({other_label or other} and {label or path}); "
-                                  "choose another output path")
-        seen.append((label, path))
+        real = os.path.realpath(path)
+        if real in seen:
+            raise OutputError(f"{path} would be written twice ({seen[real]} and {label or path}); "
+                              "choose another output path")
+        seen[real] = label or str(path)
+
+
+def check_writable_folder(folder: Path) -> None:
+    """Refuse an output folder where no file can be created (probed with a temporary file in
+    it, or in its nearest existing parent), before any work is done."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder}: is a file; give a folder")
+    parent = next((p for p in (folder, *folder.absolute().parents) if p.exists()), None)
+    if parent is None:
+        return
+    if not parent.is_dir():
+        raise OutputError(f"{folder}: {parent} is a file, not a folder")
+    try:
+        tempfile.TemporaryFile(dir=parent).close()
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot write in {parent} ({exc.strerror or exc}); choose another output "
+                          "folder") from None
 
 
 @contextlib.contextmanager

@@ -263,7 +263,7 @@ def estimate_sigma(x: Tensor) -> float:
 
     if min(x.shape[-2:]) < MIN_SIGMA_SIDE:
         raise RestoreError(f"an image of {x.shape[-2]}x{x.shape[-1]} pixels is too small to estimate its noise level "
-                           f"(at least {MIN_SIGMA_SIDE}x{MIN_SIGMA_SIDE}); give the noise sigma")
+                           f"(at least {MIN_SIGMA_SIDE}x{MIN_SIGMA_SIDE}); give the noise level (--sigma; sigma= in the API)")
 
     values = [skimage_sigma(item.permute(1, 2, 0).double().numpy(), channel_axis=-1, average_sigmas=True)
               for item in x]

@@ -45,9 +45,11 @@ def load_operator_factory(name: str) -> tuple[Any, Callable[..., Any]]:
         raise fail(f"{exc}{broken}")
 
 
-def check_keywords(op: str, factory: Callable[..., Any], params: dict[str, Any], origin: dict[str, str]) -> None:
-    """A clear exit naming any parameter that ``factory`` does not take (factories with
-    ``**options`` or without a signature check their own keywords when called)."""
+def check_keywords(op: str, factory: Callable[..., Any], params: dict[str, Any], origin: dict[str, str],
+                   kind: str = "operator", flag: str = "--param") -> None:
+    """A clear exit naming any parameter that ``factory`` (of an operator or a strategy:
+    ``kind``) does not take, with those it takes (factories with ``**options`` or without a
+    signature check their own keywords when called)."""
     import inspect
 
     try:
@@ -59,9 +61,28 @@ def check_keywords(op: str, factory: Callable[..., Any], params: dict[str, Any],
     accepted = set(signature.parameters)
     for key in params:
         if key not in accepted:
-            given = origin.get(key, f"--param {key}=...")
-            raise fail(f"operator {op!r} has no parameter {key!r} (given by {given}); "
-                       f"its parameters: {', '.join(sorted(accepted))}")
+            given = origin.get(key, f"{flag} {key}=...")
+            raise fail(f"{kind} {op!r} has no parameter {key!r} (given by {given}); "
+                       f"its parameters: {', '.join(sorted(accepted)) or 'none'}")
+
+
+def check_method_params(method: Optional[str], params: dict[str, Any], operator: Any, quality: str,
+                        target: str = "fidelity", flag: str = "--param") -> None:
+    """Refuse, before any work, a hyperparameter that the strategy does not take: ``method``,
+    or the default run for ``operator`` (:func:`restore.strategies.catalog.default_run`)."""
+    from restore.plugins import default_registry
+    from restore.strategies.catalog import default_run
+
+    if not params:
+        return
+    name = method or default_run(operator, quality, target).method
+    check_keywords(name, default_registry().get("strategy", name), params, {}, kind="strategy", flag=flag)
+
+
+def check_image_files(params: dict[str, Any]) -> None:
+    """A clear exit for an image-valued parameter (mask, kernel) whose file is not a readable image."""
+    for name, value in params.items():
+        check_image_file(value, name)
 
 
 def build_operator(op: str, factory: Callable[..., Any], params: dict[str, Any]) -> Any:
@@ -69,8 +90,7 @@ def build_operator(op: str, factory: Callable[..., Any], params: dict[str, Any])
     kernel) whose file is not a readable image, or a noise level that is not finite."""
     import math
 
-    for name, value in params.items():
-        check_image_file(value, name)
+    check_image_files(params)
     try:
         operator = factory(**params)
     except (ValueError, TypeError, OSError) as exc:
@@ -181,6 +201,7 @@ def degrade(
     check_keywords(op, factory, params, origin)
     seed = secrets.randbelow(2**31) if seed is None else seed
     try:  # masks (1 / white = fill) and kernels (gaussian[:STD[:SIZE]], ...) read as every command reads them
+        check_image_files(params)
         given = user_options(factory, params)
     except ValueError as exc:
         raise fail(str(exc))

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 
-from restore.cli.app import app, fail
+from restore.cli.app import MAX_SEED, app, fail
 
 train_app = typer.Typer(help="Train priors, SR3-style conditional networks and noise-aware classifiers "
                              "(resumable; torchrun-ready).",
@@ -24,7 +24,8 @@ BSDS_TERMS = "Berkeley Segmentation Dataset: free for non-commercial research an
 
 # Options every training command takes (one declaration each).
 Data = Annotated[Path, typer.Option("--data", help="Folder of training images (e.g. ../shared/data/train/cbsd432).")]
-Output = Annotated[Path, typer.Option("-o", "--output", help="Output folder: a unet:DIR model + checkpoint + card.")]
+Output = Annotated[Path, typer.Option("-o", "--output", help="Output folder: a unet:DIR model + checkpoint + card "
+                                                            "(rerunning resumes from the checkpoint; never --data or --val).")]
 Val = Annotated[Optional[Path], typer.Option("--val", help="Held-out folder for validation.")]
 ValCount = Annotated[int, typer.Option("--val-count", min=1, help="Validation images taken from --val.")]
 ValCrop = Annotated[int, typer.Option("--val-crop", min=0, help="Centre crop of validation images (0: whole).")]
@@ -39,7 +40,7 @@ LR = Annotated[float, typer.Option("--lr", help="Adam learning rate after warm-u
 Warmup = Annotated[int, typer.Option("--warmup-images", min=0, help="Linear learning-rate warm-up, in images.")]
 Anneal = Annotated[float, typer.Option("--anneal-fraction", help="Final fraction of --images trained at lr / 10.")]
 EmaBeta = Annotated[float, typer.Option("--ema-beta", help="EMA decay (bias-corrected; horizon 1/(1-beta) steps).")]
-Seed = Annotated[int, typer.Option("--seed", help="Seeds the initial weights and every step's draws.")]
+Seed = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Seeds the initial weights and every step's draws.")]
 MaxMinutes = Annotated[Optional[float], typer.Option("--max-minutes", help="Stop (resumably) after this long.")]
 MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", min=1,
                                                  help="Stop (resumably) after this many steps in this invocation.")]
@@ -65,6 +66,13 @@ def _run(*, build, threads: Optional[int], device: str, output: Path, **options)
     from restore.training.loop import RunOptions, TrainingInterrupted, train
 
     fields = {f.name for f in dataclasses.fields(RunOptions)} - {"out"}
+    from restore.files import same_file
+
+    for flag in ("data", "val"):
+        given = options.get(flag)
+        if given is not None and same_file(output, given):
+            raise fail(f"-o {output} is the --{flag} folder {given}: a command never writes over its inputs; "
+                       "give another output folder")
     run = {k: v for k, v in options.items() if k in fields}
 
     if threads:
