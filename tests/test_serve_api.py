@@ -288,6 +288,16 @@ def test_uploads_leave_no_file_behind(client, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_hosts_the_server_answers_to(settings):
+    named = TestClient(create_app(Settings(priors=settings.priors, host="10.1.2.3")), base_url="http://10.1.2.3:8000")
+    everywhere = TestClient(create_app(Settings(priors=settings.priors, host="0.0.0.0")), base_url="http://box:8000")
+    with named, everywhere:
+        assert named.get("/api/options").status_code == 200
+        assert named.get("/api/options", headers={"Host": "localhost:8000"}).status_code == 200
+        assert named.get("/api/options", headers={"Host": "box:8000"}).status_code == 403
+        assert everywhere.get("/api/options").status_code == 200
+
+
 def test_a_link_from_elsewhere_opens_the_page_but_reaches_no_api(client):
     elsewhere = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
     assert client.get("/", headers=elsewhere).status_code == 200

@@ -14,10 +14,10 @@
     GET  /api/docs, /api/openapi.json   the API's OpenAPI page (assets served from here, offline)
 
 Safe by default (:class:`Guard`): a request whose ``Host`` is not one of the server's names is
-refused (DNS rebinding), so is one from another origin (``Origin`` other than the page's own,
-or ``Sec-Fetch-Site`` other than same-origin / none, except when opening the page or its static
-files from a link) and an upload over the byte limit
-(told by ``Content-Length``, before it is read).  Files come from the package only (static
+refused (DNS rebinding; not when bound to every address, 0.0.0.0 or ::), so is one from another
+origin (``Origin`` other than the page's own, or ``Sec-Fetch-Site`` other than same-origin /
+none, except when opening the page or its static files from a link) and an upload over the byte
+limit (told by ``Content-Length``, before it is read).  Files come from the package only (static
 files are read once at start, never looked up by a request's path); priors are the ones the
 server was started with, named by their spec.  Every refusal is a 4xx with one message:
 ``{"detail": "..."}``.
@@ -43,6 +43,8 @@ from restore.serve.jobs import TASKS, JobQueue, Options, new_job
 from restore.serve.uploads import Limits, Picture, Refused, png_preview, read_fill_mask, read_picture
 
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+#: Bound to every address: any name may reach it, so the Host check is off (the command warns).
+WILDCARD = ("0.0.0.0", "::", "")
 STATIC = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "text/html"}
 SWAGGER = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css"}
 #: Seconds between checks of a job for the event stream.
@@ -72,13 +74,13 @@ def _hostname(host: str) -> str:
 class Guard:
     """ASGI middleware: the host, origin and upload-size checks of the module docstring."""
 
-    def __init__(self, app: Any, hosts: tuple[str, ...], max_bytes: int) -> None:
+    def __init__(self, app: Any, hosts: Optional[tuple[str, ...]], max_bytes: int) -> None:
         self.app, self.hosts, self.max_bytes = app, hosts, max_bytes
 
     def refusal(self, scope: Mapping[str, Any]) -> Optional[tuple[int, str]]:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         host = headers.get("host", "")
-        if _hostname(host) not in self.hosts:
+        if self.hosts is not None and _hostname(host) not in self.hosts:
             return 403, (f"host {host!r} is not this server's name ({', '.join(self.hosts)}); open the page at "
                          f"http://{self.hosts[0]}:PORT/")
         origin = headers.get("origin")
@@ -146,7 +148,8 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="restore serve", summary="Image restoration with diffusion priors: jobs, progress, results.",
                   docs_url=None, redoc_url=None, openapi_url="/api/openapi.json", lifespan=lifespan)
     app.state.jobs = jobs
-    hosts = tuple(dict.fromkeys((*LOOPBACK, settings.host if ":" not in settings.host else f"[{settings.host}]")))
+    hosts = None if settings.host in WILDCARD else \
+        tuple(dict.fromkeys((*LOOPBACK, settings.host if ":" not in settings.host else f"[{settings.host}]")))
     app.add_middleware(Guard, hosts=hosts, max_bytes=settings.limits.max_bytes)
 
     @app.exception_handler(Refused)
