@@ -138,7 +138,7 @@ def new_job(options: Options, image: Picture, data: bytes, filename: Optional[st
         want = (image.size[0] * factor, image.size[1] * factor)
         if truth.size != want:
             raise Refused(f"truth: the ground truth is {truth.size[1]}x{truth.size[0]} pixels but the result will "
-                              f"be {want[1]}x{want[0]}")
+                          f"be {want[1]}x{want[0]}")
     return Job(options, image, safe_name(filename), hashlib.sha256(data).hexdigest(), fill=fill, truth=truth)
 
 
@@ -200,13 +200,13 @@ class JobQueue:
     def submit(self, job: Job) -> Job:
         if job.options.prior not in self.priors:
             raise Refused(f"prior: {job.options.prior!r} is not one of this server's priors "
-                              f"({', '.join(self.priors)}); start restore serve with --prior to add one")
+                          f"({', '.join(self.priors)}); start restore serve with --prior to add one")
         with self.lock:
             try:
                 self.waiting.put_nowait(job)
             except queue.Full:
                 raise Refused(f"the queue is full ({self.waiting.maxsize} jobs waiting); try again when one has "
-                                  "finished (restore serve --queue N)", 503) from None
+                              "finished (restore serve --queue N)", 503) from None
             self.jobs[job.id] = job
             self._forget_old()
         return job

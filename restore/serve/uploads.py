@@ -93,7 +93,7 @@ def read_picture(data: bytes, field: str, limits: Limits) -> Picture:
     size = header_size(data, field)
     if size is not None and size[0] * size[1] > limits.max_pixels:
         raise Refused(f"{field}: {size[0]}x{size[1]} is {size[0] * size[1]:,} pixels, over this server's limit of "
-                          f"{limits.max_pixels:,} (restore serve --max-pixels)", 413)
+                      f"{limits.max_pixels:,} (restore serve --max-pixels)", 413)
     try:
         pixels, grey = decode_pixels(data, field)
     except ImageFileError as exc:
@@ -107,7 +107,7 @@ def read_fill_mask(data: bytes, limits: Limits, size: tuple[int, int]) -> np.nda
     picture = read_picture(data, "mask", limits)
     if picture.size != size:
         raise Refused(f"mask: it is {picture.size[1]}x{picture.size[0]} pixels but the image is "
-                          f"{size[1]}x{size[0]}; give a mask of the image's size")
+                      f"{size[1]}x{size[0]}; give a mask of the image's size")
     values = picture.colour
     grey = values[..., 0] if values.shape[-1] == 1 else values[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
     return grey >= 0.5
