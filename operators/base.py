@@ -177,9 +177,9 @@ class LinearOperator(Operator):
     linear = True
 
     #: Conjugate gradients of the generic :meth:`prox_l2` stop at this relative residual of the
-    #: normal equations, or after ``prox_max_iter`` iterations (with a RuntimeWarning).
-    prox_tol: ClassVar[float] = 1e-5
-    prox_max_iter: ClassVar[int] = 100
+    #: normal equations, or after ``prox_max_iter`` iterations.
+    prox_tol: ClassVar[float] = 1e-4
+    prox_max_iter: ClassVar[int] = 50
 
     def adjoint(self, y: Tensor) -> Tensor:
         """A^T y, the exact adjoint of ``forward``."""
@@ -206,14 +206,20 @@ class LinearOperator(Operator):
         Here by conjugate gradients on the normal equations (A^T A + rho I)(x - z) = A^T (y - A z)
         with ``forward`` and ``adjoint`` (damped CGLS, :func:`restore.operators.linalg.cgls`),
         warm-started at x = z; it stops when the residual falls to ``prox_tol`` times
-        ||A^T (y - A z)||, or after ``prox_max_iter`` iterations with a RuntimeWarning.  Operators
-        with a closed form override it (SVD: :meth:`SVDOperator.prox_l2`; masks: elementwise).
+        ||A^T (y - A z)||, or after ``prox_max_iter`` iterations without a warning: it is the
+        inner step of iterations (DiffPIR, DPIR) whose next step starts where it stopped, and
+        for small rho on an ill-conditioned operator (a noiseless blur) stopping early is the
+        regularization CG gives (Hanke 1995, "Conjugate Gradient Type Methods for Ill-Posed
+        Problems"), where the exact projection would divide by singular values near 0.
+        Operators with a closed form override it (SVD: :meth:`SVDOperator.prox_l2`; masks:
+        elementwise).
         """
         from restore.operators.linalg import cgls
 
         rho = check_number(self.name, "rho", rho, low=0.0)
         y = y.to(device=z.device, dtype=z.dtype)
-        return z + cgls(self, y - self.forward(z), tol=self.prox_tol, max_iter=self.prox_max_iter, damp=rho)
+        return z + cgls(self, y - self.forward(z), tol=self.prox_tol, max_iter=self.prox_max_iter, damp=rho,
+                        warn=False)
 
 
 class SVDOperator(LinearOperator):

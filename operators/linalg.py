@@ -60,7 +60,7 @@ def _per_item(v: Tensor, like: Tensor) -> Tensor:
     return v.reshape(-1, *([1] * (like.dim() - 1)))
 
 
-def cgls(op: Any, y: Tensor, *, tol: float, max_iter: int, damp: float = 0.0) -> Tensor:
+def cgls(op: Any, y: Tensor, *, tol: float, max_iter: int, damp: float = 0.0, warn: bool = True) -> Tensor:
     """The minimum-norm least-squares solution A^+ y by CGLS; with ``damp`` = rho > 0 the
     solution of the damped problem min ||A x - y||^2 + rho ||x||^2, i.e. (A^T A + rho I) x = A^T y.
 
@@ -71,7 +71,7 @@ def cgls(op: Any, y: Tensor, *, tol: float, max_iter: int, damp: float = 0.0) ->
     of the stacked system [A; sqrt(rho) I] x = [y; 0] (Bjorck 1996, "Numerical Methods for
     Least Squares Problems", Sec. 7.4.1).  Iterates per batch item; stops when
     ||A^T (y - A x_k) - rho x_k|| <= tol ||A^T y|| for every item, or after ``max_iter``
-    iterations with a RuntimeWarning giving the residual reached.
+    iterations, with a RuntimeWarning giving the residual reached unless ``warn`` is False.
     """
     tiny = torch.finfo(working_dtype(y)).tiny
     s = op.adjoint(y)
@@ -94,7 +94,7 @@ def cgls(op: Any, y: Tensor, *, tol: float, max_iter: int, damp: float = 0.0) ->
         beta = torch.where(gamma > 0, gamma_next / gamma.clamp_min(tiny), torch.zeros_like(gamma))
         p = s + _per_item(beta, p) * p
         gamma = gamma_next
-    if not bool((gamma <= target).all()):
+    if warn and not bool((gamma <= target).all()):
         reached = (gamma / gamma_start.clamp_min(tiny)).sqrt().max().item()
         warnings.warn(
             f"{op.name}: CGLS stopped after max_iter={max_iter} iterations at relative residual "

@@ -98,7 +98,7 @@ def test_dpir_is_deterministic_and_counts_one_evaluation_per_iteration():
 def test_default_levels_follow_the_released_schedule():
     prob, _, _ = problem(0.05)
     grid = DPIR().grid(prob, prob.prior.denoiser, 40)
-    assert grid[0] == pytest.approx(0.25) and grid[-2] == pytest.approx(0.05) and grid[-1] == 0
+    assert grid[0] == pytest.approx(0.5) and grid[-2] == pytest.approx(0.05) and grid[-1] == 0
     ratios = grid[1:-1] / grid[:-2]
     assert torch.allclose(ratios, ratios[0].expand_as(ratios))  # geometric
     noiseless, _, _ = problem(0.0)

@@ -70,8 +70,8 @@ CATALOG: dict[str, StrategyFacts] = {f.name: f for f in (
     StrategyFacts(
         "dpir", needs="any linear operator (data step by the operator's prox_l2, as diffpir); pixel prior",
         assumes="Gaussian measurement noise (sigma_y sets alpha_k and the last level sigma_K); sigma geometric "
-                "from 0.25 (EDM's sigma_data: the start is mid-grey, not the paper's task-specific guess) to "
-                "max(sigma_y, 0.6/255), lambda = 0.23 (the released code)",
+                "from 0.5 (the largest error of the mid-grey start; the paper's 49/255 follows a task-specific "
+                "guess) to max(sigma_y, 0.6/255), lambda = 0.23 (the released code)",
         fails="returns a point estimate for fidelity (PSNR / SSIM), not a sample: no posterior spread, smooth "
               "textures; on a Gaussian prior its fixed point is the posterior mean for noise sqrt(lambda) sigma_y "
               "and prior covariance Sigma + sigma_K^2 I, not the exact one",

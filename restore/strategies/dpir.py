@@ -25,12 +25,12 @@ task, a mask like inpainting) sigma_K = 0.6/255 and K = 40.  These are the defau
 40 steps) but for two things.  The first data step starts from the mid-grey image
 (:meth:`Problem.grey`) instead of the paper's task-specific initial guess (bicubic, Matlab
 demosaicing), so nothing depends on the task.  And sigma_1 follows the rule behind the
-paper's value, that it match the error of the starting estimate: a grey start is off by the
-image's own deviation in every unobserved coordinate, so ``sigma_start`` = 0.25, the level at
-which natural images and noise have equal power (EDM's sigma_data, 0.5 on [-1, 1]; Karras et
-al. 2022), where the denoiser fills what the measurement does not see instead of keeping the
-grey (from 49/255, 40 steps left 70 % random holes near grey: 18.2 dB against biharmonic's
-25.0 on one CBSD68 crop).  Noise levels are in image units ([0, 1], the paper's x/255), taken
+paper's value, that the first denoiser call see the starting estimate's error as noise: a
+grey start is off by the image's own deviation from grey in every unobserved coordinate, up to
+half the range, so ``sigma_start`` = 0.5 (1 on [-1, 1] priors): the denoiser first fills what
+the measurement does not see, where from 49/255 it kept the grey (40 steps on a 70 % random
+mask: 18.2 dB against biharmonic's 25.0 on one CBSD68 crop; 22.9 dB from 0.25, the RMS
+deviation of natural images).  Noise levels are in image units ([0, 1], the paper's x/255), taken
 to prior units by (hi - lo).  The paper's periodical geometric self-ensemble (one flip / turn
 per iteration) is not implemented; the full group average of ``symmetry`` is.
 
@@ -58,8 +58,8 @@ from restore.events import StepCallback
 from restore.operators.validation import check_number
 from restore.strategies.base import Problem, Strategy
 
-#: sigma_1 here, in image units: EDM's sigma_data (0.5 on [-1, 1]), see the module docstring.
-SIGMA_START = 0.25
+#: sigma_1 here, in image units: the largest error of a mid-grey start (module docstring).
+SIGMA_START = 0.5
 #: sigma_K of the released noiseless demosaicing script, in image units.
 SIGMA_END_NOISELESS = 0.6 / 255
 #: The floor of sigma_y inside alpha_k in the released code, in image units.
