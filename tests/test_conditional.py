@@ -95,6 +95,8 @@ def test_conditional_network_needs_the_conditional_strategy():
         solve(Problem(prior, operator("sr", scale=2), torch.zeros(1, 3, 4, 4)), Conditional())
     with pytest.raises(ValueError, match="eta"):
         Conditional(eta=2.0)
+    with pytest.raises(StrategyNotApplicable, match="would not flip or turn with the input"):
+        solve(Problem(prior, operator("sr", scale=2), torch.zeros(1, 3, 4, 4)), Conditional(symmetry="hflip"), steps=5)
 
 
 def test_training_a_tiny_sr3_model_beats_the_unconditional_guess():

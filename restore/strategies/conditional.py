@@ -98,6 +98,9 @@ class Conditional(Strategy):
     def check(self, problem: Problem) -> None:
         super().check(problem)
         _conditional_denoiser(problem.prior)
+        if self.symmetry_group(problem) != "none":
+            raise StrategyNotApplicable("strategy 'conditional': its network is bound to the measurement, which a "
+                                        "symmetry average would not flip or turn with the input; use symmetry=none")
 
     def denoiser(self, problem: Problem, shape: tuple[int, ...]) -> Denoiser:
         network = _conditional_denoiser(problem.prior)
