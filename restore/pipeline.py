@@ -140,7 +140,7 @@ def one_grey_channel(y: Tensor, operator: Any, where: str) -> Tensor:
     try:
         with torch.no_grad():
             grey_of_colour = operator(torch.zeros_like(y[:1])).shape[1] == 1
-    except (ValueError, RuntimeError):
+    except (ValueError, RuntimeError, IndexError, TypeError):  # an operator that cannot take y's shape
         return y
     if not grey_of_colour:
         return y
