@@ -148,6 +148,11 @@ def test_one_mask_convention_everywhere(tmp_path):
     api = restore.inpaint(rio.read_image(tmp_path / "y.png"), fill, prior=PRIOR, steps=1, seed=0)
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     assert np.array_equal(rio.to_pixels(api.tensors["mean"]), rio.to_pixels(rio.read_image(tmp_path / "a.png")))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "y.png").write_bytes((tmp_path / "y.png").read_bytes())
+    ok("batch", tmp_path / "in", "--op", "inpaint", "--mask", tmp_path / "fill.npy", "-o", tmp_path / "out", *common)
+    operators = [json.loads((tmp_path / f).read_text())["operator"] for f in ("a.json", "b.json", "out/y.json")]
+    assert operators[0] == operators[1] == operators[2]  # the same engine mask from the PNG and the .npy
     np.save(tmp_path / "soft.npy", fill * 0.5)
     result = runner.invoke(app, ["inpaint", str(tmp_path / "y.png"), "--mask", str(tmp_path / "soft.npy"), *map(str, common)])
     assert result.exit_code == 2 and "marks the pixels to fill with 1" in result.output
