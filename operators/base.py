@@ -212,7 +212,7 @@ class LinearOperator(Operator):
         regularization CG gives (Hanke 1995, "Conjugate Gradient Type Methods for Ill-Posed
         Problems"), where the exact projection would divide by singular values near 0.
         Operators with a closed form override it (SVD: :meth:`SVDOperator.prox_l2`; masks:
-        elementwise).
+        elementwise; circular blur: by the FFT).
         """
         from restore.operators.linalg import cgls
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import small_operator
-from restore.operators.base import LinearOperator
+from restore.operators.base import LinearOperator, SVDOperator
 
 SHAPE = (3, 8, 8)
 
@@ -78,6 +78,15 @@ def test_conjugate_gradients_agree_with_the_svd_closed_form(operator_name, rho):
         pytest.skip(f"{operator_name} has no SVD")
     z, y = data(op, rho_seed=1)
     assert_conjugate_gradients_within_tolerance(op, z, y, rho, op.prox_l2(z, y, rho))
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.01, 1.0])
+def test_circular_blur_prox_by_the_fft_is_the_svd_closed_form(rho):
+    op = linear_small("blur", size=5)
+    z, y = data(op, rho_seed=4)
+    assert torch.allclose(op.prox_l2(z, y, rho), SVDOperator.prox_l2(op, z, y, rho), atol=1e-10)
+    unbound = small_operator("blur", size=5)  # no SVD without a bound shape; the FFT form takes any size
+    assert torch.allclose(unbound.prox_l2(z, y, rho), op.prox_l2(z, y, rho), atol=1e-12)
 
 
 def test_padded_blur_prox_by_conjugate_gradients_is_the_dense_solution():
