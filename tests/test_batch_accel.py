@@ -341,3 +341,16 @@ def test_the_api_speaks_the_same_vocabulary(unet_dir):
     assert new.provenance["fast_path"] == {"precision": "fp32", "channels_last": True, "compile": False, "threads": 1}
     with pytest.raises(RestoreError, match="unknown dtype 'float64'"):
         restore(image, "denoise", prior=f"unet:{unet_dir}", noise=0.1, dtype="float64")
+
+
+def test_sample_speaks_the_same_vocabulary():
+    from typer.testing import CliRunner
+
+    from restore.cli import app
+
+    base = ["sample", "--prior", "gaussian:3x8x8", "-n", "1", "--steps", "2"]
+    for extra, line in [(("--precision", "half"), "unknown precision 'half'; choose one of auto, fp32, bf16, fp16"),
+                        (("--dtype", "float32"), "--dtype is replaced by --precision auto|fp32|bf16|fp16")]:
+        result = CliRunner().invoke(app, [*base, *extra])
+        assert result.exit_code == 2 and line in result.output and len(result.output.strip().splitlines()) == 1
+    assert CliRunner().invoke(app, [*base, "--threads", "1"]).exit_code == 0

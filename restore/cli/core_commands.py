@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from restore.cli.app import OVERWRITE, app, fail, prior_files, seed_option
+from restore.cli.fast_options import CHANNELS_LAST, COMPILE, DTYPE, PRECISION, THREADS, fast_path
 
 
 @app.command("list")
@@ -74,6 +75,8 @@ def sample(
     size: Optional[str] = typer.Option(None, "--size", help="HxW of the samples, for priors that run at any size "
                                        "(unet:DIR, default)."),
     overwrite: bool = OVERWRITE,
+    precision: str = PRECISION, channels_last: Optional[bool] = CHANNELS_LAST, compile_network: bool = COMPILE,
+    threads: Optional[int] = THREADS, dtype: Optional[str] = DTYPE,
 ) -> None:
     """Draw unconditional samples from a prior; for analytic priors, report the sliced-Wasserstein
     distance to exact samples next to the exact-vs-exact floor.
@@ -84,6 +87,7 @@ def sample(
     from restore.diffusion.start import start_draw
     from restore.metrics.distribution import sliced_wasserstein
     from restore.plugins import UnknownItemError, default_registry
+    from restore.accel import prepare
     from restore.priors.spec import load_prior
 
     from restore.files import OutputError, check_outputs, check_target, protect
@@ -101,7 +105,8 @@ def sample(
             check_outputs([("-o", output)], prior_files(prior), overwrite=overwrite)
         registry = default_registry()
         sampler_fn = registry.get("sampler", sampler)
-        loaded = load_prior(prior, registry=registry)
+        fast = fast_path(precision, channels_last, compile_network, threads, dtype)
+        loaded, _ = prepare(prior, lambda spec: load_prior(spec, registry=registry), fast, torch.device("cpu"), None)
     except (UnknownItemError, ValueError, FileNotFoundError, OutputError) as exc:
         raise fail(str(exc))
     shape = loaded.shape

@@ -14,6 +14,7 @@ import typer
 
 
 from restore.cli.app import MAX_SEED, app, fail
+from restore.cli.fast_options import THREADS
 
 train_app = typer.Typer(help="Train priors, SR3-style conditional networks and noise-aware classifiers "
                              "(resumable; torchrun-ready).",
@@ -48,7 +49,7 @@ ValidateEvery = Annotated[int, typer.Option("--validate-every", min=1, help="Val
 CheckpointMinutes = Annotated[float, typer.Option("--checkpoint-minutes", help="Checkpoint and export this often.")]
 Device = Annotated[str, typer.Option("--device", help="auto (cuda when available), cpu, cuda, cuda:1 ...")]
 Precision = Annotated[str, typer.Option("--precision", help="fp32, or bf16 autocast (GPU).")]
-Threads = Annotated[Optional[int], typer.Option("--threads", help="CPU threads per process (torch.set_num_threads).")]
+Threads = Annotated[Optional[int], typer.Option("--threads", min=1, help=THREADS.help)]
 Title = Annotated[Optional[str], typer.Option("--title", help="Model card title.")]
 Terms = Annotated[str, typer.Option("--terms", help="The training data's terms, for the model card.")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress lines.")]
@@ -62,6 +63,7 @@ def _run(*, build, threads: Optional[int], device: str, output: Path, **options)
 
     import torch
 
+    from restore.accel import default_threads
     from restore.distributed import close_world, init_world
     from restore.training.loop import RunOptions, TrainingInterrupted, train
 
@@ -75,8 +77,7 @@ def _run(*, build, threads: Optional[int], device: str, output: Path, **options)
                        "give another output folder")
     run = {k: v for k, v in options.items() if k in fields}
 
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads or default_threads())
     try:
         task = build()
         options = RunOptions(out=output, **run)
