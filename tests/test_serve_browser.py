@@ -183,7 +183,10 @@ def screenshot(target: Path) -> None:
         page.fill("#seed", "0")
         seconds = restore_and_wait(page)
         page.screenshot(path=str(target), full_page=True)
-    print(f"Restore to result: {seconds:.1f} s; screenshot {target}")
+        record = json.loads(download(page, "#download-record"))
+    print(f"Restore to result: {seconds:.1f} s ({record['strategy']['name']}, {record['steps']} steps, "
+          f"{record['nfe']} NFE, {record['samples']} sample(s), target {record.get('target')}, "
+          f"solver {record['seconds']:.1f} s); screenshot {target}")
 
 
 if __name__ == "__main__":
