@@ -32,8 +32,7 @@ Its NFE and seconds are the sum over the samples, its peak memory their maximum.
 Modes.  ``--mode screen``: every registered strategy (but ``conditional`` and
 ``classifier-guidance``, which need extra networks) at 20 and 100 NFE on the first 10 images,
 both targets.  ``--mode full``: all images, each task's ``candidates`` of the task file per
-target and the catalog's defaults (``restore.strategies.catalog.default_method``, both
-qualities).  Otherwise ``--strategies`` (default: the catalog's defaults) at each ``--nfe``.
+target and the catalog's ``fast`` defaults (``restore.strategies.catalog.default_run``).  Otherwise ``--strategies`` (default: the catalog's defaults) at each ``--nfe``.
 A strategy is ``name`` or ``name:key=value,key=value`` (its hyperparameters), at a budget
 ``@NFE`` in the task file; steps = budget / the catalog's NFE per step.
 
@@ -385,6 +384,12 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:10]
 
 
+def task_digest(task: dict[str, Any]) -> str:
+    """A short hash of a task's definition, its ``candidates`` left out (they do not change
+    the measurement or the baselines)."""
+    return digest(json.dumps({k: v for k, v in task.items() if k != "candidates"}, sort_keys=True).encode())
+
+
 def prior_fingerprint(prior: Any, device: torch.device) -> str:
     """A short hash of the prior's denoised output on a fixed seeded probe (rounded to 1e-4),
     so cached results of a spec whose weights changed (a retrained ``default``) are not reused."""
@@ -513,9 +518,9 @@ def strategy_specs(args: argparse.Namespace, registry: Any, task: dict[str, Any]
             for spec in task.get("candidates", {}).get(target, ()):
                 name, _, nfe = spec.rpartition("@")
                 specs.append((name, int(nfe), target))
-        for quality in (("fast",) if args.quick else QUALITIES):
+        for quality in (("fast",) if args.quick or args.mode == "full" else QUALITIES):
             choice = default_run(op, quality, target)
-            specs.append((choice.method, budget(choice.method, choice.steps), target))
+            specs.append((choice.spec, budget(choice.method, choice.steps), target))
     return list(dict.fromkeys(specs))
 
 
@@ -560,7 +565,7 @@ def tuned_values(args: argparse.Namespace, registry: Any, doc: dict[str, Any], t
     if not names:
         return {}
     known = json.loads(cache.read_text()) if cache.is_file() else {}
-    key = f"{task_name}-{digest(json.dumps(task, sort_keys=True).encode())}-{size}px-{args.tune_image.name}"
+    key = f"{task_name}-{task_digest(task)}-{size}px-{args.tune_image.name}"
     if not all(n in known.get(key, {}) for n in names):
         if not args.tune_image.is_file():
             raise SystemExit(f"--tune-image {args.tune_image} is missing (the Wiener / RL baselines are tuned on it)")
@@ -632,7 +637,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, dict[str, dict[str, Any]
     for task_name in tasks:
         op = build_operator(registry, doc, task_name, size)
         print(f"\n{task_name}: {doc['tasks'][task_name]['operator']} {json.dumps(op.params())}")
-        task_key = f"{task_name}-{digest(json.dumps(doc['tasks'][task_name], sort_keys=True).encode())}"
+        task_key = f"{task_name}-{task_digest(doc['tasks'][task_name])}"
         tuned = tuned_values(args, registry, doc, task_name, size, root / "tuning.json")
         methods = methods_for(args, registry, prior, prior_key, doc["tasks"][task_name], op, device, tuned)
         setup[task_name] = (op, with_quantization_noise(op, doc["bits"])[0], root / task_key, methods)

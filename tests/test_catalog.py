@@ -14,7 +14,8 @@ from restore.plugins import default_registry
 from restore.priors.analytic import GaussianMixture
 from restore.priors.base import Prior
 from restore.strategies.base import Problem
-from restore.strategies.catalog import CATALOG, default_method, facts_table, measured_table, posterior_results
+from restore.strategies.catalog import (CATALOG, Default, default_method, default_run, facts_table, measured_table,
+                                       posterior_results)
 from restore.strategies.engine import solve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,8 +88,12 @@ def test_default_method_follows_the_natural_image_benchmark():
     noisy = GaussianNoise(0.05)
     make = lambda name, **kw: registry.get("operator", name)(**kw, noise=noisy)  # noqa: E731
     assert default_method(make("denoise")) == ("tweedie", 1)  # the posterior mean is PSNR-optimal
-    assert default_method(registry.get("operator", "denoise")())[0] == "ddrm"  # no noise: nothing to average
-    assert default_method(make("inpaint", mask="box")) == ("ddnm+", 20)
-    assert default_method(make("sr", scale=2)) == ("ddrm", 20)  # DDNM+ breaks down on blur and SR
-    assert default_method(make("sr", scale=2), "high") == ("ddrm", 100)
-    assert default_method(make("blur", kernel="gaussian", boundary="reflect"))[0] == "dps"
+    assert default_method(make("denoise"), target="perceptual") == ("ddrm", 20)
+    assert default_method(registry.get("operator", "denoise")())[0] == "dpir"  # no noise: the data step keeps y
+    assert default_run(make("inpaint", mask="box")) == Default("dpir", 20)
+    assert default_method(make("inpaint", mask="box"), target="perceptual") == ("ddnm+", 20)
+    assert default_method(make("sr", scale=2)) == ("dpir", 20)
+    assert default_method(make("sr", scale=2), target="perceptual") == ("ddrm", 20)  # DDNM+ breaks down on blur
+    assert default_method(make("sr", scale=2), "high", "perceptual") == ("ddrm", 100)
+    blur = make("blur", kernel="gaussian", boundary="reflect")  # linear, no SVD: CG data step / DPS
+    assert (default_method(blur)[0], default_method(blur, target="perceptual")[0]) == ("dpir", "dps")

@@ -130,29 +130,37 @@ TARGETS: tuple[str, ...] = ("fidelity", "perceptual")
 
 @dataclass(frozen=True)
 class Default:
-    """A default run: ``method`` at ``steps``; ``samples`` > 1 (the fidelity target with a
-    sampler) reports the mean of that many posterior samples as the estimate."""
+    """A default run: ``method`` with hyperparameters ``params`` ((name, value) pairs) at
+    ``steps``; ``samples`` > 1 (the fidelity target with a sampler) reports the mean of that
+    many posterior samples as the estimate."""
 
     method: str
     steps: int
     samples: int = 1
+    params: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def spec(self) -> str:
+        """``method`` or ``method:name=value,...``, as ``benchmarks/restoration.py`` names it."""
+        return self.method + (":" + ",".join(f"{k}={v}" for k, v in self.params) if self.params else "")
+
+
+def _both(fast: Default, high_steps: int) -> dict[str, Default]:
+    """``fast`` and the same run at ``high_steps`` (``high``)."""
+    return {"fast": fast, "high": Default(fast.method, high_steps, fast.samples, fast.params)}
 
 
 #: The default run by operator kind (:func:`operator_kind`), target and quality; see
-#: :func:`default_method` and docs/STRATEGIES.md for the rule that chose them.
+#: :func:`default_run` and docs/STRATEGIES.md for the rule and the table that chose them.
 DEFAULTS: dict[str, dict[str, dict[str, Default]]] = {
-    "denoise": {"fidelity": {"fast": Default("tweedie", 1), "high": Default("tweedie", 1)},
-                "perceptual": {"fast": Default("ddrm", 20), "high": Default("ddrm", 100)}},
-    "inpaint": {"fidelity": {"fast": Default("ddnm+", 20, 4), "high": Default("ddnm+", 100, 4)},
-                "perceptual": {"fast": Default("ddnm+", 20), "high": Default("ddnm+", 100)}},
-    "sr": {"fidelity": {"fast": Default("ddrm", 20, 4), "high": Default("ddrm", 100, 4)},
-           "perceptual": {"fast": Default("ddrm", 20), "high": Default("ddrm", 100)}},
-    "deblur": {"fidelity": {"fast": Default("ddrm", 20, 4), "high": Default("ddrm", 100, 4)},
-               "perceptual": {"fast": Default("ddrm", 20), "high": Default("ddrm", 100)}},
-    "svd": {"fidelity": {"fast": Default("ddrm", 20, 4), "high": Default("ddrm", 100, 4)},
-            "perceptual": {"fast": Default("ddrm", 20), "high": Default("ddrm", 100)}},
-    "other": {"fidelity": {"fast": Default("dps", 100), "high": Default("dps", 1000)},
-              "perceptual": {"fast": Default("dps", 100), "high": Default("dps", 1000)}},
+    "denoise": {"fidelity": _both(Default("tweedie", 1), 1), "perceptual": _both(Default("ddrm", 20), 100)},
+    "inpaint": {"fidelity": _both(Default("dpir", 20), 100),
+                "perceptual": _both(Default("ddnm+", 20), 100)},
+    "sr": {"fidelity": _both(Default("dpir", 20), 100), "perceptual": _both(Default("ddrm", 20), 100)},
+    "deblur": {"fidelity": _both(Default("dpir", 20), 100), "perceptual": _both(Default("ddrm", 20), 100)},
+    "svd": {"fidelity": _both(Default("dpir", 20), 100), "perceptual": _both(Default("ddrm", 20), 100)},
+    "linear": {"fidelity": _both(Default("dpir", 20), 100), "perceptual": _both(Default("dps", 100), 1000)},
+    "other": {"fidelity": _both(Default("dps", 100), 1000), "perceptual": _both(Default("dps", 100), 1000)},
 }
 
 
@@ -160,7 +168,9 @@ def operator_kind(operator: Any) -> str:
     """Which row of :data:`DEFAULTS` serves ``operator``: ``denoise`` (y = x + Gaussian noise),
     ``inpaint`` (linear with an SVD and a 0/1 mask: inpainting, Bayer), ``sr`` and ``deblur``
     (linear with an SVD, of those tasks: the benchmark measures them apart), ``svd`` (other
-    linear operators with an SVD: colorization, compressed sensing, matrices) or ``other``."""
+    linear operators with an SVD: colorization, compressed sensing, matrices), ``linear``
+    (linear without an SVD: blur with a reflect or valid boundary, third-party operators) or
+    ``other`` (nonlinear)."""
     caps = operator.capabilities()
     noise = operator.noise
     task = getattr(operator, "task", None)
@@ -170,7 +180,7 @@ def operator_kind(operator: Any) -> str:
         if caps.get("is_mask"):
             return "inpaint"
         return {"super-resolution": "sr", "deblur": "deblur"}.get(task, "svd")
-    return "other"
+    return "linear" if caps.get("linear") else "other"
 
 
 def default_method(operator: Any, quality: Quality = "fast", target: Target = "fidelity") -> tuple[str, int]:
@@ -189,10 +199,11 @@ def default_run(operator: Any, quality: Quality = "fast", target: Target = "fide
     60 s per 256 x 256 image on a 2-core CPU; ``high`` spends about 5x the network
     evaluations of ``fast`` where the benchmark shows that this helps.
 
-    Operators without an SVD (linear ones such as blur with a non-circular boundary, and
-    nonlinear ones) get DPS for both targets: DPS takes its step size from the task the
-    operator declares; an operator without one (``jpeg``, ``saturation``, plugins) needs
-    ``zeta`` given, and DPS says so.
+    Linear operators without an SVD (blur with a non-circular boundary, third-party ones) get
+    DPIR for fidelity (its data step by conjugate gradients) and DPS for perceptual; nonlinear
+    ones DPS for both.  DPS takes its step size from the task the operator declares; an
+    operator without one (``jpeg``, ``saturation``, plugins) needs ``zeta`` given, and DPS
+    says so.
     """
     if quality not in QUALITIES:
         raise ValueError(f"quality must be 'fast' or 'high', got {quality!r}")

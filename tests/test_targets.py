@@ -1,0 +1,100 @@
+"""The two targets of every restoration (docs/STRATEGIES.md): ``fidelity`` gives a posterior-mean
+estimate, ``perceptual`` one posterior sample; the defaults follow the catalog, the run record
+keeps the target, and a bad target is one clear error."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import restore
+from restore.api import RestoreError
+from restore.cli import app
+from restore.operators import io as rio
+from restore.plugins import default_registry
+from restore.strategies.catalog import DEFAULTS, QUALITIES, TARGETS, default_run
+
+runner = CliRunner()
+
+
+def test_fidelity_on_a_gaussian_prior_is_the_exact_posterior_mean():
+    std, sigma = 0.5, 0.2
+    x = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * std
+    y = (x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)).float()
+    result = restore.denoise(y, sigma, prior=f"gaussian:3x4x4:{std}", seed=0, target="fidelity")
+    # N(0, std^2 I) prior, y = x + sigma n: E[x | y] = std^2 / (std^2 + sigma^2) y (an estimator: one run)
+    assert result.provenance["strategy"]["name"] == default_run(_denoise_op(sigma), "fast", "fidelity").method
+    assert torch.allclose(result.image, std**2 / (std**2 + sigma**2) * y, atol=1e-5)
+    assert result.provenance["target"] == "fidelity" and result.provenance["samples"] == 1
+
+
+def _denoise_op(sigma: float):
+    return default_registry().get("operator", "denoise")(noise={"kind": "gaussian", "sigma": sigma})
+
+
+def test_perceptual_is_a_sample_and_fidelity_the_mean_of_the_samples():
+    std, sigma = 0.5, 0.2
+    y = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    common = dict(prior=f"gaussian:3x4x4:{std}", seed=3, method="ddrm", steps=10, samples=64)
+    fidelity = restore.denoise(y, sigma, target="fidelity", **common)
+    perceptual = restore.denoise(y, sigma, target="perceptual", **common)
+    # Same seeds, same samples; the estimate is their mean, or the first of them.
+    assert torch.equal(fidelity.tensors["samples"], perceptual.tensors["samples"])
+    assert torch.equal(fidelity.image, fidelity.tensors["samples"].mean(dim=0))
+    assert torch.equal(perceptual.image, perceptual.tensors["samples"][0])
+    exact = std**2 / (std**2 + sigma**2) * y
+    # A sample's squared error to E[x | y] is about the posterior variance std^2 sigma^2 / (std^2 +
+    # sigma^2) per pixel; the mean of the samples is much closer (DDRM's own bias remains).
+    variance = std**2 * sigma**2 / (std**2 + sigma**2)
+    sample_error = float(((perceptual.image - exact) ** 2).mean())
+    mean_error = float(((fidelity.image - exact) ** 2).mean())
+    assert 0.3 * variance < sample_error < 3 * variance
+    assert mean_error < 0.5 * sample_error
+    assert perceptual.provenance["target"] == "perceptual"
+    with pytest.raises(RestoreError, match="target must be fidelity or perceptual"):
+        restore.denoise(y, sigma, prior="gaussian:3x4x4", target="best")
+
+
+def test_the_defaults_table_serves_every_kind_target_and_quality():
+    registry = default_registry()
+    for kind, rows in DEFAULTS.items():
+        assert set(rows) == set(TARGETS), kind
+        for target, by_quality in rows.items():
+            assert set(by_quality) == set(QUALITIES), (kind, target)
+            for choice in by_quality.values():
+                strategy = registry.get("strategy", choice.method)
+                # fidelity: an estimator of E[x | y], or the mean of several samples; perceptual: one sample
+                if target == "fidelity":
+                    assert strategy.posterior_mean or choice.samples > 1 or kind == "other", (kind, choice)
+                else:
+                    assert not strategy.posterior_mean and choice.samples == 1, (kind, choice)
+                strategy(**dict(choice.params))  # the hyperparameters are the strategy's
+
+
+@pytest.fixture
+def work(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rio.write_image(tmp_path / "img.png", torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
+    return tmp_path
+
+
+@pytest.mark.parametrize("target", ["fidelity", "perceptual"])
+def test_the_run_record_keeps_the_target(work, target):
+    out = runner.invoke(app, ["sr", "img.png", "--scale", "2", "--prior", "gaussian:3x32x32", "--steps", "3",
+                              "--seed", "0", "--target", target, "-o", "up.png", "-q"])
+    assert out.exit_code == 0, out.output
+    record = json.loads((work / "up.json").read_text())
+    assert record["target"] == target
+    operator = default_registry().get("operator", "sr")(scale=2)
+    assert record["strategy"]["name"] == default_run(operator, "fast", target).method
+
+
+def test_a_bad_target_is_one_line_exit_2(work):
+    for argv in (["sr", "img.png", "--scale", "2"], ["batch", ".", "-o", "out", "--op", "sr", "--scale", "2"]):
+        out = runner.invoke(app, [*argv, "--prior", "gaussian:3x32x32", "--target", "best"])
+        assert out.exit_code == 2, out.output
+        lines = [line for line in out.output.splitlines() if line.strip()]
+        assert lines == ["error: --target must be fidelity or perceptual, got 'best'"], out.output
+    assert not (work / "img_restored.png").exists() and not (work / "out").exists()
