@@ -50,6 +50,7 @@ def make_files(work: Path) -> None:
     (work / "text.png").write_text("not an image")
     (work / "empty.png").write_bytes(b"")
     (work / "file").write_text("")
+    (work / "f.json").mkdir()
     os.symlink("img.png", work / "link.png")
     os.link(work / "img.png", work / "hard.png")
     runner = CliRunner()
@@ -83,7 +84,15 @@ def disk_full(monkeypatch) -> None:
     monkeypatch.setattr(Path, "write_bytes", write_bytes)
 
 
-SETUPS = {"disk_full": disk_full}
+def cpu_out_of_memory(monkeypatch) -> None:
+    """The CPU allocator fails inside the run."""
+    def run(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9663676416 bytes")
+
+    monkeypatch.setattr("restore.pipeline.run", run)
+
+
+SETUPS = {"disk_full": disk_full, "cpu_out_of_memory": cpu_out_of_memory}
 BIG_SEED = str(2**64)
 
 CASES = [
@@ -172,8 +181,12 @@ CASES = [
      "the result would be 64000x80000 pixels (1 sample(s)): too large for the"),
     ("disk-full", R("inpaint", "img.png", *MASK, "-o", "full.png"), "full.png: cannot write (No space left on device)",
      "disk_full"),
-    ("degrade-disk-full", ["degrade", "img.png", "--op", "sr", "-o", "full.png"], "full.png: cannot write", "disk_full"),
-    ("denoise-1x1", R("denoise", "one.png"), "an image of 1x1 pixels is too small to estimate its noise level (at least"),
+    ("degrade-disk-full", ["degrade", "img.png", "--op", "sr", "-o", "full.png"], "full.png: cannot write",
+     "disk_full"),
+    ("cpu-out-of-memory", R("inpaint", "img.png", *MASK, "--device", "cpu"),
+     "out of memory on cpu: a batch of 1 image(s) of 16x20 does not fit; give fewer --samples (now 1) or an image "
+     "of about 11x14 pixels (half as many)", "cpu_out_of_memory"),
+    ("denoise-1x1", R("denoise", "one.png"), "an image of 1x1 pixels is too small to estimate its noise level"),
     ("param-unknown-key", R("inpaint", "img.png", *MASK, "--method", "dps", "--param", "nosuch=1"),
      "strategy 'dps' has no parameter 'nosuch' (given by --param nosuch=...); its parameters: zeta"),
     ("param-unknown-key-default", R("sr", "img.png", "--scale", 2, "--param", "nosuch=1"), "its parameters:"),
@@ -205,6 +218,13 @@ CASES = [
     ("degrade-trunc", ["degrade", "trunc.png", "--op", "sr"], "damaged, truncated or unsupported PNG"),
     ("degrade-mask-text", ["degrade", "img.png", "--op", "inpaint", "--mask", "text.png"], "mask: text.png"),
     ("degrade-noise-inf", ["degrade", "img.png", "--op", "sr", "--noise", "inf"], "not finite"),
+    ("degrade-poisson-inf", ["degrade", "img.png", "--op", "sr", "--poisson", "inf"], "not finite"),
+    ("degrade-text", ["degrade", "text.png", "--op", "sr"], "not a PNG, JPEG or TIFF image"),
+    ("degrade-empty", ["degrade", "empty.png", "--op", "sr"], "an empty file"),
+    ("degrade-sidecar-is-a-folder", ["degrade", "img.png", "--op", "sr", "-o", "f.png"], "is a folder"),
+    ("degrade-o-under-a-file", ["degrade", "img.png", "--op", "sr", "-o", "file/y.png"], "is a file, not a folder"),
+    ("deblur-repaint", R("deblur", "img.png", "--kernel", "gaussian:1", "--method", "repaint"), "is_mask"),
+    ("run-phase-retrieval", R("run", "img.png", "--op", "phase-retrieval"), "bind the operator to the image shape"),
     ("sample-bad-prior", ["sample", "--prior", "gaussian:8:-1", "-n", "2"], "STD must be a finite number > 0"),
     ("sample-not-images", ["sample", "--prior", "gaussian:8", "-o", "s.png"], "samples of shape (8,) are not images"),
     ("sample-txt", ["sample", "--prior", "gaussian:8", "-o", "s.txt"], ".pt (torch archive), .npy (array) or an image"),
@@ -251,6 +271,8 @@ def test_a_mistake_is_one_line_exit_2_and_writes_nothing(case, template, tmp_pat
     assert result.exit_code == 2, text
     assert text.startswith("error: ") and "\n" not in text and "Traceback" not in text, text
     assert expected in text, text
+    if "cpu" in args:  # never told to use the device in use
+        assert "--device cpu" not in text, text
     assert snapshot(work) == before
 
 

@@ -446,7 +446,8 @@ def run(
             if image is None:
                 raise fail("give the image to restore, or --from y.json")
             measurement = read_file(image, make_operator(op, parse_params(op_param), noise))
-        run_restoration(measurement=measurement, command="run", inputs=file_params(parse_params(op_param), "--op-param"),
+        run_restoration(measurement=measurement, command="run",
+            inputs=file_params(parse_params(op_param), "--op-param"),
             prior=prior, method=method, quality=quality, target=target, steps=steps, seed=seed, device=device,
             fast=fast_path(precision, channels_last, compile_network, threads, dtype),
             output=output, param=param, samples=samples, preview=preview, preview_every=preview_every,

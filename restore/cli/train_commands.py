@@ -26,7 +26,7 @@ BSDS_TERMS = "Berkeley Segmentation Dataset: free for non-commercial research an
 # Options every training command takes (one declaration each).
 Data = Annotated[Path, typer.Option("--data", help="Folder of training images (e.g. ../shared/data/train/cbsd432).")]
 Output = Annotated[Path, typer.Option("-o", "--output", help="Output folder: a unet:DIR model + checkpoint + card "
-                                                            "(rerunning resumes from the checkpoint; never --data or --val).")]
+                                      "(rerunning resumes from the checkpoint; never --data or --val).")]
 Val = Annotated[Optional[Path], typer.Option("--val", help="Held-out folder for validation.")]
 ValCount = Annotated[int, typer.Option("--val-count", min=1, help="Validation images taken from --val.")]
 ValCrop = Annotated[int, typer.Option("--val-crop", min=0, help="Centre crop of validation images (0: whole).")]
@@ -41,7 +41,8 @@ LR = Annotated[float, typer.Option("--lr", help="Adam learning rate after warm-u
 Warmup = Annotated[int, typer.Option("--warmup-images", min=0, help="Linear learning-rate warm-up, in images.")]
 Anneal = Annotated[float, typer.Option("--anneal-fraction", help="Final fraction of --images trained at lr / 10.")]
 EmaBeta = Annotated[float, typer.Option("--ema-beta", help="EMA decay (bias-corrected; horizon 1/(1-beta) steps).")]
-Seed = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Seeds the initial weights and every step's draws.")]
+Seed = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED,
+                                   help="Seeds the initial weights and every step's draws.")]
 MaxMinutes = Annotated[Optional[float], typer.Option("--max-minutes", help="Stop (resumably) after this long.")]
 MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", min=1,
                                                  help="Stop (resumably) after this many steps in this invocation.")]
