@@ -333,6 +333,18 @@ def parse_strategy(text: str) -> tuple[str, dict[str, Any]]:
     return name, params
 
 
+def split_specs(text: str) -> list[str]:
+    """``--strategies``: comma-separated specs, where an item ``key=value`` without ``:``
+    continues the parameters of the spec before it (``ddrm:eta=0.5,zeta=1,dps``)."""
+    specs: list[str] = []
+    for item in text.split(","):
+        if specs and "=" in item and ":" not in item:
+            specs[-1] += "," + item
+        else:
+            specs.append(item)
+    return specs
+
+
 def strategy_rows(registry: Any, prior: Any, prior_key: str, spec: str, budget: int, targets: tuple[str, ...],
                   samples: int, device: torch.device) -> list[Method]:
     """The rows of strategy ``spec`` at ``budget`` NFE per sample for ``targets``: an
@@ -509,7 +521,7 @@ def strategy_specs(args: argparse.Namespace, registry: Any, task: dict[str, Any]
         return round(steps * (fact.nfe_per_step if fact else 1))
 
     if args.strategies or args.mode == "screen":
-        names = args.strategies.split(",") if args.strategies else \
+        names = split_specs(args.strategies) if args.strategies else \
             [n for n in registry.names("strategy") if n not in NEEDS_MORE]
         return [(n, b, t) for n in names for b in args.nfe for t in args.targets]
     specs = []

@@ -171,6 +171,7 @@ def test_modes_and_the_rule(bench):
         choice = default_run(op, "fast", target)
         assert any(s == choice.method and t == target for s, _, t in specs)
     assert bench.parse_strategy("dpir:symmetry=none,iterations=8") == ("dpir", {"symmetry": "none", "iterations": 8})
+    assert bench.split_specs("ddrm:warm_start=dpir,t0=0.5,dps,dpir") == ["ddrm:warm_start=dpir,t0=0.5", "dps", "dpir"]
 
     # The rule: best PSNR (fidelity) / LPIPS (perceptual) among rows within 60 s on the most images.
     def row(target, psnr, lpips, seconds=1.0, images=10):

@@ -4,6 +4,7 @@ keeps the target, and a bad target is one clear error."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from restore.api import RestoreError
 from restore.cli import app
 from restore.operators import io as rio
 from restore.plugins import default_registry
-from restore.strategies.catalog import DEFAULTS, QUALITIES, TARGETS, default_run
+from restore.strategies.catalog import DEFAULTS, QUALITIES, TARGETS, default_run, defaults_table
 
 runner = CliRunner()
 
@@ -71,6 +72,11 @@ def test_the_defaults_table_serves_every_kind_target_and_quality():
                 else:
                     assert not strategy.posterior_mean and choice.samples == 1, (kind, choice)
                 strategy(**dict(choice.params))  # the hyperparameters are the strategy's
+
+
+def test_the_docs_table_is_the_catalogs():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "STRATEGIES.md").read_text()
+    assert defaults_table() in doc
 
 
 @pytest.fixture

@@ -212,6 +212,33 @@ def default_run(operator: Any, quality: Quality = "fast", target: Target = "fide
     return DEFAULTS[operator_kind(operator)][target][quality]
 
 
+#: What each operator kind of :data:`DEFAULTS` covers, for :func:`defaults_table`.
+KINDS = {
+    "denoise": "denoise with Gaussian noise",
+    "inpaint": "masks with an SVD (inpaint, Bayer)",
+    "sr": "super-resolution",
+    "deblur": "circular blur",
+    "svd": "other linear with an SVD (colorize, cs, matrix; denoise without noise)",
+    "linear": "linear without an SVD (reflect / valid blur, third-party operators)",
+    "other": "nonlinear (nonlinear blur, phase retrieval, JPEG, saturation)",
+}
+
+
+def defaults_table() -> str:
+    """:data:`DEFAULTS` as a Markdown table: one row per operator kind, one column per target
+    and quality."""
+    def cell(choice: Default) -> str:
+        params = f" ({', '.join(f'{k} = {v}' for k, v in choice.params)})" if choice.params else ""
+        mean = f", mean of {choice.samples} samples" if choice.samples > 1 else ""
+        return f"`{choice.method}`{params}, {choice.steps} step{'s' if choice.steps > 1 else ''}{mean}"
+
+    head = ["operator", *[f"{t}, `{q}`" for t in TARGETS for q in QUALITIES]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for kind, rows in DEFAULTS.items():
+        lines.append("| " + " | ".join([KINDS[kind], *[cell(rows[t][q]) for t in TARGETS for q in QUALITIES]]) + " |")
+    return "\n".join(lines)
+
+
 #: The reference rows of the posterior benchmark: a second exact sample set (the floor) and prior samples.
 REFERENCE = ("exact (floor)", "prior")
 
