@@ -111,6 +111,7 @@ CASES = [
     ("deblur-o-kernel", R("deblur", "img.png", "--kernel", "k.npy", "-o", "k.npy"), "input --kernel k.npy"),
     ("sr-o-image", R("sr", "img.png", "--scale", 2, "-o", "./img.png"), "would replace the input image"),
     ("denoise-o-image", R("denoise", "img.png", "--sigma", 0.1, "-o", "hard.png"), "would replace the input image"),
+    ("colorize-o-image", R("colorize", "white.png", "-o", "white.png"), "would replace the input image white.png"),
     ("degrade-o-image", ["degrade", "img.png", "--op", "sr", "--scale", "2", "-o", "img.png"],
      "would replace the input image img.png"),
     ("degrade-o-mask", ["degrade", "img.png", "--op", "inpaint", *MASK, "-o", "mask.png"],
@@ -308,3 +309,47 @@ def test_version_prints_the_package_version():
 
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"restore {metadata.version('diffusion-restore')}"
+
+
+def grey(work: Path) -> str:
+    rio.write_image(work / "grey.png", torch.rand(1, 1, 16, 20, generator=torch.Generator().manual_seed(5)))
+    return "grey.png"
+
+
+#: One run of every writing command (tiny priors, 2 steps), and the file it writes.
+WRITERS = [
+    ("inpaint", lambda w: R("inpaint", "img.png", *MASK, "--steps", 2, "--seed", 0), "out.png"),
+    ("deblur", lambda w: R("deblur", "img.png", "--kernel", "k.npy", "--steps", 2, "--seed", 0), "out.png"),
+    ("sr", lambda w: ["sr", "img.png", "--scale", "2", "--prior", "gaussian:3x32x40", "--steps", "2"], "out.png"),
+    ("denoise", lambda w: R("denoise", "img.png", "--sigma", 0.1, "--steps", 2, "--seed", 0), "out.png"),
+    ("colorize", lambda w: R("colorize", grey(w), "--steps", 2, "--seed", 0), "out.png"),
+    ("run", lambda w: R("run", "--from", "z.json", "--steps", 2, "--seed", 0), "out.png"),
+    ("degrade", lambda w: ["degrade", "img.png", "--op", "sr", "--scale", "2", "--seed", "0"], "out.png"),
+    ("compare", lambda w: ["compare", "gt.png", "r.png", "--metrics", "psnr"], "out.png"),
+    ("eval", lambda w: ["eval", "r.png", "gt.png", "--metrics", "psnr", "--json"], "out.json"),
+    ("sample", lambda w: ["sample", "--prior", "gaussian:3x4x4", "-n", "2", "--steps", "2"], "out.npy"),
+]
+
+
+@pytest.mark.parametrize("command, args, output", WRITERS, ids=[w[0] for w in WRITERS])
+def test_every_writer_refuses_an_existing_output_until_overwrite(command, args, output, template, tmp_path,
+                                                                 monkeypatch):
+    """First run writes; the same run again is refused (exit 2, the file untouched); with
+    --overwrite it replaces the file."""
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(template, work, symlinks=True)
+    monkeypatch.chdir(work)
+    runner = CliRunner()
+    given = [str(a) for a in args(work)]
+    target = [output] if command == "eval" else ["-o", output]
+    first = runner.invoke(app, [*given, *target])
+    assert first.exit_code == 0, first.output
+    written = (work / output).stat().st_ino  # an atomic replace makes a new inode
+    again = runner.invoke(app, [*given, *target])
+    assert again.exit_code == 2 and f"{output} (" in again.output and "exists: pass --overwrite" in again.output
+    assert (work / output).stat().st_ino == written
+    replaced = runner.invoke(app, [*given, *target, "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert (work / output).stat().st_ino != written
