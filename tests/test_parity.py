@@ -154,7 +154,8 @@ def test_one_mask_convention_everywhere(tmp_path):
     operators = [json.loads((tmp_path / f).read_text())["operator"] for f in ("a.json", "b.json", "out/y.json")]
     assert operators[0] == operators[1] == operators[2]  # the same engine mask from the PNG and the .npy
     np.save(tmp_path / "soft.npy", fill * 0.5)
-    result = runner.invoke(app, ["inpaint", str(tmp_path / "y.png"), "--mask", str(tmp_path / "soft.npy"), *map(str, common)])
+    result = runner.invoke(app, ["inpaint", str(tmp_path / "y.png"), "--mask", str(tmp_path / "soft.npy"),
+                                 *map(str, common)])
     assert result.exit_code == 2 and "marks the pixels to fill with 1" in result.output
 
 
