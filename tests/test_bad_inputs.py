@@ -353,3 +353,31 @@ def test_every_writer_refuses_an_existing_output_until_overwrite(command, args, 
     replaced = runner.invoke(app, [*given, *target, "--overwrite"])
     assert replaced.exit_code == 0, replaced.output
     assert (work / output).stat().st_ino != written
+
+
+def test_batch_refuses_an_unwritable_output_folder_before_restoring(template, tmp_path, monkeypatch):
+    """A folder where no file can be created (mode 0500; for root, whom modes do not stop, /sys)
+    is refused before the first image is read."""
+    import shutil
+    import tempfile
+
+    work = tmp_path / "work"
+    shutil.copytree(template, work, symlinks=True)
+    monkeypatch.chdir(work)
+    if os.geteuid() != 0:
+        locked = work / "locked"
+        locked.mkdir(mode=0o500)
+    else:
+        locked = Path("/sys")
+        try:
+            tempfile.TemporaryFile(dir=locked).close()
+            pytest.skip("running as root where /sys is writable: no unwritable folder to test with")
+        except OSError:
+            pass
+
+    def no_restoring(*args, **kwargs):
+        raise AssertionError("batch restored before checking its output folder")
+
+    monkeypatch.setattr("restore.batch.run", no_restoring)
+    result = CliRunner().invoke(app, ["batch", "bd", "-o", str(locked / "out"), "--op", "denoise", *PRIOR])
+    assert result.exit_code == 2 and result.output.startswith(f"error: {locked / 'out'}: cannot write in {locked}")
