@@ -153,3 +153,18 @@ def test_one_image_problem_on_two_prior_ranges_gives_one_image():
         prior = Prior(mixture, "gaussian", shape=shape, data_range=(lo, hi))
         images.append(solve(Problem(prior, op, y), DPIR(sigma_end=0.02), steps=10).image)
     torch.testing.assert_close(images[1], images[0], rtol=0, atol=1e-9)
+
+
+def test_a_noiseless_inpainting_keeps_the_known_pixels_exactly():
+    """Noiseless: the result is projected onto {A x = y}, so the measured pixels come back as
+    measured (the paper's x_K, a denoiser output, only nearly keeps them)."""
+    gen = torch.Generator().manual_seed(3)
+    prior = load_prior("gaussian:3x8x8")
+    known = (torch.rand(1, 1, 8, 8, generator=gen) > 0.5).float()
+    op = default_registry().get("operator", "inpaint")(mask=known)
+    x = torch.rand(1, 3, 8, 8, generator=gen)
+    y = op.measure(x)
+    out = solve(Problem(prior, op, y), DPIR(), steps=6).image
+    keep = known.expand_as(out).bool()
+    assert torch.equal(out[keep], x[keep])
+    assert not torch.equal(out[~keep], x[~keep])

@@ -13,7 +13,10 @@ in prior units, :meth:`Problem.prox_l2`: closed form through the SVD or a mask, 
 gradients otherwise), so every linear operator serves (masks, blur of any boundary, SR,
 colorization, compressed sensing, third-party ones).  The prior step is the engine's Tweedie
 denoiser D(x, sigma) = E[x0 | x0 + sigma eps = x], averaged over the common ``symmetry`` group
-when one is set.  The result is x_K; K = the number of steps = the NFE (times |G| with a
+when one is set.  The result is x_K, and on a noiseless problem its projection onto
+{A x = y} (the data step with alpha = 0: the exact posterior is supported there, so the
+measured coordinates, e.g. an inpainting's known pixels, are kept exactly as measured where
+the paper's x_K only nearly keeps them); K = the number of steps = the NFE (times |G| with a
 symmetry average).  Deterministic: the start draw and the generator are not used.
 
 Schedule, as the authors' released code sets it (``utils_pnp.get_rho_sigma``): sigma_k
@@ -103,6 +106,8 @@ class DPIR(Strategy):
             z = problem.prox_l2(x, self.lambda_ * noise**2 / sigma**2)
             x = predict_at(denoiser, z, sigma).x0
             emit(callback, i, sigmas, x, x)
+        if problem.sigma_y == 0:  # the exact posterior lies on {A x = y}: end on it (module docstring)
+            x = problem.prox_l2(x, 0.0)
         return x
 
 
