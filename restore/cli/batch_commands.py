@@ -80,6 +80,10 @@ def batch(
             params[key] = value
     if mask_white_known:
         params["invert"] = True
+    if op is not None:  # the operator's keys, refused before any image with the valid ones listed
+        from restore.cli.operator_commands import check_keywords, load_operator_factory
+
+        check_keywords(op, load_operator_factory(op)[1], params, {}, flag="--op-param")
     fast = fast_path(precision, channels_last, compile_network, threads, dtype)
     try:
         if same_file(output, source):

@@ -103,7 +103,8 @@ def user_errors() -> Iterator[None]:
     except (UnknownItemError, ValueError, FileNotFoundError, OutputError) as exc:
         raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     except OSError as exc:
-        raise fail(f"{exc.filename or ''}: {exc.strerror or exc}; check the path and its permissions")
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise fail(f"{where}{exc.strerror or exc}; check the path and its permissions")
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
