@@ -244,6 +244,7 @@ def test_finished_jobs_are_forgotten_beyond_keep():
             time.sleep(0.02)
         jobs.submit(new_job(Options("sr", PRIOR, seed=0, steps=1), Picture(photo(9, (8, 8)), False), b"x", "a.png"))
         assert [jobs.get(i) is None for i in ids] == [True, True, False, False]
+        assert jobs.get(ids[-1]).image is None and jobs.get(ids[-1]).outputs["image"]  # inputs dropped, result kept
     finally:
         jobs.close()
 

@@ -71,7 +71,7 @@ class Job:
     failed, cancelled)."""
 
     options: Options
-    image: Picture
+    image: Optional[Picture]
     name: str
     sha256: str
     fill: Optional[np.ndarray] = None
@@ -189,7 +189,8 @@ class JobQueue:
         if size < 1 or workers < 1 or keep < 1:
             raise ValueError("the queue size, the workers and the jobs kept must each be at least 1")
         self.priors, self.device, self.keep = dict(priors), device, keep
-        self.waiting: queue.Queue[Optional[Job]] = queue.Queue(maxsize=size)
+        self.waiting: queue.Queue[Job] = queue.Queue(maxsize=size)
+        self.stopping = threading.Event()
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._work, name=f"restore-worker-{k}", daemon=True)
@@ -234,32 +235,27 @@ class JobQueue:
             jobs = list(self.jobs.values())
         for job in jobs:
             self.cancel(job)
-        for _ in self.threads:
-            try:
-                self.waiting.put_nowait(None)
-            except queue.Full:
-                pass
+        self.stopping.set()
         for thread in self.threads:
             thread.join(timeout=5)
 
     def _work(self) -> None:
-        while True:
-            job = self.waiting.get()
-            if job is None:
-                return
+        while not self.stopping.is_set():
+            try:
+                job = self.waiting.get(timeout=0.2)
+            except queue.Empty:
+                continue
             if job.cancel_asked.is_set():
                 job.update(state="cancelled")
-                continue
-            job.update(state="running")
-            try:
-                outputs = run_job(job, self.priors[job.options.prior], self.device)
-            except Cancelled:
-                job.update(state="cancelled")
-            except Exception as exc:  # a run's failure is the job's, never the server's
-                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                job.update(state="failed", error=message)
             else:
-                job.update(state="done", outputs=outputs)
+                job.update(state="running")
+                try:
+                    job.update(state="done", outputs=run_job(job, self.priors[job.options.prior], self.device))
+                except Cancelled:
+                    job.update(state="cancelled")
+                except Exception as exc:  # a run's failure is the job's, never the server's
+                    job.update(state="failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            job.update(image=None, fill=None, truth=None)  # the inputs' memory; the results stay
 
 
 def run_job(job: Job, prior: Any, device: Optional[str]) -> dict[str, Any]:
