@@ -156,3 +156,18 @@ def test_linear_layers_that_differ_from_the_lpips_package_stop_the_conversion(sd
     with pytest.raises(ValueError, match="differ from the lpips package"):
         lw.install_from_sdist(sdist, ["alex"])
     assert not lw.converted_path("alex").exists()
+
+
+def test_install_lpips_replaces_converted_weights_only_with_overwrite(sdist, homes):
+    from typer.testing import CliRunner
+
+    target = lw.converted_path("alex")
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"earlier")
+    install = ["metrics", "install-lpips", "--from", str(sdist), "--net", "alex"]
+    refused = CliRunner().invoke(app, install)
+    assert refused.exit_code == 2 and "(--net alex) exists: pass --overwrite" in refused.output
+    assert target.read_bytes() == b"earlier"
+    replaced = CliRunner().invoke(app, [*install, "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert lw.read_backbone(target)  # the converted backbone
