@@ -11,12 +11,22 @@ import contextlib
 from pathlib import Path
 from typing import Any, Iterator, List, Optional
 
-import click
 import typer
 from typer.core import TyperGroup
 
-#: Click's refusals: typer >= 0.20 raises those of its own copy of click (TyperException).
-CLICK_ERRORS = tuple({click.ClickException, getattr(typer, "TyperException", click.ClickException)})
+
+def click_errors() -> tuple[type, ...]:
+    """The exceptions click raises when it refuses a command line: recent typer versions raise
+    those of their own copy of click (``typer.TyperException``), older ones click's own."""
+    found: list[type] = [typer.TyperException] if hasattr(typer, "TyperException") else []
+    try:
+        import click
+    except ImportError:  # typer >= 0.2x does not need click
+        return tuple(found)
+    return (*found, click.ClickException)
+
+
+CLICK_ERRORS = click_errors()
 
 #: Seeds are torch generator seeds: 0 .. 2**63 - 1.
 MAX_SEED = 2**63 - 1
