@@ -259,11 +259,11 @@ def estimate_sigma(x: Tensor) -> float:
     wavelet estimator (Donoho & Johnstone 1994: median absolute deviation of the finest
     diagonal wavelet coefficients / 0.6745), averaged over channels and batch items.  Images
     smaller than :data:`MIN_SIGMA_SIDE` pixels a side are refused: too few coefficients."""
-    from skimage.restoration import estimate_sigma as skimage_sigma
-
     if min(x.shape[-2:]) < MIN_SIGMA_SIDE:
         raise RestoreError(f"an image of {x.shape[-2]}x{x.shape[-1]} pixels is too small to estimate its noise level "
-                           f"(at least {MIN_SIGMA_SIDE}x{MIN_SIGMA_SIDE}); give the noise level (--sigma; sigma= in the API)")
+                           f"(at least {MIN_SIGMA_SIDE}x{MIN_SIGMA_SIDE}); give the noise level "
+                           "(--sigma; sigma= in the API)")
+    from skimage.restoration import estimate_sigma as skimage_sigma
 
     values = [skimage_sigma(item.permute(1, 2, 0).double().numpy(), channel_axis=-1, average_sigmas=True)
               for item in x]
