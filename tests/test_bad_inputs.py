@@ -39,6 +39,7 @@ def make_files(work: Path) -> None:
     rio.write_image(work / "gt.png", torch.rand(1, 3, 16, 20, generator=gen))
     rio.write_image(work / "r.png", torch.rand(1, 3, 16, 20, generator=gen))
     rio.write_image(work / "one.png", torch.rand(1, 3, 1, 1, generator=gen))
+    rio.write_image(work / "u.used-mask.png", torch.rand(1, 3, 16, 20, generator=gen))
     rio.write_image(work / "big.png", torch.rand(1, 3, 64, 80, generator=gen))
     rio.write_image(work / "small.png", torch.ones(1, 1, 8, 8))
     rio.write_image(work / "black.png", torch.zeros(1, 1, 16, 20))
@@ -120,6 +121,8 @@ CASES = [
      "would replace the input --kernel k.npy"),
     ("degrade-tensor-side-file", ["degrade", "q.mask.npy", "--op", "inpaint", *MASK, "-o", "q.png"],
      "q.mask.npy (tensor mask of -o) would replace the input image q.mask.npy"),
+    ("degrade-unplanned-side-file", ["degrade", "u.used-mask.png", "--op", "inpaint", *MASK, "-o", "u.png"],
+     "u.used-mask.png would replace the input image u.used-mask.png"),  # refused at write time, all or nothing
     ("compare-o-truth", ["compare", "gt.png", "r.png", "--metrics", "psnr", "-o", "gt.png"],
      "would replace the input ground truth gt.png"),
     ("compare-o-restoration", ["compare", "gt.png", "r.png", "--metrics", "psnr", "-o", "r.png"],
