@@ -131,6 +131,8 @@ CASES = [
      "gt.png (--json) would replace the input ground truth gt.png"),
     ("eval-csv-prediction", ["eval", "r.png", "gt.png", "--metrics", "psnr", "--csv", "r.png"],
      "r.png (--csv) would replace the input prediction r.png"),
+    ("eval-csv-is-json", ["eval", "r.png", "gt.png", "--metrics", "psnr", "--csv", "s.txt", "--json", "./s.txt"],
+     "s.txt would be written twice (--csv and --json)"),
     ("eval-figure-folder", ["eval", "predd", "gtd", "--metrics", "psnr", "--figure", "predd"],
      "(--figure) would replace the input prediction"),
     ("sample-o-prior", ["sample", "--prior", "adm:r.png", "-o", "r.png"], "would replace the input --prior r.png"),
