@@ -7,6 +7,7 @@ import torch
 
 from restore.priors.native import NativeConfig, save_native
 from restore.priors.unet import CompactUNet, UNetConfig
+from restore.strategies.catalog import DEFAULTS
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "commands.py"
 
@@ -20,4 +21,5 @@ def test_benchmark_quick_run(tmp_path):
     assert out.returncode == 0, out.stderr
     rows = [line.split() for line in out.stdout.splitlines() if line.startswith("inpaint")]
     assert [(r[0], r[1]) for r in rows] == [("inpaint", "32x32"), ("inpaint", "48x32")]
-    assert all(r[2] == "ddnm+" and r[3] == "2" and r[4] == "2" and float(r[5]) > 0 for r in rows), out.stdout
+    default = DEFAULTS["inpaint"]["fidelity"]["fast"].method  # the command's default method
+    assert all(r[2] == default and r[3] == "2" and r[4] == "2" and float(r[5]) > 0 for r in rows), out.stdout
