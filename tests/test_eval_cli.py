@@ -181,3 +181,16 @@ def test_compare_shows_a_posterior_std_map_instead_of_the_error(folders, tmp_pat
     assert figure.shape[1] == 3 * (192 + 6) + 6  # restoration, truth, std (in place of the error map)
     last = figure[:, 2 * (192 + 6) + 6:]
     assert (last == HEAT[-1]).all(-1).sum() >= (8 * 3) ** 2  # the corner, enlarged 3x, at the top colour
+
+
+def test_eval_without_the_lpips_package_says_how_to_install_it(folders, monkeypatch):
+    def missing(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'lpips'")
+
+    monkeypatch.setattr("restore.metrics.perceptual.lpips_model", missing)
+    pred, gt = folders
+    result = CliRunner().invoke(app, ["eval", str(pred / "a.png"), str(gt / "a.png")])
+    assert result.exit_code == 0, result.output
+    assert "note: lpips-alex not computed: No module named 'lpips'; install it with pip install " \
+           "'diffusion-restore[metrics]'" in result.stderr
+    assert result.stdout.split()[:3] == ["image", "psnr", "ssim"]

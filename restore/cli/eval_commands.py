@@ -112,10 +112,16 @@ def eval_images(
     typer.echo(format_table([*rows, mean] if len(rows) > 1 else rows, list(fns)))
 
 
-def note_missing(name: str, reason: str) -> None:
-    """One line for a metric left out because it cannot run here, saying how to add it."""
-    hint = "" if "install-lpips" in reason or not name.startswith("lpips") else \
-        "; add the weights with `restore metrics install-lpips`"
+def note_missing(name: str, exc: Exception) -> None:
+    """One line for a metric left out because it cannot run here (its package or its
+    weights are missing), saying how to add it."""
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, ImportError):
+        hint = "; install it with pip install 'diffusion-restore[metrics]'"
+    elif name.startswith("lpips") and "install-lpips" not in reason:
+        hint = "; add the weights with `restore metrics install-lpips`"
+    else:
+        hint = ""
     typer.secho(f"note: {name} not computed: {reason}{hint}", fg=typer.colors.YELLOW, err=True)
 
 

@@ -86,12 +86,12 @@ UNAVAILABLE = (FileNotFoundError, ImportError)
 
 def score_pairs(pairs: Sequence[tuple[str, Path, Path]], metrics: Mapping[str, Callable[..., Any]],
                 options: Mapping[str, Any], *, keep: bool = False,
-                note: Callable[[str, str], None] = lambda name, reason: None,
+                note: Callable[[str, Exception], None] = lambda name, exc: None,
                 ) -> tuple[list[dict[str, Any]], list[tuple[str, Tensor, Tensor, dict[str, float]]], list[str]]:
     """Score each (name, prediction, ground truth) pair: the rows ``{"image": name, metric:
     value, ...}``, the images with their values when ``keep`` (for figures), and the metrics
     that ran.  A metric that cannot run here (:data:`UNAVAILABLE`) is dropped with
-    ``note(name, reason)``; a ValueError names the pair."""
+    ``note(name, exception)``; a ValueError names the pair."""
     from restore.operators.io import read_image
 
     active = dict(metrics)
@@ -103,7 +103,7 @@ def score_pairs(pairs: Sequence[tuple[str, Path, Path]], metrics: Mapping[str, C
             try:
                 values.update(score(x, ref, {metric: fn}, options))
             except UNAVAILABLE as exc:
-                note(metric, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                note(metric, exc)
                 del active[metric]
                 for row in rows:
                     row.pop(metric, None)
