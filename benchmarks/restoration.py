@@ -460,8 +460,9 @@ def result(method: Method, item: Item, metrics: dict[str, Any], cached_only: boo
     else:
         record, estimate = evaluate_item(method, item.read if method.strategy else item.op, item.x, item.y,
                                          item.seed + method.seed_offset, metrics)
+    record = {"image": item.name, "method": method.key, **record}
     write_image(image_path, estimate, bits=16)
-    write_json(record_path, {"image": item.name, "method": method.key, **record})
+    write_json(record_path, record)
     print(f"  {method.label:<40} {item.name:<14} " + "  ".join(f"{k} {record[k]:.4f}" for k in metrics)
           + f"  {record['seconds']:.2f} s", flush=True)
     return {**record, "path": image_path}
@@ -494,6 +495,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("out/restoration"))
     p.add_argument("--table", type=Path, default=None, help="also write the tables (Markdown, command in the header)")
     p.add_argument("--cached-only", action="store_true", help="tabulate the cached results; compute nothing")
+    p.add_argument("--common-images", action="store_true",
+                   help="score every row of a task on the images all its rows have (for partial runs)")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help=f"seconds per image the rule allows (default {BUDGET_S:g}; inf on a loaded machine)")
     p.add_argument("--seed", type=int, default=0, help="added to every per-image seed")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=1)
@@ -677,12 +682,15 @@ def main(argv: Optional[list[str]] = None) -> dict[str, dict[str, dict[str, Any]
                                              {k: record[k] for k in metric_names}, item.y))
     tables: dict[str, dict[str, dict[str, Any]]] = {}
     blocks = []
+    budget = BUDGET_S if args.time_budget is None else args.time_budget
     for task_name, (op, _, _, methods) in setup.items():
         targets = {m.label: m.target for m in methods}
+        if args.common_images:
+            records[task_name] = common_images(records[task_name])
         tables[task_name] = {label: summary(rows, metric_names, targets[label])
                              for label, rows in records[task_name].items() if rows}
         blocks.append(f"{task_name}: {doc['tasks'][task_name]['operator']} {json.dumps(op.params())}\n"
-                      + format_rows(tables[task_name], metric_names) + "\n" + rule_line(tables[task_name]))
+                      + format_rows(tables[task_name], metric_names) + "\n" + rule_line(tables[task_name], budget))
         print("\n" + blocks[-1])
         if shown[task_name]:
             write_task_figure(root / "figures" / f"{task_name}.png", shown[task_name], images[next(iter(images))])
@@ -710,11 +718,18 @@ def pick(rows: dict[str, dict[str, Any]], target: str, budget_s: float = BUDGET_
     return max(fair, key=lambda k: sign * fair[k][metric]) if fair else None
 
 
-def rule_line(rows: dict[str, dict[str, Any]]) -> str:
+def common_images(rows: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """Each row's records on the images every row with records has (``--common-images``)."""
+    names = [{r["image"] for r in records} for records in rows.values() if records]
+    shared = set.intersection(*names) if names else set()
+    return {label: [r for r in records if r["image"] in shared] for label, records in rows.items()}
+
+
+def rule_line(rows: dict[str, dict[str, Any]], budget_s: float = BUDGET_S) -> str:
     """Which row the rule picks per target, next to the best baseline by the same metric."""
     parts = []
     for target in TARGETS:
-        chosen = pick(rows, target)
+        chosen = pick(rows, target, budget_s)
         classical = pick({k: dict(r, target=target) for k, r in rows.items() if r["target"] == "-"}, target, math.inf)
         if chosen is not None:
             parts.append(f"{target}: {chosen}" + (f" (best classical: {classical})" if classical else ""))

@@ -182,6 +182,9 @@ def test_modes_and_the_rule(bench):
     assert bench.pick(rows, "fidelity") == "a" and bench.pick(rows, "perceptual") == "d"
     assert bench.pick(rows, "fidelity", budget_s=100) == "b"
     assert "fidelity: a (best classical: wiener)" in bench.rule_line(rows)
+    # --common-images: every row of a task scored on the images all its rows have
+    partial = {"a": [{"image": "1"}, {"image": "2"}], "b": [{"image": "2"}, {"image": "3"}], "c": []}
+    assert bench.common_images(partial) == {"a": [{"image": "2"}], "b": [{"image": "2"}], "c": []}
 
 
 def test_inapplicable_strategies_and_missing_lpips_weights_are_reported(bench, tiny_adm_spec, shared_dir, tmp_path,
