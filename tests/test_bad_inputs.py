@@ -140,6 +140,9 @@ CASES = [
     ("batch-manifest-output", ["batch", "m.csv", "-o", ".", "--op", "denoise", *PRIOR],
      "img.png (output of img) would replace the input img.png"),
     ("train-o-data", ["train", "prior", "--data", "bd", "-o", "bd"], "is the --data folder bd"),
+    ("train-o-val", ["train", "prior", "--data", "bd", "--val", "gtd", "-o", "./gtd"], "is the --val folder gtd"),
+    ("train-o-foreign-folder", ["train", "prior", "--data", "bd", "-o", "gtd"],
+     "-o gtd holds files and no checkpoint.pt of an earlier run: pass --overwrite"),
     # --- an existing output is replaced only with --overwrite
     ("inpaint-exists", R("inpaint", "img.png", *MASK, "-o", "old.png"), "old.png (-o) exists: pass --overwrite"),
     ("inpaint-sample-exists", R("inpaint", "img.png", *MASK, "--samples", 2, "-o", "s.png"),
@@ -389,3 +392,20 @@ def test_batch_refuses_an_unwritable_output_folder_before_restoring(template, tm
     monkeypatch.setattr("restore.batch.run", no_restoring)
     result = CliRunner().invoke(app, ["batch", "bd", "-o", str(locked / "out"), "--op", "denoise", *PRIOR])
     assert result.exit_code == 2 and result.output.startswith(f"error: {locked / 'out'}: cannot write in {locked}")
+
+
+def test_train_writes_into_a_foreign_folder_only_with_overwrite_then_resumes(template, tmp_path, monkeypatch):
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(template, work, symlinks=True)
+    monkeypatch.chdir(work)
+    tiny = ["train", "prior", "--data", "bd", "-o", "gtd", "--crop", "8", "--batch-size", "2", "--base-channels",
+            "8", "--channel-mult", "1", "--max-steps", "1", "--val-count", "1", "--quiet", "--device", "cpu"]
+    runner = CliRunner()
+    assert runner.invoke(app, tiny).exit_code == 2 and not (work / "gtd" / "checkpoint.pt").exists()
+    trained = runner.invoke(app, [*tiny, "--overwrite"])
+    assert trained.exit_code == 0, trained.output
+    assert (work / "gtd" / "checkpoint.pt").is_file() and (work / "gtd" / "a.png").is_file()
+    resumed = runner.invoke(app, tiny)  # a folder with a checkpoint: rerunning resumes, no --overwrite needed
+    assert resumed.exit_code == 0, resumed.output

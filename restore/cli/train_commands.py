@@ -54,6 +54,9 @@ Threads = Annotated[Optional[int], typer.Option("--threads", min=1, help=THREADS
 Title = Annotated[Optional[str], typer.Option("--title", help="Model card title.")]
 Terms = Annotated[str, typer.Option("--terms", help="The training data's terms, for the model card.")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress lines.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Train into an -o folder that holds other files and "
+                                         "no checkpoint of an earlier run (replacing any of the files training "
+                                         "writes); never --data or --val.")]
 
 
 def _run(*, build, threads: Optional[int], device: str, output: Path, **options) -> None:
@@ -69,13 +72,7 @@ def _run(*, build, threads: Optional[int], device: str, output: Path, **options)
     from restore.training.loop import RunOptions, TrainingInterrupted, train
 
     fields = {f.name for f in dataclasses.fields(RunOptions)} - {"out"}
-    from restore.files import same_file
-
-    for flag in ("data", "val"):
-        given = options.get(flag)
-        if given is not None and same_file(output, given):
-            raise fail(f"-o {output} is the --{flag} folder {given}: a command never writes over its inputs; "
-                       "give another output folder")
+    check_output_folder(output, options)
     run = {k: v for k, v in options.items() if k in fields}
 
     torch.set_num_threads(threads or default_threads())
@@ -93,6 +90,23 @@ def _run(*, build, threads: Optional[int], device: str, output: Path, **options)
         raise typer.Exit(128 + signal.Signals[exc.signal].value)
     finally:
         close_world(world)
+
+
+def check_output_folder(output: Path, options: dict) -> None:
+    """Refuse an -o folder that is --data or --val, and, unless --overwrite, one that holds
+    files but no checkpoint of an earlier run (rerunning into a run's folder resumes it)."""
+    from restore.files import same_file
+    from restore.training.loop import CHECKPOINT
+
+    for flag in ("data", "val"):
+        given = options.get(flag)
+        if given is not None and same_file(output, given):
+            raise fail(f"-o {output} is the --{flag} folder {given}: a command never writes over its inputs; "
+                       "give another output folder")
+    if output.is_dir() and not (output / CHECKPOINT).is_file() and any(output.iterdir()) \
+            and not options.get("overwrite"):
+        raise fail(f"-o {output} holds files and no {CHECKPOINT} of an earlier run: pass --overwrite to train into "
+                   "it anyway, or give a new or empty folder")
 
 
 def _images(data: Path, crop: int, channels: int, val: Optional[Path], val_count: int, val_crop: int):
@@ -128,7 +142,8 @@ def train_prior(data: Data, output: Output, val: Val = None, val_count: ValCount
                 seed: Seed = 0, max_minutes: MaxMinutes = None, max_steps: MaxSteps = None,
                 validate_images: ValidateEvery = 20_000, checkpoint_minutes: CheckpointMinutes = 5.0,
                 device: Device = "auto", precision: Precision = "fp32", threads: Threads = None,
-                title: Title = None, terms: Terms = BSDS_TERMS, quiet: Quiet = False) -> None:
+                title: Title = None, terms: Terms = BSDS_TERMS,
+                quiet: Quiet = False, overwrite: Overwrite = False) -> None:
     """Train the compact UNet as an EDM image prior on random augmented crops of a folder;
     validation prints the Tweedie denoising PSNR at sigma 15 / 25 / 50 (0..255)."""
     from restore.priors.unet import UNetConfig
@@ -154,7 +169,8 @@ def train_sr3(data: Data, output: Output, scale: Annotated[int, typer.Option("--
               seed: Seed = 0, max_minutes: MaxMinutes = None, max_steps: MaxSteps = None,
               validate_images: ValidateEvery = 20_000, checkpoint_minutes: CheckpointMinutes = 5.0,
               device: Device = "auto", precision: Precision = "fp32", threads: Threads = None,
-              title: Title = None, terms: Terms = BSDS_TERMS, quiet: Quiet = False) -> None:
+              title: Title = None, terms: Terms = BSDS_TERMS,
+              quiet: Quiet = False, overwrite: Overwrite = False) -> None:
     """Train an SR3-style x SCALE conditional network (noisy image + bicubic-upsampled low-resolution
     image in); validation prints its SR PSNR next to bicubic's on held-out crops."""
     from restore.priors.unet import UNetConfig
@@ -181,7 +197,7 @@ def train_classifier(
         checkpoint_minutes: CheckpointMinutes = 5.0, device: Device = "auto", precision: Precision = "fp32",
         threads: Threads = None, title: Title = None,
         terms: Annotated[str, typer.Option("--terms", help="The training data's terms.")] = "see the data's licence",
-        quiet: Quiet = False) -> None:
+        quiet: Quiet = False, overwrite: Overwrite = False) -> None:
     """Train a noise-aware classifier (one class per subfolder of --data) for classifier guidance;
     validation prints the accuracy on --val (same subfolders) at timesteps 0 / 250 / 500 / 750."""
     from restore.training.classifier import ClassifierTask, load_labelled_validation
