@@ -199,6 +199,8 @@ CASES = [
     ("param-unknown-key", R("inpaint", "img.png", *MASK, "--method", "dps", "--param", "nosuch=1"),
      "strategy 'dps' has no parameter 'nosuch' (given by --param nosuch=...); its parameters: zeta"),
     ("param-unknown-key-default", R("sr", "img.png", "--scale", 2, "--param", "nosuch=1"), "its parameters:"),
+    ("param-unknown-key-perceptual", R("inpaint", "img.png", *MASK, "--target", "perceptual", "--param", "nosuch=1"),
+     "has no parameter 'nosuch' (given by --param nosuch=...); its parameters:"),
     ("batch-param-unknown-key", ["batch", "bd", "-o", "out", "--op", "denoise", "--method", "dps", "--param",
                                  "nosuch=1", *PRIOR], "strategy 'dps' has no parameter 'nosuch'"),
     ("batch-op-param-unknown-key", ["batch", "bd", "-o", "out", "--op", "denoise", "--op-param", "nosuch=1", *PRIOR],

@@ -187,7 +187,7 @@ def run_restoration(
     if suffix not in (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".npy"):
         raise fail(f"-o {output}: write the result as .png, .tif, .jpg or .npy, not {suffix or 'no suffix'!r}")
     check_target(output)
-    check_method_params(method, params, measurement.operator, quality)
+    check_method_params(method, params, measurement.operator, quality, target)
     planned, sources = output_plan(output, samples, measurement, [*inputs, *prior_files(prior)])
     check_outputs(planned, sources, overwrite=overwrite)
     check_previews(preview, overwrite)
