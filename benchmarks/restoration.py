@@ -494,6 +494,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--metrics", default="psnr,ssim,lpips-alex")
     p.add_argument("--out", type=Path, default=Path("out/restoration"))
     p.add_argument("--table", type=Path, default=None, help="also write the tables (Markdown, command in the header)")
+    p.add_argument("--note", action="append", default=[], help="a line for the table's header (repeatable): the machine's load")
     p.add_argument("--cached-only", action="store_true", help="tabulate the cached results; compute nothing")
     p.add_argument("--common-images", action="store_true",
                    help="score every row of a task on the images all its rows have (for partial runs)")
@@ -648,7 +649,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, dict[str, dict[str, Any]
               f"{len(files)} images of {args.data.name} ({size}x{size} centre crops, {doc['bits']}-bit measurements), "
               f"prior {args.prior if prior is not None else '(none)'}, device {device}, "
               f"{torch.get_num_threads()} thread(s) of {os.cpu_count()} CPUs, torch {torch.__version__}, "
-              f"{platform.machine()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"]
+              f"{platform.machine()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", *args.note]
     print("restoration benchmark: " + "\n".join(header))
     setup = {}
     for task_name in tasks:
