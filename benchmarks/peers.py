@@ -150,8 +150,9 @@ def toolkit_run(task: str, method: str, steps: int, weights: Path, x: torch.Tens
     operator = registry.get("operator", name)(**options, noise={"kind": "gaussian", "sigma": SIGMA_Y})
     architecture = weights.with_suffix(f".{x.shape[-1]}.json")
     architecture.write_text(json.dumps(config(x.shape[-1])))
-    prior, used = prepare(f"adm:{weights}:{architecture}", lambda spec: load_prior(spec, device=device, registry=registry),
-                          FastPath(), device, operator.task)
+    prior, used = prepare(f"adm:{weights}:{architecture}",
+                          lambda spec: load_prior(spec, device=device, registry=registry), FastPath(), device,
+                          operator.task)
     y = operator.measure(x.to(device), generator=torch.Generator(device).manual_seed(0))
 
     nfe = [0]
@@ -190,9 +191,10 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     out = out.detach().float().cpu().clamp(0, 1)
     np.save(spec["output"], out.numpy())
-    mse = float(((out - x.cpu()) ** 2).mean())
-    return {"cpu_s": cpu, "wall_s": wall, "peak_mib": (peak_bytes(device) - before) / 2**20,
-            "psnr": 10 * math.log10(1 / mse) if mse > 0 else float("inf"), "fast_path": fast, "nfe": nfe()}
+    mse = float(((out - x.cpu()) ** 2).mean())  # NaN where a sampler diverged
+    psnr = 10 * math.log10(1 / mse) if math.isfinite(mse) and mse > 0 else float("inf" if mse == 0 else "nan")
+    return {"cpu_s": cpu, "wall_s": wall, "peak_mib": (peak_bytes(device) - before) / 2**20, "psnr": psnr,
+            "fast_path": fast, "nfe": nfe()}
 
 
 # ----------------------------------------------------------------------------- the table (parent)

@@ -70,8 +70,8 @@ def main() -> None:
                                   capture_output=True, text=True, check=True)
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     names = list(rows[0])
-    print(f"restore denoise on a {args.size}x{args.size} PNG, {args.threads} thread(s), {args.repeats} fresh processes: "
-          "seconds since the interpreter started, wall (min / max) and the process's CPU time (min / max)")
+    print(f"restore denoise on a {args.size}x{args.size} PNG, {args.threads} thread(s), {args.repeats} fresh "
+          "processes: seconds since the interpreter started, wall (min / max) and the process's CPU time (min / max)")
     for name in names:
         wall, cpu = zip(*(row[name] for row in rows if name in row))
         print(f"  {name:22} wall {min(wall):6.2f} {max(wall):6.2f}   cpu {min(cpu):6.2f} {max(cpu):6.2f}")

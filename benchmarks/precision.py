@@ -1,0 +1,141 @@
+"""bf16 against fp32 for each task's default method: the measurement behind ``--precision auto``.
+
+    python benchmarks/precision.py [--tasks denoise,sr4,...] [--images 10] [--size 256] [--emulate]
+
+For each task of ``benchmarks/restoration_tasks.json`` and each of the first N CBSD68 images
+(centre crops, measurements exactly as the restoration benchmark makes them), the task's
+default run (:func:`restore.restore` with no method: the fidelity target, fast quality) with
+the network in fp32 and in bf16, both with channels_last, the same seed; prints per task the
+mean and the per-image spread (min / max) of PSNR(bf16) - PSNR(fp32) and LPIPS(bf16) -
+LPIPS(fp32), and the verdict of the rule of docs/PERFORMANCE.md (PSNR loss at most 0.05 dB and
+LPIPS change at most 0.002).  Results are printed as each image finishes (image-major, so
+every task gets the same count when stopped early).
+
+``--emulate``: on a CPU without bf16 instructions, where bf16 convolutions run 6.6x slower
+than fp32, run bf16's rounding in fp32 arithmetic instead: convolution and linear weights,
+every leaf module's inputs and outputs are rounded to bf16 (bf16 operands with float32
+accumulation and a bf16 result, as the native kernels compute); operations written inside a
+module's forward (additions, functional activations) stay unrounded, so the emulation
+reproduces the size of bf16's error rather than its exact values.  The
+script first prints the largest difference between the emulated and the native bf16 network
+on one small input next to the bf16-fp32 difference, so the emulation's fidelity is on record.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+RULE_PSNR, RULE_LPIPS = 0.05, 0.002
+
+
+def restoration_module() -> Any:
+    spec = importlib.util.spec_from_file_location("restoration_benchmark", HERE / "restoration.py")
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # its dataclasses look it up
+    spec.loader.exec_module(module)
+    return module
+
+
+def to_bf16(t: torch.Tensor) -> torch.Tensor:
+    return t.to(torch.bfloat16).to(t.dtype)
+
+
+def emulate_bf16(network: nn.Module) -> nn.Module:
+    """Round every conv / linear layer's weights and inputs, and every leaf module's output, to
+    bf16, in place (float32 storage; norms compute in float32 on bf16 inputs, as natively)."""
+    for module in network.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            with torch.no_grad():
+                module.weight.copy_(to_bf16(module.weight))
+                if module.bias is not None:
+                    module.bias.copy_(to_bf16(module.bias))
+        if not list(module.children()):
+            module.register_forward_pre_hook(lambda m, inputs: tuple(to_bf16(i) for i in inputs))
+            module.register_forward_hook(lambda m, inputs, out: to_bf16(out))
+    return network
+
+
+def prior_in(precision: str, emulate: bool) -> Any:
+    """The default prior with channels_last and the network in ``precision``."""
+    from restore import accel
+    from restore.priors.spec import load_prior
+
+    prior = load_prior("default")
+    acceleration = accel.Acceleration(accel.DTYPES["fp32" if emulate else precision], channels_last=True)
+    prior = accel.accelerate(prior, acceleration)
+    if precision == "bf16" and emulate:
+        emulate_bf16(accel.network_holder(prior)[2])
+        prior.info["acceleration"] = {**acceleration.describe(), "precision": "bf16 (emulated)"}
+    return prior
+
+
+def emulation_check() -> str:
+    """max |emulated - native bf16| and max |native bf16 - fp32| of the denoiser on one 64x64 input."""
+    from restore import accel
+    from restore.priors.spec import load_prior
+
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    sigma = torch.tensor(0.5)
+    with torch.no_grad():
+        fp32 = load_prior("default").denoiser(x, sigma)
+        native = accel.accelerate(load_prior("default"), accel.Acceleration(torch.bfloat16, True)).denoiser(x, sigma)
+        emulated = prior_in("bf16", True).denoiser(x, sigma)
+    gap, error = float((emulated - native).abs().max()), float((native - fp32).abs().max())
+    return f"emulation check (64x64, sigma 0.5): max|emulated - native bf16| {gap:.2e}, |native - fp32| {error:.2e}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tasks", default="denoise,sr4,deblur-gaussian,deblur-motion,inpaint-box,inpaint-random")
+    p.add_argument("--images", type=int, default=10)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--emulate", action="store_true")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    import restore
+    from restore.plugins import default_registry
+
+    bench = restoration_module()
+    registry = default_registry()
+    doc = bench.load_tasks()
+    metrics = {"psnr": registry.get("metric", "psnr"), "lpips": registry.get("metric", "lpips-alex")}
+    if args.emulate:
+        print(emulation_check(), flush=True)
+    priors = {precision: prior_in(precision, args.emulate) for precision in ("fp32", "bf16")}
+    files = sorted(bench.DEFAULT_DATA.glob("*.png"))[:args.images]
+    deltas: dict[str, list[tuple[float, float]]] = {}
+    for path in files:
+        from restore.operators.io import load_image
+
+        x = bench.centre_crop(load_image(path).image, args.size, path)
+        for task in args.tasks.split(","):
+            op = bench.build_operator(registry, doc, task, args.size)
+            y = bench.measurement(op, x, bench.item_seed(0, task, path.name), 8)
+            scores = {}
+            for precision, prior in priors.items():
+                out = restore.restore(y, op, prior=prior, seed=0, registry=registry).tensors["mean"].clamp(0, 1)
+                scores[precision] = {name: float(fn(out, x)) for name, fn in metrics.items()}
+            delta = (scores["bf16"]["psnr"] - scores["fp32"]["psnr"], scores["bf16"]["lpips"] - scores["fp32"]["lpips"])
+            deltas.setdefault(task, []).append(delta)
+            print(f"{path.name} {task:24} fp32 {scores['fp32']['psnr']:6.2f} dB {scores['fp32']['lpips']:.4f}  "
+                  f"dPSNR {delta[0]:+.4f}  dLPIPS {delta[1]:+.5f}", flush=True)
+    print(f"\n{'task':24} {'images':>6} {'dPSNR mean':>10} {'min':>8} {'max':>8} {'dLPIPS mean':>11} {'min':>8} "
+          f"{'max':>8}  bf16 by default")
+    for task, values in deltas.items():
+        dp, dl = zip(*values)
+        mean_p, mean_l = sum(dp) / len(dp), sum(dl) / len(dl)
+        ok = -mean_p <= RULE_PSNR and abs(mean_l) <= RULE_LPIPS
+        print(f"{task:24} {len(values):6d} {mean_p:+10.4f} {min(dp):+8.4f} {max(dp):+8.4f} {mean_l:+11.5f} "
+              f"{min(dl):+8.5f} {max(dl):+8.5f}  {'yes' if ok else 'no'}")
+    print(f"# command: python benchmarks/precision.py {' '.join(sys.argv[1:])}")
+
+
+if __name__ == "__main__":
+    main()
