@@ -59,7 +59,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PRECISIONS = ("auto", *DTYPES)
 #: Tasks (``Operator.task``) whose default method keeps the rule in bf16 (docs/PERFORMANCE.md,
 #: measured with ``benchmarks/precision.py``): ``auto`` runs their network in bf16 where bf16 is fast.
-AUTO_BF16_TASKS: frozenset[str] = frozenset()
+AUTO_BF16_TASKS: frozenset[str] = frozenset({"denoise"})
 NORMS = (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._BatchNorm)
 #: Attributes through which priors reach their network (denoiser.network, sizing and label
 #: wrappers' .network, the diffusers adapter's .unet).
@@ -151,7 +151,8 @@ def resolve(fast: FastPath, prior: Prior, device: torch.device, task: Optional[s
             warn: Optional[Callable[[str], None]] = None) -> Acceleration:
     """The :class:`Acceleration` that ``fast`` means for ``prior`` on ``device`` for an operator
     of ``task`` (module docstring): ``auto`` -> bf16 for :data:`AUTO_BF16_TASKS`, else fp32;
-    bf16 without fast hardware -> fp32 (said once); fp16 only on CUDA; channels_last by default
+    bf16 without fast hardware -> fp32 (said once when bf16 was asked for; silently for auto, whose
+    choice the run record shows); fp16 only on CUDA; channels_last by default
     on for networks.  A prior without a network (analytic) runs as it is; asking it for reduced
     precision or compile is a ValueError."""
     if not has_network(prior):
@@ -161,7 +162,7 @@ def resolve(fast: FastPath, prior: Prior, device: torch.device, task: Optional[s
         return Acceleration()
     precision = fast.precision
     if precision == "auto":
-        precision = "bf16" if task in AUTO_BF16_TASKS else "fp32"
+        precision = "bf16" if task in AUTO_BF16_TASKS and fast_bf16(device)[0] else "fp32"
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("--precision fp16 runs on a GPU only; on a CPU use bf16 or auto")
     if precision == "bf16":

@@ -200,6 +200,11 @@ def test_auto_precision_follows_the_task_rule_and_the_hardware(unet_dir, registr
     assert accel.resolve(accel.FastPath(), prior, cpu, "inpaint").dtype is torch.float32
     assert accel.resolve(accel.FastPath("fp32"), prior, cpu, "deblur").dtype is torch.float32
     assert accel.resolve(accel.FastPath(channels_last=False), prior, cpu, "inpaint") == Acceleration()
+    monkeypatch.setattr(accel, "fast_bf16", lambda device: (False, "no bf16 here"))
+    messages = []
+    assert accel.resolve(accel.FastPath(), prior, cpu, "deblur", messages.append).dtype is torch.float32
+    assert messages == []  # auto falls back silently (the record says fp32); an explicit bf16 says so
+    monkeypatch.setattr(accel, "fast_bf16", lambda device: (True, ""))
     with pytest.raises(ValueError, match="fp16 runs on a GPU only"):
         accel.resolve(accel.FastPath("fp16"), prior, cpu, "deblur")
     analytic = load_prior("gmm:8", registry=registry)
