@@ -32,7 +32,8 @@ Its NFE and seconds are the sum over the samples, its peak memory their maximum.
 Modes.  ``--mode screen``: every registered strategy (but ``conditional`` and
 ``classifier-guidance``, which need extra networks) at 20 and 100 NFE on the first 10 images,
 both targets.  ``--mode full``: all images, each task's ``candidates`` of the task file per
-target and the catalog's ``fast`` defaults (``restore.strategies.catalog.default_run``).  Otherwise ``--strategies`` (default: the catalog's defaults) at each ``--nfe``.
+target and the catalog's ``fast`` defaults (``restore.strategies.catalog.default_run``).
+Otherwise ``--strategies`` (default: the catalog's defaults) at each ``--nfe``.
 A strategy is ``name`` or ``name:key=value,key=value`` (its hyperparameters), at a budget
 ``@NFE`` in the task file; steps = budget / the catalog's NFE per step.
 
@@ -484,7 +485,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--strategies", default=None,
                    help="comma-separated strategies, name or name:key=value,... (default: the catalog's defaults; "
                         "screen: every registered one)")
-    p.add_argument("--nfe", default=None, help="NFE budgets per sample (default 20,100,1000; --quick: 20; screen: 20,100)")
+    p.add_argument("--nfe", default=None,
+                   help="NFE budgets per sample (default 20,100,1000; --quick: 20; screen: 20,100)")
     p.add_argument("--targets", default=",".join(TARGETS), help="fidelity, perceptual or both (default)")
     p.add_argument("--fidelity-samples", type=int, default=4, help="samples averaged for a sampler's fidelity row")
     p.add_argument("--baselines", default=None, help="comma-separated baselines to run (default: each task's)")
@@ -494,7 +496,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--metrics", default="psnr,ssim,lpips-alex")
     p.add_argument("--out", type=Path, default=Path("out/restoration"))
     p.add_argument("--table", type=Path, default=None, help="also write the tables (Markdown, command in the header)")
-    p.add_argument("--note", action="append", default=[], help="a line for the table's header (repeatable): the machine's load")
+    p.add_argument("--note", action="append", default=[],
+                   help="a line for the table's header (repeatable): the machine's load")
     p.add_argument("--cached-only", action="store_true", help="tabulate the cached results; compute nothing")
     p.add_argument("--common-images", action="store_true",
                    help="score every row of a task on the images all its rows have (for partial runs)")
@@ -507,7 +510,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--write-tasks", action="store_true", help="regenerate the kernel and mask files, then exit")
     args = p.parse_args(argv)
     args.size = args.size or (QUICK["size"] if args.quick else None)
-    args.images = args.images or (QUICK["images"] if args.quick else SCREEN["images"] if args.mode == "screen" else None)
+    args.images = args.images or (QUICK["images"] if args.quick
+                                  else SCREEN["images"] if args.mode == "screen" else None)
     nfe = args.nfe or (QUICK["nfe"] if args.quick else SCREEN["nfe"] if args.mode == "screen" else "20,100,1000")
     args.nfe = [int(v) for v in nfe.split(",")]
     args.targets = tuple(args.targets.split(","))
@@ -518,7 +522,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return args
 
 
-def strategy_specs(args: argparse.Namespace, registry: Any, task: dict[str, Any], op: Any) -> list[tuple[str, int, str]]:
+def strategy_specs(args: argparse.Namespace, registry: Any, task: dict[str, Any],
+                   op: Any) -> list[tuple[str, int, str]]:
     """(strategy spec, NFE budget per sample, target) of every strategy row of a task."""
     from restore.strategies.catalog import QUALITIES, default_run, facts
 
@@ -545,7 +550,8 @@ def strategy_specs(args: argparse.Namespace, registry: Any, task: dict[str, Any]
 def methods_for(args: argparse.Namespace, registry: Any, prior: Any, prior_key: Optional[str], task: dict[str, Any],
                 op: Any, device: torch.device, tuned: dict[str, float]) -> list[Method]:
     methods = []
-    wanted = task["baselines"] if args.baselines is None else [b for b in args.baselines.split(",") if b in task["baselines"]]
+    wanted = task["baselines"] if args.baselines is None else \
+        [b for b in args.baselines.split(",") if b in task["baselines"]]
     for name in wanted:
         module = OPTIONAL.get(name)
         if module is not None and not module_available(module):

@@ -542,7 +542,8 @@ class Runner:
         return pipeline.run([m.measurement for m in members], self.prior, prior_spec=self.settings.prior,
                             method=self.settings.method, steps=self.settings.steps,
                             params=self.settings.method_params, quality=self.settings.quality,
-                            target=self.settings.target, samples=1, seeds=[item_seed(self.settings.seed, m.item.key) for m in members], device=self.device,
+                            target=self.settings.target, samples=1,
+                            seeds=[item_seed(self.settings.seed, m.item.key) for m in members], device=self.device,
                             registry=self.registry, crop_to_mask=False)
 
     def write(self, member: Loaded, done: pipeline.Run, index: int, measurements: Sequence[Measurement]) -> None:

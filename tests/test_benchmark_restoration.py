@@ -177,7 +177,8 @@ def test_modes_and_the_rule(bench):
     def row(target, psnr, lpips, seconds=1.0, images=10):
         return {"target": target, "psnr": psnr, "lpips-alex": lpips, "seconds": seconds, "images": images}
 
-    rows = {"a": row("fidelity", 30, 0.3), "b": row("fidelity", 31, 0.4, seconds=61), "c": row("fidelity", 32, 0.4, images=9),
+    rows = {"a": row("fidelity", 30, 0.3), "b": row("fidelity", 31, 0.4, seconds=61),
+            "c": row("fidelity", 32, 0.4, images=9),
             "d": row("perceptual", 25, 0.2), "e": row("perceptual", 28, 0.25), "wiener": row("-", 33, 0.5)}
     assert bench.pick(rows, "fidelity") == "a" and bench.pick(rows, "perceptual") == "d"
     assert bench.pick(rows, "fidelity", budget_s=100) == "b"

@@ -97,7 +97,8 @@ def test_a_warm_start_runs_the_cut_grid_and_counts_the_estimate(image_problem):
     assert result.nfe == 10 and starts == [10] and steps == list(range(1, 11))
     # the DPIR estimate's evaluations count too, and a symmetry average multiplies all of them
     assert run(image_problem, "ddrm", 20, warm_start="dpir", t0=0.5).nfe == 10 + DPIR.default_steps
-    assert run(image_problem, "ddrm", 20, warm_start="dpir", t0=0.5, symmetry="hflip").nfe == 2 * (10 + DPIR.default_steps)
+    hflip = run(image_problem, "ddrm", 20, warm_start="dpir", t0=0.5, symmetry="hflip")
+    assert hflip.nfe == 2 * (10 + DPIR.default_steps)
 
 
 def test_a_warm_start_needs_a_linear_operator(image_problem):

@@ -113,7 +113,6 @@ def test_dpir_serves_every_linear_operator(operator_name):
     """Noiseless measurements of an isotropic Gaussian prior N(0.3, 0.1^2 I): the exact posterior
     mean is the prior mean projected onto {A x = y}; DPIR lands near it on every linear operator,
     with or without an SVD."""
-    registry = default_registry()
     # a well-conditioned blur: DPIR's noise floor (0.255/255 inside alpha_k) regularizes directions of gain
     # below about 1e-2, where it does not reach the exact (noiseless) posterior mean
     overrides = {"size": 3, "std": 0.5} if operator_name == "blur" else {}

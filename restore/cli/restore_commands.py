@@ -74,8 +74,10 @@ PARAM = typer.Option(None, "--param", help="Strategy hyperparameter KEY=VALUE (r
 NOISE = typer.Option(None, "--noise", min=0.0, help="Gaussian noise sigma of the measurement on [0, 1] (default 0).")
 SAMPLES = typer.Option(None, "--samples", min=1, help="Posterior samples in one batch (default: the default "
                        "method's, else 1): writes the estimate of --target (their mean, or the first), each sample "
-                       "(OUT.sample-K) and the per-pixel standard deviation (OUT.std.npy, OUT.std.png with a colour bar).")
-PREVIEW = typer.Option(None, "--preview", help="Folder to write the denoised estimate into every --preview-every steps.")
+                       "(OUT.sample-K) and the per-pixel standard deviation (OUT.std.npy, OUT.std.png with a "
+                       "colour bar).")
+PREVIEW = typer.Option(None, "--preview",
+                       help="Folder to write the denoised estimate into every --preview-every steps.")
 PREVIEW_EVERY = typer.Option(5, "--preview-every", min=1, help="Steps between previews.")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar and no messages (errors still go to stderr).")
 JSON = typer.Option(False, "--json", help="Print the sidecar as JSON on stdout (implies no progress bar).")
@@ -286,11 +288,13 @@ def make_operator(name: str, params: dict[str, Any], noise: Optional[float]) -> 
 def inpaint(
     image: Path = typer.Argument(..., help="Image with holes to fill (.png, .jpg, .tif, .npy)."),
     mask: Path = typer.Option(..., "--mask", help=MASK_HELP),
-    mask_white_known: bool = typer.Option(False, "--mask-white-known", help="Read --mask the other way: white = known."),
+    mask_white_known: bool = typer.Option(False, "--mask-white-known",
+                                          help="Read --mask the other way: white = known."),
     crop_to_mask: Optional[bool] = typer.Option(
         None, "--crop-to-mask/--no-crop-to-mask", help=f"Restore only a box around each hole ({PADDING} pixels of "
         f"context) and paste it back, known pixels untouched; default: on above {AUTO_PIXELS:,} pixels."),
-    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET, steps: Optional[int] = STEPS,
+    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET,
+    steps: Optional[int] = STEPS,
     seed: Optional[int] = SEED, device: str = DEVICE, dtype: Optional[str] = DTYPE, output: Optional[Path] = OUTPUT,
     precision: str = PRECISION, channels_last: Optional[bool] = CHANNELS_LAST, compile_network: bool = COMPILE,
     threads: Optional[int] = THREADS,
@@ -317,8 +321,10 @@ def inpaint(
 def deblur(
     image: Path = typer.Argument(..., help="Blurred image."),
     kernel: str = typer.Option(..., "--kernel", help=KERNEL_HELP),
-    boundary: str = typer.Option("circular", "--boundary", help="circular (has an SVD: fast methods), reflect or valid."),
-    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET, steps: Optional[int] = STEPS,
+    boundary: str = typer.Option("circular", "--boundary",
+                                 help="circular (has an SVD: fast methods), reflect or valid."),
+    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET,
+    steps: Optional[int] = STEPS,
     seed: Optional[int] = SEED, device: str = DEVICE, dtype: Optional[str] = DTYPE, output: Optional[Path] = OUTPUT,
     precision: str = PRECISION, channels_last: Optional[bool] = CHANNELS_LAST, compile_network: bool = COMPILE,
     threads: Optional[int] = THREADS,
@@ -340,9 +346,11 @@ def deblur(
 @app.command("sr")
 def sr(
     image: Path = typer.Argument(..., help="Low-resolution image."),
-    scale: int = typer.Option(..., "--scale", min=1, help="Integer upscaling factor (the result is SCALE times larger)."),
+    scale: int = typer.Option(..., "--scale", min=1,
+                              help="Integer upscaling factor (the result is SCALE times larger)."),
     kernel: str = typer.Option("bicubic", "--downsampling", help="How the image was made small: bicubic or box."),
-    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET, steps: Optional[int] = STEPS,
+    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET,
+    steps: Optional[int] = STEPS,
     seed: Optional[int] = SEED, device: str = DEVICE, dtype: Optional[str] = DTYPE, output: Optional[Path] = OUTPUT,
     precision: str = PRECISION, channels_last: Optional[bool] = CHANNELS_LAST, compile_network: bool = COMPILE,
     threads: Optional[int] = THREADS,
@@ -370,7 +378,8 @@ def denoise(
     image: Path = typer.Argument(..., help="Noisy image."),
     sigma: Optional[float] = typer.Option(None, "--sigma", min=0.0, help="Gaussian noise sigma on [0, 1]. Default: "
                                           "estimated (scikit-image's wavelet estimator) and printed."),
-    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET, steps: Optional[int] = STEPS,
+    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET,
+    steps: Optional[int] = STEPS,
     seed: Optional[int] = SEED, device: str = DEVICE, dtype: Optional[str] = DTYPE, output: Optional[Path] = OUTPUT,
     precision: str = PRECISION, channels_last: Optional[bool] = CHANNELS_LAST, compile_network: bool = COMPILE,
     threads: Optional[int] = THREADS,
@@ -400,7 +409,8 @@ def denoise(
 def colorize(
     image: Path = typer.Argument(..., help="Grey image (1 channel, or 3 equal channels)."),
     weights: str = typer.Option("mean", "--weights", help="How the grey image was made: mean or luma (BT.601)."),
-    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET, steps: Optional[int] = STEPS,
+    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET,
+    steps: Optional[int] = STEPS,
     seed: Optional[int] = SEED, device: str = DEVICE, dtype: Optional[str] = DTYPE, output: Optional[Path] = OUTPUT,
     precision: str = PRECISION, channels_last: Optional[bool] = CHANNELS_LAST, compile_network: bool = COMPILE,
     threads: Optional[int] = THREADS,
@@ -423,9 +433,10 @@ def run(
     image: Optional[Path] = typer.Argument(None, help="Degraded image (omit with --from)."),
     op: Optional[str] = typer.Option(None, "--op", help="Operator name (see `restore list`), any plugin's."),
     op_param: Optional[List[str]] = typer.Option(None, "--op-param", help="Operator parameter. " + PARAM_HELP),
-    source: Optional[Path] = typer.Option(None, "--from", help="A measurement sidecar y.json made by `restore degrade`: "
-                                          "restores y with the exact operator it records."),
-    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET, steps: Optional[int] = STEPS,
+    source: Optional[Path] = typer.Option(None, "--from", help="A measurement sidecar y.json made by "
+                                          "`restore degrade`: restores y with the exact operator it records."),
+    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET,
+    steps: Optional[int] = STEPS,
     seed: Optional[int] = SEED, device: str = DEVICE, dtype: Optional[str] = DTYPE, output: Optional[Path] = OUTPUT,
     precision: str = PRECISION, channels_last: Optional[bool] = CHANNELS_LAST, compile_network: bool = COMPILE,
     threads: Optional[int] = THREADS,

@@ -143,7 +143,8 @@ ASSUMPTIONS: dict[str, tuple[Callable[[Problem], bool], str]] = {
     "noiseless": (_noisy, "assumes a noiseless measurement, but the operator's noise model is {noise}: "
                           "the noise is copied into the result; use a noise-aware strategy (ddnm+, ddrm, pigdm, dps)"),
     "gaussian-noise": (_non_gaussian, "is derived for white Gaussian noise; the operator's noise model {noise} "
-                                      "enters through its Gaussian proxy only (dps weights its residual by the noise model)"),
+                                      "enters through its Gaussian proxy only (dps weights its residual by the noise "
+                                      "model)"),
 }
 
 

@@ -69,7 +69,8 @@ def _observed(callback: StepCallback, counter: CountingDenoiser, observers: RunO
     def observe(event: StepEvent) -> None:
         if not torch.isfinite(event.x).all():
             raise DivergenceError(event.step, event.total,
-                                  "Try a smaller guidance step, more steps, or float32/float64 instead of half precision.")
+                                  "Try a smaller guidance step, more steps, or float32/float64 instead of half "
+                                  "precision.")
         if callback is None and not listening:
             return
         event = dataclasses.replace(event, nfe=counter.nfe)
