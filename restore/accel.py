@@ -25,13 +25,13 @@ chosen by the rule of docs/PERFORMANCE.md (PSNR loss at most 0.05 dB and LPIPS c
 most 0.002 against fp32 on the restoration benchmark), and only on hardware with fast bf16
 (:func:`fast_bf16`): a CUDA device that supports it, or a CPU with bf16 instructions
 (AVX512-BF16 or AMX-BF16 on x86, the BF16 extension on Arm).  Elsewhere bf16 convolutions
-run on emulated kernels, several times slower than float32 (6.5x for the default prior on
+run on emulated kernels, several times slower than float32 (6.6x for the default prior on
 an AVX2 CPU: docs/PERFORMANCE.md), so bf16 falls back to float32 and says so once per
 process.  The instruction-set flags are read from ``torch.cpu.get_capabilities()`` rather
 than timed: a timing probe costs start-up time and is unreliable on a loaded machine.
 
 ``channels_last`` stores conv weights and inputs NHWC: on by default for networks (exact to
-float rounding, 4e-6 on the default prior; faster on GPUs and on CPU).  ``compile`` wraps
+float rounding, 3e-6 on the default prior; faster on GPUs and on CPU).  ``compile`` wraps
 the network in ``torch.compile``; compilation happens on the first call, and when the
 compiler is unavailable or fails there, :class:`CompiledNetwork` prints one line saying so
 and runs the network uncompiled from then on.  A compiled prior loaded from a spec is kept
