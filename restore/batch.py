@@ -538,12 +538,16 @@ class Runner:
                     f"NFE {done.nfe}" + "".join(f"; warning: {note}" for note in done.warnings))
 
     def solve(self, members: list[Loaded]) -> pipeline.Run:
-        """One run of :func:`restore.pipeline.run` on the batch, each item seeded :func:`item_seed`."""
+        """One run of :func:`restore.pipeline.run` on the batch, sample s of each item seeded
+        :func:`item_seed` + s (the default run's samples: :func:`restore.pipeline.default_samples`)."""
+        samples = pipeline.default_samples(members[0].measurement.operator, self.settings.method,
+                                           self.settings.quality, self.settings.target)
         return pipeline.run([m.measurement for m in members], self.prior, prior_spec=self.settings.prior,
                             method=self.settings.method, steps=self.settings.steps,
                             params=self.settings.method_params, quality=self.settings.quality,
-                            target=self.settings.target, samples=1,
-                            seeds=[item_seed(self.settings.seed, m.item.key) for m in members], device=self.device,
+                            target=self.settings.target, samples=samples,
+                            seeds=[item_seed(self.settings.seed, m.item.key) + s for s in range(samples)
+                                   for m in members], device=self.device,
                             registry=self.registry, crop_to_mask=False)
 
     def write(self, member: Loaded, done: pipeline.Run, index: int, measurements: Sequence[Measurement]) -> None:

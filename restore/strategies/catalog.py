@@ -150,14 +150,16 @@ def _both(fast: Default, high_steps: int) -> dict[str, Default]:
     return {"fast": fast, "high": Default(fast.method, high_steps, fast.samples, fast.params)}
 
 
-#: The default run by operator kind (:func:`operator_kind`), target and quality; see
-#: :func:`default_run` and docs/STRATEGIES.md for the rule and the table that chose them.
+#: The default run by operator kind (:func:`operator_kind`), target and quality; chosen by the rule
+#: of docs/STRATEGIES.md (mean over the kind's tasks) from
+#: ``benchmarks/results/restoration_targets_cbsd68_cpu.md`` (2-4 CBSD68 images per task: a partial
+#: run on a loaded CPU); ``svd``, ``linear`` and ``other`` were not measured on images.
 DEFAULTS: dict[str, dict[str, dict[str, Default]]] = {
     "denoise": {"fidelity": _both(Default("tweedie", 1), 1), "perceptual": _both(Default("ddrm", 20), 100)},
     "inpaint": {"fidelity": _both(Default("dpir", 20), 100),
-                "perceptual": _both(Default("ddnm+", 20), 100)},
+                "perceptual": _both(Default("ddnm+", 20, params=(("warm_start", "dpir"), ("t0", 0.5))), 100)},
     "sr": {"fidelity": _both(Default("dpir", 20), 100), "perceptual": _both(Default("ddrm", 20), 100)},
-    "deblur": {"fidelity": _both(Default("dpir", 20), 100), "perceptual": _both(Default("ddrm", 20), 100)},
+    "deblur": {"fidelity": _both(Default("ddrm", 20, 2), 100), "perceptual": _both(Default("ddrm", 20), 100)},
     "svd": {"fidelity": _both(Default("dpir", 20), 100), "perceptual": _both(Default("ddrm", 20), 100)},
     "linear": {"fidelity": _both(Default("dpir", 20), 100), "perceptual": _both(Default("dps", 100), 1000)},
     "other": {"fidelity": _both(Default("dps", 100), 1000), "perceptual": _both(Default("dps", 100), 1000)},
