@@ -117,15 +117,17 @@ def read_scheduler(config: dict, source: str) -> SchedulerView:
                          variance == "learned_range", clip, variance)
 
 
-class DiffusersUNet:
-    """A UNet2DModel as a network callable: (x, t, y=None) -> ``unet(x, t, class_labels=y).sample``,
+class DiffusersUNet(torch.nn.Module):
+    """A UNet2DModel as a network module: (x, t, y=None) -> ``unet(x, t, class_labels=y).sample``,
     computed in the UNet's dtype and returned in ``x``'s (as the ADM models do), so samplers
-    may run in float64 on a float32 model."""
+    may run in float64 on a float32 model.  A module returning a tensor, so the fast path
+    (:func:`restore.accel.accelerate`) wraps it rather than the UNet's output object."""
 
     def __init__(self, unet: torch.nn.Module) -> None:
+        super().__init__()
         self.unet = unet
 
-    def __call__(self, x: Tensor, t: Tensor, y: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, y: Optional[Tensor] = None) -> Tensor:
         dtype = self.unet.dtype
         t = t.to(torch.promote_types(dtype, torch.float32))
         return self.unet(x.to(dtype), t, class_labels=y).sample.to(x.dtype)
