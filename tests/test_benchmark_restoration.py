@@ -217,5 +217,6 @@ def test_the_docs_quote_the_measured_table():
                         ("wiener, balance 0.178", "21.83"), ("tweedie, 1 NFE", "29.12"), ("ffdnet", "29.09"),
                         ("cbm3d", "28.88"), ("biharmonic", "21.65"), ("dpir, 20 NFE", "20.39"),
                         ("ddnm+ mean of 2, 20 NFE each", "22.39")]:
-        assert any(line.startswith(f"| {label} |") and f"| {psnr} |" in line for line in table.splitlines()), (label, psnr)
+        assert any(line.startswith(f"| {label} |") and f"| {psnr} |" in line
+                   for line in table.splitlines()), (label, psnr)
         assert psnr in readme and psnr in strategies, psnr
