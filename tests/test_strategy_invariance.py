@@ -29,7 +29,7 @@ PARAMS = {
 EXEMPT = {
     "conditional": "a conditional network takes c(y) in the range it was trained on: the same network "
                    "on two data ranges is two different models, not one problem",
-    "dpir": "its schedule (49/255 down to 0.6/255) and mid-grey start are fractions of the image range, as in "
+    "dpir": "its schedule (0.5 down to 0.6/255) and mid-grey start are fractions of the image range, as in "
             "the paper: one prior-space problem on two ranges is two image problems; tests/test_dpir.py checks "
             "that one image problem under two priors related by the range map gives one image",
 }
