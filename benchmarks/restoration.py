@@ -57,8 +57,12 @@ Resumable and seeded: every (task, method, image) result is a JSON file with the
 PNG (16 bits) under ``--out``, skipped when present (the folder names carry a hash of the
 task's definition and of the prior's output on a fixed probe, so a changed task or retrained
 prior is computed afresh); the measurement noise and the strategies' draws are seeded per
-(task, image).  Images are the outer loop, so an interrupted run leaves every task and method
-with the same first images; ``--cached-only`` tabulates what is there without computing.  One
+(task, image); the strategies' folder names also carry a hash of the strategy's source
+(:func:`code_digest`), so a changed strategy is not read from a stale cache.  Images are the
+outer loop, so an interrupted run leaves every task and method with the same first images;
+``--shard I/N`` splits the images among N processes (one thread each: on the 2-core machine
+two processes finish twice the images of one with two threads); ``--cached-only`` tabulates
+what is there without computing.  One
 figure per task (first image) goes to ``--out/figures``; ``--table`` writes the tables with the
 command line and the machine in the header.
 """
@@ -359,7 +363,7 @@ def strategy_rows(registry: Any, prior: Any, prior_key: str, spec: str, budget: 
     cls = registry.get("strategy", name)
     fact = facts(name)
     steps = max(1, round(budget / (fact.nfe_per_step if fact else 1)))
-    base = f"{prior_key}/{slug(spec)}@{budget}"
+    base = f"{prior_key}/{slug(spec)}@{budget}-{code_digest(cls, params)}"
 
     def run(y: Tensor, op: Any, seed: int, image_shape: tuple[int, ...]) -> tuple[Tensor, Optional[int]]:
         generator = torch.Generator(device).manual_seed(seed)
@@ -378,6 +382,17 @@ def strategy_rows(registry: Any, prior: Any, prior_key: str, spec: str, budget: 
         rows.append(Method(f"{base}/mean{samples}", f"{spec} mean of {samples}, {budget} NFE each", "fidelity",
                            parts=tuple(sample(k, "perceptual") for k in range(samples)), strategy=True))
     return rows
+
+
+def code_digest(cls: type, params: dict[str, Any]) -> str:
+    """A short hash of the source of the strategy's module (and of the warm start's modules when
+    the spec sets one), so a changed strategy is computed afresh instead of read from the cache."""
+    import inspect
+
+    from restore.strategies import dpir, warm
+
+    modules = [inspect.getmodule(cls)] + ([warm, dpir] if params.get("warm_start", "none") != "none" else [])
+    return digest(b"".join(inspect.getsource(m).encode() for m in modules))
 
 
 def baseline_method(name: str, tuned: Optional[float] = None) -> Method:
@@ -504,6 +519,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--time-budget", type=float, default=None,
                    help=f"seconds per image the rule allows (default {BUDGET_S:g}; inf on a loaded machine)")
     p.add_argument("--seed", type=int, default=0, help="added to every per-image seed")
+    p.add_argument("--shard", default="0/1",
+                   help="I/N: compute only the images whose index is I modulo N (N processes share one cache; "
+                        "tabulate afterwards with --cached-only)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="CPU subset: 64 px crops, 2 images, 20 NFE, fast defaults only")
@@ -519,6 +537,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         p.error(f"--targets: one or both of {', '.join(TARGETS)}")
     if args.fidelity_samples < 1:
         p.error("--fidelity-samples must be at least 1")
+    shard = re.fullmatch(r"(\d+)/(\d+)", args.shard)
+    if shard is None or not int(shard[1]) < int(shard[2]):
+        p.error(f"--shard: I/N with 0 <= I < N, got {args.shard!r}")
+    args.shard = (int(shard[1]), int(shard[2]))
     return args
 
 
@@ -669,6 +691,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, dict[str, dict[str, Any]
     shown: dict[str, list[tuple[str, Tensor, dict[str, float], Tensor]]] = {t: [] for t in tasks}
     dead: set[tuple[str, str]] = set()
     for index, (name, x) in enumerate(images.items()):
+        if index % args.shard[1] != args.shard[0] and not args.cached_only:
+            continue
         for task_name, (op, read, folder, methods) in setup.items():
             seed = item_seed(args.seed, task_name, name)
             item = Item(folder, name, x, measurement(op, x, seed, doc["bits"]), seed, op, read)

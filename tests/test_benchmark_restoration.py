@@ -134,11 +134,12 @@ def test_fidelity_rows_average_samples_and_estimators_serve_only_fidelity(bench,
 
     folder = next((tmp_path / "ffhq256-64px-seed0").glob("denoise-*"))
     prior_folder = next(p for p in folder.iterdir() if p.name != "baselines")
-    samples = [read_image(prior_folder / "ddnm+@2" / f"sample{k}" / "ffhq_00000.png") for k in range(3)]
+    run_folder = next(prior_folder.glob("ddnm+@2-*"))  # the suffix: a hash of the strategy's source
+    samples = [read_image(run_folder / f"sample{k}" / "ffhq_00000.png") for k in range(3)]
     assert not torch.equal(samples[0], samples[1])
     image = sorted(data.iterdir())[0]
     x = bench.centre_crop(read_image(image), 64, image)
-    record = json.loads((prior_folder / "ddnm+@2" / "mean3" / "ffhq_00000.json").read_text())
+    record = json.loads((run_folder / "mean3" / "ffhq_00000.json").read_text())
     assert record["psnr"] == pytest.approx(float(psnr(torch.stack(samples).mean(0).clamp(0, 1), x)), abs=1e-6)
 
     # --cached-only tabulates what is there, with the image count, and computes nothing.

@@ -36,6 +36,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Optional
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -121,6 +122,28 @@ class Problem:
         the same image on every prior range."""
         lo, hi = self.prior.data_range
         return torch.full_like(like, (lo + hi) / 2)
+
+    def filled(self, like: Tensor) -> Tensor:
+        """For a mask operator (``is_mask``): the known pixels of :meth:`y_prior` with the holes
+        filled by biharmonic interpolation (Damelin & Hoang 2018, "On Surface Completion and Image
+        Inpainting by Biharmonic Functions", through scikit-image's ``inpaint_biharmonic``, per
+        channel on the CPU; the mask is A(1)); for any other operator :meth:`grey`.  Shaped like
+        ``like``."""
+        if not self.operator.capabilities().get("is_mask"):
+            return self.grey(like)
+        from skimage.restoration import inpaint_biharmonic
+
+        y = self.y_prior(tuple(like.shape[1:])).to(like).expand_as(like)
+        holes = self.operator.forward(torch.ones_like(like)) < 0.5
+        out = y.detach().double().cpu().numpy().copy()
+        lo, hi = self.prior.data_range
+        for index in np.ndindex(*out.shape[:2]):
+            hole = holes[index].cpu().numpy()
+            if hole.all():
+                out[index] = (lo + hi) / 2
+            elif hole.any():
+                out[index] = inpaint_biharmonic(out[index], hole)
+        return torch.from_numpy(out).to(like)
 
     def prox_l2(self, z: Tensor, rho: float) -> Tensor:
         """The data step in prior pixel units: argmin_x ||A x - y_p||^2 + rho ||x - z||^2 with
