@@ -46,6 +46,7 @@ import copy
 import os
 import platform
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Union
 
@@ -334,12 +335,41 @@ def prepare(prior: Union[str, Prior], load: Callable[[str], Prior], fast: FastPa
     return loaded, acceleration
 
 
-def default_threads() -> int:
-    """CPU threads of a command when ``--threads`` is not given: all the cores this process may
-    use, less one on machines with 2 to 4 (docs/PERFORMANCE.md: on the 2-core machine one
-    thread gave the same CPU time and no contention with the rest of the system)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return cores - 1 if 2 <= cores <= 4 else max(cores, 1)
+def default_threads(cores: Optional[int] = None, busy: Optional[int] = None) -> int:
+    """CPU threads of a command when ``--threads`` is not given: the cores this process may use
+    that no other process is running on as it starts, at least 1 (docs/PERFORMANCE.md, issue 19:
+    on the idle 2-core machine two threads finished the README's main job in 10.0 s against
+    16.1 s; beside busy cores, an OpenMP team waits for its slowest thread and two threads
+    took 2-3x as long as one).
+
+    ``cores``: ``os.sched_getaffinity`` (else ``os.cpu_count``).  ``busy``: :func:`busy_cores`.
+    Reruns are bit-identical only at the same thread count (the count is in the run record)."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if busy is None:
+        busy = busy_cores()
+    return max(1, min(cores, cores - busy))
+
+
+def busy_cores(samples: int = 3, interval_s: float = 0.005) -> int:
+    """How many cores other processes keep busy now: on Linux the fewest runnable tasks over
+    ``samples`` reads of /proc/loadavg's fourth field (an instantaneous count, where the
+    1-minute load average would still count a run that just ended), less this process; elsewhere
+    the 1-minute load average, rounded; 0 where neither is available."""
+    try:
+        counts = []
+        for k in range(samples):
+            with open("/proc/loadavg") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+            if k + 1 < samples:
+                time.sleep(interval_s)
+        return max(0, min(counts))
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return max(0, round(os.getloadavg()[0]))
+    except (AttributeError, OSError):
+        return 0
 
 
 @contextlib.contextmanager

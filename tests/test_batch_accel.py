@@ -282,6 +282,22 @@ def test_threads_are_set_for_the_block_and_restored():
     assert 1 <= accel.default_threads() <= max(os.cpu_count() or 1, 1)
 
 
+@pytest.mark.parametrize("cores, busy, expected", [(2, 0, 2), (2, 1, 1), (2, 5, 1), (16, 3, 13), (1, 0, 1)])
+def test_default_threads_take_the_idle_cores_and_at_least_one(cores, busy, expected):
+    assert accel.default_threads(cores, busy) == expected
+
+
+def test_busy_cores_do_not_count_this_process(monkeypatch):
+    import builtins
+    import io
+
+    readings = iter(["0.50 0.40 0.30 3/200 999\n", "0.50 0.40 0.30 2/200 999\n", "0.50 0.40 0.30 4/200 999\n"])
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: io.StringIO(next(readings))
+                        if path == "/proc/loadavg" else real_open(path, *a, **k))
+    assert accel.busy_cores(samples=3, interval_s=0) == 1  # fewest runnable (2), less this process
+
+
 COMMANDS = {  # command -> arguments that make it reach the fast path on a small input
     "denoise": ["IMG", "--sigma", "0.1"],
     "sr": ["SMALL", "--scale", "2"],
