@@ -18,7 +18,7 @@ and 70 % random inpainting without noise; denoising with sigma 25 / 255.  Images
 ``--size`` centre crops.  The measurement is what a user's PNG file holds: y = A x + n,
 clipped to [0, 1] and rounded to 8 bits (the task file's ``bits``); the strategies read it as
 the toolkit reads a file (the rounding error q / sqrt(12) added to the noise model:
-``restore.pipeline.with_quantization_noise``), the baselines get the same pixels.
+``restore.measurement.with_quantization_noise``), the baselines get the same pixels.
 ``--prior adm:ffhq_10m.pt:ffhq256-dps`` with ``--data ../shared/data/test/ffhq256`` is the
 DPS / DiffPIR face protocol.
 
@@ -637,7 +637,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, dict[str, dict[str, Any]
         for path in write_task_files(doc):
             print(f"wrote {path.relative_to(HERE.parent)}")
         return {}
-    from restore.pipeline import with_quantization_noise
+    from restore.measurement import with_quantization_noise
     from restore.metrics.lpips_weights import LpipsWeightsNotFound, find_backbone
     from restore.operators.io import read_image, write_json
     from restore.plugins import default_registry

@@ -7,7 +7,7 @@ import torch
 
 import restore
 from example_setup import arguments, photo, psnr
-from restore.pipeline import estimate_sigma
+from restore.measurement import estimate_sigma
 from restore.operators.io import write_image
 
 args = arguments(__doc__)

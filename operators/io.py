@@ -361,7 +361,7 @@ def sha256_file(path: PathLike) -> str:
 @dataclass(frozen=True)
 class SidecarMeasurement:
     """A measurement read back from its sidecar: the data, its exact operator, the sidecar
-    (:class:`restore.pipeline.Measurement` adds what a restoration needs)."""
+    (:class:`restore.measurement.Measurement` adds what a restoration needs)."""
 
     y: Tensor
     operator: Any

@@ -9,7 +9,7 @@ operator (a registered name or an :class:`~restore.operators.base.Operator`), th
 the one engine entry point :func:`restore.strategies.engine.solve`.  The per-task
 helpers (:func:`inpaint`, :func:`sr`, :func:`deblur`, :func:`denoise`, :func:`colorize`)
 build the operator and call it.  It is a thin front door over :mod:`restore.pipeline`
-(the same :class:`~restore.pipeline.Measurement`, run and run record as the commands and
+(the same :class:`~restore.measurement.Measurement`, run and run record as the commands and
 ``restore batch``).
 
 * Images: torch tensors (B, C, H, W) or (C, H, W) on [0, 1]; numpy arrays (H, W),
@@ -357,7 +357,7 @@ def restore(
     loaded prior runs as it is unless one of these asks otherwise (then on a copy).
     ``dtype`` is a deprecated spelling of ``precision`` (float32, bfloat16, float16).
     """
-    from restore import pipeline
+    from restore import measurement as measurements, pipeline
     from restore.accel import FastPath
 
     if isinstance(image, (str, os.PathLike)):
@@ -366,15 +366,15 @@ def restore(
         from restore.operators.io import ImageFileError
 
         try:
-            measurement = pipeline.read(image, operator, options=operator_options, noise=noise, registry=registry)
+            measurement = measurements.read(image, operator, options=operator_options, noise=noise, registry=registry)
         except (ImageFileError, FileNotFoundError) as exc:
             raise RestoreError(str(exc)) from None
         kind = ImageKind("tensor", True, torch.float32, torch.device("cpu"))
     else:
         if operator is None:
             raise RestoreError("give the operator that made this measurement (a registered name or an operator)")
-        measurement, kind = pipeline.from_array(image, operator, options=operator_options, noise=noise,
-                                                registry=registry)
+        measurement, kind = measurements.from_array(image, operator, options=operator_options, noise=noise,
+                                                    registry=registry)
     done = pipeline.run(measurement, prior, method=method, steps=steps, params=params, quality=quality, seed=seed,
                         samples=samples, device=device, listeners=listeners, registry=registry,
                         crop_to_mask=crop_to_mask, target=target, threads=threads,
@@ -417,7 +417,7 @@ def deblur(image: ImageLike, kernel: Any, *, boundary: str = "circular", **kwarg
 
 def denoise(image: ImageLike, sigma: Optional[float] = None, **kwargs: Any) -> Result:
     """Denoise ``image`` with Gaussian noise of level ``sigma`` on [0, 1] (None: estimated
-    from the image, :func:`restore.pipeline.estimate_sigma`, and recorded as
+    from the image, :func:`restore.measurement.estimate_sigma`, and recorded as
     ``sigma_estimated``)."""
     return restore(image, "denoise", noise="estimate" if sigma is None else sigma, **kwargs)
 

@@ -72,7 +72,8 @@ from restore import pipeline
 from restore.accel import FastPath, prepare
 from restore.files import atomic_write
 from restore.operators import io as rio
-from restore.pipeline import Measurement, operator_record
+from restore.measurement import Measurement, read_file, read_sidecar
+from restore.pipeline import operator_record
 
 SUMMARY_FILE = "summary.json"
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
@@ -446,7 +447,7 @@ class Summary:
 
 @dataclass
 class Loaded:
-    """An item read back: its :class:`~restore.pipeline.Measurement` and where it is written."""
+    """An item read back: its :class:`~restore.measurement.Measurement` and where it is written."""
 
     item: Item
     measurement: Measurement
@@ -477,15 +478,15 @@ class Runner:
     # -- loading
 
     def load(self, item: Item) -> Loaded:
-        """Read the measurement (:func:`restore.pipeline.read_sidecar` / :func:`~restore.pipeline.read_file`);
+        """Read the measurement (:func:`restore.measurement.read_sidecar` / :func:`~restore.measurement.read_file`);
         errors name the item's file."""
         if item.sidecar is not None:
-            measurement = pipeline.read_sidecar(item.sidecar, self.registry)
+            measurement = read_sidecar(item.sidecar, self.registry)
         else:
             if item.op is None:
                 raise ValueError(f"{item.image}: no operator: give --op or an op column")
-            measurement = pipeline.read_file(item.image, item.op, options=item.params, noise=self.settings.noise,
-                                             registry=self.registry)
+            measurement = read_file(item.image, item.op, options=item.params, noise=self.settings.noise,
+                                    registry=self.registry)
         return Loaded(item, measurement, Outputs(self.out_dir, item.key, item.output_suffix()))
 
     # -- one batch

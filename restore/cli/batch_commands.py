@@ -124,7 +124,7 @@ def check_before_work(source: Path, output: Path, items: list, method: Optional[
     rules decide about existing outputs: :mod:`restore.batch`), an output folder where nothing
     can be written, a strategy hyperparameter that the method (given, or the default for each
     operator of the run) does not take."""
-    from restore import pipeline
+    from restore import measurement as measurements
     from restore.batch import SUMMARY_FILE
     from restore.cli.operator_commands import check_method_params
     from restore.files import check_outputs, check_writable_folder
@@ -146,8 +146,8 @@ def check_before_work(source: Path, output: Path, items: list, method: Optional[
     check_writable_folder(output)
     for item in first.values():
         try:
-            measurement = pipeline.read_sidecar(item.sidecar) if item.sidecar is not None else \
-                pipeline.read_file(item.image, item.op, options=item.params, noise=noise)
+            measurement = measurements.read_sidecar(item.sidecar) if item.sidecar is not None else \
+                measurements.read_file(item.image, item.op, options=item.params, noise=noise)
         except Exception:  # noqa: BLE001  (an unreadable item fails on its own turn, with its reason)
             continue
         check_method_params(method, method_params, measurement.operator, quality, target)

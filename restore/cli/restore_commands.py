@@ -1,7 +1,7 @@
 """The restoration commands: ``restore inpaint | deblur | sr | denoise | colorize | run``.
 
 Each is a thin front door over :mod:`restore.pipeline`: it builds the operator from its
-options, reads the :class:`~restore.pipeline.Measurement` (``run --from``: a degrade
+options, reads the :class:`~restore.measurement.Measurement` (``run --from``: a degrade
 sidecar), restores with :func:`restore.pipeline.run` and writes with
 :func:`restore.pipeline.write_outputs`, atomically and all or nothing
 (:func:`restore.files.all_or_nothing`):
@@ -264,10 +264,10 @@ def check_previews(folder: Optional[Path], overwrite: bool) -> None:
 
 
 def read_file(image: Path, operator: Any, noise: Any = None) -> Any:
-    """The measurement ``image`` under ``operator`` (:func:`restore.pipeline.read_file`)."""
-    from restore import pipeline
+    """The measurement ``image`` under ``operator`` (:func:`restore.measurement.read_file`)."""
+    from restore import measurement
 
-    return pipeline.read_file(image, operator, noise=noise)
+    return measurement.read_file(image, operator, noise=noise)
 
 
 def make_operator(name: str, params: dict[str, Any], noise: Optional[float]) -> Any:
@@ -445,7 +445,7 @@ def run(
     overwrite: bool = OVERWRITE,
 ) -> None:
     """Restore with any operator: IMG --op NAME --op-param KEY=VALUE, or --from y.json."""
-    from restore.pipeline import read_sidecar
+    from restore.measurement import read_sidecar
 
     with user_errors():
         if (source is None) == (op is None):
