@@ -196,6 +196,8 @@ CASES = [
      "out of memory on cpu: a batch of 1 image(s) of 16x20 does not fit; give fewer --samples (now 1) or an image "
      "of about 11x14 pixels (half as many)", "cpu_out_of_memory"),
     ("denoise-1x1", R("denoise", "one.png"), "an image of 1x1 pixels is too small to estimate its noise level"),
+    ("denoise-estimated-target-bad", R("denoise", "img.png", "--target", "bad"),
+     "--target must be fidelity or perceptual, got 'bad'"),  # no estimated-sigma line before the error
     ("param-unknown-key", R("inpaint", "img.png", *MASK, "--method", "dps", "--param", "nosuch=1"),
      "strategy 'dps' has no parameter 'nosuch' (given by --param nosuch=...); its parameters: zeta"),
     ("param-unknown-key-default", R("sr", "img.png", "--scale", 2, "--param", "nosuch=1"), "its parameters:"),

@@ -167,7 +167,8 @@ def run_restoration(
     param: Optional[List[str]], samples: Optional[int], preview: Optional[Path], preview_every: int, quiet: bool,
     as_json: bool, crop_to_mask: Optional[bool] = None, overwrite: bool = False, inputs: Sequence[Any] = (),
 ) -> None:
-    """What every restoration command does once its measurement is read: one run of
+    """What every restoration command does once its measurement is read: every option checked,
+    then (the options valid) the estimated noise level printed where it was estimated, one run of
     :func:`restore.pipeline.run`, then :func:`restore.pipeline.write_outputs` (module docstring)."""
     import torch
 
@@ -209,6 +210,9 @@ def run_restoration(
 
         viewer = Preview(preview, preview_every, to_image)
         listeners.append(viewer)
+    if measurement.sigma_estimated is not None and not as_json:  # every option checked: nothing printed before
+        typer.echo(f"estimated noise sigma: {measurement.sigma_estimated:.4f} (on [0, 1]; pass --sigma to override)",
+                   err=quiet)
     try:
         done = pipeline.run(measurement, loaded_prior, prior_spec=prior, method=method, steps=steps, seed=seed,
                             samples=samples, device=torch_device, dtype=torch_dtype, params=params, quality=quality,
@@ -395,9 +399,6 @@ def denoise(
             raise fail(f"--sigma {sigma} and --noise {noise} disagree; give one")
         level = sigma if sigma is not None else noise
         measurement = read_file(image, make_operator("denoise", {}, level), noise="estimate" if level is None else None)
-        if measurement.sigma_estimated is not None and not as_json:
-            typer.echo(f"estimated noise sigma: {measurement.sigma_estimated:.4f} (on [0, 1]; pass --sigma to "
-                       "override)", err=quiet)
         run_restoration(measurement=measurement, command="denoise",
             prior=prior, method=method, quality=quality, target=target, steps=steps, seed=seed, device=device,
             fast=fast_path(precision, channels_last, compile_network, threads, dtype),
