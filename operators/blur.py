@@ -75,6 +75,8 @@ class Blur(Operator):
             self.generator: Optional[str] = kernel
             self.options = bind_options(self.name, "kernel", kernel, GENERATORS[kernel], options)
             self.raw_kernel = GENERATORS[kernel](**self.options)
+            if "size" in self.options and self.options["size"] is None:  # the generator's rule: pin the size it used
+                self.options["size"] = int(self.raw_kernel.shape[-1])
         else:
             if isinstance(kernel, str) and not Path(kernel).is_file():
                 raise ValueError(f"blur: kernel {kernel!r} is neither a generator ({', '.join(GENERATORS)}) nor a file")

@@ -121,12 +121,14 @@ def test_one_kernel_grammar_everywhere(tmp_path):
     api = restore.deblur(str(tmp_path / "y.png"), "gaussian:2", prior=PRIOR, steps=1, seed=0)  # a file, as the CLI
     records = [json.loads((tmp_path / f).read_text()) for f in ("from.json", "deblur.json", "out/y.json")]
     sidecar = json.loads((tmp_path / "y.json").read_text())
-    assert sidecar["params"]["std"] == 2.0 and sidecar["params"]["size"] is None  # None: the default size rule
-    assert np.load(tmp_path / sidecar["inspect"]["kernel"]).shape == (13, 13)  # 2 ceil(3 * 2) + 1
+    kernel = np.load(tmp_path / sidecar["inspect"]["kernel"])
+    assert kernel.shape == (13, 13)  # the default size rule: 2 ceil(3 * 2) + 1
+    assert sidecar["params"]["std"] == 2.0 and sidecar["params"]["size"] == kernel.shape[0]  # recorded as used
     digests = {r["operator"]["sha256"] for r in records[1:]} | {api.provenance["operator"]["sha256"]}
     assert len(digests) == 1  # the same operator (run --from's is also bound to the image shape)
     from_params = records[0]["operator"]["params"]
-    assert (from_params["kernel"], from_params["std"], from_params["size"]) == ("gaussian", 2.0, None)
+    assert (from_params["kernel"], from_params["std"], from_params["size"]) == ("gaussian", 2.0, kernel.shape[0])
+    assert {r["operator"]["params"]["size"] for r in records} == {api.provenance["operator"]["params"]["size"]} == {13}
 
 
 def test_one_mask_convention_everywhere(tmp_path):
