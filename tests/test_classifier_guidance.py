@@ -259,3 +259,38 @@ def test_guidance_builds_from_json_parameters_and_counts_classifier_evaluations(
     same = solve(Problem(prior, op, y), ClassifierGuidance(DPS(zeta=0.3), MixtureClassifier(mixture), 7, 1.0),
                  steps=40, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(result.sample, same.sample, rtol=0, atol=0)
+
+
+def test_common_parameters_and_the_grid_are_the_inner_strategys():
+    # symmetry / warm_start / t0 are the inner strategy's, given to either, and act on the run (hflip
+    # doubles the NFE and the classifier evaluations, a warm start at t0 = 0.5 runs half the steps)
+    # and on its parameters (so a record rebuilds it); the inner strategy's own grid is sampled on.
+    prior = image_prior()
+    classifier = MixtureClassifier(prior.denoiser)
+    op = REGISTRY.get("operator", "inpaint")(mask="random", ratio=0.5, seed=1, noise=GaussianNoise(0.05))
+    g = torch.Generator().manual_seed(0)
+    problem = Problem(prior, op, op.measure(prior.denoiser.sample(1, generator=g).clamp(0, 1), generator=g))
+
+    def run(inner=None, **common):
+        strategy = ClassifierGuidance(inner or DPS(zeta=0.3), classifier, 0, **common)
+        return solve(problem, strategy, steps=8, generator=torch.Generator().manual_seed(1))
+
+    plain, hflip = run(), run(symmetry="hflip")
+    assert plain.evaluations == {"nfe": 8, "classifier": 8}
+    assert hflip.evaluations == {"nfe": 16, "classifier": 16}
+    assert run(DPS(zeta=0.3, symmetry="hflip")).nfe == 16  # set on the inner strategy, it acts as well
+    assert run(warm_start="pinv", t0=0.5).nfe == 4
+
+    built = REGISTRY.get("strategy", "classifier-guidance")(strategy="dps", strategy_params={"zeta": 0.3},
+                                                            classifier="mixture", labels=0, symmetry="hflip")
+    assert built.strategy.symmetry == built.symmetry == "hflip"
+    assert built.params()["strategy_params"] == {"zeta": 0.3, "symmetry": "hflip"}
+    assert REGISTRY.get("strategy", "classifier-guidance")(**built.params()).symmetry == "hflip"
+    with pytest.raises(ValueError, match="symmetry must be 'prior' or one of"):
+        ClassifierGuidance(DPS(), classifier, 0, symmetry="mirror")
+
+    class ThreeLevels(DPS):
+        def grid(self, problem, denoiser, steps):
+            return denoiser.sampling_sigmas(3)
+
+    assert run(ThreeLevels(zeta=0.3)).nfe == 3

@@ -63,6 +63,11 @@ class ClassifierGuidance(Strategy):
     ImageNet 256x256 samples use s = 1 with the conditional model and s = 10 with the
     unconditional one).  So ``factory(strategy="dps", classifier="mixture", labels=3)`` works
     from JSON.
+
+    The common parameters (``symmetry``, ``warm_start``, ``t0``:
+    :data:`restore.strategies.base.COMMON_PARAMS`) and the grid are the inner strategy's: given
+    here they are set on it, read here they are its values, so the engine averages, warm-starts
+    and grids as the inner strategy would (its parameters in ``params()['strategy_params']``).
     """
 
     name = "classifier-guidance"
@@ -98,6 +103,22 @@ class ClassifierGuidance(Strategy):
     def default_steps(self) -> Optional[int]:  # type: ignore[override]
         return self.strategy.default_steps
 
+    def set_common(self, **common: Any) -> None:
+        """Set the common parameters given on the inner strategy (class docstring)."""
+        self.strategy.set_common(**common)
+
+    @property
+    def symmetry(self) -> str:  # type: ignore[override]
+        return self.strategy.symmetry
+
+    @property
+    def warm_start(self) -> str:  # type: ignore[override]
+        return self.strategy.warm_start
+
+    @property
+    def t0(self) -> float:  # type: ignore[override]
+        return self.strategy.t0
+
     def check(self, problem: Problem) -> None:
         self.strategy.check(problem)
 
@@ -106,6 +127,9 @@ class ClassifierGuidance(Strategy):
 
     def sampling_sigmas(self, denoiser: Denoiser, steps: int) -> Tensor:
         return self.strategy.sampling_sigmas(denoiser, steps)
+
+    def grid(self, problem: Problem, denoiser: Denoiser, steps: int) -> Tensor:
+        return self.strategy.grid(problem, denoiser, steps)
 
     def denoiser(self, problem: Problem, shape: tuple[int, ...]) -> Denoiser:
         classifier = self.classifier
