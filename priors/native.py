@@ -14,6 +14,7 @@ Only safetensors is read (no pickle, so loading a file never runs code).
      "sigma_data": 0.5,                   # EDM only
      "learned_sigma": false,
      "condition": "upsample",             # optional: a conditional (SR3 / Palette) network, see below
+     "residual": true,                    # optional (default false): it models x - c(y) (SRDiff)
      "symmetry": "dihedral"}              # optional (default "none"): the augmentation group it was
                                           # trained with (restore.diffusion.symmetry)
 
@@ -29,11 +30,14 @@ Denoiser views (:func:`native_denoiser`):
 Either way the network is wrapped in :class:`restore.priors.sizing.PaddedNetwork`, so the
 prior runs at any image size (``Prior.shape`` is None).
 
-With ``"condition"`` (``"upsample"`` or ``"pinv"``, VP epsilon only) the network is
+With ``"condition"`` (``"upsample"`` or ``"pinv"``; VP, epsilon or x0) the network is
 conditional: it takes ``in_channels`` = 2 x ``channels`` (the noisy image, then the
 condition image c(y)) and the prior's denoiser is a
 :class:`restore.diffusion.conditional.ConditionalNetwork`, sampled by the
-``conditional`` strategy.
+``conditional`` strategy.  With ``"residual": true`` as well, the diffusion runs on the
+residual x - c(y) and samples are c(y) plus the sampled residual (SRDiff, Li et al. 2022;
+the view's docstring); a config without the key (every conditional network written
+before it existed) models x itself.
 """
 from __future__ import annotations
 
@@ -45,7 +49,7 @@ from typing import Optional, Union
 import torch
 from safetensors.torch import load_file, save_file
 
-from restore.diffusion.conditional import ConditionalNetwork
+from restore.diffusion.conditional import CONDITIONAL_PARAMETRIZATIONS, ConditionalNetwork
 from restore.diffusion.denoiser import Denoiser, EDMDenoiser, VPNetworkDenoiser
 from restore.diffusion.parametrization import PARAMETRIZATIONS
 from restore.diffusion.schedules import VEContinuous, VPDiscrete
@@ -74,6 +78,7 @@ class NativeConfig:
     sigma_data: float = 0.5
     condition: Optional[str] = None
     symmetry: str = "none"
+    residual: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_range", tuple(float(v) for v in self.data_range))
@@ -81,9 +86,14 @@ class NativeConfig:
         if self.condition is None and self.architecture.in_channels != self.architecture.channels:
             raise ValueError(f"an unconditional network maps {self.architecture.channels} channels to as many; "
                              f"the architecture takes {self.architecture.in_channels} (set 'condition')")
+        if not isinstance(self.residual, bool):
+            raise ValueError(f"'residual' must be true or false, got {self.residual!r}")
+        if self.residual and self.condition is None:
+            raise ValueError("'residual' models x - c(y): it needs a conditional network (set 'condition')")
         if self.condition is not None:
-            if self.parametrization != "epsilon" or self.schedule.get("type") != "vp":
-                raise ValueError("a conditional network ('condition') must predict epsilon on a VP schedule")
+            if self.parametrization not in CONDITIONAL_PARAMETRIZATIONS or self.schedule.get("type") != "vp":
+                raise ValueError(f"a conditional network ('condition') must predict "
+                                 f"{' or '.join(CONDITIONAL_PARAMETRIZATIONS)} on a VP schedule")
             if self.architecture.in_channels != 2 * self.architecture.channels:
                 raise ValueError(f"a conditional network takes 2 x {self.architecture.channels} input channels, "
                                  f"the architecture has {self.architecture.in_channels}")
@@ -117,6 +127,8 @@ class NativeConfig:
             data["sigma_data"] = self.sigma_data
         if self.condition is not None:
             data["condition"] = self.condition
+        if self.residual:
+            data["residual"] = True
         if self.symmetry != "none":
             data["symmetry"] = self.symmetry
         return data
@@ -133,7 +145,15 @@ class NativeConfig:
             raise ValueError(f"{source}: channels={data['channels']} but the architecture has "
                              f"{architecture.channels} channels")
         return cls(architecture, data["parametrization"], dict(data["schedule"]), tuple(data["data_range"]),
-                   float(data.get("sigma_data", 0.5)), data.get("condition"), data.get("symmetry", "none"))
+                   float(data.get("sigma_data", 0.5)), data.get("condition"), data.get("symmetry", "none"),
+                   data.get("residual", False))
+
+    def conditional_view(self, network) -> ConditionalNetwork:
+        """The :class:`ConditionalNetwork` of a conditional config around ``network``, x0
+        clipped to the data range as ADM samples (clip_denoised): an epsilon network's
+        x0 = (x - sigma eps) / 1 at sigma ~ 157 turns small errors of eps into large ones."""
+        return ConditionalNetwork(network, self.make_schedule(), condition=self.condition, clip=self.data_range,
+                                  parametrization=self.parametrization, residual=self.residual)
 
 
 def save_native(directory: Union[str, Path], network: CompactUNet, config: NativeConfig) -> Path:
@@ -182,9 +202,7 @@ def native_denoiser(network: CompactUNet, config: NativeConfig) -> Denoiser:
     padded = PaddedNetwork(network, network.multiple)
     schedule = config.make_schedule()
     if config.condition is not None:
-        # x0 clipped to the data range, as ADM samples (clip_denoised): an epsilon network's
-        # x0 = (x - sigma eps) / 1 at sigma ~ 157 turns small errors of eps into large ones
-        return ConditionalNetwork(padded, schedule, condition=config.condition, clip=config.data_range)
+        return config.conditional_view(padded)
     if config.parametrization == "edm":
         return EDMDenoiser(padded, schedule, sigma_data=config.sigma_data)
     return VPNetworkDenoiser(padded, schedule, parametrization=config.parametrization)
@@ -196,6 +214,6 @@ def native_prior(directory: Union[str, Path], *, device=None, dtype: Optional[to
     network, config = load_native(directory, device=device, dtype=dtype)
     info = {"format": FORMAT, "path": str(directory), "channels": config.architecture.channels,
             "parametrization": config.parametrization, "schedule": dict(config.schedule), "size_policy": "pad",
-            "condition": config.condition}
+            "condition": config.condition, "residual": config.residual}
     return Prior(native_denoiser(network, config), name=name or f"unet:{directory}", shape=None,
                  data_range=config.data_range, info=info, symmetry=config.symmetry)

@@ -22,7 +22,7 @@ from restore.priors.analytic import gaussian
 from restore.priors.base import Prior
 from restore.priors.unet import CompactUNet, UNetConfig
 from restore.strategies.base import DivergenceError, Problem, StrategyNotApplicable
-from restore.strategies.conditional import Conditional, epsilon_loss, measurement_condition, train_conditional
+from restore.strategies.conditional import Conditional, conditional_loss, measurement_condition, train_conditional
 from restore.strategies.dps import DPS
 from restore.strategies.engine import solve
 
@@ -34,8 +34,8 @@ def operator(name: str, **kwargs):
     return REGISTRY.get("operator", name)(**kwargs)
 
 
-def conditional_prior(network, shape=(3, 8, 8), condition="auto", clip=None) -> Prior:
-    return Prior(ConditionalNetwork(network, SCHEDULE, condition=condition, clip=clip), name="conditional",
+def conditional_prior(network, shape=(3, 8, 8), condition="auto", clip=None, **kinds) -> Prior:
+    return Prior(ConditionalNetwork(network, SCHEDULE, condition=condition, clip=clip, **kinds), name="conditional",
                  shape=shape, data_range=(-1.0, 1.0))
 
 
@@ -80,6 +80,68 @@ def test_bound_denoiser_feeds_the_concatenated_input():
     torch.testing.assert_close(seen["inputs"], torch.cat([x_vp, cond], dim=1))
     torch.testing.assert_close(seen["t"], torch.tensor([5.0, 50.0, 500.0], dtype=torch.float64))
     torch.testing.assert_close(x0, x - s * (0.1 * x_vp + cond))
+
+
+def test_residual_bound_denoiser_adds_the_condition_and_clips_the_image():
+    def network(inputs, t):
+        seen["inputs"] = inputs
+        return 0.5 * inputs[:, :2]
+
+    seen = {}
+    cond = torch.randn(3, 2, 4, 4, dtype=torch.float64)
+    x = torch.randn(3, 2, 4, 4, dtype=torch.float64)
+    sigma = SCHEDULE.sigmas[[5, 50, 500]]
+    model = ConditionalNetwork(network, SCHEDULE, parametrization="x0", residual=True, clip=(-1.0, 1.0))
+    x0 = model.bind(cond)(x, sigma)
+    s = sigma.reshape(-1, 1, 1, 1)
+    r_vp = (x - cond) / (1 + s**2).sqrt()
+    # the network sees the noisy residual x - c (VP-scaled) and the condition; its output is r0
+    torch.testing.assert_close(seen["inputs"], torch.cat([r_vp, cond], dim=1))
+    torch.testing.assert_close(x0, (cond + 0.5 * r_vp).clamp(-1.0, 1.0))
+    torch.testing.assert_close(model.diffused(x, cond), x - cond)
+    with pytest.raises(ValueError, match="parametrization"):
+        ConditionalNetwork(network, SCHEDULE, parametrization="v")
+
+
+@pytest.mark.parametrize("eta", [None, 0.0, 1.0])
+def test_an_untrained_residual_network_returns_the_bicubic_upsample(eta):
+    # A fresh `restore train sr3` network (its config and the compact UNet's zero output layer):
+    # every sample, hence the posterior mean, is bicubic(y) clipped to the data range, exactly.
+    from restore.priors.native import native_denoiser
+    from restore.training.sr3 import conditional_config
+
+    architecture = UNetConfig(channels=3, in_channels=6, base_channels=8, channel_mult=(1, 2), groups=8)
+    sr = operator("sr", scale=2, noise=GaussianNoise(0.02))
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 3, 12, 16, generator=g)
+    y = sr.measure(x, generator=g)
+    bicubic = F.interpolate(y, size=(12, 16), mode="bicubic", align_corners=False).clamp(0, 1)
+    images = {}
+    for residual in (True, False):
+        config = conditional_config(architecture, residual=residual)
+        prior = Prior(native_denoiser(CompactUNet(architecture), config), name="fresh", data_range=(-1.0, 1.0))
+        with torch.no_grad():
+            images[residual] = solve(Problem(prior, sr, y), Conditional(eta=eta), steps=10, shape=(3, 12, 16),
+                                     generator=torch.Generator().manual_seed(1)).image
+    torch.testing.assert_close(images[True], bicubic, atol=1e-6, rtol=0)
+    # SR3's own (epsilon, non-residual) network untrained: far from it (measured RMSE 0.42-0.51)
+    assert float(((images[False] - bicubic) ** 2).mean().sqrt()) > 0.2
+
+
+def test_conditional_loss_targets_the_residual_of_a_residual_network():
+    # a network that outputs zero has loss mean(z0^2): z0 = x0 - c(y) for a residual x0
+    # network, x0 for a plain one (whatever t and eps were drawn)
+    def zero(inputs, t):
+        return torch.zeros_like(inputs[:, :3])
+
+    sr = operator("sr", scale=2)
+    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    for residual in (True, False):
+        prior = conditional_prior(zero, parametrization="x0", residual=residual)
+        loss = conditional_loss(prior, sr, x, generator=torch.Generator().manual_seed(1))
+        cond = measurement_condition(Problem(prior, sr, sr.measure(x)), (3, 8, 8))
+        z0 = 2 * x - 1 - (cond if residual else 0)
+        torch.testing.assert_close(loss, (z0**2).mean())
 
 
 def test_conditional_network_needs_the_conditional_strategy():
@@ -141,7 +203,7 @@ def test_training_a_tiny_sr3_model_beats_the_unconditional_guess():
     assert ((result.image - x) ** 2).mean() < 0.35 * x.var()
     # the same objective as the training loop, through the public helper
     with torch.no_grad():
-        assert float(epsilon_loss(prior, sr, images(512, g), generator=g)) < 0.2 * before
+        assert float(conditional_loss(prior, sr, images(512, g), generator=g)) < 0.2 * before
 
 
 def test_conditional_sampling_runs_on_every_linear_operator(operator_name):

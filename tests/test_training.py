@@ -144,16 +144,47 @@ def test_train_sr3_writes_a_conditional_network(folder, tmp_path):
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     assert config["condition"] == "upsample" and config["architecture"]["in_channels"] == 6
+    # new runs model the residual over bicubic (SRDiff), predicting it
+    assert config["residual"] is True and config["parametrization"] == "x0"
+    assert "residual x - U(y) out (SRDiff" in (out / "MODEL_CARD.md").read_text()
     validation = json.loads((out / "training.json").read_text())["validation"][-1]
     assert set(validation) >= {"sr2_psnr", "bicubic_psnr"} and np.isfinite(validation["sr2_psnr"])
     prior = load_prior(f"unet:{out}")
     assert isinstance(prior.denoiser, ConditionalNetwork)
+    assert prior.denoiser.residual and prior.denoiser.parametrization == "x0" and prior.info["residual"]
     assert prior.denoiser.clip == (-1.0, 1.0)  # x0 clipped to the data range, as ADM samples
     x = torch.rand(1, 3, 12, 20)
     y = sr_operator(2).measure(x)
     image = solve(Problem(prior, sr_operator(2), y), Conditional(eta=0.0), steps=3, shape=(3, 12, 20),
                   generator=torch.Generator().manual_seed(0)).image
     assert image.shape == x.shape and torch.isfinite(image).all()
+
+
+def test_no_residual_writes_and_loads_the_earlier_format(folder, tmp_path):
+    """--no-residual writes exactly the keys every conditional network had before the residual
+    option, and such a network loads and denoises as before: x0 = clip(x - sigma eps)."""
+    from restore.priors.native import load_native
+
+    out = tmp_path / "sr3"
+    result = CliRunner().invoke(app, ["train", "sr3", "--scale", "2", "--data", str(folder), "-o", str(out),
+                                      "--no-residual", *TINY, "--images", "4"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert set(config) == {"format", "format_version", "architecture", "channels", "data_range", "parametrization",
+                           "schedule", "learned_sigma", "condition"}
+    assert config["parametrization"] == "epsilon"
+    prior = load_prior(f"unet:{out}")
+    assert not prior.denoiser.residual and prior.denoiser.parametrization == "epsilon"
+    network, _ = load_native(out)
+    assert network.out[-1].weight.abs().max() > 0  # trained two steps: no longer the zero output
+    g = torch.Generator().manual_seed(0)
+    cond, x = torch.randn(2, 3, 16, 16, generator=g), 3 * torch.randn(2, 3, 16, 16, generator=g)
+    sigma = prior.denoiser.schedule.sigmas[[10, 400]]
+    s = sigma.reshape(-1, 1, 1, 1).float()
+    t = prior.denoiser.schedule.sigma_to_t(sigma).float()
+    with torch.no_grad():
+        expected = (x - s * network(torch.cat([x / (1 + s**2).sqrt(), cond], 1), t)).clamp(-1, 1)
+        torch.testing.assert_close(prior.denoiser.bind(cond)(x, sigma), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_native_config_refuses_inconsistent_conditioning():
@@ -164,8 +195,12 @@ def test_native_config_refuses_inconsistent_conditioning():
         NativeConfig(UNetConfig(), "epsilon", vp, condition="upsample")
     with pytest.raises(ValueError, match="set 'condition'"):
         NativeConfig(UNetConfig(in_channels=6), "epsilon", vp)
-    with pytest.raises(ValueError, match="epsilon on a VP schedule"):
+    with pytest.raises(ValueError, match="epsilon or x0 on a VP schedule"):
         NativeConfig(UNetConfig(in_channels=6), condition="upsample")
+    with pytest.raises(ValueError, match="needs a conditional network"):
+        NativeConfig(UNetConfig(), residual=True)
+    with pytest.raises(ValueError, match="'residual' must be true or false"):
+        NativeConfig(UNetConfig(in_channels=6), "x0", vp, condition="upsample", residual="bicubic")
 
 
 @pytest.fixture(scope="module")

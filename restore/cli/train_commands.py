@@ -162,7 +162,11 @@ def train_prior(data: Data, output: Output, val: Val = None, val_count: ValCount
 def train_sr3(data: Data, output: Output, scale: Annotated[int, typer.Option("--scale", min=2)] = 4,
               val: Val = None, val_count: ValCount = 4, val_crop: ValCrop = 128,
               val_steps: Annotated[int, typer.Option("--val-steps", min=1,
-                                                     help="DDIM steps per validation image.")] = 50,
+                                                     help="DDPM steps per validation image.")] = 50,
+              residual: Annotated[bool, typer.Option(
+                  "--residual/--no-residual",
+                  help="Model the residual x - bicubic(y), predicting it (SRDiff; an untrained network returns "
+                       "bicubic); --no-residual: SR3's noise-predicting network on the image.")] = True,
               images: Images = 100_000, batch_size: BatchSize = 16, crop: Crop = 64, channels: Channels = 3,
               base_channels: Base = 32, channel_mult: Mult = "1,2,2", num_res_blocks: Blocks = 1,
               lr: LR = 1e-3, warmup_images: Warmup = 2000, anneal_fraction: Anneal = 0.15, ema_beta: EmaBeta = 0.998,
@@ -172,7 +176,8 @@ def train_sr3(data: Data, output: Output, scale: Annotated[int, typer.Option("--
               title: Title = None, terms: Terms = BSDS_TERMS,
               quiet: Quiet = False, overwrite: Overwrite = False) -> None:
     """Train an SR3-style x SCALE conditional network (noisy image + bicubic-upsampled low-resolution
-    image in); validation prints its SR PSNR next to bicubic's on held-out crops."""
+    image in; by default over the bicubic residual); validation prints its SR PSNR next to bicubic's
+    on held-out crops."""
     from restore.priors.unet import UNetConfig
     from restore.training.sr3 import SR3Task
 
@@ -181,7 +186,7 @@ def train_sr3(data: Data, output: Output, scale: Annotated[int, typer.Option("--
         config = UNetConfig(channels=channels, in_channels=2 * channels, base_channels=base_channels,
                             channel_mult=_mult(channel_mult), num_res_blocks=num_res_blocks)
         return SR3Task(config, sampler, data_name, scale, validation, val_name, val_steps,
-                       card=_card(title, terms), seed=seed)
+                       card=_card(title, terms), seed=seed, residual=residual)
 
     _run(**locals())
 

@@ -10,18 +10,22 @@ image along channels; :func:`measurement_condition` makes c(y) from a problem:
 * ``"pinv"`` (Palette-style, any linear operator): the pseudo-inverse A^+ y,
 
 both mapped to the prior's range; ``"auto"`` takes ``"upsample"`` when y is a smaller
-image with the same channels and ``"pinv"`` otherwise.  Bound to c(y) the network is an
-ordinary denoiser, sampled with the shared samplers: ancestral DDPM as in SR3 and Palette,
-or DDIM with ``eta``.
+image with the same channels and ``"pinv"`` otherwise.  A residual network models x - c(y)
+and its samples are c(y) plus the sampled residual (the view's module docstring).  Bound to
+c(y) the network is an ordinary denoiser, sampled with the shared samplers: ancestral DDPM
+as in SR3 and Palette, or DDIM with ``eta``.
 
-Training (:func:`train_conditional`) minimises the epsilon objective of Ho et al. 2020
-(Alg. 1) with the condition added, as SR3 does:
+Training (:func:`train_conditional`) minimises the objective of Ho et al. 2020 (Alg. 1)
+with the condition added, as SR3 does:
 
-    E_{x0, y, t, eps} || eps - f(cat[sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, c(y)], t) ||^2,
+    E_{x0, y, t, eps} || target - f(cat[sqrt(abar_t) z0 + sqrt(1 - abar_t) eps, c(y)], t) ||^2,
 
-t uniform over the schedule's timesteps and y = A(x0) + n drawn from the operator.
-(SR3 conditions on a continuous noise level instead of t; on a discrete schedule the two
-coincide.)
+t uniform over the schedule's timesteps, y = A(x0) + n drawn from the operator, z0 the
+variable the network diffuses (x0, or the residual x0 - c(y) of a residual network: SRDiff,
+Li et al. 2022; :meth:`ConditionalNetwork.diffused`) and the target what it predicts: eps
+(SR3's choice), or z0 itself for ``parametrization="x0"`` (Ho et al. 2020, Sec. 3.2's x0
+alternative).  (SR3 conditions on a continuous noise level instead of t; on a discrete
+schedule the two coincide.)
 """
 from __future__ import annotations
 
@@ -113,28 +117,29 @@ class Conditional(Strategy):
         return sample_ddim(denoiser, x, sigmas, eta=self.eta, generator=generator, callback=callback)
 
 
-def epsilon_loss(prior: Prior, operator: Operator, images: Tensor, *,
-                 generator: Optional[torch.Generator] = None) -> Tensor:
-    """The conditional epsilon objective (module docstring) on a batch of clean ``images``
-    in [0, 1]: y drawn from the operator, t uniform, one eps per image."""
+def conditional_loss(prior: Prior, operator: Operator, images: Tensor, *,
+                     generator: Optional[torch.Generator] = None) -> Tensor:
+    """The conditional denoising objective (module docstring) on a batch of clean ``images``
+    in [0, 1]: y drawn from the operator, t uniform, one eps per image; the target is eps or
+    the diffused clean variable z0, as the network's ``parametrization`` says."""
     model = _conditional_denoiser(prior)
     y = operator.measure(images, generator=generator)
     cond = measurement_condition(Problem(prior, operator, y), tuple(images.shape[1:]), model.condition)
-    x0 = prior.to_prior(images)
-    abar = model.schedule.alphas_cumprod.to(x0.device)
-    t = torch.randint(0, model.schedule.num_timesteps, (x0.shape[0],), generator=generator, device=x0.device)
-    eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-    a = abar[t].to(x0.dtype).reshape(-1, *([1] * (x0.dim() - 1)))
-    x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
-    predicted = model.network(torch.cat([x_t, cond], dim=1), t.to(x0.dtype))
-    return F.mse_loss(predicted, eps)
+    z0 = model.diffused(prior.to_prior(images), cond)
+    abar = model.schedule.alphas_cumprod.to(z0.device)
+    t = torch.randint(0, model.schedule.num_timesteps, (z0.shape[0],), generator=generator, device=z0.device)
+    eps = torch.randn(z0.shape, generator=generator, device=z0.device, dtype=z0.dtype)
+    a = abar[t].to(z0.dtype).reshape(-1, *([1] * (z0.dim() - 1)))
+    z_t = a.sqrt() * z0 + (1 - a).sqrt() * eps
+    predicted = model.network(torch.cat([z_t, cond], dim=1), t.to(z0.dtype))
+    return F.mse_loss(predicted, eps if model.parametrization == "epsilon" else z0)
 
 
 def train_conditional(prior: Prior, operator: Operator, images: Callable[[int, torch.Generator], Tensor], *,
                       steps: int = 300, batch_size: int = 32, lr: float = 1e-3,
                       generator: Optional[torch.Generator] = None) -> list[float]:
     """Train ``prior``'s conditional network (an ``nn.Module``) with Adam on
-    :func:`epsilon_loss`; ``images(batch_size, generator)`` draws clean training images in
+    :func:`conditional_loss`; ``images(batch_size, generator)`` draws clean training images in
     [0, 1].  Returns the loss of every step."""
     network = _conditional_denoiser(prior).network
     if not isinstance(network, nn.Module):
@@ -144,7 +149,7 @@ def train_conditional(prior: Prior, operator: Operator, images: Callable[[int, t
     network.train()
     losses = []
     for _ in range(steps):
-        loss = epsilon_loss(prior, operator, images(batch_size, generator), generator=generator)
+        loss = conditional_loss(prior, operator, images(batch_size, generator), generator=generator)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

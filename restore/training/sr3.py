@@ -1,11 +1,22 @@
 """Training the SR3-style conditional network for x``scale`` super-resolution (``restore train sr3``).
 
 SR3 (Saharia et al. 2021): the network sees the noisy high-resolution image concatenated
-with the bicubic-upsampled low-resolution image and predicts the noise.  The objective is
-:func:`restore.strategies.conditional.epsilon_loss` (Ho et al. 2020, Alg. 1 with the
+with the bicubic-upsampled low-resolution image U(y) (PyTorch bicubic interpolation, the
+``"upsample"`` condition).  New runs are *residual* (SRDiff, Li et al. 2022): the diffusion
+runs on r = x - U(y) and the network predicts r0 (x0 parametrization), so its zero-initialised
+output layer makes an untrained network return U(y) exactly, and training improves on bicubic
+instead of starting from noise.  ``residual=False`` trains SR3's own network (the image,
+epsilon-predicting), as every run before the option did.  The objective is
+:func:`restore.strategies.conditional.conditional_loss` (Ho et al. 2020, Alg. 1 with the
 condition), on a discrete VP schedule, with the low-resolution image made by the project's
-``sr`` operator (MATLAB-style antialiased bicubic), so training and restoration share the
-forward model.  The compact UNet takes 2 x channels in and gives channels out.
+``sr`` operator (MATLAB-style antialiased bicubic, no noise), so training and restoration
+share the forward model.  The compact UNet takes 2 x channels in and gives channels out.
+
+U(y) is bicubic interpolation rather than the operator's pseudo-inverse A^+ y: A^+ y is
+consistent (A A^+ y = y), but on the benchmark's noisy x4 task (sigma_y 0.025) it is 0.4 dB
+worse than bicubic on CBSD68 (23.15 vs 23.53 dB,
+``benchmarks/results/restoration_baselines_cbsd68_cpu.md``): it amplifies the noise along the
+operator's small singular values.
 
 Validation: PSNR (dB, 0..255) of the SR restoration (``conditional`` strategy with its
 ancestral DDPM steps as SR3 samples, ``val_steps`` levels, x0 clipped to [-1, 1]) next to
@@ -37,8 +48,10 @@ def sr_operator(scale: int):
     return default_registry().get("operator", "sr")(scale=scale)
 
 
-def conditional_config(architecture: UNetConfig) -> NativeConfig:
-    return NativeConfig(architecture, "epsilon", dict(SCHEDULE), DATA_RANGE, condition="upsample")
+def conditional_config(architecture: UNetConfig, residual: bool = True) -> NativeConfig:
+    """The saved config: residual x0-predicting (SRDiff), or SR3's epsilon network on the image."""
+    return NativeConfig(architecture, "x0" if residual else "epsilon", dict(SCHEDULE), DATA_RANGE,
+                        condition="upsample", residual=residual)
 
 
 class SR3Task:
@@ -46,14 +59,14 @@ class SR3Task:
 
     def __init__(self, architecture: UNetConfig, data: CropSampler, data_name: str, scale: int,
                  validation: Sequence[Tensor] = (), validation_name: str = "", val_steps: int = 50,
-                 card: dict | None = None, seed: int = 0) -> None:
+                 card: dict | None = None, seed: int = 0, residual: bool = True) -> None:
         if architecture.in_channels != 2 * architecture.channels:
             raise ValueError("an SR3 network takes 2 x channels input channels")
         if data.size % scale:
             raise ValueError(f"the crop size {data.size} must be a multiple of the scale {scale}")
         self.network = seeded_network(architecture, seed)
         self.architecture = architecture
-        self.config = conditional_config(architecture)
+        self.config = conditional_config(architecture, residual)
         self.data, self.data_name, self.scale = data, data_name, scale
         self.operator = sr_operator(scale)
         self.validation = [x[..., :x.shape[-2] // scale * scale, :x.shape[-1] // scale * scale] for x in validation]
@@ -61,16 +74,18 @@ class SR3Task:
         self.card = card or {}
 
     def identity(self) -> dict:
+        # "residual" only when set, so checkpoints of earlier (non-residual) runs still resume
+        residual = {"residual": True} if self.config.residual else {}
         return {"task": "sr3", "scale": self.scale, "architecture": self.architecture.to_dict(),
-                "data": self.data_name, "crop": self.data.size}
+                "data": self.data_name, "crop": self.data.size, **residual}
 
     def batch(self, size: int, generator: torch.Generator) -> Tensor:
         return self.data.sample(size, generator)
 
     def loss(self, network: Callable, batch: Tensor, generator: torch.Generator) -> Tensor:
-        from restore.strategies.conditional import epsilon_loss
+        from restore.strategies.conditional import conditional_loss
 
-        return epsilon_loss(_training_prior(network, self.config), self.operator, batch, generator=generator)
+        return conditional_loss(_training_prior(network, self.config), self.operator, batch, generator=generator)
 
     def validate(self, network: CompactUNet) -> dict[str, float]:
         from restore.strategies.base import Problem
@@ -95,11 +110,15 @@ class SR3Task:
         network = CompactUNet(self.architecture)
         network.load_state_dict(state)
         save_native(out, network, self.config)
+        residual = self.config.residual
         extra = {"title": f"restore SR3-style x{self.scale} super-resolution network",
                  "summary": "A conditional diffusion network (SR3, Saharia et al. 2021): noisy image and "
-                            "bicubic-upsampled low-resolution image in, noise out; sampled by the `conditional` "
-                            "strategy.",
-                 "objective": "epsilon loss (Ho et al. 2020) with the condition concatenated, VP linear 1000",
+                            "bicubic-upsampled low-resolution image U(y) in, "
+                            + ("the residual x - U(y) out (SRDiff, Li et al. 2022: it diffuses the residual; "
+                               "samples are U(y) plus the sampled residual)" if residual else "noise out")
+                            + "; sampled by the `conditional` strategy.",
+                 "objective": ("x0 loss on the residual" if residual else "epsilon loss")
+                              + " (Ho et al. 2020) with the condition concatenated, VP linear 1000",
                  "validation_title": f"SR x{self.scale} PSNR, dB on 0..255, DDPM {self.val_steps} steps vs bicubic",
                  **self.card}
         text = model_card(describe(self.architecture), network, self.data_name, self.validation_name, record, extra)
@@ -109,7 +128,4 @@ class SR3Task:
 def _training_prior(network: Callable, config: NativeConfig) -> Prior:
     """The conditional prior around ``network`` as trained: crops are multiples of the network's
     size multiple, so no padding wrapper (DDP modules are used as they are)."""
-    from restore.diffusion.conditional import ConditionalNetwork
-
-    return Prior(ConditionalNetwork(network, config.make_schedule(), condition=config.condition),
-                 name="sr3 (training)", data_range=DATA_RANGE)
+    return Prior(config.conditional_view(network), name="sr3 (training)", data_range=DATA_RANGE)
