@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from conftest import small_operator
+from restore.diffusion.denoiser import DelegatingDenoiser
+from restore.diffusion.symmetry import GROUPS, act_inverse
 from restore.operators.matrix import MatrixOperator
 from restore.operators.noise import GaussianNoise
 from restore.plugins import default_registry
@@ -167,3 +170,67 @@ def test_a_noiseless_inpainting_keeps_the_known_pixels_exactly():
     keep = known.expand_as(out).bool()
     assert torch.equal(out[keep], x[keep])
     assert not torch.equal(out[~keep], x[~keep])
+
+
+class Spy(DelegatingDenoiser):
+    """The inner denoiser, recording the input of every call."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner)
+        self.inputs = []
+
+    def predict(self, x, sigma):
+        self.inputs.append(x.clone())
+        return self.inner.predict(x, sigma)
+
+
+def spied_mask_problem(noise=None, size=8):
+    gen = torch.Generator().manual_seed(5)
+    spy = Spy(load_prior(f"gaussian:3x{size}x{size}:0.2").denoiser)
+    prior = Prior(spy, "gaussian", shape=(3, size, size), data_range=(0.0, 1.0))
+    known = (torch.rand(1, 1, size, size, generator=gen) > 0.4).float()
+    op = default_registry().get("operator", "inpaint")(mask=known, noise=noise)
+    x = torch.rand(1, 3, size, size, generator=gen, dtype=torch.float64)
+    return Problem(prior, op, op.measure(x, generator=gen)), spy, known.bool().expand(1, 3, size, size)
+
+
+def test_a_mask_starts_from_the_biharmonic_fill_at_49_over_255():
+    """On a noiseless mask the first data step keeps the start in the holes, so the first denoiser
+    call sees exactly the measured pixels with scikit-image's biharmonic fill of the holes; the
+    levels start at the paper's 49/255 there and at 0.5 from grey (``start="grey"``, other operators)."""
+    from skimage.restoration import inpaint_biharmonic
+
+    prob, spy, keep = spied_mask_problem(size=12)
+    solve(prob, DPIR(), steps=3)
+    y = prob.y[0].numpy()
+    expected = torch.from_numpy(np.stack([inpaint_biharmonic(y[c], ~keep[0, c].numpy()) for c in range(3)]))
+    torch.testing.assert_close(spy.inputs[0][0], expected.to(spy.inputs[0]), rtol=0, atol=1e-9)
+    assert DPIR().grid(prob, spy, 5)[0] == pytest.approx(49 / 255)
+    assert DPIR(start="grey").grid(prob, spy, 5)[0] == pytest.approx(0.5)
+    spy.inputs.clear()
+    solve(prob, DPIR(start="grey"), steps=3)
+    assert torch.all(spy.inputs[0][~keep] == 0.5)  # the grey start, kept in the holes
+    blur, _, _ = problem(0.05)
+    assert DPIR().grid(blur, blur.prior.denoiser, 5)[0] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="start must be 'grey' or 'fill'"):
+        DPIR(start="zeros")
+
+
+def test_the_self_ensemble_turns_iteration_k_by_the_group_element_k_mod_8_at_no_extra_nfe():
+    """Each call's input, turned back by g_k^{-1}, is a data-step output: on a noiseless random
+    mask its measured pixels are y's (to the data step's weight on the iterate, under 1e-5 with
+    sigma_y floored at 0.255/255).  Had the input not been turned, the check would fail on the
+    asymmetric mask."""
+    prob, spy, keep = spied_mask_problem()
+    result = solve(prob, DPIR(ensemble="dihedral"), steps=16)
+    assert result.nfe == 16 and len(spy.inputs) == 16
+    for k, seen in enumerate(spy.inputs):
+        turns, mirror = GROUPS["dihedral"][k % 8]
+        back = act_inverse(seen, turns, mirror)
+        torch.testing.assert_close(back[keep], prob.y.to(back)[keep], rtol=0, atol=1e-4)
+        if (turns, mirror) != (0, False):
+            assert (seen[keep] - prob.y.to(seen)[keep]).abs().max() > 0.05
+    # the isotropic Gaussian's exact denoiser is equivariant: g^{-1} D(g z) = D(z), so the cycle changes nothing
+    torch.testing.assert_close(solve(prob, DPIR(ensemble="none"), steps=16).image, result.image, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="ensemble must be"):
+        DPIR(ensemble="rotations")

@@ -70,13 +70,14 @@ CATALOG: dict[str, StrategyFacts] = {f.name: f for f in (
     StrategyFacts(
         "dpir", needs="any linear operator (data step by the operator's prox_l2, as diffpir); pixel prior",
         assumes="Gaussian measurement noise (sigma_y sets alpha_k and the last level sigma_K); sigma geometric "
-                "from 0.5 (the largest error of the mid-grey start; the paper's 49/255 follows a task-specific "
-                "guess) to max(sigma_y, 0.6/255), lambda = 0.23 (the released code)",
+                "to max(sigma_y, 0.6/255) from the paper's 49/255 on masks (started from the biharmonic fill) "
+                "or from 0.5 elsewhere (the largest error of the mid-grey start), lambda = 0.23 (the released code)",
         fails="returns a point estimate for fidelity (PSNR / SSIM), not a sample: no posterior spread, smooth "
               "textures; on a Gaussian prior its fixed point is the posterior mean for noise sqrt(lambda) sigma_y "
               "and prior covariance Sigma + sigma_K^2 I, not the exact one",
         nfe_per_step=1, backward_per_step=0,
-        cost_note="40 steps by default, deterministic; times the size of the symmetry group when one is set"),
+        cost_note="20 steps by default, deterministic; the periodic self-ensemble is free; times the size of the "
+                  "symmetry group when one is set"),
     StrategyFacts(
         "dps", needs="any differentiable operator (linear or not); zeta' for operators without a published task",
         assumes="the step zeta' (published per task) matters more than sigma_y, which DPS does not use "
