@@ -158,7 +158,7 @@ def _both(fast: Default, high_steps: int) -> dict[str, Default]:
 DEFAULTS: dict[str, dict[str, dict[str, Default]]] = {
     "denoise": {"fidelity": _both(Default("tweedie", 1), 1), "perceptual": _both(Default("ddrm", 20), 100)},
     "inpaint": {"fidelity": _both(Default("dpir", 20), 100),
-                "perceptual": _both(Default("ddnm+", 20, params=(("warm_start", "dpir"), ("t0", 0.5))), 100)},
+                "perceptual": _both(Default("ddnm+", 20, params=(("warm_start", "dpir"), ("t0", 0.2))), 100)},
     "sr": {"fidelity": _both(Default("dpir", 20), 100), "perceptual": _both(Default("ddrm", 20), 100)},
     "deblur": {"fidelity": _both(Default("ddrm", 20, 2), 100), "perceptual": _both(Default("ddrm", 20), 100)},
     "svd": {"fidelity": _both(Default("dpir", 20), 100), "perceptual": _both(Default("ddrm", 20), 100)},
