@@ -107,6 +107,8 @@ def test_resume_refuses_another_architecture(folder, tmp_path):
     result = CliRunner().invoke(app, ["train", "prior", "--data", str(folder), "-o", str(tmp_path / "p"),
                                       *TINY, "--images", "4", "--num-res-blocks", "2"])
     assert result.exit_code == 2 and "different run" in result.output
+    assert "num_res_blocks: 1 there, 2 here" in " ".join(result.output.split())  # names what differs, only that
+    assert "base_channels" not in result.output
 
 
 def _free_port() -> int:

@@ -168,10 +168,24 @@ def _load_checkpoint(path: Path, identity: dict) -> Optional[dict]:
     if not path.is_file():
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("identity") != json.loads(json.dumps(identity)):
-        raise ValueError(f"{path} was written by a different run ({state.get('identity')}); "
-                         f"this run is {identity}: use another output folder or delete the checkpoint")
+    stored, current = _flat(state.get("identity") or {}), _flat(json.loads(json.dumps(identity)))
+    if stored != current:
+        differs = "; ".join(f"{key}: {stored.get(key)!r} there, {current.get(key)!r} here"
+                            for key in sorted(set(stored) | set(current)) if stored.get(key) != current.get(key))
+        raise ValueError(f"{path} was written by a different run ({differs}): rerun with the options it was "
+                         "written with, use another output folder or delete the checkpoint")
     return state
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """A nested dict as one level, keys joined by dots (``config.num_res_blocks``)."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _to_device(batch, device: torch.device):
