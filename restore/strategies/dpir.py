@@ -35,13 +35,15 @@ nearest grey (for SR and blur the paper starts from bicubic / the blurred image 
 see the starting estimate's error as noise: from the fill, the paper's sigma_1 = 49/255; from
 grey, which is off by the image's own deviation from grey in every unobserved coordinate, up to
 half the range, 0.5 (1 on [-1, 1] priors), so the denoiser first fills what the measurement does
-not see.  Measured on four CBSD432 training crops (``benchmarks/restoration.py --data
-../shared/data/train/cbsd432 --images 4``, 20 NFE): on a noiseless 96 x 96 box, 19.8 dB from grey
-at 0.5 and 27.5 dB from the fill at 49/255, against 27.0 for the biharmonic fill alone (two
-crops); for SR x4 and Gaussian deblurring grey at 49/255 lost 0.03 dB against 0.5.  (Earlier,
-one CBSD68 crop, 40 steps on a 70 % random mask from grey: 18.2 dB at 49/255, the grey kept,
-22.9 dB at 0.25, against biharmonic's 25.0.)  Noise
-levels are in image units ([0, 1], the paper's x/255), taken to prior units by (hi - lo).
+not see.  Screened on CBSD432 training crops (``benchmarks/restoration.py --data
+../shared/data/train/cbsd432 --images 4``, 20 NFE, the crops both runs finished): on a noiseless
+96 x 96 box (two crops) 19.8 dB from grey at 0.5 and 27.5 dB from the fill at sigma_1 0.2 or 0.1
+(the paper's 49/255 lies between), against 27.0 for the biharmonic fill alone; on 70 % random
+masks (three crops) 29.36 dB from the fill at 0.2 against 29.24 from grey at 0.5; for SR x4 and
+Gaussian deblurring (two crops) grey at 0.2 lost 0.03 dB against 0.5.  (Earlier, one CBSD68
+crop, 40 steps on a 70 % random mask from grey: 18.2 dB at 49/255, the grey kept, 22.9 dB at
+0.25, against biharmonic's 25.0.)  Noise levels are in image units ([0, 1], the paper's x/255),
+taken to prior units by (hi - lo).
 
 ``ensemble`` is the paper's periodical geometric self-ensemble (Sec. 5.1.3): iteration k
 denoises g_k^{-1} D(g_k z_k, sigma_k) with g_k the element k mod |G| of a symmetry group
