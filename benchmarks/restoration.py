@@ -385,14 +385,30 @@ def strategy_rows(registry: Any, prior: Any, prior_key: str, spec: str, budget: 
 
 
 def code_digest(cls: type, params: dict[str, Any]) -> str:
-    """A short hash of the source of the strategy's module (and of the warm start's modules when
-    the spec sets one), so a changed strategy is computed afresh instead of read from the cache."""
+    """A short hash of the code of the strategy's module (and of the warm start's modules when
+    the spec sets one), so a changed strategy is computed afresh instead of read from the cache.
+    It hashes the syntax tree without docstrings (:func:`code_only`): comments and docstrings
+    can change without invalidating a run."""
     import inspect
 
     from restore.strategies import dpir, warm
 
     modules = [inspect.getmodule(cls)] + ([warm, dpir] if params.get("warm_start", "none") != "none" else [])
-    return digest(b"".join(inspect.getsource(m).encode() for m in modules))
+    return digest("".join(code_only(inspect.getsource(m)) for m in modules).encode())
+
+
+def code_only(source: str) -> str:
+    """``source``'s syntax tree without docstrings or positions (``ast.dump``): two sources
+    that differ only in comments, docstrings or layout give the same string."""
+    import ast
+
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
 
 
 def baseline_method(name: str, tuned: Optional[float] = None) -> Method:
@@ -495,6 +511,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--prior", default="default", help="prior spec (default: the embedded prior)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of test images")
     p.add_argument("--images", type=int, default=None, help="first N images (default: all; --quick: 2; screen: 10)")
+    p.add_argument("--skip", type=int, default=0,
+                   help="leave out the first K images (sorted by name) before --images counts: a run that "
+                        "completes an earlier one's images (benchmarks/merge_tables.py combines their tables)")
     p.add_argument("--size", type=int, default=None, help="centre-crop size (default 256; --quick: 64)")
     p.add_argument("--tasks", default=None, help="comma-separated task names (default: all)")
     p.add_argument("--strategies", default=None,
@@ -535,6 +554,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     args.targets = tuple(args.targets.split(","))
     if not args.targets or set(args.targets) - set(TARGETS):
         p.error(f"--targets: one or both of {', '.join(TARGETS)}")
+    if args.skip < 0:
+        p.error("--skip must be at least 0")
     if args.fidelity_samples < 1:
         p.error("--fidelity-samples must be at least 1")
     shard = re.fullmatch(r"(\d+)/(\d+)", args.shard)
@@ -656,7 +677,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, dict[str, dict[str, Any]
             find_backbone("alex")
         except LpipsWeightsNotFound as exc:
             raise SystemExit(f"error: {exc} (or leave LPIPS out: --metrics psnr,ssim)")
-    files = sorted(p for p in args.data.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:args.images]
+    files = sorted(p for p in args.data.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[args.skip:]
+    files = files[:args.images]
     if not files:
         raise SystemExit(f"no images in {args.data}")
     images = {p.name: centre_crop(read_image(p), size, p) for p in files}
@@ -674,7 +696,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, dict[str, dict[str, Any]
         raise SystemExit(f"unknown baseline(s) {', '.join(unknown)}; baselines: {', '.join(BASELINES)}")
     root = args.out / f"{slug(args.data.name)}-{size}px-seed{args.seed}"
     header = [f"benchmarks/restoration.py {shlex.join(sys.argv[1:] if argv is None else argv)}",
-              f"{len(files)} images of {args.data.name} ({size}x{size} centre crops, {doc['bits']}-bit measurements), "
+              f"{len(files)} images of {args.data.name}" + (f" (after its first {args.skip})" if args.skip else "")
+              + f" ({size}x{size} centre crops, {doc['bits']}-bit measurements), "
               f"prior {args.prior if prior is not None else '(none)'}, device {device}, "
               f"{torch.get_num_threads()} thread(s) of {os.cpu_count()} CPUs, torch {torch.__version__}, "
               f"{platform.machine()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", *args.note]

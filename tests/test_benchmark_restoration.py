@@ -221,3 +221,46 @@ def test_the_docs_quote_the_measured_table():
         assert any(line.startswith(f"| {label} |") and f"| {psnr} |" in line
                    for line in table.splitlines()), (label, psnr)
         assert psnr in readme and psnr in strategies, psnr
+
+
+def test_the_code_hash_ignores_docstrings_and_comments_but_not_code(bench):
+    source = 'def f(x):\n    """Doc."""\n    return x + 1  # one\n'
+    assert bench.code_only(source) == bench.code_only('def f(x):\n    """Other doc."""\n\n    return x + 1\n')
+    assert bench.code_only(source) == bench.code_only("def f(x):\n    return x + 1\n")
+    assert bench.code_only(source) != bench.code_only('def f(x):\n    """Doc."""\n    return x + 2\n')
+    assert bench.code_only('def f():\n    """Only a docstring."""\n') == bench.code_only("def f():\n    pass\n")
+
+
+def test_skip_and_merge_give_the_table_of_the_whole_set(bench, tiny_adm_spec, shared_dir, tmp_path):
+    """A run of image 1 merged with a run of image 2 (``--skip 1``) is the run of both:
+    image-weighted means, summed counts, the rule recomputed (benchmarks/merge_tables.py)."""
+    data = shared_dir / "data" / "test" / "ffhq256"
+    if not data.is_dir():
+        pytest.skip(f"{data} is missing")
+    spec = importlib.util.spec_from_file_location("merge_tables", ROOT / "benchmarks" / "merge_tables.py")
+    merge_tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(merge_tables)
+    common = ["--quick", "--nfe", "2", "--strategies", "ddnm+", "--targets", "perceptual", "--tasks", "sr4,denoise",
+              "--baselines", "bicubic,pinv", "--prior",
+              tiny_adm_spec, "--data", str(data), "--metrics", "psnr,ssim", "--out", str(tmp_path / "cache")]
+    whole = bench.main([*common, "--images", "2", "--table", str(tmp_path / "whole.md")])
+    bench.main([*common, "--images", "1", "--table", str(tmp_path / "a.md")])
+    last = bench.main([*common, "--skip", "1", "--images", "1", "--table", str(tmp_path / "b.md")])
+    assert {r["images"] for rows in last.values() for r in rows.values()} == {1}
+    assert "1 images of ffhq256 (after its first 1)" in (tmp_path / "b.md").read_text()
+    merge_tables.main([str(tmp_path / "a.md"), str(tmp_path / "b.md"), "--out", str(tmp_path / "m.md")])
+    _, merged = merge_tables.parse_table((tmp_path / "m.md").read_text())
+    for task, rows in whole.items():
+        title, metrics, got = merged[task]
+        assert metrics == ["psnr", "ssim"] and set(got) == set(rows) and rows
+        for label, row in rows.items():
+            assert got[label]["images"] == 2 and got[label]["target"] == row["target"], (task, label)
+            assert got[label]["psnr"] == pytest.approx(row["psnr"], abs=0.01), (task, label)
+            assert got[label]["ssim"] == pytest.approx(row["ssim"], abs=1e-4), (task, label)
+    text = (tmp_path / "m.md").read_text()
+    assert "part 2 (b.md): benchmarks/restoration.py --quick" in text and text.count("rule (docs/STRATEGIES.md)") == 2
+    with pytest.raises(SystemExit):  # the output must be new
+        merge_tables.main([str(tmp_path / "a.md"), str(tmp_path / "b.md"), "--out", str(tmp_path / "m.md")])
+    (tmp_path / "c.md").write_text((tmp_path / "b.md").read_text().replace("| bicubic |", "| cubic |"))
+    with pytest.raises(SystemExit, match="part 2 has other tasks, rows or metrics"):
+        merge_tables.main([str(tmp_path / "a.md"), str(tmp_path / "c.md"), "--out", str(tmp_path / "n.md")])

@@ -1,0 +1,108 @@
+"""Combine tables of ``benchmarks/restoration.py --table`` that scored disjoint images of one
+test set (an interrupted run and the run that completed it with ``--skip``) into the table of
+their union.
+
+    .venv/bin/python benchmarks/merge_tables.py PART.md PART.md [...] --out TABLE.md [--note LINE]
+
+A row's metrics, seconds and NFE are the image-weighted means of the parts' rows (exact for
+means, up to the printed rounding of the parts and of the result: 0.01 dB of PSNR, 1e-4 of SSIM
+and LPIPS), its peak
+memory the largest, its image count the sum.  Every part must have the same tasks and rows;
+the rule line is recomputed (``restoration.rule_line``).  The parts must not share images:
+the merge cannot see image names, so the parts' headers (kept in the output) say which they
+scored.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from restoration import format_rows, rule_line  # noqa: E402
+
+FIXED = ("method", "target", "NFE")
+TAIL = ("s / image", "peak MiB", "images")
+
+
+def parse_table(text: str) -> tuple[list[str], dict[str, tuple[str, list[str], dict[str, dict[str, Any]]]]]:
+    """(header lines, {task: (its title line, metric names, {row label: row})}) of one table file."""
+    header = [line[2:] for line in text.splitlines() if line.startswith("# ")]
+    tasks = {}
+    for block in text.split("\n\n"):
+        lines = [line for line in block.splitlines() if line and not line.startswith("# ")]
+        if len(lines) < 3 or not lines[1].startswith("| method |"):
+            continue
+        columns = [c.strip() for c in lines[1].strip("|").split("|")]
+        metrics = columns[len(FIXED):-len(TAIL)]
+        if tuple(columns[:len(FIXED)]) != FIXED or tuple(columns[-len(TAIL):]) != TAIL or not metrics:
+            raise ValueError(f"unexpected columns {columns}")
+        rows = {}
+        for line in lines[3:]:
+            if not line.startswith("|"):
+                continue
+            cells = dict(zip(columns, (c.strip() for c in line.strip("|").split("|"))))
+            rows[cells["method"]] = {"target": cells["target"],
+                                     "nfe": None if cells["NFE"] == "-" else float(cells["NFE"]),
+                                     **{m: float(cells[m]) for m in metrics},
+                                     "seconds": float(cells["s / image"]), "peak_mib": float(cells["peak MiB"]),
+                                     "images": int(cells["images"])}
+        tasks[lines[0].split(":", 1)[0]] = (lines[0], metrics, rows)
+    if not tasks:
+        raise ValueError("no task tables found")
+    return header, tasks
+
+
+def merge_rows(parts: list[dict[str, Any]], metrics: list[str]) -> dict[str, Any]:
+    """One row from the same row of every part (module docstring)."""
+    total = sum(p["images"] for p in parts)
+    row: dict[str, Any] = {k: sum(p[k] * p["images"] for p in parts) / total for k in [*metrics, "seconds"]}
+    nfe = [p["nfe"] for p in parts]
+    row["nfe"] = None if None in nfe else sum(n * p["images"] for n, p in zip(nfe, parts)) / total
+    targets = {p["target"] for p in parts}
+    if len(targets) != 1:
+        raise ValueError(f"the parts disagree on the row's target: {sorted(targets)}")
+    return {**row, "target": targets.pop(), "peak_mib": max(p["peak_mib"] for p in parts), "images": total}
+
+
+def merge(texts: list[str]) -> tuple[list[list[str]], list[str]]:
+    """(the parts' headers, the merged task blocks) of the table files' ``texts``."""
+    parsed = [parse_table(t) for t in texts]
+    first = parsed[0][1]
+    for k, (_, tasks) in enumerate(parsed[1:], start=2):
+        shape = {t: (m, list(r)) for t, (_, m, r) in tasks.items()}
+        if shape != {t: (m, list(r)) for t, (_, m, r) in first.items()}:
+            raise ValueError(f"part {k} has other tasks, rows or metrics than part 1")
+    blocks = []
+    for task, (title, metrics, rows) in first.items():
+        merged = {label: merge_rows([tasks[task][2][label] for _, tasks in parsed], metrics) for label in rows}
+        blocks.append(f"{title}\n{format_rows(merged, metrics)}\n{rule_line(merged)}")
+    return [header for header, _ in parsed], blocks
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("parts", type=Path, nargs="+", help="tables of disjoint images of one set")
+    p.add_argument("--out", type=Path, required=True, help="the merged table (must not exist, nor be a part)")
+    p.add_argument("--note", action="append", default=[], help="a line for the merged table's header")
+    args = p.parse_args(argv)
+    if len(args.parts) < 2:
+        p.error("give at least two parts")
+    if args.out.exists() or args.out.resolve() in {q.resolve() for q in args.parts}:
+        p.error(f"--out {args.out} exists or is a part; choose a new file")
+    try:
+        headers, blocks = merge([q.read_text() for q in args.parts])
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}")
+    command = "benchmarks/merge_tables.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    lines = [command, *args.note]
+    for k, (path, header) in enumerate(zip(args.parts, headers)):
+        lines += [f"part {k + 1} ({path.name}): {line}" for line in header]
+    args.out.write_text("".join(f"# {line}\n" for line in lines) + "\n" + "\n\n".join(blocks) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
