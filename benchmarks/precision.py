@@ -1,11 +1,13 @@
 """bf16 against fp32 for each task's default method: the measurement behind ``--precision auto``.
 
-    python benchmarks/precision.py [--tasks denoise,sr4,...] [--images 10] [--size 256] [--emulate]
+    python benchmarks/precision.py [--tasks denoise,sr4,...] [--targets fidelity,perceptual] [--images 10]
+        [--size 256] [--emulate]
 
 For each task of ``benchmarks/restoration_tasks.json`` and each of the first N CBSD68 images
 (centre crops, measurements exactly as the restoration benchmark makes them), the task's
-default run (:func:`restore.restore` with no method: the fidelity target, fast quality) with
-the network in fp32 and in bf16, both with channels_last, the same seed; prints per task the
+default run per target (:func:`restore.restore` with no method, fast quality; ``--targets``,
+default the fidelity target only) with the network in fp32 and in bf16, both with
+channels_last, the same seed; prints per task and target the
 mean and the per-image spread (min / max) of PSNR(bf16) - PSNR(fp32) and LPIPS(bf16) -
 LPIPS(fp32), and the verdict of the rule of docs/PERFORMANCE.md (PSNR loss at most 0.05 dB and
 LPIPS change at most 0.002).  Results are printed as each image finishes (image-major, so
@@ -93,6 +95,7 @@ def emulation_check() -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", default="denoise,sr4,deblur-gaussian,deblur-motion,inpaint-box,inpaint-random")
+    p.add_argument("--targets", default="fidelity", help="fidelity, perceptual or both (comma-separated)")
     p.add_argument("--images", type=int, default=10)
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--emulate", action="store_true")
@@ -115,24 +118,26 @@ def main() -> None:
         from restore.operators.io import load_image
 
         x = bench.centre_crop(load_image(path).image, args.size, path)
-        for task in args.tasks.split(","):
+        for task, target in [(t, g) for t in args.tasks.split(",") for g in args.targets.split(",")]:
             op = bench.build_operator(registry, doc, task, args.size)
             y = bench.measurement(op, x, bench.item_seed(0, task, path.name), 8)
             scores = {}
             for precision, prior in priors.items():
-                out = restore.restore(y, op, prior=prior, seed=0, registry=registry).tensors["mean"].clamp(0, 1)
-                scores[precision] = {name: float(fn(out, x)) for name, fn in metrics.items()}
+                run = restore.restore(y, op, prior=prior, seed=0, registry=registry, target=target).tensors
+                out = run["mean"] if target == "fidelity" else run["samples"][0]
+                scores[precision] = {name: float(fn(out.clamp(0, 1), x)) for name, fn in metrics.items()}
             delta = (scores["bf16"]["psnr"] - scores["fp32"]["psnr"], scores["bf16"]["lpips"] - scores["fp32"]["lpips"])
-            deltas.setdefault(task, []).append(delta)
-            print(f"{path.name} {task:24} fp32 {scores['fp32']['psnr']:6.2f} dB {scores['fp32']['lpips']:.4f}  "
+            row = task if args.targets == "fidelity" else f"{task} {target}"
+            deltas.setdefault(row, []).append(delta)
+            print(f"{path.name} {row:36} fp32 {scores['fp32']['psnr']:6.2f} dB {scores['fp32']['lpips']:.4f}  "
                   f"dPSNR {delta[0]:+.4f}  dLPIPS {delta[1]:+.5f}", flush=True)
-    print(f"\n{'task':24} {'images':>6} {'dPSNR mean':>10} {'min':>8} {'max':>8} {'dLPIPS mean':>11} {'min':>8} "
+    print(f"\n{'task':36} {'images':>6} {'dPSNR mean':>10} {'min':>8} {'max':>8} {'dLPIPS mean':>11} {'min':>8} "
           f"{'max':>8}  bf16 by default")
     for task, values in deltas.items():
         dp, dl = zip(*values)
         mean_p, mean_l = sum(dp) / len(dp), sum(dl) / len(dl)
         ok = -mean_p <= RULE_PSNR and abs(mean_l) <= RULE_LPIPS
-        print(f"{task:24} {len(values):6d} {mean_p:+10.4f} {min(dp):+8.4f} {max(dp):+8.4f} {mean_l:+11.5f} "
+        print(f"{task:36} {len(values):6d} {mean_p:+10.4f} {min(dp):+8.4f} {max(dp):+8.4f} {mean_l:+11.5f} "
               f"{min(dl):+8.5f} {max(dl):+8.5f}  {'yes' if ok else 'no'}")
     print(f"# command: python benchmarks/precision.py {' '.join(sys.argv[1:])}")
 
