@@ -5,12 +5,11 @@ their union.
     .venv/bin/python benchmarks/merge_tables.py PART.md PART.md [...] --out TABLE.md [--note LINE]
 
 A row's metrics, seconds and NFE are the image-weighted means of the parts' rows (exact for
-means, up to the printed rounding of the parts and of the result: 0.01 dB of PSNR, 1e-4 of SSIM
-and LPIPS), its peak
-memory the largest, its image count the sum.  Every part must have the same tasks and rows;
-the rule line is recomputed (``restoration.rule_line``).  The parts must not share images:
-the merge cannot see image names, so the parts' headers (kept in the output) say which they
-scored.
+means, up to the printed rounding of the parts and of the result: 0.01 dB of PSNR, 1e-4 of
+SSIM and LPIPS), its peak memory the largest, its image count the sum.  A task is merged from
+the parts that have it, which must have the same rows; the rule line is recomputed
+(``restoration.rule_line``).  The parts must not share images: the merge cannot see image
+names, so the parts' headers (kept in the output) say which they scored.
 """
 from __future__ import annotations
 
@@ -68,16 +67,17 @@ def merge_rows(parts: list[dict[str, Any]], metrics: list[str]) -> dict[str, Any
 
 
 def merge(texts: list[str]) -> tuple[list[list[str]], list[str]]:
-    """(the parts' headers, the merged task blocks) of the table files' ``texts``."""
+    """(the parts' headers, the merged task blocks) of the table files' ``texts``: each task
+    from the parts that have it (the runs completing a set may each cover some tasks)."""
     parsed = [parse_table(t) for t in texts]
-    first = parsed[0][1]
-    for k, (_, tasks) in enumerate(parsed[1:], start=2):
-        shape = {t: (m, list(r)) for t, (_, m, r) in tasks.items()}
-        if shape != {t: (m, list(r)) for t, (_, m, r) in first.items()}:
-            raise ValueError(f"part {k} has other tasks, rows or metrics than part 1")
     blocks = []
-    for task, (title, metrics, rows) in first.items():
-        merged = {label: merge_rows([tasks[task][2][label] for _, tasks in parsed], metrics) for label in rows}
+    for task in dict.fromkeys(t for _, tasks in parsed for t in tasks):
+        having = [(k, tasks[task]) for k, (_, tasks) in enumerate(parsed, start=1) if task in tasks]
+        k0, (title, metrics, rows) = having[0]
+        for k, (_, other_metrics, other_rows) in having[1:]:
+            if other_metrics != metrics or list(other_rows) != list(rows):
+                raise ValueError(f"part {k} has other rows or metrics for {task} than part {k0}")
+        merged = {label: merge_rows([part[2][label] for _, part in having], metrics) for label in rows}
         blocks.append(f"{title}\n{format_rows(merged, metrics)}\n{rule_line(merged)}")
     return [header for header, _ in parsed], blocks
 
