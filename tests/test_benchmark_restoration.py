@@ -270,3 +270,22 @@ def test_skip_and_merge_give_the_table_of_the_whole_set(bench, tiny_adm_spec, sh
     (tmp_path / "c.md").write_text((tmp_path / "b.md").read_text().replace("| bicubic |", "| cubic |"))
     with pytest.raises(SystemExit, match="part 2 has other rows or metrics for sr4 than part 1"):
         merge_tables.main([str(tmp_path / "a.md"), str(tmp_path / "c.md"), "--out", str(tmp_path / "n.md")])
+
+
+def test_the_docs_quote_the_whole_cbsd68_table():
+    """docs/STRATEGIES.md quotes benchmarks/results/restoration_targets_cbsd68_cpu.md, whose every
+    row covers all 68 images (merged from the parts it names), and README quotes its gains."""
+    table = (ROOT / "benchmarks" / "results" / "restoration_targets_cbsd68_cpu.md").read_text()
+    strategies = (ROOT / "docs" / "STRATEGIES.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| method")]
+    assert len(rows) == 24 and all(line.endswith("| 68 |") for line in rows)
+    for label, psnr in [("dpir, 20 NFE", "27.84"), ("biharmonic", "26.62"), ("dpir, 20 NFE", "24.43"),
+                        ("bicubic", "23.53"), ("ddrm mean of 2, 20 NFE each", "24.44"),
+                        ("richardson-lucy, iterations 30", "23.23"), ("ddrm mean of 2, 20 NFE each", "26.20"),
+                        ("wiener, balance 0.178", "22.80"), ("dpir, 20 NFE", "22.93"), ("biharmonic", "22.49"),
+                        ("tweedie, 1 NFE", "30.31"), ("cbm3d", "29.97"), ("ffdnet", "30.30")]:
+        assert any(line.startswith(f"| {label} |") and f"| {psnr} |" in line for line in rows), (label, psnr)
+        assert psnr in strategies, psnr
+    for gain in ("+1.22", "+0.90", "+1.21", "+3.40", "+0.44", "30.31", "30.30"):
+        assert gain in readme and gain in strategies, gain

@@ -154,7 +154,7 @@ def _both(fast: Default, high_steps: int) -> dict[str, Default]:
 #: The default run by operator kind (:func:`operator_kind`), target and quality; chosen by the rule
 #: of docs/STRATEGIES.md (mean over the kind's tasks) from
 #: ``benchmarks/results/restoration_targets_kodak24_cpu.md`` (all 24 images) and
-#: ``restoration_targets_cbsd68_cpu.md`` (38-40 of 68); the inpaint perceptual t0 from a screen
+#: ``restoration_targets_cbsd68_cpu.md`` (all 68); the inpaint perceptual t0 from a screen
 #: on CBSD432 training crops; ``svd``, ``linear`` and ``other`` were not measured on images.
 DEFAULTS: dict[str, dict[str, dict[str, Default]]] = {
     "denoise": {"fidelity": _both(Default("tweedie", 1), 1), "perceptual": _both(Default("ddrm", 20), 100)},
