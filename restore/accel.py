@@ -20,7 +20,8 @@ output head in float32); any other ``nn.Module`` network (the compact UNet, diff
 UNets) gets it from :func:`to_half_precision`.  Attention in ADM and diffusers goes through
 ``torch.nn.functional.scaled_dot_product_attention`` already (fused kernels on GPU).
 
-``--precision auto`` (the default) is bf16 only for the tasks in :data:`AUTO_BF16_TASKS`,
+``--precision auto`` (the default) is bf16 only for the operator kinds in :data:`AUTO_BF16_KINDS`
+(:func:`restore.strategies.catalog.operator_kind`: the rows the benchmark measures),
 chosen by the rule of docs/PERFORMANCE.md (PSNR loss at most 0.05 dB and LPIPS change at
 most 0.002 against fp32 on the restoration benchmark), and only on hardware with fast bf16
 (:func:`fast_bf16`): a CUDA device that supports it, or a CPU with bf16 instructions
@@ -58,9 +59,10 @@ from restore.priors.base import Prior
 #: Network precisions (``--precision``, ``precision=``); ``auto`` is resolved by :func:`resolve`.
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PRECISIONS = ("auto", *DTYPES)
-#: Tasks (``Operator.task``) whose default method keeps the rule in bf16 (docs/PERFORMANCE.md,
-#: measured with ``benchmarks/precision.py``): ``auto`` runs their network in bf16 where bf16 is fast.
-AUTO_BF16_TASKS: frozenset[str] = frozenset({"denoise"})
+#: Operator kinds (:func:`restore.strategies.catalog.operator_kind`) whose default runs keep the
+#: rule in bf16 (docs/PERFORMANCE.md, measured with ``benchmarks/precision.py`` on every benchmark
+#: task of the kind, both targets): ``auto`` runs their network in bf16 where bf16 is fast.
+AUTO_BF16_KINDS: frozenset[str] = frozenset({"denoise"})
 NORMS = (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._BatchNorm)
 #: Attributes through which priors reach their network (denoiser.network, sizing and label
 #: wrappers' .network, the diffusers adapter's .unet).
@@ -148,10 +150,11 @@ def has_network(prior: Prior) -> bool:
     return True
 
 
-def resolve(fast: FastPath, prior: Prior, device: torch.device, task: Optional[str],
+def resolve(fast: FastPath, prior: Prior, device: torch.device, kind: Optional[str],
             warn: Optional[Callable[[str], None]] = None) -> Acceleration:
     """The :class:`Acceleration` that ``fast`` means for ``prior`` on ``device`` for an operator
-    of ``task`` (module docstring): ``auto`` -> bf16 for :data:`AUTO_BF16_TASKS`, else fp32;
+    of ``kind`` (module docstring; None: no particular one, as in a batch of mixed operators):
+    ``auto`` -> bf16 for :data:`AUTO_BF16_KINDS`, else fp32;
     bf16 without fast hardware -> fp32 (said once when bf16 was asked for; silently for auto, whose
     choice the run record shows); fp16 only on CUDA; channels_last by default
     on for networks.  A prior without a network (analytic) runs as it is; asking it for reduced
@@ -163,7 +166,7 @@ def resolve(fast: FastPath, prior: Prior, device: torch.device, task: Optional[s
         return Acceleration()
     precision = fast.precision
     if precision == "auto":
-        precision = "bf16" if task in AUTO_BF16_TASKS and fast_bf16(device)[0] else "fp32"
+        precision = "bf16" if kind in AUTO_BF16_KINDS and fast_bf16(device)[0] else "fp32"
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("--precision fp16 runs on a GPU only; on a CPU use bf16 or auto")
     if precision == "bf16":
@@ -307,13 +310,13 @@ def detached(prior: Prior) -> Prior:
 
 
 #: Compiled priors loaded from a spec, kept for later calls in this process (at most
-#: :data:`KEEP_COMPILED`): (spec, device, fast path, task's auto precision) -> (prior, acceleration).
+#: :data:`KEEP_COMPILED`): (spec, device, fast path, kind's auto precision) -> (prior, acceleration).
 COMPILED: dict[tuple, tuple[Prior, Acceleration]] = {}
 KEEP_COMPILED = 2
 
 
 def prepare(prior: Union[str, Prior], load: Callable[[str], Prior], fast: FastPath, device: torch.device,
-            task: Optional[str], warn: Optional[Callable[[str], None]] = None) -> tuple[Prior, Acceleration]:
+            kind: Optional[str], warn: Optional[Callable[[str], None]] = None) -> tuple[Prior, Acceleration]:
     """The prior to run (``load(spec)`` for a spec) with ``fast`` applied (:func:`resolve`), and
     the :class:`Acceleration` used.  A loaded prior given by the caller is never changed: it runs
     as it is under the default ``FastPath()``, and otherwise the accelerated one is a
@@ -321,11 +324,11 @@ def prepare(prior: Union[str, Prior], load: Callable[[str], Prior], fast: FastPa
     :data:`COMPILED`, so a later call in this process reuses the compiled network."""
     if not isinstance(prior, str) and fast == FastPath():
         return prior, Acceleration()
-    key = (prior, str(device), fast, task in AUTO_BF16_TASKS) if isinstance(prior, str) and fast.compile else None
+    key = (prior, str(device), fast, kind in AUTO_BF16_KINDS) if isinstance(prior, str) and fast.compile else None
     if key in COMPILED:
         return COMPILED[key]
     loaded = load(prior) if isinstance(prior, str) else prior
-    acceleration = resolve(fast, loaded, device, task, warn)
+    acceleration = resolve(fast, loaded, device, kind, warn)
     if acceleration != Acceleration():
         loaded = accelerate(loaded if isinstance(prior, str) else detached(loaded), acceleration, warn=warn)
     if key is not None:

@@ -212,9 +212,13 @@ def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[st
     device, dtype = pick_device(device), pick_dtype(dtype)
     y = torch.cat([m.y for m in group])
     operator = group[0].operator
-    loaded = load(prior, registry, device, dtype) if fast is None else \
-        accel.prepare(prior, lambda spec: load(spec, registry, device, dtype), fast, device,
-                      getattr(operator, "task", None))[0]
+    if fast is None:
+        loaded = load(prior, registry, device, dtype)
+    else:
+        from restore.strategies.catalog import operator_kind
+
+        loaded = accel.prepare(prior, lambda spec: load(spec, registry, device, dtype), fast, device,
+                               operator_kind(operator))[0]
     count = samples * y.shape[0]
     if seeds is not None and len(seeds) != count:
         raise ValueError(f"{len(seeds)} seeds for {count} items (samples x batch)")

@@ -192,9 +192,9 @@ def test_bf16_falls_back_to_fp32_saying_so_once(unet_dir, registry, monkeypatch,
                         "running the network in float32"]
 
 
-def test_auto_precision_follows_the_task_rule_and_the_hardware(unet_dir, registry, monkeypatch, said):
+def test_auto_precision_follows_the_kind_rule_and_the_hardware(unet_dir, registry, monkeypatch, said):
     prior, cpu = load_prior(f"unet:{unet_dir}", registry=registry), torch.device("cpu")
-    monkeypatch.setattr(accel, "AUTO_BF16_TASKS", frozenset({"deblur"}))
+    monkeypatch.setattr(accel, "AUTO_BF16_KINDS", frozenset({"deblur"}))
     monkeypatch.setattr(accel, "fast_bf16", lambda device: (True, ""))
     assert accel.resolve(accel.FastPath(), prior, cpu, "deblur").dtype is torch.bfloat16
     assert accel.resolve(accel.FastPath(), prior, cpu, "inpaint").dtype is torch.float32
@@ -245,6 +245,26 @@ def test_bf16_network_keeps_the_sampler_state_float32(method, unet_dir, registry
     assert watcher.dtypes == {torch.float32}
     assert result.tensors["mean"].dtype == torch.float32
     assert result.provenance["fast_path"]["precision"] == "bf16"
+
+
+def test_auto_precision_of_a_run_follows_its_operator_kind(unet_dir, registry, monkeypatch, said):
+    """``auto`` asks :data:`accel.AUTO_BF16_KINDS` by the operator's kind (catalog.operator_kind):
+    Gaussian denoising is in it, a blur is not until its kind is added."""
+    from restore.api import restore
+
+    monkeypatch.setattr(accel, "fast_bf16", lambda device: (True, ""))
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    common = {"prior": f"unet:{unet_dir}", "seed": 0, "registry": registry}
+    assert accel.AUTO_BF16_KINDS == frozenset({"denoise"})
+    noisy = restore(x, "denoise", noise=0.1, steps=1, **common)
+    assert noisy.provenance["fast_path"]["precision"] == "bf16"
+    blurred = restore(x, "blur", method="ddrm", steps=2, noise=0.05, **common,
+                      operator_options={"kernel": "gaussian", "std": 1.0, "size": 5})
+    assert blurred.provenance["fast_path"]["precision"] == "fp32"
+    monkeypatch.setattr(accel, "AUTO_BF16_KINDS", frozenset({"deblur"}))
+    blurred = restore(x, "blur", method="ddrm", steps=2, noise=0.05, **common,
+                      operator_options={"kernel": "gaussian", "std": 1.0, "size": 5})
+    assert blurred.provenance["fast_path"]["precision"] == "bf16"
 
 
 def test_prepare_leaves_a_caller_s_prior_alone_and_keeps_compiled_priors(unet_dir, registry, monkeypatch):

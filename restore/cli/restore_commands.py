@@ -33,7 +33,7 @@ from restore.cli.fast_options import CHANNELS_LAST, COMPILE, DTYPE, PRECISION, T
 from restore.cli.operator_commands import PARAM_HELP, check_image_file, check_method_params, parse_params
 
 from restore.cropping import AUTO_PIXELS, PADDING  # noqa: E402  (facts only: no torch)
-from restore.strategies.catalog import DEFAULTS  # noqa: E402  (facts only: no torch)
+from restore.strategies.catalog import DEFAULTS, operator_kind  # noqa: E402  (facts only: no torch)
 
 def _default(kind: str, quality: str, target: str = "fidelity") -> str:
     choice = DEFAULTS[kind][target][quality]
@@ -199,7 +199,7 @@ def run_restoration(
     if torch_device.type == "cuda" and not torch.cuda.is_available():
         raise fail("--device cuda: CUDA is not available on this machine; use --device cpu")
     loaded_prior, _ = prepare(prior, lambda spec: load(spec, registry, torch_device, torch_dtype), fast,
-                              torch_device, getattr(measurement.operator, "task", None))
+                              torch_device, operator_kind(measurement.operator))
     listeners: list[Any] = []
     if not (quiet or as_json) and sys.stderr.isatty():
         listeners.append(ProgressBar())
