@@ -249,22 +249,24 @@ def test_bf16_network_keeps_the_sampler_state_float32(method, unet_dir, registry
 
 def test_auto_precision_of_a_run_follows_its_operator_kind(unet_dir, registry, monkeypatch, said):
     """``auto`` asks :data:`accel.AUTO_BF16_KINDS` by the operator's kind (catalog.operator_kind):
-    Gaussian denoising is in it, a blur is not until its kind is added."""
+    Gaussian denoising, linear deblurring and masks passed the rule; super-resolution did not
+    (docs/PERFORMANCE.md), until its kind is added."""
     from restore.api import restore
 
     monkeypatch.setattr(accel, "fast_bf16", lambda device: (True, ""))
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    common = {"prior": f"unet:{unet_dir}", "seed": 0, "registry": registry}
-    assert accel.AUTO_BF16_KINDS == frozenset({"denoise"})
-    noisy = restore(x, "denoise", noise=0.1, steps=1, **common)
-    assert noisy.provenance["fast_path"]["precision"] == "bf16"
-    blurred = restore(x, "blur", method="ddrm", steps=2, noise=0.05, **common,
-                      operator_options={"kernel": "gaussian", "std": 1.0, "size": 5})
-    assert blurred.provenance["fast_path"]["precision"] == "fp32"
-    monkeypatch.setattr(accel, "AUTO_BF16_KINDS", frozenset({"deblur"}))
-    blurred = restore(x, "blur", method="ddrm", steps=2, noise=0.05, **common,
+    common = {"prior": f"unet:{unet_dir}", "seed": 0, "registry": registry, "steps": 2}
+    assert accel.AUTO_BF16_KINDS == frozenset({"denoise", "deblur", "inpaint"})
+    assert restore(x, "denoise", noise=0.1, **common).provenance["fast_path"]["precision"] == "bf16"
+    blurred = restore(x, "blur", method="ddrm", noise=0.05, **common,
                       operator_options={"kernel": "gaussian", "std": 1.0, "size": 5})
     assert blurred.provenance["fast_path"]["precision"] == "bf16"
+    small = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    upscaled = restore(small, "sr", method="ddrm", noise=0.05, operator_options={"scale": 4}, **common)
+    assert upscaled.provenance["fast_path"]["precision"] == "fp32"
+    monkeypatch.setattr(accel, "AUTO_BF16_KINDS", frozenset({"sr"}))
+    upscaled = restore(small, "sr", method="ddrm", noise=0.05, operator_options={"scale": 4}, **common)
+    assert upscaled.provenance["fast_path"]["precision"] == "bf16"
 
 
 def test_prepare_leaves_a_caller_s_prior_alone_and_keeps_compiled_priors(unet_dir, registry, monkeypatch):
