@@ -69,7 +69,7 @@ import numpy as np
 import torch
 
 from restore import pipeline
-from restore.accel import FastPath, prepare
+from restore.accel import Acceleration, FastPath, accelerate, detached, resolve
 from restore.files import atomic_write
 from restore.operators import io as rio
 from restore.measurement import Measurement, read_file, read_sidecar
@@ -467,9 +467,10 @@ class Runner:
         self.registry = registry
         self.device = device
         self.report = report or (lambda message: None)
-        # auto precision for no particular task: the items' operators may differ (restore.accel.resolve)
-        self.prior, _ = prepare(settings.prior, lambda spec: load_prior(spec, device=device, registry=registry),
-                                settings.fast, device, None, warn=self.report)
+        self.prior = load_prior(settings.prior, device=device, registry=registry)
+        resolve(settings.fast, self.prior, device, None)  # options the prior cannot take are refused before any image
+        #: The prior under each acceleration the batches needed (:meth:`prior_for`).
+        self.accelerated: dict[Acceleration, Any] = {}
         self.record = {**settings.record(), "prior_weights_sha256": pipeline.weights_sha256(self.prior)}
         if settings.method is not None:  # bad names and hyper-parameters are refused before any image
             pipeline.make_strategy(registry, settings.method, settings.method_params)
@@ -538,12 +539,25 @@ class Runner:
         self.report(f"{', '.join(m.item.key for m in members)}: {record['strategy']['name']}, {record['steps']} steps, "
                     f"NFE {done.nfe}" + "".join(f"; warning: {note}" for note in done.warnings))
 
+    def prior_for(self, operator: Any) -> Any:
+        """The prior with the fast path applied as the commands and the API apply it for
+        ``operator`` (``auto`` precision by its kind: :func:`restore.accel.resolve`), so a batch
+        item restores as the same command would; one accelerated copy per distinct result."""
+        from restore.strategies.catalog import operator_kind
+
+        acceleration = resolve(self.settings.fast, self.prior, self.device, operator_kind(operator), self.report)
+        if acceleration not in self.accelerated:
+            self.accelerated[acceleration] = self.prior if acceleration == Acceleration() else \
+                accelerate(detached(self.prior), acceleration, warn=self.report)
+        return self.accelerated[acceleration]
+
     def solve(self, members: list[Loaded]) -> pipeline.Run:
         """One run of :func:`restore.pipeline.run` on the batch, sample s of each item seeded
         :func:`item_seed` + s (the default run's samples: :func:`restore.pipeline.default_samples`)."""
         samples = pipeline.default_samples(members[0].measurement.operator, self.settings.method,
                                            self.settings.quality, self.settings.target)
-        return pipeline.run([m.measurement for m in members], self.prior, prior_spec=self.settings.prior,
+        prior = self.prior_for(members[0].measurement.operator)
+        return pipeline.run([m.measurement for m in members], prior, prior_spec=self.settings.prior,
                             method=self.settings.method, steps=self.settings.steps,
                             params=self.settings.method_params, quality=self.settings.quality,
                             target=self.settings.target, samples=samples,

@@ -269,6 +269,24 @@ def test_auto_precision_of_a_run_follows_its_operator_kind(unet_dir, registry, m
     assert upscaled.provenance["fast_path"]["precision"] == "bf16"
 
 
+def test_batch_resolves_auto_precision_per_operator_kind_as_the_commands_do(unet_dir, monkeypatch, said, tmp_path):
+    """``restore batch`` applies the fast path per batch of one operator, as the command for that
+    operator would: with fast bf16, inpainting items run the network in bf16, SR items in fp32."""
+    from typer.testing import CliRunner
+
+    from restore.cli import app
+    from restore.operators.io import write_image
+
+    monkeypatch.setattr(accel, "fast_bf16", lambda device: (True, ""))
+    write_image(tmp_path / "in" / "a.png", torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
+    common = ["--prior", f"unet:{unet_dir}", "--method", "ddrm", "--steps", "2", "--threads", "1", "--quiet"]
+    for op, extra, precision in [("inpaint", ["--mask", "box"], "bf16"), ("sr", ["--scale", "2"], "fp32")]:
+        out = tmp_path / op
+        result = CliRunner().invoke(app, ["batch", str(tmp_path / "in"), "-o", str(out), "--op", op, *extra, *common])
+        assert result.exit_code == 0, result.output
+        assert json.loads((out / "a.json").read_text())["fast_path"]["precision"] == precision, op
+
+
 def test_prepare_leaves_a_caller_s_prior_alone_and_keeps_compiled_priors(unet_dir, registry, monkeypatch):
     spec, cpu = f"unet:{unet_dir}", torch.device("cpu")
     mine = load_prior(spec, registry=registry)
