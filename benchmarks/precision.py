@@ -118,19 +118,20 @@ def main() -> None:
         from restore.operators.io import load_image
 
         x = bench.centre_crop(load_image(path).image, args.size, path)
-        for task, target in [(t, g) for t in args.tasks.split(",") for g in args.targets.split(",")]:
+        for task in args.tasks.split(","):
             op = bench.build_operator(registry, doc, task, args.size)
             y = bench.measurement(op, x, bench.item_seed(0, task, path.name), 8)
-            scores = {}
-            for precision, prior in priors.items():
-                run = restore.restore(y, op, prior=prior, seed=0, registry=registry, target=target).tensors
-                out = run["mean"] if target == "fidelity" else run["samples"][0]
-                scores[precision] = {name: float(fn(out.clamp(0, 1), x)) for name, fn in metrics.items()}
-            delta = (scores["bf16"]["psnr"] - scores["fp32"]["psnr"], scores["bf16"]["lpips"] - scores["fp32"]["lpips"])
-            row = task if args.targets == "fidelity" else f"{task} {target}"
-            deltas.setdefault(row, []).append(delta)
-            print(f"{path.name} {row:36} fp32 {scores['fp32']['psnr']:6.2f} dB {scores['fp32']['lpips']:.4f}  "
-                  f"dPSNR {delta[0]:+.4f}  dLPIPS {delta[1]:+.5f}", flush=True)
+            for target in args.targets.split(","):
+                scores = {}
+                for precision, prior in priors.items():
+                    run = restore.restore(y, op, prior=prior, seed=0, registry=registry, target=target).tensors
+                    out = run["mean"] if target == "fidelity" else run["samples"][0]
+                    scores[precision] = {name: float(fn(out.clamp(0, 1), x)) for name, fn in metrics.items()}
+                delta = tuple(scores["bf16"][k] - scores["fp32"][k] for k in ("psnr", "lpips"))
+                row = task if args.targets == "fidelity" else f"{task} {target}"
+                deltas.setdefault(row, []).append(delta)
+                print(f"{path.name} {row:36} fp32 {scores['fp32']['psnr']:6.2f} dB {scores['fp32']['lpips']:.4f}  "
+                      f"dPSNR {delta[0]:+.4f}  dLPIPS {delta[1]:+.5f}", flush=True)
     print(f"\n{'task':36} {'images':>6} {'dPSNR mean':>10} {'min':>8} {'max':>8} {'dLPIPS mean':>11} {'min':>8} "
           f"{'max':>8}  bf16 by default")
     for task, values in deltas.items():
