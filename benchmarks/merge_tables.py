@@ -1,8 +1,10 @@
 """Combine tables of ``benchmarks/restoration.py --table`` that scored disjoint images of one
 test set (an interrupted run and the run that completed it with ``--skip``) into the table of
-their union.
+their union, or (``--join``) tables of other rows on the same images into one table with
+every row.
 
     .venv/bin/python benchmarks/merge_tables.py PART.md PART.md [...] --out TABLE.md [--note LINE]
+    .venv/bin/python benchmarks/merge_tables.py --join TABLE.md MORE_ROWS.md [...] --out TABLE.md
 
 A row's metrics, seconds and NFE are the image-weighted means of the parts' rows (exact for
 means, up to the printed rounding of the parts and of the result: 0.01 dB of PSNR, 1e-4 of
@@ -10,6 +12,13 @@ SSIM and LPIPS), its peak memory the largest, its image count the sum.  A task i
 the parts that have it, which must have the same rows; the rule line is recomputed
 (``restoration.rule_line``).  The parts must not share images: the merge cannot see image
 names, so the parts' headers (kept in the output) say which they scored.
+
+``--join``: each task gets the rows of every part that has it (the first part's order, then
+the new rows).  A row in more than one part (a baseline both runs scored) must have the same
+metrics (to one unit of the printed last digit: a merged table's means carry its parts'
+rounding), NFE, target and image count in each: the check that the parts scored the same
+images (the measurements are seeded per image, so a row's mean is a fingerprint of its
+images).  Its seconds and peak memory are the first part's.  The rule line is recomputed over all rows.
 """
 from __future__ import annotations
 
@@ -82,9 +91,36 @@ def merge(texts: list[str]) -> tuple[list[list[str]], list[str]]:
     return [header for header, _ in parsed], blocks
 
 
+def join(texts: list[str]) -> tuple[list[list[str]], list[str]]:
+    """(the parts' headers, the joined task blocks) of the table files' ``texts`` (``--join``:
+    module docstring)."""
+    parsed = [parse_table(t) for t in texts]
+    blocks = []
+    for task in dict.fromkeys(t for _, tasks in parsed for t in tasks):
+        having = [(k, tasks[task]) for k, (_, tasks) in enumerate(parsed, start=1) if task in tasks]
+        k0, (title, metrics, rows) = having[0]
+        joined, source = dict(rows), dict.fromkeys(rows, k0)
+        for k, (_, other_metrics, other_rows) in having[1:]:
+            if other_metrics != metrics:
+                raise ValueError(f"part {k} has other metrics for {task} than part {k0}")
+            for label, row in other_rows.items():
+                if label not in joined:
+                    joined[label], source[label] = row, k
+                    continue
+                first = joined[label]
+                if any(row[key] != first[key] for key in ("target", "nfe", "images")) or any(
+                        abs(row[m] - first[m]) > (0.01 if m == "psnr" else 1e-4) + 1e-9 for m in metrics):
+                    raise ValueError(f"{task}: row {label!r} of part {k} differs from part {source[label]}'s "
+                                     "(metrics, NFE, target or image count): not the same images?")
+        blocks.append(f"{title}\n{format_rows(joined, metrics)}\n{rule_line(joined)}")
+    return [header for header, _ in parsed], blocks
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("parts", type=Path, nargs="+", help="tables of disjoint images of one set")
+    p.add_argument("parts", type=Path, nargs="+", help="tables of disjoint images of one set (--join: of the "
+                   "same images)")
+    p.add_argument("--join", action="store_true", help="unite the rows of tables of the same images")
     p.add_argument("--out", type=Path, required=True, help="the merged table (must not exist, nor be a part)")
     p.add_argument("--note", action="append", default=[], help="a line for the merged table's header")
     args = p.parse_args(argv)
@@ -93,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.out.exists() or args.out.resolve() in {q.resolve() for q in args.parts}:
         p.error(f"--out {args.out} exists or is a part; choose a new file")
     try:
-        headers, blocks = merge([q.read_text() for q in args.parts])
+        headers, blocks = (join if args.join else merge)([q.read_text() for q in args.parts])
     except (OSError, ValueError) as exc:
         raise SystemExit(f"error: {exc}")
     command = "benchmarks/merge_tables.py " + shlex.join(sys.argv[1:] if argv is None else argv)

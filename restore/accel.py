@@ -62,7 +62,7 @@ PRECISIONS = ("auto", *DTYPES)
 #: Operator kinds (:func:`restore.strategies.catalog.operator_kind`) whose default runs keep the
 #: rule in bf16 (docs/PERFORMANCE.md, measured with ``benchmarks/precision.py`` on every benchmark
 #: task of the kind, both targets): ``auto`` runs their network in bf16 where bf16 is fast.
-AUTO_BF16_KINDS: frozenset[str] = frozenset({"denoise", "deblur", "inpaint"})
+AUTO_BF16_KINDS: frozenset[str] = frozenset({"denoise", "deblur", "inpaint", "inpaint-noisy"})
 NORMS = (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._BatchNorm)
 #: Attributes through which priors reach their network (denoiser.network, sizing and label
 #: wrappers' .network, the diffusers adapter's .unet).

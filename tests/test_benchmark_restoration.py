@@ -170,7 +170,7 @@ def test_modes_and_the_rule(bench):
     assert ("ddrm:eta=0.5", 30, "perceptual") in specs
     for target in ("fidelity", "perceptual"):
         choice = default_run(op, "fast", target)
-        assert any(s == choice.method and t == target for s, _, t in specs)
+        assert any(s == choice.spec and t == target for s, _, t in specs)
     assert bench.parse_strategy("dpir:symmetry=none,iterations=8") == ("dpir", {"symmetry": "none", "iterations": 8})
     assert bench.split_specs("ddrm:warm_start=dpir,t0=0.5,dps,dpir") == ["ddrm:warm_start=dpir,t0=0.5", "dps", "dpir"]
 
@@ -212,8 +212,9 @@ def test_the_docs_quote_the_measured_table():
     table = (ROOT / "benchmarks" / "results" / "restoration_targets_kodak24_cpu.md").read_text()
     readme = (ROOT / "README.md").read_text()
     strategies = (ROOT / "docs" / "STRATEGIES.md").read_text()
-    assert "# 24 images of kodak24" in table
-    for label, psnr in [("dpir, 20 NFE", "29.37"), ("biharmonic", "27.60"), ("dpir, 20 NFE", "25.20"),
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| method")]
+    assert "24 images of kodak24" in table and rows and all(line.endswith("| 24 |") for line in rows)
+    for label, psnr in [("dpir, 20 NFE", "29.37"), ("biharmonic", "27.60"), ("dpir:lambda_=0.1, 20 NFE", "25.34"),
                         ("bicubic", "24.24"), ("ddrm mean of 2, 20 NFE each", "25.31"),
                         ("richardson-lucy, iterations 30", "24.03"), ("ddrm mean of 2, 20 NFE each", "27.12"),
                         ("wiener, balance 0.178", "23.57"), ("dpir, 20 NFE", "24.84"), ("biharmonic", "24.57"),
@@ -272,6 +273,37 @@ def test_skip_and_merge_give_the_table_of_the_whole_set(bench, tiny_adm_spec, sh
         merge_tables.main([str(tmp_path / "a.md"), str(tmp_path / "c.md"), "--out", str(tmp_path / "n.md")])
 
 
+def test_join_unites_the_rows_of_runs_on_the_same_images(tmp_path):
+    """``merge_tables.py --join``: the rows of both tables, the shared baseline kept once and
+    checked equal (else an error: not the same images), the rule recomputed over all rows."""
+    spec = importlib.util.spec_from_file_location("merge_tables", ROOT / "benchmarks" / "merge_tables.py")
+    merge_tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(merge_tables)
+    head = ("| method | target | NFE | psnr | lpips-alex | s / image | peak MiB | images |\n"
+            "|---|---|---|---|---|---|---|---|\n")
+
+    def table(*rows: str) -> str:
+        return "# a run\n\nsr4: sr {}\n" + head + "".join(r + "\n" for r in rows) + "rule (docs/STRATEGIES.md): -\n"
+
+    base = "| bicubic | - | - | 24.24 | 0.6557 | 0.01 | 0 | 24 |"
+    (tmp_path / "a.md").write_text(table(base, "| dpir, 20 NFE | fidelity | 20 | 25.20 | 0.4594 | 17.16 | 134 | 24 |"))
+    (tmp_path / "b.md").write_text(table(base.replace("0.01 |", "0.02 |").replace("0.6557", "0.6558"),
+                                         "| dpir, 40 NFE | fidelity | 40 | 25.31 | 0.4500 | 30.00 | 140 | 24 |"))
+    merge_tables.main(["--join", str(tmp_path / "a.md"), str(tmp_path / "b.md"), "--out", str(tmp_path / "j.md")])
+    _, joined = merge_tables.parse_table((tmp_path / "j.md").read_text())
+    rows = joined["sr4"][2]
+    assert list(rows) == ["bicubic", "dpir, 20 NFE", "dpir, 40 NFE"]
+    assert rows["bicubic"]["seconds"] == 0.01 and rows["bicubic"]["lpips-alex"] == 0.6557  # the first part's
+    assert rows["dpir, 40 NFE"]["psnr"] == 25.31
+    rule = "rule (docs/STRATEGIES.md): fidelity: dpir, 40 NFE (best classical: bicubic)"
+    assert rule in (tmp_path / "j.md").read_text()
+    (tmp_path / "c.md").write_text(table(base.replace("24.24", "24.26"),
+                                         "| dpir, 40 NFE | fidelity | 40 | 25.31 | 0.4500 | 30.00 | 140 | 24 |"))
+    with pytest.raises(SystemExit, match="row 'bicubic' of part 2 differs from part 1's"):
+        merge_tables.main(["--join", str(tmp_path / "a.md"), str(tmp_path / "c.md"), "--out", str(tmp_path / "k.md")])
+    assert not (tmp_path / "k.md").exists()
+
+
 def test_the_docs_quote_the_whole_cbsd68_table():
     """docs/STRATEGIES.md quotes benchmarks/results/restoration_targets_cbsd68_cpu.md, whose every
     row covers all 68 images (merged from the parts it names), and README quotes its gains."""
@@ -279,13 +311,34 @@ def test_the_docs_quote_the_whole_cbsd68_table():
     strategies = (ROOT / "docs" / "STRATEGIES.md").read_text()
     readme = (ROOT / "README.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| method")]
-    assert len(rows) == 24 and all(line.endswith("| 68 |") for line in rows)
-    for label, psnr in [("dpir, 20 NFE", "27.84"), ("biharmonic", "26.62"), ("dpir, 20 NFE", "24.43"),
+    assert len(rows) == 25 and all(line.endswith("| 68 |") for line in rows)
+    for label, psnr in [("dpir, 20 NFE", "27.84"), ("biharmonic", "26.62"), ("dpir:lambda_=0.1, 20 NFE", "24.53"),
                         ("bicubic", "23.53"), ("ddrm mean of 2, 20 NFE each", "24.44"),
                         ("richardson-lucy, iterations 30", "23.23"), ("ddrm mean of 2, 20 NFE each", "26.20"),
                         ("wiener, balance 0.178", "22.80"), ("dpir, 20 NFE", "22.93"), ("biharmonic", "22.49"),
                         ("tweedie, 1 NFE", "30.31"), ("cbm3d", "29.97"), ("ffdnet", "30.30")]:
         assert any(line.startswith(f"| {label} |") and f"| {psnr} |" in line for line in rows), (label, psnr)
         assert psnr in strategies, psnr
-    for gain in ("+1.22", "+0.90", "+1.21", "+3.40", "+0.44", "30.31", "30.30"):
+    for gain in ("+1.22", "+1.00", "+1.21", "+3.40", "+0.44", "30.31", "30.30"):
         assert gain in readme and gain in strategies, gain
+
+
+def test_the_noisy_mask_default_is_the_rules_choice_on_both_sets(bench):
+    """The ``inpaint-noisy`` fidelity default (catalog) is the row the rule picks on both noisy
+    mask tables, all images of both sets; docs/STRATEGIES.md quotes them."""
+    spec = importlib.util.spec_from_file_location("merge_tables", ROOT / "benchmarks" / "merge_tables.py")
+    merge_tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(merge_tables)
+    from restore.strategies.catalog import DEFAULTS
+
+    choice = DEFAULTS["inpaint-noisy"]["fidelity"]["fast"]
+    label = f"{choice.spec} mean of {choice.samples}, {choice.steps} NFE each"
+    strategies = (ROOT / "docs" / "STRATEGIES.md").read_text()
+    for name, count in (("kodak24", 24), ("cbsd68", 68)):
+        text = (ROOT / "benchmarks" / "results" / f"restoration_noisy_inpaint_{name}_cpu.md").read_text()
+        _, tasks = merge_tables.parse_table(text)
+        assert set(tasks) == {"inpaint-box", "inpaint-random"}
+        for task, (_, _, rows) in tasks.items():
+            assert {r["images"] for r in rows.values()} == {count}, (name, task)
+            assert bench.pick(rows, "fidelity") == label, (name, task)
+            assert f"{rows[label]['psnr']:.2f} / {rows[label]['ssim']:.3f}" in strategies, (name, task)

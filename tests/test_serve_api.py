@@ -331,6 +331,13 @@ def test_defaults_are_the_clis(client):
                                                                           expected.samples)
     assert client.get("/api/defaults?task=inpaint&method=ddrm").json()["samples"] == 1  # a named method: one sample
     assert client.get("/api/defaults?task=inpaint&target=best").status_code == 400
+    # A mask's defaults follow its noise, as the CLI's do.
+    noisy = restore.operators.inpaint.Inpaint(mask="box", noise={"kind": "gaussian", "sigma": 0.05})
+    expected = default_run(noisy, "fast", "fidelity")
+    chosen = client.get("/api/defaults?task=inpaint&noise=0.05").json()
+    assert (chosen["method"], chosen["steps"], chosen["samples"]) == (expected.method, expected.steps, expected.samples)
+    assert chosen != client.get("/api/defaults?task=inpaint&noise=0").json()
+    assert client.get("/api/defaults?task=inpaint&noise=2").status_code == 400
 
 
 def test_the_target_reaches_the_record(client):

@@ -128,6 +128,12 @@ def test_paint_restore_download_in_chromium(tmp_path):
         page.evaluate("document.getElementById('brush-size').value = 2")
         page.fill("#steps", "4")
         page.fill("#seed", "3")
+        default = "document.querySelector(\"#method option[value='']\").textContent"
+        page.wait_for_function(f"{default}.includes('dpir')")  # a noiseless mask's default
+        for noise, method in (("0.05", "ddnm+"), ("", "dpir")):  # a noisy mask has its own
+            page.fill("#noise", noise)
+            page.dispatch_event("#noise", "change")
+            page.wait_for_function(f"{default}.includes('{method}')")
         box = page.locator("#mask-canvas").bounding_box()
         cell = box["width"] / 16  # screen pixels per image pixel
 

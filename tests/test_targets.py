@@ -94,7 +94,10 @@ def test_the_run_record_keeps_the_target(work, target):
     record = json.loads((work / "up.json").read_text())
     assert record["target"] == target
     operator = default_registry().get("operator", "sr")(scale=2)
-    assert record["strategy"]["name"] == default_run(operator, "fast", target).method
+    chosen = default_run(operator, "fast", target)
+    assert record["strategy"]["name"] == chosen.method
+    for name, value in chosen.params:  # the default's hyperparameters reach the run (SR: DPIR's lambda)
+        assert record["strategy"]["params"][name] == value, name
 
 
 def test_a_bad_target_is_one_line_exit_2(work):
@@ -104,3 +107,28 @@ def test_a_bad_target_is_one_line_exit_2(work):
         lines = [line for line in out.output.splitlines() if line.strip()]
         assert lines == ["error: --target must be fidelity or perceptual, got 'best'"], out.output
     assert not (work / "img_restored.png").exists() and not (work / "out").exists()
+
+
+def test_masks_with_noise_get_their_own_defaults():
+    """A mask's default follows its noise (catalog.operator_kind): noiseless masks (as a mask read
+    from a file is) DPIR, noisy ones the mean of two warm-started DDNM+ samples, where the
+    benchmark's rule picked it (docs/STRATEGIES.md)."""
+    from restore.strategies.catalog import operator_kind
+
+    get = default_registry().get
+    cases = [(get("operator", "inpaint")(mask="box"), "inpaint"),
+             (get("operator", "inpaint")(mask="box", noise={"kind": "gaussian", "sigma": 0.025}), "inpaint-noisy"),
+             (get("operator", "inpaint")(mask="random", noise={"kind": "poisson", "rate": 100.0}), "inpaint-noisy")]
+    for op, kind in cases:
+        assert operator_kind(op) == kind, op
+    assert default_run(cases[0][0]).method == "dpir"
+    noisy = default_run(cases[2][0])
+    assert (noisy.method, noisy.samples, dict(noisy.params)) == ("ddnm+", 2, {"warm_start": "dpir", "t0": 0.2})
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(16, 16)
+    mask[4:12, 4:12] = 1  # the hole
+    result = restore.inpaint(x, mask, noise=0.025, prior="gaussian:3x16x16", steps=3, seed=0)
+    assert result.provenance["strategy"]["name"] == "ddnm+" and result.provenance["samples"] == 2
+    assert torch.equal(result.image, result.tensors["samples"].mean(dim=0))
+    clean = restore.inpaint(x, mask, prior="gaussian:3x16x16", steps=3, seed=0)
+    assert clean.provenance["strategy"]["name"] == "dpir" and clean.provenance["samples"] == 1

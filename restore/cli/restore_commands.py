@@ -38,18 +38,21 @@ from restore.strategies.catalog import DEFAULTS, operator_kind  # noqa: E402  (f
 def _default(kind: str, quality: str, target: str = "fidelity") -> str:
     choice = DEFAULTS[kind][target][quality]
     mean = f", mean of {choice.samples} samples" if choice.samples > 1 else ""
-    return f"{choice.method}" + (f" at {choice.steps} steps{mean}" if choice.steps > 1 else " (1 NFE)")
+    params = f" ({', '.join(f'{k}={v}' for k, v in choice.params)})" if choice.params else ""
+    return f"{choice.method}{params}" + (f" at {choice.steps} steps{mean}" if choice.steps > 1 else " (1 NFE)")
 
 
 DEFAULT_HELP = (
     "Strategy (see `restore list`). Default (restore.strategies.catalog.default_run, chosen on the natural-image "
     "benchmark with the embedded prior, fast on a CPU; --target fidelity): denoise "
-    f"{_default('denoise', 'fast')}, the posterior mean; inpaint {_default('inpaint', 'fast')}; sr "
+    f"{_default('denoise', 'fast')}, the posterior mean; inpaint {_default('inpaint', 'fast')} (with --noise "
+    f"{_default('inpaint-noisy', 'fast')}); sr "
     f"{_default('sr', 'fast')}; circular deblur {_default('deblur', 'fast')}; colorize {_default('svd', 'fast')}; "
     f"other operators {_default('other', 'fast')}."
 )
 QUALITY_HELP = (
-    f"fast (default) or high, the budget within the target: inpaint {_default('inpaint', 'high')}, sr "
+    f"fast (default) or high, the budget within the target: inpaint {_default('inpaint', 'high')} (with --noise "
+    f"{_default('inpaint-noisy', 'high')}), sr "
     f"{_default('sr', 'high')}, deblur {_default('deblur', 'high')}, other operators {_default('other', 'high')} "
     "(--target fidelity; docs/STRATEGIES.md lists both targets)."
 )

@@ -112,15 +112,16 @@ def _package_files(folder: Any, names: Mapping[str, str]) -> dict[str, tuple[byt
     return {name: ((folder / name).read_bytes(), media) for name, media in names.items()}
 
 
-def example_operator(task: str) -> Any:
-    """An operator of ``task`` as a job builds it (default parameters), to ask the catalog
-    for the task's defaults."""
+def example_operator(task: str, noise: Optional[float] = None) -> Any:
+    """An operator of ``task`` as a job builds it (default parameters; measurement noise
+    ``noise``, sigma on [0, 1], where the task takes one), to ask the catalog for the task's
+    defaults: a mask's depend on its noise."""
     from restore.plugins import default_registry
     from restore.serve.jobs import deblur_kernel
 
     get = default_registry().get
     if task == "inpaint":
-        return get("operator", "inpaint")(mask="box")
+        return get("operator", "inpaint")(mask="box", noise={"kind": "gaussian", "sigma": noise or 0.0})
     if task == "sr":
         return get("operator", "sr")(scale=Options.scale)
     if task == "deblur":
@@ -199,17 +200,19 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/api/defaults")
     def defaults(task: str = "inpaint", quality: str = "fast", target: str = "fidelity",
-                 method: Optional[str] = None) -> dict[str, Any]:
-        """The method, steps and samples a job of ``task`` gets when it names none (samples: with
-        ``method`` when it names one): the CLI's (:func:`restore.strategies.catalog.default_run`,
-        :func:`restore.pipeline.default_samples`)."""
+                 method: Optional[str] = None, noise: Optional[float] = None) -> dict[str, Any]:
+        """The method, steps and samples a job of ``task`` with measurement noise ``noise``
+        gets when it names none (samples: with ``method`` when it names one): the CLI's
+        (:func:`restore.strategies.catalog.default_run`, :func:`restore.pipeline.default_samples`)."""
         from restore.pipeline import default_samples
         from restore.strategies.catalog import QUALITIES, TARGETS, default_run
 
         if task not in TASKS or quality not in QUALITIES or target not in TARGETS:
             raise Refused(f"defaults: task must be one of {', '.join(TASKS)}, quality {' or '.join(QUALITIES)}, "
                           f"target {' or '.join(TARGETS)}")
-        operator = example_operator(task)
+        if noise is not None and not 0 <= noise <= 1:
+            raise Refused(f"defaults: noise must be a sigma in [0, 1], got {noise}")
+        operator = example_operator(task, noise)
         chosen = default_run(operator, quality, target)
         return {"method": chosen.method, "steps": chosen.steps,
                 "samples": default_samples(operator, method or None, quality, target)}

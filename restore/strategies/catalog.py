@@ -151,16 +151,24 @@ def _both(fast: Default, high_steps: int) -> dict[str, Default]:
     return {"fast": fast, "high": Default(fast.method, high_steps, fast.samples, fast.params)}
 
 
+#: DDNM+ started from DPIR's estimate at t0 = 0.2 (:mod:`restore.strategies.warm`): the mask sampler.
+WARM_DDNM = (("warm_start", "dpir"), ("t0", 0.2))
+
 #: The default run by operator kind (:func:`operator_kind`), target and quality; chosen by the rule
 #: of docs/STRATEGIES.md (mean over the kind's tasks) from
 #: ``benchmarks/results/restoration_targets_kodak24_cpu.md`` (all 24 images) and
-#: ``restoration_targets_cbsd68_cpu.md`` (all 68); the inpaint perceptual t0 from a screen
-#: on CBSD432 training crops; ``svd``, ``linear`` and ``other`` were not measured on images.
+#: ``restoration_targets_cbsd68_cpu.md`` (all 68), the noisy masks from
+#: ``restoration_noisy_inpaint_kodak24_cpu.md`` and ``restoration_noisy_inpaint_cbsd68_cpu.md``;
+#: the inpaint perceptual t0 and the SR fidelity lambda from screens on CBSD432 training crops;
+#: ``svd``, ``linear`` and ``other`` were not measured on images.
 DEFAULTS: dict[str, dict[str, dict[str, Default]]] = {
     "denoise": {"fidelity": _both(Default("tweedie", 1), 1), "perceptual": _both(Default("ddrm", 20), 100)},
     "inpaint": {"fidelity": _both(Default("dpir", 20), 100),
-                "perceptual": _both(Default("ddnm+", 20, params=(("warm_start", "dpir"), ("t0", 0.2))), 100)},
-    "sr": {"fidelity": _both(Default("dpir", 20), 100), "perceptual": _both(Default("ddrm", 20), 100)},
+                "perceptual": _both(Default("ddnm+", 20, params=WARM_DDNM), 100)},
+    "inpaint-noisy": {"fidelity": _both(Default("ddnm+", 20, 2, params=WARM_DDNM), 100),
+                      "perceptual": _both(Default("ddnm+", 20, params=WARM_DDNM), 100)},
+    "sr": {"fidelity": _both(Default("dpir", 20, params=(("lambda_", 0.1),)), 100),
+           "perceptual": _both(Default("ddrm", 20), 100)},
     "deblur": {"fidelity": _both(Default("ddrm", 20, 2), 100), "perceptual": _both(Default("ddrm", 20), 100)},
     "svd": {"fidelity": _both(Default("dpir", 20), 100), "perceptual": _both(Default("ddrm", 20), 100)},
     "linear": {"fidelity": _both(Default("dpir", 20), 100), "perceptual": _both(Default("dps", 100), 1000)},
@@ -170,7 +178,10 @@ DEFAULTS: dict[str, dict[str, dict[str, Default]]] = {
 
 def operator_kind(operator: Any) -> str:
     """Which row of :data:`DEFAULTS` serves ``operator``: ``denoise`` (y = x + Gaussian noise),
-    ``inpaint`` (linear with an SVD and a 0/1 mask: inpainting, Bayer), ``sr`` and ``deblur``
+    ``inpaint`` (linear with an SVD and a 0/1 mask: inpainting, Bayer; without measurement noise,
+    as a mask read from a file is: the rounding of known pixels is not noise to a mask,
+    :func:`restore.measurement.with_quantization_noise`), ``inpaint-noisy`` (such a mask with
+    noise: the benchmark's rule picks another estimator there), ``sr`` and ``deblur``
     (linear with an SVD, of those tasks: the benchmark measures them apart), ``svd`` (other
     linear operators with an SVD: colorization, compressed sensing, matrices), ``linear``
     (linear without an SVD: blur with a reflect or valid boundary, third-party operators) or
@@ -182,7 +193,7 @@ def operator_kind(operator: Any) -> str:
         return "denoise"
     if caps.get("linear") and caps.get("has_svd"):
         if caps.get("is_mask"):
-            return "inpaint"
+            return "inpaint" if noise.is_gaussian and noise.noiseless else "inpaint-noisy"
         return {"super-resolution": "sr", "deblur": "deblur"}.get(task, "svd")
     return "linear" if caps.get("linear") else "other"
 
@@ -219,7 +230,8 @@ def default_run(operator: Any, quality: Quality = "fast", target: Target = "fide
 #: What each operator kind of :data:`DEFAULTS` covers, for :func:`defaults_table`.
 KINDS = {
     "denoise": "denoise with Gaussian noise",
-    "inpaint": "masks with an SVD (inpaint, Bayer)",
+    "inpaint": "masks with an SVD (inpaint, Bayer), no noise",
+    "inpaint-noisy": "masks with an SVD, with measurement noise",
     "sr": "super-resolution",
     "deblur": "circular blur",
     "svd": "other linear with an SVD (colorize, cs, matrix; denoise without noise)",

@@ -49,6 +49,7 @@ async function showDefaults() {
   const current = $("method").value;
   const query = new URLSearchParams({ task: $("task").value, quality: $("quality").value, target: $("target").value,
     method: current });
+  if ($("noise").value !== "") query.set("noise", $("noise").value);  // a mask's defaults depend on its noise
   const chosen = await api(`/api/defaults?${query}`);
   fill($("method"), [["", `default (${chosen.method})`], ...state.methods.map((m) => [m, m])]);
   $("method").value = state.methods.includes(current) ? current : "";
@@ -348,6 +349,7 @@ $("task").addEventListener("change", async () => { showTask(); await showDefault
 $("quality").addEventListener("change", showDefaults);
 $("target").addEventListener("change", showDefaults);
 $("method").addEventListener("change", showDefaults);
+$("noise").addEventListener("change", showDefaults);
 $("restore").addEventListener("click", submit);
 $("cancel").addEventListener("click", () => state.job && api(`/api/jobs/${state.job}/cancel`, { method: "POST" }).catch((e) => say(e.message)));
 $("undo").addEventListener("click", () => restoreFrom(state.undo, state.redo));
