@@ -347,3 +347,25 @@ def test_the_noisy_mask_default_is_the_rules_choice_on_both_sets(bench):
             assert {r["images"] for r in rows.values()} == {count}, (name, task)
             assert bench.pick(rows, "fidelity") == label, (name, task)
             assert f"{rows[label]['psnr']:.2f} / {rows[label]['ssim']:.3f}" in strategies, (name, task)
+
+
+def test_the_sr_lambda_is_the_screens_choice(bench):
+    """The SR default's DPIR lambda is the rule's pick on the training-crop screen
+    (benchmarks/results/restoration_lambda_screen_cbsd432_cpu.md), whose figures the docs quote,
+    and the screen shows why lambda stays per kind: 0.1 breaks motion deblurring."""
+    spec = importlib.util.spec_from_file_location("merge_tables", ROOT / "benchmarks" / "merge_tables.py")
+    merge_tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(merge_tables)
+    from restore.strategies.catalog import DEFAULTS
+
+    _, tasks = merge_tables.parse_table(
+        (ROOT / "benchmarks" / "results" / "restoration_lambda_screen_cbsd432_cpu.md").read_text())
+    choice = DEFAULTS["sr"]["fidelity"]["fast"]
+    assert bench.pick(tasks["sr4"][2], "fidelity") == f"{choice.spec}, {choice.steps} NFE"
+    motion = tasks["deblur-motion"][2]
+    assert motion["dpir:lambda_=0.1, 20 NFE"]["psnr"] < motion["dpir, 20 NFE"]["psnr"] - 5
+    docs = (ROOT / "docs" / "STRATEGIES.md").read_text() + (ROOT / "restore" / "strategies" / "dpir.py").read_text()
+    for rows in (tasks["sr4"][2], motion):
+        for label, row in rows.items():
+            if label.startswith("dpir"):
+                assert f"{row['psnr']:.2f}" in docs, label

@@ -47,7 +47,9 @@ taken to prior units by (hi - lo).  ``lambda_`` stays the paper's 0.23 here; the
 default sets 0.1 (:data:`restore.strategies.catalog.DEFAULTS`): on noisy SR x4 (sigma_y 0.025, six
 CBSD432 training crops, 20 NFE) lambda 0.025 / 0.05 / 0.1 / 0.23 / 0.5 / 1.0 gave 25.39 / 25.63 /
 25.78 / 25.67 / 25.29 / 24.69 dB (a smaller lambda, a smaller alpha_k, leans each data step
-further toward the measurement).
+further toward the measurement).  Not a better default everywhere: on the same crops lambda 0.1
+broke down on motion deblurring (16.81 against 27.02 dB at 0.23), whose kernel passes the noise
+through near-zero frequencies once alpha_k is small (docs/STRATEGIES.md).
 
 ``ensemble`` is the paper's periodical geometric self-ensemble (Sec. 5.1.3): iteration k
 denoises g_k^{-1} D(g_k z_k, sigma_k) with g_k the element k mod |G| of a symmetry group
