@@ -25,6 +25,14 @@ def bench():
     return module
 
 
+@pytest.fixture(scope="module")
+def merge_tables():
+    spec = importlib.util.spec_from_file_location("merge_tables", ROOT / "benchmarks" / "merge_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_task_files_are_the_generators_output(bench):
     doc = bench.load_tasks()
     size = doc["size"]
@@ -237,15 +245,12 @@ def test_the_code_hash_ignores_docstrings_and_comments_but_not_code(bench):
     assert bench.code_only('def f():\n    """Only a docstring."""\n') == bench.code_only("def f():\n    pass\n")
 
 
-def test_skip_and_merge_give_the_table_of_the_whole_set(bench, tiny_adm_spec, shared_dir, tmp_path):
+def test_skip_and_merge_give_the_table_of_the_whole_set(bench, merge_tables, tiny_adm_spec, shared_dir, tmp_path):
     """A run of image 1 merged with a run of image 2 (``--skip 1``) is the run of both:
     image-weighted means, summed counts, the rule recomputed (benchmarks/merge_tables.py)."""
     data = shared_dir / "data" / "test" / "ffhq256"
     if not data.is_dir():
         pytest.skip(f"{data} is missing")
-    spec = importlib.util.spec_from_file_location("merge_tables", ROOT / "benchmarks" / "merge_tables.py")
-    merge_tables = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(merge_tables)
     common = ["--quick", "--nfe", "2", "--strategies", "ddnm+", "--targets", "perceptual", "--tasks", "sr4,denoise",
               "--baselines", "bicubic,pinv", "--prior",
               tiny_adm_spec, "--data", str(data), "--metrics", "psnr,ssim", "--out", str(tmp_path / "cache")]
@@ -278,12 +283,9 @@ def test_skip_and_merge_give_the_table_of_the_whole_set(bench, tiny_adm_spec, sh
         merge_tables.main([str(tmp_path / "a.md"), str(tmp_path / "c.md"), "--out", str(tmp_path / "n.md")])
 
 
-def test_join_unites_the_rows_of_runs_on_the_same_images(tmp_path):
+def test_join_unites_the_rows_of_runs_on_the_same_images(merge_tables, tmp_path):
     """``merge_tables.py --join``: the rows of both tables, the shared baseline kept once and
     checked equal (else an error: not the same images), the rule recomputed over all rows."""
-    spec = importlib.util.spec_from_file_location("merge_tables", ROOT / "benchmarks" / "merge_tables.py")
-    merge_tables = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(merge_tables)
     head = ("| method | target | NFE | psnr | lpips-alex | s / image | peak MiB | images |\n"
             "|---|---|---|---|---|---|---|---|\n")
 
@@ -328,12 +330,9 @@ def test_the_docs_quote_the_whole_cbsd68_table():
         assert gain in readme and gain in strategies, gain
 
 
-def test_the_noisy_mask_default_is_the_rules_choice_on_both_sets(bench):
+def test_the_noisy_mask_default_is_the_rules_choice_on_both_sets(bench, merge_tables):
     """The ``inpaint-noisy`` fidelity default (catalog) is the row the rule picks on both noisy
     mask tables, all images of both sets; docs/STRATEGIES.md quotes them."""
-    spec = importlib.util.spec_from_file_location("merge_tables", ROOT / "benchmarks" / "merge_tables.py")
-    merge_tables = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(merge_tables)
     from restore.strategies.catalog import DEFAULTS
 
     choice = DEFAULTS["inpaint-noisy"]["fidelity"]["fast"]
@@ -349,13 +348,10 @@ def test_the_noisy_mask_default_is_the_rules_choice_on_both_sets(bench):
             assert f"{rows[label]['psnr']:.2f} / {rows[label]['ssim']:.3f}" in strategies, (name, task)
 
 
-def test_the_sr_lambda_is_the_screens_choice(bench):
+def test_the_sr_lambda_is_the_screens_choice(bench, merge_tables):
     """The SR default's DPIR lambda is the rule's pick on the training-crop screen
     (benchmarks/results/restoration_lambda_screen_cbsd432_cpu.md), whose figures the docs quote,
     and the screen shows why lambda stays per kind: 0.1 breaks motion deblurring."""
-    spec = importlib.util.spec_from_file_location("merge_tables", ROOT / "benchmarks" / "merge_tables.py")
-    merge_tables = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(merge_tables)
     from restore.strategies.catalog import DEFAULTS
 
     _, tasks = merge_tables.parse_table(
