@@ -141,6 +141,7 @@ def toolkit_run(task: str, method: str, steps: int, weights: Path, x: torch.Tens
     from restore.accel import FastPath, prepare
     from restore.plugins import default_registry
     from restore.priors.spec import load_prior
+    from restore.strategies.catalog import operator_kind
 
     registry = default_registry()
     if task == "sr4":
@@ -152,7 +153,7 @@ def toolkit_run(task: str, method: str, steps: int, weights: Path, x: torch.Tens
     architecture.write_text(json.dumps(config(x.shape[-1])))
     prior, used = prepare(f"adm:{weights}:{architecture}",
                           lambda spec: load_prior(spec, device=device, registry=registry), FastPath(), device,
-                          operator.task)
+                          operator_kind(operator))
     y = operator.measure(x.to(device), generator=torch.Generator(device).manual_seed(0))
 
     nfe = [0]
@@ -292,8 +293,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         if args.device.startswith("cuda"):
             args.runs, args.tasks, args.repeats, args.batch = "dps:1000", "sr4", 1, args.gpu_batch
             rows += measure(args, Path(tmp))
-    fast = next((r["restore"].get("fast_path") for r in rows if r["restore"].get("fast_path")), None)
-    lines = head + [format_row(r) for r in rows] + [f"# restore's fast path as resolved here: {fast}"]
+    fast = {r["task"]: r["restore"]["fast_path"] for r in rows if r["restore"].get("fast_path")}
+    lines = head + [format_row(r) for r in rows] + [f"# restore's fast path as resolved here, per task: {fast}"]
     print(lines[-1])
     if args.table is not None:
         args.table.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """bf16 against fp32 for each task's default method: the measurement behind ``--precision auto``.
 
     python benchmarks/precision.py [--tasks denoise,sr4,...] [--targets fidelity,perceptual] [--images 10]
-        [--size 256] [--emulate]
+        [--skip 0] [--size 256] [--emulate]
+    python benchmarks/precision.py --summarize LOG [LOG ...]
 
 For each task of ``benchmarks/restoration_tasks.json`` and each of the first N CBSD68 images
 (centre crops, measurements exactly as the restoration benchmark makes them), the task's
@@ -11,7 +12,9 @@ channels_last, the same seed; prints per task and target the
 mean and the per-image spread (min / max) of PSNR(bf16) - PSNR(fp32) and LPIPS(bf16) -
 LPIPS(fp32), and the verdict of the rule of docs/PERFORMANCE.md (PSNR loss at most 0.05 dB and
 LPIPS change at most 0.002).  Results are printed as each image finishes (image-major, so
-every task gets the same count when stopped early).
+every task gets the same count when stopped early).  ``--skip N`` starts after the first N
+images, so two processes can share the set; ``--summarize`` prints the table of the per-image
+lines of the given logs together (a line seen twice counts once).
 
 ``--emulate``: on a CPU without bf16 instructions, where bf16 convolutions run 6.6x slower
 than fp32, run bf16's rounding in fp32 arithmetic instead: convolution and linear weights,
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,6 +39,9 @@ from torch import nn
 
 HERE = Path(__file__).resolve().parent
 RULE_PSNR, RULE_LPIPS = 0.05, 0.002
+#: One image's line as :func:`main` prints it.
+LINE = re.compile(r"^(?P<image>\S+) (?P<row>\S.*?) +fp32 +\S+ dB \S+ +dPSNR (?P<dpsnr>\S+) +dLPIPS (?P<dlpips>\S+)$",
+                  re.MULTILINE)
 
 
 def restoration_module() -> Any:
@@ -100,7 +107,20 @@ def main() -> None:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--emulate", action="store_true")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--skip", type=int, default=0, help="start after the first N images")
+    p.add_argument("--summarize", nargs="+", type=Path, metavar="LOG", help="tabulate the per-image lines of logs")
     args = p.parse_args()
+    if args.summarize:
+        rows = {}
+        for log in args.summarize:
+            for match in LINE.finditer(log.read_text()):
+                rows[match["image"], match["row"]] = (float(match["dpsnr"]), float(match["dlpips"]))
+        deltas: dict[str, list[tuple[float, float]]] = {}
+        for (_, row), delta in rows.items():
+            deltas.setdefault(row, []).append(delta)
+        print_summary(deltas)
+        print(f"# command: python benchmarks/precision.py {' '.join(sys.argv[1:])}")
+        return
     torch.set_num_threads(args.threads)
     import restore
     from restore.plugins import default_registry
@@ -112,7 +132,7 @@ def main() -> None:
     if args.emulate:
         print(emulation_check(), flush=True)
     priors = {precision: prior_in(precision, args.emulate) for precision in ("fp32", "bf16")}
-    files = sorted(bench.DEFAULT_DATA.glob("*.png"))[:args.images]
+    files = sorted(bench.DEFAULT_DATA.glob("*.png"))[args.skip:args.skip + args.images]
     deltas: dict[str, list[tuple[float, float]]] = {}
     for path in files:
         from restore.operators.io import load_image
@@ -132,6 +152,12 @@ def main() -> None:
                 deltas.setdefault(row, []).append(delta)
                 print(f"{path.name} {row:36} fp32 {scores['fp32']['psnr']:6.2f} dB {scores['fp32']['lpips']:.4f}  "
                       f"dPSNR {delta[0]:+.4f}  dLPIPS {delta[1]:+.5f}", flush=True)
+    print_summary(deltas)
+    print(f"# command: python benchmarks/precision.py {' '.join(sys.argv[1:])}")
+
+
+def print_summary(deltas: dict[str, list[tuple[float, float]]]) -> None:
+    """Per task (and target): the images, the mean and spread of the changes, the rule's verdict."""
     print(f"\n{'task':36} {'images':>6} {'dPSNR mean':>10} {'min':>8} {'max':>8} {'dLPIPS mean':>11} {'min':>8} "
           f"{'max':>8}  bf16 by default")
     for task, values in deltas.items():
@@ -140,7 +166,6 @@ def main() -> None:
         ok = -mean_p <= RULE_PSNR and abs(mean_l) <= RULE_LPIPS
         print(f"{task:36} {len(values):6d} {mean_p:+10.4f} {min(dp):+8.4f} {max(dp):+8.4f} {mean_l:+11.5f} "
               f"{min(dl):+8.5f} {max(dl):+8.5f}  {'yes' if ok else 'no'}")
-    print(f"# command: python benchmarks/precision.py {' '.join(sys.argv[1:])}")
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ import torch
 from torch import Tensor, nn
 
 from restore.priors.base import Prior
+from restore.priors.norms import normalize_in_float32
 
 #: Network precisions (``--precision``, ``precision=``); ``auto`` is resolved by :func:`resolve`.
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -62,7 +63,7 @@ PRECISIONS = ("auto", *DTYPES)
 #: Operator kinds (:func:`restore.strategies.catalog.operator_kind`) whose default runs keep the
 #: rule in bf16 (docs/PERFORMANCE.md, measured with ``benchmarks/precision.py`` on every benchmark
 #: task of the kind, both targets): ``auto`` runs their network in bf16 where bf16 is fast.
-AUTO_BF16_KINDS: frozenset[str] = frozenset({"denoise", "deblur", "inpaint", "inpaint-noisy"})
+AUTO_BF16_KINDS: frozenset[str] = frozenset({"denoise", "deblur", "inpaint", "inpaint-noisy", "sr"})
 NORMS = (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._BatchNorm)
 #: Attributes through which priors reach their network (denoiser.network, sizing and label
 #: wrappers' .network, the diffusers adapter's .unet).
@@ -179,14 +180,15 @@ def resolve(fast: FastPath, prior: Prior, device: torch.device, kind: Optional[s
 
 
 class Float32Norm(nn.Module):
-    """A normalisation layer computed in float32 whatever its input dtype; returns the input dtype."""
+    """A normalisation layer computed in float32 whatever its input dtype; returns the input dtype
+    (:func:`restore.priors.norms.normalize_in_float32`)."""
 
     def __init__(self, norm: nn.Module) -> None:
         super().__init__()
         self.norm = norm.float()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.norm(x.float()).to(x.dtype)
+        return normalize_in_float32(self.norm, x)
 
 
 class CastNetwork(nn.Module):

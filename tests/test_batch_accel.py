@@ -7,10 +7,12 @@ import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from restore import accel
 from restore.accel import Acceleration, Float32Norm, accelerate, parse_precision
+from restore.priors.norms import normalize_in_float32
 from restore.hookspecs import hookimpl
 from restore.plugins import default_registry
 from restore.priors.native import NativeConfig, save_native
@@ -77,6 +79,31 @@ def test_half_precision_keeps_norms_and_output_in_float32(unet_dir, registry):
     assert out.dtype == torch.float32  # the sampler state stays float32
     assert (out - ref).norm() / ref.norm() < 2e-2
     assert prior.info["acceleration"] == {"precision": "bf16", "channels_last": False, "compile": False}
+
+
+@pytest.mark.parametrize("norm", [nn.GroupNorm(4, 8), nn.LayerNorm(20), nn.BatchNorm2d(8).eval()],
+                         ids=["group", "layer", "batch"])
+def test_norms_compute_in_float32_and_take_bf16_as_it_is_on_the_cpu(norm, monkeypatch):
+    """normalize_in_float32 equals the norm of the float32 input rounded to bf16, gradients
+    included; group and layer norms get the bf16 tensor itself (the CPU's mixed-type kernels),
+    other norms a float32 copy."""
+    with torch.no_grad():
+        for p in norm.parameters():
+            p.uniform_(0.5, 1.5)
+    x = (3 * torch.randn(2, 8, 6, 20, generator=torch.Generator().manual_seed(0)) + 1).to(torch.bfloat16)
+    seen = []
+    for name in ("group_norm", "layer_norm", "batch_norm"):
+        original = getattr(F, name)
+        monkeypatch.setattr(F, name, lambda t, *a, _f=original, **k: seen.append(t.dtype) or _f(t, *a, **k))
+    fast, slow = x.clone().requires_grad_(), x.float().requires_grad_()
+    out, ref = normalize_in_float32(norm, fast), norm(slow)
+    mixed = not isinstance(norm, nn.BatchNorm2d)
+    assert out.dtype == torch.bfloat16 and seen[0] == (torch.bfloat16 if mixed else torch.float32)
+    assert torch.equal(out, ref.to(torch.bfloat16)) or (out.float() - ref).abs().max() <= 2 ** -7 * ref.abs().max()
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    (out.float() * weights).sum().backward()
+    (ref * weights).sum().backward()
+    assert (fast.grad.float() - slow.grad).abs().max() <= 2 ** -7 * slow.grad.abs().max()
 
 
 def test_adm_uses_its_torso_dtype(adm_spec, registry):
@@ -249,40 +276,47 @@ def test_bf16_network_keeps_the_sampler_state_float32(method, unet_dir, registry
 
 def test_auto_precision_of_a_run_follows_its_operator_kind(unet_dir, registry, monkeypatch, said):
     """``auto`` asks :data:`accel.AUTO_BF16_KINDS` by the operator's kind (catalog.operator_kind):
-    Gaussian denoising, linear deblurring and masks passed the rule; super-resolution did not
-    (docs/PERFORMANCE.md), until its kind is added."""
+    every kind the benchmark measures passed the rule (docs/PERFORMANCE.md); the kinds it does not
+    measure (colorization's ``svd``, ``linear``, ``other``) stay fp32 until added."""
     from restore.api import restore
 
     monkeypatch.setattr(accel, "fast_bf16", lambda device: (True, ""))
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     common = {"prior": f"unet:{unet_dir}", "seed": 0, "registry": registry, "steps": 2}
-    assert accel.AUTO_BF16_KINDS == frozenset({"denoise", "deblur", "inpaint", "inpaint-noisy"})
+    assert accel.AUTO_BF16_KINDS == frozenset({"denoise", "deblur", "inpaint", "inpaint-noisy", "sr"})
     assert restore(x, "denoise", noise=0.1, **common).provenance["fast_path"]["precision"] == "bf16"
     blurred = restore(x, "blur", method="ddrm", noise=0.05, **common,
                       operator_options={"kernel": "gaussian", "std": 1.0, "size": 5})
     assert blurred.provenance["fast_path"]["precision"] == "bf16"
     small = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(1))
     upscaled = restore(small, "sr", method="ddrm", noise=0.05, operator_options={"scale": 4}, **common)
-    assert upscaled.provenance["fast_path"]["precision"] == "fp32"
-    monkeypatch.setattr(accel, "AUTO_BF16_KINDS", frozenset({"sr"}))
-    upscaled = restore(small, "sr", method="ddrm", noise=0.05, operator_options={"scale": 4}, **common)
     assert upscaled.provenance["fast_path"]["precision"] == "bf16"
+    grey = x.mean(dim=1, keepdim=True)
+    assert restore(grey, "colorize", method="ddrm", **common).provenance["fast_path"]["precision"] == "fp32"
+    monkeypatch.setattr(accel, "AUTO_BF16_KINDS", frozenset({"svd"}))
+    assert restore(grey, "colorize", method="ddrm", **common).provenance["fast_path"]["precision"] == "bf16"
+    upscaled = restore(small, "sr", method="ddrm", noise=0.05, operator_options={"scale": 4}, **common)
+    assert upscaled.provenance["fast_path"]["precision"] == "fp32"
 
 
 def test_batch_resolves_auto_precision_per_operator_kind_as_the_commands_do(unet_dir, monkeypatch, said, tmp_path):
     """``restore batch`` applies the fast path per batch of one operator, as the command for that
-    operator would: with fast bf16, inpainting items run the network in bf16, SR items in fp32."""
+    operator would: with fast bf16, inpainting items run the network in bf16, colorization items
+    (kind ``svd``, not measured) in fp32."""
     from typer.testing import CliRunner
 
     from restore.cli import app
     from restore.operators.io import write_image
 
     monkeypatch.setattr(accel, "fast_bf16", lambda device: (True, ""))
-    write_image(tmp_path / "in" / "a.png", torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
+    colour = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    write_image(tmp_path / "inpaint-in" / "a.png", colour)
+    write_image(tmp_path / "colorize-in" / "a.png", colour.mean(dim=1, keepdim=True))
     common = ["--prior", f"unet:{unet_dir}", "--method", "ddrm", "--steps", "2", "--threads", "1", "--quiet"]
-    for op, extra, precision in [("inpaint", ["--mask", "box"], "bf16"), ("sr", ["--scale", "2"], "fp32")]:
+    for op, extra, precision in [("inpaint", ["--mask", "box"], "bf16"), ("colorize", [], "fp32")]:
         out = tmp_path / op
-        result = CliRunner().invoke(app, ["batch", str(tmp_path / "in"), "-o", str(out), "--op", op, *extra, *common])
+        result = CliRunner().invoke(app, ["batch", str(tmp_path / f"{op}-in"), "-o", str(out), "--op", op, *extra,
+                                          *common])
         assert result.exit_code == 0, result.output
         assert json.loads((out / "a.json").read_text())["fast_path"]["precision"] == precision, op
 

@@ -23,3 +23,18 @@ def test_benchmark_quick_run(tmp_path):
     assert [(r[0], r[1]) for r in rows] == [("inpaint", "32x32"), ("inpaint", "48x32")]
     default = DEFAULTS["inpaint"]["fidelity"]["fast"].method  # the command's default method
     assert all(r[2] == default and r[3] == "2" and r[4] == "2" and float(r[5]) > 0 for r in rows), out.stdout
+
+
+def test_network_speed_lists_every_fast_path_configuration_with_its_error():
+    """benchmarks/network_speed.py: the four configurations, fp32 the reference, channels_last
+    exact to float rounding, bf16 within its rounding of the denoised image."""
+    script = SCRIPT.parent / "network_speed.py"
+    out = subprocess.run([sys.executable, str(script), "--skip-adm", "--repeats", "1", "--size", "16"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    rows = {line[:36].strip(): line[36:].split() for line in out.stdout.splitlines()
+            if line.startswith(("fp32", "bf16 +"))}
+    assert list(rows) == ["fp32", "fp32 + channels_last", "bf16 + channels_last, cast norms",
+                          "bf16 + channels_last, mixed norms"]
+    assert rows["fp32"][1:] == ["1.00", "0.00e+00"] and float(rows["fp32 + channels_last"][2]) < 1e-5
+    assert all(0 < float(rows[name][2]) < 0.05 for name in list(rows)[2:])

@@ -365,3 +365,33 @@ def test_the_sr_lambda_is_the_screens_choice(bench, merge_tables):
         for label, row in rows.items():
             if label.startswith("dpir"):
                 assert f"{row['psnr']:.2f}" in docs, label
+
+
+def test_auto_bf16_kinds_are_the_rules_choice_on_the_native_measurement(bench):
+    """restore.accel.AUTO_BF16_KINDS holds exactly the operator kinds whose every measured task
+    and target keeps the rule of docs/PERFORMANCE.md (mean PSNR loss <= 0.05 dB, mean |LPIPS
+    change| <= 0.002) in the native bf16 measurement, and every kind the benchmark measures was
+    measured with both targets."""
+    from restore.accel import AUTO_BF16_KINDS
+    from restore.plugins import default_registry
+    from restore.strategies.catalog import operator_kind
+
+    spec = importlib.util.spec_from_file_location("precision_benchmark", ROOT / "benchmarks" / "precision.py")
+    precision = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(precision)
+    text = (ROOT / "benchmarks" / "results" / "precision_native_cbsd68_cpu.txt").read_text()
+    rows: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for match in precision.LINE.finditer(text):
+        task, target = match["row"].split()
+        rows.setdefault((task, target), []).append((float(match["dpsnr"]), float(match["dlpips"])))
+    doc, registry = bench.load_tasks(), default_registry()
+    passes: dict[str, list[bool]] = {}
+    for (task, target), deltas in rows.items():
+        assert len(deltas) >= 10, (task, target)
+        kind = operator_kind(bench.build_operator(registry, doc, task, doc["size"]))
+        mean_psnr, mean_lpips = (sum(d[k] for d in deltas) / len(deltas) for k in (0, 1))
+        keeps = -mean_psnr <= precision.RULE_PSNR and abs(mean_lpips) <= precision.RULE_LPIPS
+        passes.setdefault(kind, []).append(keeps)
+    assert {task for task, _ in rows} == set(doc["tasks"])
+    assert all(len([1 for task, target in rows if task == t]) == 2 for t in doc["tasks"])
+    assert AUTO_BF16_KINDS == {kind for kind, verdicts in passes.items() if all(verdicts)}

@@ -47,3 +47,17 @@ def test_the_script_times_both_libraries_on_a_tiny_image(peers, tmp_path):
     ddrm = next(line for line in lines if line.split()[:2] == ["sr4", "ddrm"])
     assert "n/a" in ddrm  # deepinv's DDRM needs a DecomposablePhysics, which its Downsampling is not
     assert "fast path as resolved here" in lines[-1]
+
+
+@pytest.mark.parametrize("task, kind", [("sr4", "sr"), ("deblur", "deblur")])
+def test_the_toolkit_runs_with_the_fast_path_of_its_operator_kind(peers, tmp_path, monkeypatch, task, kind):
+    """The fast path is resolved for the operator's kind (catalog.operator_kind), as the commands
+    resolve it: on a CPU with bf16 instructions both tasks run the network in bf16."""
+    from restore import accel
+
+    monkeypatch.setattr(accel, "fast_bf16", lambda device: (True, ""))
+    assert kind in accel.AUTO_BF16_KINDS
+    torch.save(peers.state_dict(), tmp_path / "w.pt")
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    _, _, used = peers.toolkit_run(task, "ddrm", 1, tmp_path / "w.pt", x, torch.device("cpu"))
+    assert used["precision"] == "bf16" and used["channels_last"]

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from restore.priors.norms import normalize_in_float32
+
 
 def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding of (possibly fractional) timesteps, shape (B,) -> (B, dim).
@@ -33,11 +35,11 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10
 
 
 class GroupNorm32(nn.GroupNorm):
-    """GroupNorm computed in float32 whatever the input dtype; returns the input dtype."""
+    """GroupNorm computed in float32 whatever the input dtype; returns the input dtype
+    (:func:`restore.priors.norms.normalize_in_float32`)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps)
-        return out.to(x.dtype)
+        return normalize_in_float32(self, x)
 
 
 def normalization(channels: int) -> GroupNorm32:
