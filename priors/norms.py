@@ -8,7 +8,7 @@ for ADM's ``GroupNorm32`` and for :class:`restore.accel.Float32Norm` (any other 
 On the CPU, PyTorch's group and layer norm kernels take a bfloat16 input with float32 affine
 parameters and compute in float32 ("mixed type"), so the bf16 input goes in as it is, where
 the generic path first copies it to float32 and the output back: on the 1 M-parameter default
-prior at 256 x 256 in bf16 + channels_last that copy was a fifth of the network's time, and
+prior at 256 x 256 in bf16 + channels_last that copy was a quarter of the network's time, and
 skipping it changed no output value (docs/PERFORMANCE.md).  Elsewhere (CUDA, fp16, other
 norms) the input is cast to float32 first.
 """
