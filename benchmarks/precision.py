@@ -111,14 +111,7 @@ def main() -> None:
     p.add_argument("--summarize", nargs="+", type=Path, metavar="LOG", help="tabulate the per-image lines of logs")
     args = p.parse_args()
     if args.summarize:
-        rows = {}
-        for log in args.summarize:
-            for match in LINE.finditer(log.read_text()):
-                rows[match["image"], match["row"]] = (float(match["dpsnr"]), float(match["dlpips"]))
-        deltas: dict[str, list[tuple[float, float]]] = {}
-        for (_, row), delta in rows.items():
-            deltas.setdefault(row, []).append(delta)
-        print_summary(deltas)
+        print_summary(read_deltas("\n".join(log.read_text() for log in args.summarize)))
         print(f"# command: python benchmarks/precision.py {' '.join(sys.argv[1:])}")
         return
     torch.set_num_threads(args.threads)
@@ -154,6 +147,16 @@ def main() -> None:
                       f"dPSNR {delta[0]:+.4f}  dLPIPS {delta[1]:+.5f}", flush=True)
     print_summary(deltas)
     print(f"# command: python benchmarks/precision.py {' '.join(sys.argv[1:])}")
+
+
+def read_deltas(text: str) -> dict[str, list[tuple[float, float]]]:
+    """Per task (and target) row, the (PSNR, LPIPS) changes of the per-image lines in ``text``
+    (a line seen twice counts once)."""
+    rows = {(m["image"], m["row"]): (float(m["dpsnr"]), float(m["dlpips"])) for m in LINE.finditer(text)}
+    deltas: dict[str, list[tuple[float, float]]] = {}
+    for (_, row), delta in rows.items():
+        deltas.setdefault(row, []).append(delta)
+    return deltas
 
 
 def print_summary(deltas: dict[str, list[tuple[float, float]]]) -> None:

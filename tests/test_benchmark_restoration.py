@@ -380,10 +380,7 @@ def test_auto_bf16_kinds_are_the_rules_choice_on_the_native_measurement(bench):
     precision = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(precision)
     text = (ROOT / "benchmarks" / "results" / "precision_native_cbsd68_cpu.txt").read_text()
-    rows: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for match in precision.LINE.finditer(text):
-        task, target = match["row"].split()
-        rows.setdefault((task, target), []).append((float(match["dpsnr"]), float(match["dlpips"])))
+    rows = {tuple(row.split()): deltas for row, deltas in precision.read_deltas(text).items()}
     doc, registry = bench.load_tasks(), default_registry()
     passes: dict[str, list[bool]] = {}
     for (task, target), deltas in rows.items():
