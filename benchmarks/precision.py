@@ -1,10 +1,11 @@
 """bf16 against fp32 for each task's default method: the measurement behind ``--precision auto``.
 
     python benchmarks/precision.py [--tasks denoise,sr4,...] [--targets fidelity,perceptual] [--images 10]
-        [--skip 0] [--size 256] [--emulate]
+        [--skip 0] [--size 256] [--data ../shared/data/test/cbsd68] [--emulate]
     python benchmarks/precision.py --summarize LOG [LOG ...]
 
-For each task of ``benchmarks/restoration_tasks.json`` and each of the first N CBSD68 images
+For each task of ``benchmarks/restoration_tasks.json`` and each of the first N images of
+``--data`` (default CBSD68)
 (centre crops, measurements exactly as the restoration benchmark makes them), the task's
 default run per target (:func:`restore.restore` with no method, fast quality; ``--targets``,
 default the fidelity target only) with the network in fp32 and in bf16, both with
@@ -108,6 +109,7 @@ def main() -> None:
     p.add_argument("--emulate", action="store_true")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--skip", type=int, default=0, help="start after the first N images")
+    p.add_argument("--data", type=Path, default=None, help="folder of test PNGs (default: CBSD68)")
     p.add_argument("--summarize", nargs="+", type=Path, metavar="LOG", help="tabulate the per-image lines of logs")
     args = p.parse_args()
     if args.summarize:
@@ -125,7 +127,7 @@ def main() -> None:
     if args.emulate:
         print(emulation_check(), flush=True)
     priors = {precision: prior_in(precision, args.emulate) for precision in ("fp32", "bf16")}
-    files = sorted(bench.DEFAULT_DATA.glob("*.png"))[args.skip:args.skip + args.images]
+    files = sorted((args.data or bench.DEFAULT_DATA).glob("*.png"))[args.skip:args.skip + args.images]
     deltas: dict[str, list[tuple[float, float]]] = {}
     for path in files:
         from restore.operators.io import load_image

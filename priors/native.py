@@ -15,6 +15,8 @@ Only safetensors is read (no pickle, so loading a file never runs code).
      "learned_sigma": false,
      "condition": "upsample",             # optional: a conditional (SR3 / Palette) network, see below
      "residual": true,                    # optional (default false): it models x - c(y) (SRDiff)
+     "measurement_sigma": 0.025,          # optional (default 0): the Gaussian noise std (on [0, 1])
+                                          # of the measurements a conditional network was trained on
      "symmetry": "dihedral"}              # optional (default "none"): the augmentation group it was
                                           # trained with (restore.diffusion.symmetry)
 
@@ -37,7 +39,10 @@ condition image c(y)) and the prior's denoiser is a
 ``conditional`` strategy.  With ``"residual": true`` as well, the diffusion runs on the
 residual x - c(y) and samples are c(y) plus the sampled residual (SRDiff, Li et al. 2022;
 the view's docstring); a config without the key (every conditional network written
-before it existed) models x itself.
+before it existed) models x itself.  ``"measurement_sigma"`` is the noise level of the
+measurements y it was trained with (``restore train sr3 --noise-sigma``; absent: noiseless);
+the ``conditional`` strategy refuses problems whose noise differs from it (a conditional
+network is only trained for its own noise level).
 """
 from __future__ import annotations
 
@@ -79,6 +84,7 @@ class NativeConfig:
     condition: Optional[str] = None
     symmetry: str = "none"
     residual: bool = False
+    measurement_sigma: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_range", tuple(float(v) for v in self.data_range))
@@ -90,6 +96,11 @@ class NativeConfig:
             raise ValueError(f"'residual' must be true or false, got {self.residual!r}")
         if self.residual and self.condition is None:
             raise ValueError("'residual' models x - c(y): it needs a conditional network (set 'condition')")
+        if not (isinstance(self.measurement_sigma, (int, float)) and self.measurement_sigma >= 0):
+            raise ValueError(f"'measurement_sigma' must be a number >= 0, got {self.measurement_sigma!r}")
+        if self.measurement_sigma and self.condition is None:
+            raise ValueError("'measurement_sigma' is the noise of a conditional network's measurements: "
+                             "it needs a conditional network (set 'condition')")
         if self.condition is not None:
             if self.parametrization not in CONDITIONAL_PARAMETRIZATIONS or self.schedule.get("type") != "vp":
                 raise ValueError(f"a conditional network ('condition') must predict "
@@ -129,6 +140,8 @@ class NativeConfig:
             data["condition"] = self.condition
         if self.residual:
             data["residual"] = True
+        if self.measurement_sigma:
+            data["measurement_sigma"] = float(self.measurement_sigma)
         if self.symmetry != "none":
             data["symmetry"] = self.symmetry
         return data
@@ -146,14 +159,15 @@ class NativeConfig:
                              f"{architecture.channels} channels")
         return cls(architecture, data["parametrization"], dict(data["schedule"]), tuple(data["data_range"]),
                    float(data.get("sigma_data", 0.5)), data.get("condition"), data.get("symmetry", "none"),
-                   data.get("residual", False))
+                   data.get("residual", False), data.get("measurement_sigma", 0.0))
 
     def conditional_view(self, network) -> ConditionalNetwork:
         """The :class:`ConditionalNetwork` of a conditional config around ``network``, x0
         clipped to the data range as ADM samples (clip_denoised): an epsilon network's
         x0 = (x - sigma eps) / 1 at sigma ~ 157 turns small errors of eps into large ones."""
         return ConditionalNetwork(network, self.make_schedule(), condition=self.condition, clip=self.data_range,
-                                  parametrization=self.parametrization, residual=self.residual)
+                                  parametrization=self.parametrization, residual=self.residual,
+                                  measurement_sigma=self.measurement_sigma)
 
 
 def save_native(directory: Union[str, Path], network: CompactUNet, config: NativeConfig) -> Path:
@@ -215,5 +229,7 @@ def native_prior(directory: Union[str, Path], *, device=None, dtype: Optional[to
     info = {"format": FORMAT, "path": str(directory), "channels": config.architecture.channels,
             "parametrization": config.parametrization, "schedule": dict(config.schedule), "size_policy": "pad",
             "condition": config.condition, "residual": config.residual}
+    if config.measurement_sigma:
+        info["measurement_sigma"] = config.measurement_sigma
     return Prior(native_denoiser(network, config), name=name or f"unet:{directory}", shape=None,
                  data_range=config.data_range, info=info, symmetry=config.symmetry)

@@ -118,7 +118,7 @@ def test_an_untrained_residual_network_returns_the_bicubic_upsample(eta):
     bicubic = F.interpolate(y, size=(12, 16), mode="bicubic", align_corners=False).clamp(0, 1)
     images = {}
     for residual in (True, False):
-        config = conditional_config(architecture, residual=residual)
+        config = conditional_config(architecture, residual=residual, measurement_sigma=0.02)
         prior = Prior(native_denoiser(CompactUNet(architecture), config), name="fresh", data_range=(-1.0, 1.0))
         with torch.no_grad():
             images[residual] = solve(Problem(prior, sr, y), Conditional(eta=eta), steps=10, shape=(3, 12, 16),
@@ -171,7 +171,7 @@ def test_training_a_tiny_sr3_model_beats_the_unconditional_guess():
     def images(batch, generator):
         return torch.rand(batch, 3, 1, 1, generator=generator).expand(batch, 3, 4, 4).clone()
 
-    prior = conditional_prior(small_unet(), shape=(3, 4, 4), clip=(-1.0, 1.0))
+    prior = conditional_prior(small_unet(), shape=(3, 4, 4), clip=(-1.0, 1.0), measurement_sigma=0.01)
     sr = operator("sr", scale=2, noise=GaussianNoise(0.01))
 
     def held_out(shuffle=False):
@@ -208,7 +208,7 @@ def test_training_a_tiny_sr3_model_beats_the_unconditional_guess():
 
 def test_conditional_sampling_runs_on_every_linear_operator(operator_name):
     op = small_operator(operator_name, (3, 8, 8), noise=GaussianNoise(0.05))
-    prior = conditional_prior(small_unet(base=8), clip=(-1.0, 1.0))
+    prior = conditional_prior(small_unet(base=8), clip=(-1.0, 1.0), measurement_sigma=0.05)
     torch.nn.init.normal_(prior.denoiser.network.network.out[-1].weight, std=0.01)  # not the zero-initialised output
     g = torch.Generator().manual_seed(0)
     y = op.measure(torch.rand(2, 3, 8, 8, generator=g), generator=g)
@@ -234,3 +234,33 @@ def test_nan_network_raises_divergence_error_with_the_step_number():
     y = torch.zeros(2, 3, 4, 4)
     with pytest.raises(DivergenceError, match="step 6 of 10"):
         solve(Problem(prior, operator("sr", scale=2), y), Conditional(), steps=10)
+
+
+def test_the_conditional_strategy_serves_only_the_noise_level_its_network_was_trained_for():
+    # tolerance: |sigma - 0.025| <= 0.25 * 0.025 + 1/255 = 0.03517 - 0.025
+    from restore.measurement import with_quantization_noise
+    from restore.operators.noise import PoissonNoise
+
+    prior = conditional_prior(small_unet(base=8), clip=(-1.0, 1.0), measurement_sigma=0.025)
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def run(op, **params):
+        y = op.measure(x, generator=torch.Generator().manual_seed(1))
+        return solve(Problem(prior, op, y), Conditional(**params), steps=2, generator=torch.Generator().manual_seed(2))
+
+    sr = operator("sr", scale=2, noise=GaussianNoise(0.025))
+    for served in (sr, with_quantization_noise(sr, 8)[0], operator("sr", scale=2, noise=GaussianNoise(0.035))):
+        assert run(served).image.shape == x.shape
+    for noise, why in ((GaussianNoise(0.036), "sigma 0.036, the network was trained on sigma 0.025"),
+                       (None, "sigma 0, the network was trained on sigma 0.025"),
+                       (PoissonNoise(1600.0), "PoissonNoise measurement noise")):
+        with pytest.raises(StrategyNotApplicable, match=why):
+            run(operator("sr", scale=2, noise=noise))
+    assert run(operator("sr", scale=2), check_noise=False).image.shape == x.shape
+    with pytest.raises(ValueError, match="check_noise must be true or false"):
+        Conditional(check_noise="no")
+    # a network trained without noise takes an 8-bit file (its rounding, 0.0011, is within 1/255)
+    noiseless = conditional_prior(small_unet(base=8), clip=(-1.0, 1.0))
+    quantized = with_quantization_noise(operator("sr", scale=2), 8)[0]
+    y = quantized.measure(x, generator=torch.Generator().manual_seed(1))
+    assert solve(Problem(noiseless, quantized, y), Conditional(), steps=2).image.shape == x.shape

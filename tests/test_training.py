@@ -203,6 +203,54 @@ def test_native_config_refuses_inconsistent_conditioning():
         NativeConfig(UNetConfig(), residual=True)
     with pytest.raises(ValueError, match="'residual' must be true or false"):
         NativeConfig(UNetConfig(in_channels=6), "x0", vp, condition="upsample", residual="bicubic")
+    with pytest.raises(ValueError, match="'measurement_sigma' must be a number >= 0"):
+        NativeConfig(UNetConfig(in_channels=6), "x0", vp, condition="upsample", measurement_sigma=-0.1)
+    with pytest.raises(ValueError, match="'measurement_sigma' is the noise of a conditional network"):
+        NativeConfig(UNetConfig(), measurement_sigma=0.025)
+
+
+def test_train_sr3_with_noise_records_its_level_and_trains_on_noisy_measurements(folder, tmp_path):
+    """--noise-sigma: the training measurements carry that noise (the loss differs from the
+    noiseless one on the same draws), config.json and the card record it, a resumed run with
+    another level is refused, and the loaded network refuses other noise levels."""
+    from restore.priors.native import NativeConfig
+    from restore.strategies.base import Problem, StrategyNotApplicable
+    from restore.strategies.conditional import Conditional, conditional_loss
+    from restore.strategies.engine import solve
+    from restore.training.sr3 import SR3Task, sr_operator
+
+    out = tmp_path / "sr3"
+    command = ["train", "sr3", "--scale", "2", "--data", str(folder), "-o", str(out), *TINY]
+    result = CliRunner().invoke(app, [*command, "--noise-sigma", "0.025", "--images", "4"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["measurement_sigma"] == 0.025
+    assert NativeConfig.from_json(config).measurement_sigma == 0.025
+    assert "Gaussian noise, sigma 0.025 on [0, 1]" in (out / "MODEL_CARD.md").read_text()
+    resumed = CliRunner().invoke(app, [*command, "--noise-sigma", "0.05", "--images", "8"])
+    assert resumed.exit_code != 0 and "noise_sigma" in resumed.output
+    prior = load_prior(f"unet:{out}")
+    assert prior.denoiser.measurement_sigma == 0.025 and prior.info["measurement_sigma"] == 0.025
+    x = torch.rand(1, 3, 12, 20, generator=torch.Generator().manual_seed(0))
+    for sigma, served in ((0.025, True), (0.0, False), (0.05, False)):
+        op = sr_operator(2, sigma)
+        problem = Problem(prior, op, op.measure(x, generator=torch.Generator().manual_seed(1)))
+        if served:
+            assert solve(problem, Conditional(), steps=2, shape=(3, 12, 20)).image.shape == x.shape
+        else:
+            with pytest.raises(StrategyNotApplicable, match=f"sigma {sigma:g}, the network was trained on sigma 0.025"):
+                solve(problem, Conditional(), steps=2, shape=(3, 12, 20))
+    # the loss sees noisy measurements: the same draws give another loss without the noise
+    data = CropSampler.from_folder(folder, 8, 3)
+    tasks = [SR3Task(UNetConfig(channels=3, in_channels=6, base_channels=8, channel_mult=(1,), groups=8), data,
+                     "toy", 2, noise_sigma=sigma) for sigma in (0.0, 0.1)]
+    batch = tasks[0].batch(4, torch.Generator().manual_seed(0))
+    losses = [float(conditional_loss(prior, task.operator, batch, generator=torch.Generator().manual_seed(2)))
+              for task in tasks]
+    assert losses[0] != losses[1]
+    assert tasks[1].identity()["noise_sigma"] == 0.1 and "noise_sigma" not in tasks[0].identity()
+    with pytest.raises(ValueError, match="noise sigma must be >= 0"):
+        SR3Task(tasks[0].architecture, data, "toy", 2, noise_sigma=-1.0)
 
 
 @pytest.fixture(scope="module")

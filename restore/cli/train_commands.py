@@ -167,6 +167,10 @@ def train_sr3(data: Data, output: Output, scale: Annotated[int, typer.Option("--
                   "--residual/--no-residual",
                   help="Model the residual x - bicubic(y), predicting it (SRDiff; an untrained network returns "
                        "bicubic); --no-residual: SR3's noise-predicting network on the image.")] = True,
+              noise_sigma: Annotated[float, typer.Option(
+                  "--noise-sigma", min=0.0,
+                  help="Gaussian noise std (on [0, 1]) added to the low-resolution training measurements; the "
+                       "network serves that noise level only (the benchmark's SR x4: 0.025).")] = 0.0,
               images: Images = 100_000, batch_size: BatchSize = 16, crop: Crop = 64, channels: Channels = 3,
               base_channels: Base = 32, channel_mult: Mult = "1,2,2", num_res_blocks: Blocks = 1,
               lr: LR = 1e-3, warmup_images: Warmup = 2000, anneal_fraction: Anneal = 0.15, ema_beta: EmaBeta = 0.998,
@@ -186,7 +190,7 @@ def train_sr3(data: Data, output: Output, scale: Annotated[int, typer.Option("--
         config = UNetConfig(channels=channels, in_channels=2 * channels, base_channels=base_channels,
                             channel_mult=_mult(channel_mult), num_res_blocks=num_res_blocks)
         return SR3Task(config, sampler, data_name, scale, validation, val_name, val_steps,
-                       card=_card(title, terms), seed=seed, residual=residual)
+                       card=_card(title, terms), seed=seed, residual=residual, noise_sigma=noise_sigma)
 
     _run(**locals())
 

@@ -50,13 +50,15 @@ CONDITIONAL_PARAMETRIZATIONS = ("epsilon", "x0")
 class ConditionalNetwork:
     """A network ``network(cat[x_vp, c], t)`` trained on ``schedule`` with condition
     ``condition`` (see :data:`CONDITIONS`), predicting ``parametrization`` (epsilon or x0) of
-    the image or, with ``residual``, of the residual x - c (module docstring).  It needs a
+    the image or, with ``residual``, of the residual x - c (module docstring), on measurements
+    with Gaussian noise of standard deviation ``measurement_sigma`` (on [0, 1]).  It needs a
     condition before it can denoise, so it is not a :class:`restore.diffusion.denoiser.Denoiser`:
     :meth:`bind` gives the denoiser for one c(y)."""
 
     def __init__(self, network: Callable[[Tensor, Tensor], Tensor], schedule: VPDiscrete, *,
                  condition: str = "auto", clip: Optional[tuple[float, float]] = None,
-                 parametrization: str = "epsilon", residual: bool = False) -> None:
+                 parametrization: str = "epsilon", residual: bool = False,
+                 measurement_sigma: float = 0.0) -> None:
         check_choice("conditional", "condition", condition, CONDITIONS)
         check_choice("conditional", "parametrization", parametrization, CONDITIONAL_PARAMETRIZATIONS)
         self.network = network
@@ -65,6 +67,7 @@ class ConditionalNetwork:
         self.clip = clip
         self.parametrization = parametrization
         self.residual = residual
+        self.measurement_sigma = float(measurement_sigma)
 
     def diffused(self, x0: Tensor, cond: Tensor) -> Tensor:
         """The clean variable the diffusion runs on for image ``x0`` (prior range) and

@@ -41,9 +41,14 @@ from restore.diffusion.denoiser import Denoiser
 from restore.diffusion.samplers import sample_ddim, sample_ddpm
 from restore.events import StepCallback
 from restore.operators.base import Operator
+from restore.operators.noise import NoiseModel
 from restore.operators.validation import check_choice, check_number
 from restore.priors.base import Prior
 from restore.strategies.base import Problem, Strategy, StrategyNotApplicable
+
+
+#: (relative, absolute) tolerance of the noise level: |sigma - sigma_trained| <= 0.25 sigma_trained + 1/255.
+NOISE_TOLERANCE = (0.25, 1 / 255)
 
 
 def condition_mode(problem: Problem, shape: tuple[int, ...], mode: str) -> str:
@@ -86,22 +91,46 @@ def _conditional_denoiser(prior: Prior) -> ConditionalNetwork:
     return prior.denoiser
 
 
+def noise_mismatch(trained: float, noise: NoiseModel) -> Optional[str]:
+    """Why a network trained on measurements with Gaussian noise ``trained`` (std on [0, 1])
+    does not fit measurements with ``noise``, or None when it does: the noise must be
+    Gaussian with a standard deviation within :data:`NOISE_TOLERANCE` of ``trained`` (so an
+    8-bit file's rounding, q / sqrt(12) = 0.0011, and small misstatements pass).  The network
+    sees c(y) as it was trained: noise it never saw is read as image detail, noise it
+    expects and does not find is hallucinated."""
+    if not noise.is_gaussian:
+        return f"{type(noise).__name__} measurement noise, the network was trained on Gaussian noise"
+    relative, absolute = NOISE_TOLERANCE
+    if abs(noise.proxy_sigma - trained) > relative * trained + absolute:
+        return f"measurement noise sigma {noise.proxy_sigma:g}, the network was trained on sigma {trained:g}"
+    return None
+
+
 class Conditional(Strategy):
     """Sampling a conditional network (SR3 / Palette) bound to the measurement.
 
     ``eta``: None samples with ancestral DDPM steps (SR3, Palette); a number uses DDIM
-    with that stochasticity (0 deterministic).
+    with that stochasticity (0 deterministic).  ``check_noise`` (default true): refuse a
+    problem whose noise the network was not trained for (:func:`noise_mismatch`); false
+    samples anyway.
     """
 
     name = "conditional"
     needs_pixel_prior = True
 
-    def __init__(self, eta: Optional[float] = None) -> None:
+    def __init__(self, eta: Optional[float] = None, check_noise: bool = True) -> None:
         self.eta = None if eta is None else check_number(self.name, "eta", eta, low=0.0, high=1.0)
+        if not isinstance(check_noise, bool):
+            raise ValueError(f"{self.name}: check_noise must be true or false, got {check_noise!r}")
+        self.check_noise = check_noise
 
     def check(self, problem: Problem) -> None:
         super().check(problem)
-        _conditional_denoiser(problem.prior)
+        network = _conditional_denoiser(problem.prior)
+        why = noise_mismatch(network.measurement_sigma, problem.operator.noise) if self.check_noise else None
+        if why:
+            raise StrategyNotApplicable(f"strategy 'conditional': {why}; train a network for this noise "
+                                        f"(restore train sr3 --noise-sigma), or pass check_noise=false")
         if self.symmetry_group(problem) != "none":
             raise StrategyNotApplicable("strategy 'conditional': its network is bound to the measurement, which a "
                                         "symmetry average would not flip or turn with the input; use symmetry=none")

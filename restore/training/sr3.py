@@ -42,16 +42,18 @@ from restore.training.prior import DATA_RANGE, psnr255
 SCHEDULE = {"type": "vp", "beta_schedule": "linear", "num_timesteps": 1000}
 
 
-def sr_operator(scale: int):
+def sr_operator(scale: int, noise_sigma: float = 0.0):
+    """The project's ``sr`` operator at ``scale`` with Gaussian noise ``noise_sigma`` (on [0, 1])."""
     from restore.plugins import default_registry
 
-    return default_registry().get("operator", "sr")(scale=scale)
+    return default_registry().get("operator", "sr")(scale=scale, noise={"kind": "gaussian", "sigma": noise_sigma})
 
 
-def conditional_config(architecture: UNetConfig, residual: bool = True) -> NativeConfig:
-    """The saved config: residual x0-predicting (SRDiff), or SR3's epsilon network on the image."""
+def conditional_config(architecture: UNetConfig, residual: bool = True, measurement_sigma: float = 0.0) -> NativeConfig:
+    """The saved config: residual x0-predicting (SRDiff), or SR3's epsilon network on the image,
+    trained on measurements with noise ``measurement_sigma``."""
     return NativeConfig(architecture, "x0" if residual else "epsilon", dict(SCHEDULE), DATA_RANGE,
-                        condition="upsample", residual=residual)
+                        condition="upsample", residual=residual, measurement_sigma=measurement_sigma)
 
 
 class SR3Task:
@@ -59,25 +61,28 @@ class SR3Task:
 
     def __init__(self, architecture: UNetConfig, data: CropSampler, data_name: str, scale: int,
                  validation: Sequence[Tensor] = (), validation_name: str = "", val_steps: int = 50,
-                 card: dict | None = None, seed: int = 0, residual: bool = True) -> None:
+                 card: dict | None = None, seed: int = 0, residual: bool = True, noise_sigma: float = 0.0) -> None:
         if architecture.in_channels != 2 * architecture.channels:
             raise ValueError("an SR3 network takes 2 x channels input channels")
         if data.size % scale:
             raise ValueError(f"the crop size {data.size} must be a multiple of the scale {scale}")
         self.network = seeded_network(architecture, seed)
         self.architecture = architecture
-        self.config = conditional_config(architecture, residual)
+        if not noise_sigma >= 0:
+            raise ValueError(f"the measurement noise sigma must be >= 0, got {noise_sigma}")
+        self.config = conditional_config(architecture, residual, noise_sigma)
         self.data, self.data_name, self.scale = data, data_name, scale
-        self.operator = sr_operator(scale)
+        self.operator = sr_operator(scale, noise_sigma)
         self.validation = [x[..., :x.shape[-2] // scale * scale, :x.shape[-1] // scale * scale] for x in validation]
         self.validation_name, self.val_steps = validation_name, val_steps
         self.card = card or {}
 
     def identity(self) -> dict:
-        # "residual" only when set, so checkpoints of earlier (non-residual) runs still resume
+        # "residual" and "noise_sigma" only when set, so checkpoints of earlier runs still resume
         residual = {"residual": True} if self.config.residual else {}
+        noise = {"noise_sigma": self.config.measurement_sigma} if self.config.measurement_sigma else {}
         return {"task": "sr3", "scale": self.scale, "architecture": self.architecture.to_dict(),
-                "data": self.data_name, "crop": self.data.size, **residual}
+                "data": self.data_name, "crop": self.data.size, **residual, **noise}
 
     def batch(self, size: int, generator: torch.Generator) -> Tensor:
         return self.data.sample(size, generator)
@@ -98,7 +103,7 @@ class SR3Task:
         ours, bicubic = 0.0, 0.0
         for i, x in enumerate(self.validation):
             x = x.to(next(network.parameters()).device)
-            y = self.operator.measure(x)
+            y = self.operator.measure(x, generator=torch.Generator(x.device).manual_seed(i))
             result = solve(Problem(prior, self.operator, y), Conditional(), steps=self.val_steps,
                            shape=tuple(x.shape[1:]), generator=torch.Generator().manual_seed(i))
             ours += psnr255(result.image, x)
@@ -119,6 +124,10 @@ class SR3Task:
                             + "; sampled by the `conditional` strategy.",
                  "objective": ("x0 loss on the residual" if residual else "epsilon loss")
                               + " (Ho et al. 2020) with the condition concatenated, VP linear 1000",
+                 "measurement": f"y = bicubic x{self.scale} downsampling of x"
+                                + (f" + Gaussian noise, sigma {self.config.measurement_sigma:g} on [0, 1] "
+                                   "(config.json: measurement_sigma; the `conditional` strategy refuses other levels)"
+                                   if self.config.measurement_sigma else ", noiseless"),
                  "validation_title": f"SR x{self.scale} PSNR, dB on 0..255, DDPM {self.val_steps} steps vs bicubic",
                  **self.card}
         text = model_card(describe(self.architecture), network, self.data_name, self.validation_name, record, extra)
