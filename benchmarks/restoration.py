@@ -436,11 +436,15 @@ def task_digest(task: dict[str, Any]) -> str:
 
 def prior_fingerprint(prior: Any, device: torch.device) -> str:
     """A short hash of the prior's denoised output on a fixed seeded probe (rounded to 1e-4),
-    so cached results of a spec whose weights changed (a retrained ``default``) are not reused."""
+    so cached results of a spec whose weights changed (a retrained ``default``) are not reused;
+    a conditional network is bound to the probe itself as its condition."""
+    from restore.diffusion.conditional import ConditionalNetwork
+
     shape = prior.shape or (3, 32, 32)
     probe = torch.randn((1, *shape), generator=torch.Generator().manual_seed(0)).to(device)
+    denoiser = prior.denoiser.bind(probe) if isinstance(prior.denoiser, ConditionalNetwork) else prior.denoiser
     with torch.no_grad():
-        out = prior.denoiser(probe, torch.ones(1, device=device))
+        out = denoiser(probe, torch.ones(1, device=device))
     return digest(np.round(out.double().cpu().numpy(), 4).tobytes())
 
 

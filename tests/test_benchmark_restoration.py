@@ -392,3 +392,20 @@ def test_auto_bf16_kinds_are_the_rules_choice_on_the_native_measurement(bench):
     assert {task for task, _ in rows} == set(doc["tasks"])
     assert all(len([1 for task, target in rows if task == t]) == 2 for t in doc["tasks"])
     assert AUTO_BF16_KINDS == {kind for kind, verdicts in passes.items() if all(verdicts)}
+
+
+def test_the_prior_fingerprint_binds_a_conditional_network_to_its_probe(bench):
+    # an SR3 network (no denoiser until bound to a condition) gets a cache key like any prior,
+    # and one that changes with its weights
+    from restore.priors.base import Prior
+    from restore.priors.native import native_denoiser
+    from restore.priors.unet import CompactUNet, UNetConfig
+    from restore.training.sr3 import conditional_config
+
+    architecture = UNetConfig(channels=3, in_channels=6, base_channels=8, channel_mult=(1, 2), groups=8)
+    network = CompactUNet(architecture)
+    prior = Prior(native_denoiser(network, conditional_config(architecture)), name="sr3", data_range=(-1.0, 1.0))
+    before = bench.prior_fingerprint(prior, torch.device("cpu"))
+    with torch.no_grad():
+        network.out[-1].weight.normal_(std=0.1, generator=torch.Generator().manual_seed(0))
+    assert bench.prior_fingerprint(prior, torch.device("cpu")) != before
