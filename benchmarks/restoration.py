@@ -7,7 +7,7 @@ same 8-bit measurements.
         [--strategies ddnm+,dpir:symmetry=none,...] [--nfe 20,100] [--targets fidelity,perceptual]
         [--fidelity-samples 4] [--baselines bicubic,wiener,...] [--metrics psnr,ssim,lpips-alex]
         [--out out/restoration] [--table benchmarks/results/restoration_X.md] [--cached-only]
-        [--seed 0] [--device cpu] [--threads 1] [--quick]
+        [--seed 0] [--device cpu] [--threads 1] [--precision fp32|auto|bf16] [--quick]
     .venv/bin/python benchmarks/restoration.py --write-tasks     # regenerate the kernel / mask files
 
 Tasks (``benchmarks/restoration_tasks.json``, kernels and masks in ``restoration_tasks/``):
@@ -52,6 +52,12 @@ Scoring.  Estimates are clipped to [0, 1] and scored as 16-bit PNGs: PSNR and SS
 without border crop (data range 1), LPIPS-alex (``restore.metrics``).  Seconds are wall time
 of the restoration alone; peak memory is CUDA's peak allocation, or on CPU the peak resident
 memory above the start of the call (sampled every 5 ms).  Every row states its image count.
+
+Precision.  The strategies run the prior as loaded, in float32 (``--precision fp32``, the
+default and every table before the option); ``auto`` / ``bf16`` run it on the commands' fast
+path for each task's operator kind (:func:`fast_prior`; bf16 where docs/PERFORMANCE.md's
+rule allows it and the CPU has bf16 instructions, with channels_last), about half the time on
+such a CPU; the precision used is printed per task and is part of the cache key.
 
 Resumable and seeded: every (task, method, image) result is a JSON file with the restored
 PNG (16 bits) under ``--out``, skipped when present (the folder names carry a hash of the
@@ -547,6 +553,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         "tabulate afterwards with --cached-only)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--precision", choices=("fp32", "auto", "bf16"), default="fp32",
+                   help="the network's precision: fp32 as loaded (the published tables), or the commands' fast "
+                        "path (auto: bf16 where docs/PERFORMANCE.md's rule allows it, with channels_last)")
     p.add_argument("--quick", action="store_true", help="CPU subset: 64 px crops, 2 images, 20 NFE, fast defaults only")
     p.add_argument("--write-tasks", action="store_true", help="regenerate the kernel and mask files, then exit")
     args = p.parse_args(argv)
@@ -592,6 +601,23 @@ def strategy_specs(args: argparse.Namespace, registry: Any, task: dict[str, Any]
             choice = default_run(op, quality, target)
             specs.append((choice.spec, budget(choice.method, choice.steps), target))
     return list(dict.fromkeys(specs))
+
+
+def fast_prior(precision: str, prior: Any, prior_key: Optional[str], op: Any,
+               device: torch.device) -> tuple[Any, Optional[str]]:
+    """The prior a task runs with and its cache key: as loaded for ``fp32`` (the tables before
+    the option), else the product's fast path for the task's operator kind
+    (``restore.accel.resolve``: ``auto`` is bf16 where the precision rule allows it on fast
+    hardware, channels_last on), the precision and layout used added to the key."""
+    from restore import accel
+    from restore.strategies.catalog import operator_kind
+
+    if prior is None or precision == "fp32":
+        return prior, prior_key
+    used = accel.resolve(accel.FastPath(precision), prior, device, operator_kind(op), warn=print)
+    print(f"  network: {used.describe()}")
+    fast = accel.accelerate(accel.detached(prior), used) if used != accel.Acceleration() else prior
+    return fast, f"{prior_key}-{accel.dtype_name(used.dtype)}{'-cl' if used.channels_last else ''}"
 
 
 def methods_for(args: argparse.Namespace, registry: Any, prior: Any, prior_key: Optional[str], task: dict[str, Any],
@@ -702,7 +728,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, dict[str, dict[str, Any]
     header = [f"benchmarks/restoration.py {shlex.join(sys.argv[1:] if argv is None else argv)}",
               f"{len(files)} images of {args.data.name}" + (f" (after its first {args.skip})" if args.skip else "")
               + f" ({size}x{size} centre crops, {doc['bits']}-bit measurements), "
-              f"prior {args.prior if prior is not None else '(none)'}, device {device}, "
+              f"prior {args.prior if prior is not None else '(none)'}, network precision {args.precision}, "
+              f"device {device}, "
               f"{torch.get_num_threads()} thread(s) of {os.cpu_count()} CPUs, torch {torch.__version__}, "
               f"{platform.machine()}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", *args.note]
     print("restoration benchmark: " + "\n".join(header))
@@ -712,7 +739,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, dict[str, dict[str, Any]
         print(f"\n{task_name}: {doc['tasks'][task_name]['operator']} {json.dumps(op.params())}")
         task_key = f"{task_name}-{task_digest(doc['tasks'][task_name])}"
         tuned = tuned_values(args, registry, doc, task_name, size, root / "tuning.json")
-        methods = methods_for(args, registry, prior, prior_key, doc["tasks"][task_name], op, device, tuned)
+        task_prior, task_prior_key = fast_prior(args.precision, prior, prior_key, op, device)
+        methods = methods_for(args, registry, task_prior, task_prior_key, doc["tasks"][task_name], op, device, tuned)
         setup[task_name] = (op, with_quantization_noise(op, doc["bits"])[0], root / task_key, methods)
     records: dict[str, dict[str, list[dict[str, Any]]]] = {t: {m.label: [] for m in s[3]} for t, s in setup.items()}
     shown: dict[str, list[tuple[str, Tensor, dict[str, float], Tensor]]] = {t: [] for t in tasks}

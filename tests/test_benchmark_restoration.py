@@ -409,3 +409,24 @@ def test_the_prior_fingerprint_binds_a_conditional_network_to_its_probe(bench):
     with torch.no_grad():
         network.out[-1].weight.normal_(std=0.1, generator=torch.Generator().manual_seed(0))
     assert bench.prior_fingerprint(prior, torch.device("cpu")) != before
+
+
+def test_the_benchmark_runs_the_commands_fast_path_on_request(bench, monkeypatch, tmp_path):
+    # --precision fp32 runs the prior as loaded (the published tables' cache keys); auto runs a
+    # copy on the commands' fast path for the task's operator kind, its precision in the key
+    from restore import accel
+    from restore.plugins import default_registry
+    from restore.priors.native import NativeConfig, native_prior, save_native
+    from restore.priors.unet import CompactUNet, UNetConfig
+
+    monkeypatch.setattr(accel, "fast_bf16", lambda device: (True, ""))
+    architecture = UNetConfig(base_channels=8, channel_mult=(1, 2), groups=4)
+    folder = save_native(tmp_path / "tiny", CompactUNet(architecture), NativeConfig(architecture=architecture))
+    prior, cpu, registry = native_prior(folder), torch.device("cpu"), default_registry()
+    sr, colorize = registry.get("operator", "sr")(scale=4), registry.get("operator", "colorize")()
+    assert bench.fast_prior("fp32", prior, "key", sr, cpu) == (prior, "key")
+    fast, key = bench.fast_prior("auto", prior, "key", sr, cpu)
+    assert key == "key-bf16-cl" and fast is not prior and fast.info["acceleration"]["precision"] == "bf16"
+    assert "acceleration" not in prior.info  # the loaded prior is left as it was
+    assert bench.fast_prior("auto", prior, "key", colorize, cpu)[1] == "key-fp32-cl"  # kind svd: not measured
+    assert bench.fast_prior("auto", None, None, sr, cpu) == (None, None)
