@@ -343,3 +343,35 @@ def test_stop_request_records_the_first_signal_and_a_second_ctrl_c_interrupts():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is before  # the handlers are put back
+
+
+def test_bf16_training_runs_where_bf16_is_fast_and_says_so_where_it_is_not(folder, tmp_path, monkeypatch):
+    """--precision bf16 autocasts the loss and the validation on a device with fast bf16 (the
+    record says bf16, and the run differs from float32's); elsewhere it trains in float32, says
+    so once and records fp32."""
+    from restore import accel
+
+    def history(out: Path) -> dict:
+        return json.loads((out / "training.json").read_text())
+
+    from restore.training.prior import PriorTask
+
+    validated_in = []
+    validate = PriorTask.validate
+    monkeypatch.setattr(PriorTask, "validate", lambda self, network: (
+        validated_in.append(torch.is_autocast_enabled("cpu")), validate(self, network))[1])
+    monkeypatch.setattr(accel, "fast_bf16", lambda device: (True, ""))
+    _train(folder, tmp_path / "bf16", "--precision", "bf16", "--images", "4", "--validate-every", "2")
+    _train(folder, tmp_path / "fp32", "--images", "4", "--validate-every", "2")
+    bf16, fp32 = history(tmp_path / "bf16"), history(tmp_path / "fp32")
+    assert bf16["precision"] == "bf16" and fp32["precision"] == "fp32"
+    assert validated_in == [True, True, False, False]
+    assert bf16["validation"] != fp32["validation"]
+    monkeypatch.setattr(accel, "fast_bf16", lambda device: (False, "this CPU (test 7) has no bf16 instructions"))
+    said = []
+    monkeypatch.setattr(accel, "say_once", lambda message, warn=None: said.append(message))
+    _train(folder, tmp_path / "slow", "--precision", "bf16", "--images", "4", "--validate-every", "2")
+    assert history(tmp_path / "slow")["precision"] == "fp32"
+    assert history(tmp_path / "slow")["validation"] == fp32["validation"]
+    assert said == ["note: this CPU (test 7) has no bf16 instructions, where bf16 is slower than float32: "
+                    "training in float32"]

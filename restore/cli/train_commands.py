@@ -1,6 +1,7 @@
 """``restore train prior | sr3 | classifier``: the commands that make the networks the project ships.
 
-Each runs on CPU in one process, on one GPU (``--precision bf16`` for autocast), or under
+Each runs on CPU in one process, on one GPU (``--precision bf16`` for autocast, also on CPUs
+with bf16 instructions), or under
 ``torchrun --nproc-per-node N restore train ...`` with DistributedDataParallel.  Rerunning
 the same command with the same ``-o`` resumes from its checkpoint.
 """
@@ -49,7 +50,8 @@ MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", min=1,
 ValidateEvery = Annotated[int, typer.Option("--validate-every", min=1, help="Validate every N images.")]
 CheckpointMinutes = Annotated[float, typer.Option("--checkpoint-minutes", help="Checkpoint and export this often.")]
 Device = Annotated[str, typer.Option("--device", help="auto (cuda when available), cpu, cuda, cuda:1 ...")]
-Precision = Annotated[str, typer.Option("--precision", help="fp32, or bf16 autocast (GPU).")]
+Precision = Annotated[str, typer.Option("--precision", help="fp32, or bf16 autocast for the loss and validation "
+                                        "(GPUs and CPUs with bf16 instructions; float32 elsewhere, said once).")]
 Threads = Annotated[Optional[int], typer.Option("--threads", min=1, help=THREADS.help)]
 Title = Annotated[Optional[str], typer.Option("--title", help="Model card title.")]
 Terms = Annotated[str, typer.Option("--terms", help="The training data's terms, for the model card.")]

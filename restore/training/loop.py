@@ -18,7 +18,10 @@ an export); :func:`train` owns everything else:
   rerun continues from there (:class:`StopRequest`; a second Ctrl-C stops at once);
 * torch.distributed under torchrun (DistributedDataParallel; gloo on CPU, nccl on GPU):
   each rank draws its own batches, rank 0 validates, checkpoints and exports;
-* bf16 autocast on request (``precision="bf16"``), the weights and optimiser in fp32.
+* bf16 autocast on request (``precision="bf16"``) for the loss and the validation, the
+  weights and optimiser in fp32: on GPUs, and on CPUs with bf16 instructions (AVX512-BF16,
+  AMX, Arm BF16; :func:`restore.accel.fast_bf16`); elsewhere bf16 is slower than float32,
+  so training runs in float32 and says so once.  The record states what ran.
 """
 from __future__ import annotations
 
@@ -92,6 +95,16 @@ class RunOptions:
 
     def schedule(self) -> LRSchedule:
         return LRSchedule(self.lr, self.images, self.warmup_images, self.anneal_fraction, self.anneal_factor)
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether bf16 autocast pays on ``device``; if not, say once that training runs in float32."""
+    from restore import accel
+
+    fast, why = accel.fast_bf16(device)
+    if not fast:
+        accel.say_once(f"note: {why}, where bf16 is slower than float32: training in float32")
+    return fast
 
 
 class Task(Protocol):
@@ -255,9 +268,9 @@ def train(task: Task, options: RunOptions, world: World) -> dict:
         from torch.nn.parallel import DistributedDataParallel
 
         wrapped = DistributedDataParallel(network, device_ids=[world.device] if world.device.type == "cuda" else None)
-    autocast = options.precision == "bf16"
     if options.precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be fp32 or bf16, got {options.precision!r}")
+    autocast = options.precision == "bf16" and bf16_is_fast(world.device)
 
     def save() -> None:
         if world.main:
@@ -271,7 +284,8 @@ def train(task: Task, options: RunOptions, world: World) -> dict:
     def record() -> dict:
         return {"images": progress.images, "steps": progress.step, "train_seconds": round(progress.seconds, 1),
                 "schedule": asdict(schedule), "ema_beta": options.ema_beta, "ema_horizon_steps": ema.horizon,
-                "batch_size": options.batch_size, "precision": options.precision, "hardware": hardware(world),
+                "batch_size": options.batch_size, "precision": "bf16" if autocast else "fp32",
+                "hardware": hardware(world),
                 "identity": identity, "validation": progress.history}
 
     def export() -> None:
@@ -284,7 +298,7 @@ def train(task: Task, options: RunOptions, world: World) -> dict:
             shadow = copy.deepcopy(network)
             shadow.load_state_dict(ema.state_for(network))
             shadow.to(world.device).eval()
-            with torch.no_grad():
+            with torch.no_grad(), torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=autocast):
                 figures = task.validate(shadow)
             entry = {"images": progress.images, "step": progress.step, **{k: round(v, 4) for k, v in figures.items()}}
             progress.history.append(entry)
