@@ -5,7 +5,8 @@
 The scheme picks a loader registered through the ``restore_prior_formats`` hook; the
 loader receives the whole string.  Built-in schemes:
 
-    default                       the embedded default prior (not trained yet: a clear error)
+    default                       the embedded natural-image prior (colour, any size;
+                                  priors/weights/default/MODEL_CARD.md)
     unet:DIR                      the project's compact UNet (model.safetensors + config.json)
     adm:PATH[:PRESET]             a guided-diffusion checkpoint; PRESET a preset name
                                   (e.g. ffhq256-dps) or a create_model config .json; no PRESET:
