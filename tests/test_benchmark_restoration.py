@@ -367,6 +367,48 @@ def test_the_sr_lambda_is_the_screens_choice(bench, merge_tables):
                 assert f"{row['psnr']:.2f}" in docs, label
 
 
+def test_the_high_quality_defaults_are_the_rules_choice(bench, merge_tables):
+    """``high`` of every kind the quality table measured is ``fast`` at 5x the steps where that
+    run beat ``fast`` on the kind's mean (PSNR for fidelity, LPIPS for perceptual) in
+    benchmarks/results/restoration_quality_kodak24_cpu.md, and ``fast`` itself where it did not."""
+    from restore.plugins import default_registry
+    from restore.strategies.catalog import DEFAULTS, Default, facts, operator_kind
+
+    _, tasks = merge_tables.parse_table(
+        (ROOT / "benchmarks" / "results" / "restoration_quality_kodak24_cpu.md").read_text())
+    doc, registry = bench.load_tasks(), default_registry()
+    by_kind: dict[str, list[dict]] = {}
+    for task, (_, _, rows) in tasks.items():
+        by_kind.setdefault(operator_kind(bench.build_operator(registry, doc, task, doc["size"])), []).append(rows)
+    assert set(by_kind) == {"denoise", "inpaint", "inpaint-noisy", "sr", "deblur"}
+    docs = (ROOT / "docs" / "STRATEGIES.md").read_text().replace("\n", " ")
+
+    def label(choice: Default, target: str) -> str:
+        budget = round(choice.steps * facts(choice.method).nfe_per_step)
+        if target == "fidelity" and choice.samples > 1:
+            return f"{choice.spec} mean of {choice.samples}, {budget} NFE each"
+        return f"{choice.spec}, {budget} NFE"
+
+    changed = 0
+    for kind, tables in by_kind.items():
+        for target, metric, sign in (("fidelity", "psnr", 1), ("perceptual", "lpips-alex", -1)):
+            fast, high = DEFAULTS[kind][target]["fast"], DEFAULTS[kind][target]["high"]
+            if fast.steps == 1:  # a one-step estimator (Tweedie): no more steps to take
+                assert high == fast, kind
+                continue
+            five = Default(fast.method, 5 * fast.steps, fast.samples, fast.params)
+
+            def score(choice: Default) -> float:
+                return sign * sum(rows[label(choice, target)][metric] for rows in tables) / len(tables)
+
+            assert all(rows[label(c, target)]["images"] == 10 for rows in tables for c in (fast, five))
+            assert high == (five if score(five) > score(fast) else fast), (kind, target)
+            changed += high != fast
+            for choice in (fast, five):  # the docs quote the means
+                assert f"{sign * score(choice):.{2 if metric == 'psnr' else 4}f}" in docs, (kind, target, choice)
+    assert changed == 5  # the perceptual target of every kind: more steps of a sampler help LPIPS
+
+
 def test_auto_bf16_kinds_are_the_rules_choice_on_the_native_measurement(bench):
     """restore.accel.AUTO_BF16_KINDS holds exactly the operator kinds whose every measured task
     and target keeps the rule of docs/PERFORMANCE.md (mean PSNR loss <= 0.05 dB, mean |LPIPS
