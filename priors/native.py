@@ -17,6 +17,9 @@ Only safetensors is read (no pickle, so loading a file never runs code).
      "residual": true,                    # optional (default false): it models x - c(y) (SRDiff)
      "measurement_sigma": 0.025,          # optional (default 0): the Gaussian noise std (on [0, 1])
                                           # of the measurements a conditional network was trained on
+     "measurement_operator": {"name": "sr", "scale": 4, "method": "bicubic"},
+                                          # optional: the operator (registry name and attributes)
+                                          # a conditional network was trained for
      "symmetry": "dihedral"}              # optional (default "none"): the augmentation group it was
                                           # trained with (restore.diffusion.symmetry)
 
@@ -42,7 +45,9 @@ the view's docstring); a config without the key (every conditional network writt
 before it existed) models x itself.  ``"measurement_sigma"`` is the noise level of the
 measurements y it was trained with (``restore train sr3 --noise-sigma``; absent: noiseless);
 the ``conditional`` strategy refuses problems whose noise differs from it (a conditional
-network is only trained for its own noise level).
+network is only trained for its own noise level).  ``"measurement_operator"`` names the
+operator it was trained for (``restore train sr3`` writes it; absent: not recorded, as in
+networks written before it existed), and the strategy refuses any other.
 """
 from __future__ import annotations
 
@@ -85,6 +90,7 @@ class NativeConfig:
     symmetry: str = "none"
     residual: bool = False
     measurement_sigma: float = 0.0
+    measurement_operator: Optional[dict] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_range", tuple(float(v) for v in self.data_range))
@@ -101,6 +107,14 @@ class NativeConfig:
         if self.measurement_sigma and self.condition is None:
             raise ValueError("'measurement_sigma' is the noise of a conditional network's measurements: "
                              "it needs a conditional network (set 'condition')")
+        if self.measurement_operator is not None:
+            if not (isinstance(self.measurement_operator, dict)
+                    and isinstance(self.measurement_operator.get("name"), str)):
+                raise ValueError("'measurement_operator' must be an object with the operator's registry 'name', "
+                                 f"got {self.measurement_operator!r}")
+            if self.condition is None:
+                raise ValueError("'measurement_operator' is the operator a conditional network was trained for: "
+                                 "it needs a conditional network (set 'condition')")
         if self.condition is not None:
             if self.parametrization not in CONDITIONAL_PARAMETRIZATIONS or self.schedule.get("type") != "vp":
                 raise ValueError(f"a conditional network ('condition') must predict "
@@ -142,6 +156,8 @@ class NativeConfig:
             data["residual"] = True
         if self.measurement_sigma:
             data["measurement_sigma"] = float(self.measurement_sigma)
+        if self.measurement_operator is not None:
+            data["measurement_operator"] = dict(self.measurement_operator)
         if self.symmetry != "none":
             data["symmetry"] = self.symmetry
         return data
@@ -159,7 +175,8 @@ class NativeConfig:
                              f"{architecture.channels} channels")
         return cls(architecture, data["parametrization"], dict(data["schedule"]), tuple(data["data_range"]),
                    float(data.get("sigma_data", 0.5)), data.get("condition"), data.get("symmetry", "none"),
-                   data.get("residual", False), data.get("measurement_sigma", 0.0))
+                   data.get("residual", False), data.get("measurement_sigma", 0.0),
+                   data.get("measurement_operator"))
 
     def conditional_view(self, network) -> ConditionalNetwork:
         """The :class:`ConditionalNetwork` of a conditional config around ``network``, x0
@@ -167,7 +184,8 @@ class NativeConfig:
         x0 = (x - sigma eps) / 1 at sigma ~ 157 turns small errors of eps into large ones."""
         return ConditionalNetwork(network, self.make_schedule(), condition=self.condition, clip=self.data_range,
                                   parametrization=self.parametrization, residual=self.residual,
-                                  measurement_sigma=self.measurement_sigma)
+                                  measurement_sigma=self.measurement_sigma,
+                                  measurement_operator=self.measurement_operator)
 
 
 def save_native(directory: Union[str, Path], network: CompactUNet, config: NativeConfig) -> Path:
@@ -231,5 +249,7 @@ def native_prior(directory: Union[str, Path], *, device=None, dtype: Optional[to
             "condition": config.condition, "residual": config.residual}
     if config.measurement_sigma:
         info["measurement_sigma"] = config.measurement_sigma
+    if config.measurement_operator is not None:
+        info["measurement_operator"] = dict(config.measurement_operator)
     return Prior(native_denoiser(network, config), name=name or f"unet:{directory}", shape=None,
                  data_range=config.data_range, info=info, symmetry=config.symmetry)

@@ -47,8 +47,8 @@ def prior(kind: str) -> Prior:
 def conditional_prior(kind: str) -> Prior:
     """A conditional network trained (as it says) for the test's measurement noise, sigma 0.05."""
     network, shape = sized(LeadingChannels(unet(6), 3), kind)
-    return Prior(ConditionalNetwork(network, SCHEDULE, condition="pinv", measurement_sigma=0.05), name=f"{kind}-conditional", shape=shape,
-                 data_range=(-1.0, 1.0))
+    return Prior(ConditionalNetwork(network, SCHEDULE, condition="pinv", measurement_sigma=0.05),
+                 name=f"{kind}-conditional", shape=shape, data_range=(-1.0, 1.0))
 
 
 def mean_classifier(x_vp, t):

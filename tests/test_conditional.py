@@ -153,8 +153,8 @@ def test_conditional_network_needs_the_conditional_strategy():
     plain = Prior(gaussian(torch.zeros(192), 1.0), name="gaussian", shape=(3, 8, 8), data_range=(0.0, 1.0))
     with pytest.raises(StrategyNotApplicable, match="ConditionalNetwork"):
         solve(Problem(plain, operator("sr", scale=2), torch.zeros(1, 3, 4, 4)), Conditional(), steps=5)
-    with pytest.raises(ValueError, match="steps"):
-        solve(Problem(prior, operator("sr", scale=2), torch.zeros(1, 3, 4, 4)), Conditional())
+    # without steps: the default, 20 (the benchmark's budget), one network call each
+    assert solve(Problem(prior, operator("sr", scale=2), torch.zeros(1, 3, 4, 4)), Conditional()).nfe == 20
     with pytest.raises(ValueError, match="eta"):
         Conditional(eta=2.0)
     with pytest.raises(StrategyNotApplicable, match="would not flip or turn with the input"):
@@ -264,3 +264,22 @@ def test_the_conditional_strategy_serves_only_the_noise_level_its_network_was_tr
     quantized = with_quantization_noise(operator("sr", scale=2), 8)[0]
     y = quantized.measure(x, generator=torch.Generator().manual_seed(1))
     assert solve(Problem(noiseless, quantized, y), Conditional(), steps=2).image.shape == x.shape
+
+
+def test_the_conditional_strategy_serves_only_the_operator_its_network_was_trained_for():
+    # config.json's measurement_operator: registry name and attributes, each compared; no override
+    prior = conditional_prior(small_unet(base=8), clip=(-1.0, 1.0),
+                              measurement_operator={"name": "sr", "scale": 2, "method": "bicubic"})
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def run(op, **params):
+        y = op.measure(x, generator=torch.Generator().manual_seed(1))
+        return solve(Problem(prior, op, y), Conditional(**params), steps=2, generator=torch.Generator().manual_seed(2))
+
+    assert run(operator("sr", scale=2)).image.shape == x.shape
+    trained = "the network was trained for sr \\(scale 2, method bicubic\\)"
+    for op, why in ((operator("sr", scale=4), "the operator has scale 4"),
+                    (operator("sr", scale=2, method="avgpool"), "the operator has method avgpool"),
+                    (operator("blur", kernel="gaussian", size=3, std=1.0), "the operator is blur")):
+        with pytest.raises(StrategyNotApplicable, match=f"{trained}, {why}; a conditional network serves only"):
+            run(op, check_noise=False)

@@ -163,8 +163,9 @@ def test_train_sr3_writes_a_conditional_network(folder, tmp_path):
 
 
 def test_no_residual_writes_and_loads_the_earlier_format(folder, tmp_path):
-    """--no-residual writes exactly the keys every conditional network had before the residual
-    option, and such a network loads and denoises as before: x0 = clip(x - sigma eps)."""
+    """--no-residual writes the keys every conditional network had before the residual option
+    (and the operator it was trained for), and such a network, without that record as earlier
+    ones were written, loads and denoises as before: x0 = clip(x - sigma eps)."""
     from restore.priors.native import load_native
 
     out = tmp_path / "sr3"
@@ -173,8 +174,10 @@ def test_no_residual_writes_and_loads_the_earlier_format(folder, tmp_path):
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     assert set(config) == {"format", "format_version", "architecture", "channels", "data_range", "parametrization",
-                           "schedule", "learned_sigma", "condition"}
+                           "schedule", "learned_sigma", "condition", "measurement_operator"}
     assert config["parametrization"] == "epsilon"
+    assert config.pop("measurement_operator") == {"name": "sr", "scale": 2, "method": "bicubic"}
+    (out / "config.json").write_text(json.dumps(config))  # as networks were written before the record
     prior = load_prior(f"unet:{out}")
     assert not prior.denoiser.residual and prior.denoiser.parametrization == "epsilon"
     network, _ = load_native(out)
@@ -207,6 +210,13 @@ def test_native_config_refuses_inconsistent_conditioning():
         NativeConfig(UNetConfig(in_channels=6), "x0", vp, condition="upsample", measurement_sigma=-0.1)
     with pytest.raises(ValueError, match="'measurement_sigma' is the noise of a conditional network"):
         NativeConfig(UNetConfig(), measurement_sigma=0.025)
+    with pytest.raises(ValueError, match="'measurement_operator' must be an object with the operator's registry"):
+        NativeConfig(UNetConfig(in_channels=6), "x0", vp, condition="upsample", measurement_operator="sr")
+    with pytest.raises(ValueError, match="'measurement_operator' is the operator a conditional network"):
+        NativeConfig(UNetConfig(), measurement_operator={"name": "sr"})
+    recorded = NativeConfig(UNetConfig(in_channels=6), "x0", vp, condition="upsample",
+                            measurement_operator={"name": "sr", "scale": 4})
+    assert NativeConfig.from_json(recorded.to_json()) == recorded
 
 
 def test_train_sr3_with_noise_records_its_level_and_trains_on_noisy_measurements(folder, tmp_path):

@@ -51,14 +51,15 @@ class ConditionalNetwork:
     """A network ``network(cat[x_vp, c], t)`` trained on ``schedule`` with condition
     ``condition`` (see :data:`CONDITIONS`), predicting ``parametrization`` (epsilon or x0) of
     the image or, with ``residual``, of the residual x - c (module docstring), on measurements
-    with Gaussian noise of standard deviation ``measurement_sigma`` (on [0, 1]).  It needs a
+    with Gaussian noise of standard deviation ``measurement_sigma`` (on [0, 1]) from the operator
+    ``measurement_operator`` (its registry name and attributes; None: not recorded).  It needs a
     condition before it can denoise, so it is not a :class:`restore.diffusion.denoiser.Denoiser`:
     :meth:`bind` gives the denoiser for one c(y)."""
 
     def __init__(self, network: Callable[[Tensor, Tensor], Tensor], schedule: VPDiscrete, *,
                  condition: str = "auto", clip: Optional[tuple[float, float]] = None,
                  parametrization: str = "epsilon", residual: bool = False,
-                 measurement_sigma: float = 0.0) -> None:
+                 measurement_sigma: float = 0.0, measurement_operator: Optional[dict] = None) -> None:
         check_choice("conditional", "condition", condition, CONDITIONS)
         check_choice("conditional", "parametrization", parametrization, CONDITIONAL_PARAMETRIZATIONS)
         self.network = network
@@ -68,6 +69,7 @@ class ConditionalNetwork:
         self.parametrization = parametrization
         self.residual = residual
         self.measurement_sigma = float(measurement_sigma)
+        self.measurement_operator = None if measurement_operator is None else dict(measurement_operator)
 
     def diffused(self, x0: Tensor, cond: Tensor) -> Tensor:
         """The clean variable the diffusion runs on for image ``x0`` (prior range) and

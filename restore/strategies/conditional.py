@@ -106,17 +106,35 @@ def noise_mismatch(trained: float, noise: NoiseModel) -> Optional[str]:
     return None
 
 
+def operator_mismatch(trained: Optional[dict], operator: Operator) -> Optional[str]:
+    """Why a network trained for the operator ``trained`` (registry name and attributes, as
+    ``config.json``'s ``measurement_operator`` records it) does not serve ``operator``, or
+    None when it does (or when ``trained`` is None: not recorded)."""
+    if trained is None:
+        return None
+    wanted = ", ".join(f"{k} {v}" for k, v in trained.items() if k != "name")
+    described = f"{trained['name']}" + (f" ({wanted})" if wanted else "")
+    if operator.name != trained["name"]:
+        return f"the network was trained for {described}, the operator is {operator.name}"
+    for key, value in trained.items():
+        if key != "name" and getattr(operator, key, None) != value:
+            return f"the network was trained for {described}, the operator has {key} {getattr(operator, key, None)}"
+    return None
+
+
 class Conditional(Strategy):
     """Sampling a conditional network (SR3 / Palette) bound to the measurement.
 
     ``eta``: None samples with ancestral DDPM steps (SR3, Palette); a number uses DDIM
     with that stochasticity (0 deterministic).  ``check_noise`` (default true): refuse a
     problem whose noise the network was not trained for (:func:`noise_mismatch`); false
-    samples anyway.
+    samples anyway.  A problem whose operator is not the one the network was trained for
+    (:func:`operator_mismatch`) is always refused.
     """
 
     name = "conditional"
     needs_pixel_prior = True
+    default_steps = 20  # the benchmark's budget for default-sr3x4 (docs/STRATEGIES.md)
 
     def __init__(self, eta: Optional[float] = None, check_noise: bool = True) -> None:
         self.eta = None if eta is None else check_number(self.name, "eta", eta, low=0.0, high=1.0)
@@ -127,6 +145,10 @@ class Conditional(Strategy):
     def check(self, problem: Problem) -> None:
         super().check(problem)
         network = _conditional_denoiser(problem.prior)
+        wrong_operator = operator_mismatch(network.measurement_operator, problem.operator)
+        if wrong_operator:
+            raise StrategyNotApplicable(f"strategy 'conditional': {wrong_operator}; a conditional network serves "
+                                        "only the operator it was trained for")
         why = noise_mismatch(network.measurement_sigma, problem.operator.noise) if self.check_noise else None
         if why:
             raise StrategyNotApplicable(f"strategy 'conditional': {why}; train a network for this noise "

@@ -25,7 +25,7 @@ bicubic upsampling of the same low-resolution input, on centre crops of a held-o
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -49,11 +49,15 @@ def sr_operator(scale: int, noise_sigma: float = 0.0):
     return default_registry().get("operator", "sr")(scale=scale, noise={"kind": "gaussian", "sigma": noise_sigma})
 
 
-def conditional_config(architecture: UNetConfig, residual: bool = True, measurement_sigma: float = 0.0) -> NativeConfig:
+def conditional_config(architecture: UNetConfig, residual: bool = True, measurement_sigma: float = 0.0,
+                       scale: Optional[int] = None) -> NativeConfig:
     """The saved config: residual x0-predicting (SRDiff), or SR3's epsilon network on the image,
-    trained on measurements with noise ``measurement_sigma``."""
+    trained on measurements of the bicubic ``sr`` operator at ``scale`` (None: not recorded)
+    with noise ``measurement_sigma``."""
+    operator = None if scale is None else {"name": "sr", "scale": scale, "method": "bicubic"}
     return NativeConfig(architecture, "x0" if residual else "epsilon", dict(SCHEDULE), DATA_RANGE,
-                        condition="upsample", residual=residual, measurement_sigma=measurement_sigma)
+                        condition="upsample", residual=residual, measurement_sigma=measurement_sigma,
+                        measurement_operator=operator)
 
 
 class SR3Task:
@@ -70,7 +74,7 @@ class SR3Task:
         self.architecture = architecture
         if not noise_sigma >= 0:
             raise ValueError(f"the measurement noise sigma must be >= 0, got {noise_sigma}")
-        self.config = conditional_config(architecture, residual, noise_sigma)
+        self.config = conditional_config(architecture, residual, noise_sigma, scale)
         self.data, self.data_name, self.scale = data, data_name, scale
         self.operator = sr_operator(scale, noise_sigma)
         self.validation = [x[..., :x.shape[-2] // scale * scale, :x.shape[-1] // scale * scale] for x in validation]
