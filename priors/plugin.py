@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -24,24 +24,27 @@ from restore.priors.spec import conditioned, parse_spec
 #: Modules of this package with a ``PRIOR_FORMATS`` mapping (scheme -> loader).
 MODULES = ("analytic",)
 
-#: The embedded priors shipped inside the package: spec name -> folder under priors/weights/
-#: (each a native ``unet:DIR`` folder with its MODEL_CARD.md).
-EMBEDDED = {"default": "default"}
+#: The embedded priors shipped inside the package: spec name (and folder under priors/weights/,
+#: each a native ``unet:DIR`` folder with its MODEL_CARD.md) -> what it is, as ``restore list`` says.
+EMBEDDED = {
+    "default": "the natural-image prior shipped in the package (colour, any size; see its MODEL_CARD.md).",
+    "default-sr3x4": "the SR3-style x4 super-resolution network shipped in the package, for bicubic x4 "
+                     "measurements with Gaussian noise sigma 0.025 (strategy conditional; see its MODEL_CARD.md).",
+}
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
 def embedded_dir(name: str) -> Path:
     """The folder of the embedded prior ``name`` (a native ``unet:DIR`` folder with its MODEL_CARD.md)."""
-    folder = WEIGHTS_DIR / EMBEDDED[name]
-    if not (folder / "model.safetensors").is_file():
+    folder = WEIGHTS_DIR / name
+    if name not in EMBEDDED or not (folder / "model.safetensors").is_file():
         raise FileNotFoundError(f"the embedded prior {name!r} is missing from this installation ({folder}); "
                                 "reinstall the package, or name a prior: unet:DIR, adm:PATH[:PRESET], diffusers:DIR")
     return folder
 
 
 def load_embedded(spec: str, *, device=None, dtype: Optional[torch.dtype] = None) -> Prior:
-    """``default``: the natural-image prior shipped in the package (colour, any size; see its
-    MODEL_CARD.md).  Every name in :data:`EMBEDDED` loads the same way."""
+    """An embedded prior (:data:`EMBEDDED`) by name, with its model card in ``info``."""
     parsed = parse_spec(spec)
     parsed.check_options(())
     if parsed.body:
@@ -50,6 +53,15 @@ def load_embedded(spec: str, *, device=None, dtype: Optional[torch.dtype] = None
     prior = native_prior(folder, device=device, dtype=dtype, name=parsed.scheme)
     prior.info["model_card"] = str(folder / "MODEL_CARD.md")
     return prior
+
+
+def embedded_loader(name: str) -> Callable[..., Prior]:
+    """The loader of the embedded prior ``name``, its docstring the line ``restore list`` shows."""
+    def load(spec: str, *, device=None, dtype: Optional[torch.dtype] = None) -> Prior:
+        return load_embedded(spec, device=device, dtype=dtype)
+
+    load.__doc__ = f"{name}: {EMBEDDED[name]}"
+    return load
 
 
 def load_unet(spec: str, *, device=None, dtype: Optional[torch.dtype] = None) -> Prior:
@@ -104,6 +116,6 @@ def load_diffusers(spec: str, *, device=None, dtype: Optional[torch.dtype] = Non
 
 @hookimpl
 def restore_prior_formats():
-    return {**{name: load_embedded for name in EMBEDDED}, "unet": load_unet, "adm": load_adm_prior,
+    return {**{name: embedded_loader(name) for name in EMBEDDED}, "unet": load_unet, "adm": load_adm_prior,
             "diffusers": load_diffusers,
             **gather("restore.priors", MODULES, "PRIOR_FORMATS")}

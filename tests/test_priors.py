@@ -42,8 +42,8 @@ def test_parse_spec():
 
 
 def test_scheme_errors_and_the_default_prior():
-    with pytest.raises(UnknownItemError, match="unknown prior scheme 'nope'.*known schemes: adm, default, diffusers, "
-                                               "gaussian, gmm, unet"):
+    with pytest.raises(UnknownItemError, match="unknown prior scheme 'nope'.*known schemes: adm, default, "
+                                               "default-sr3x4, diffusers, gaussian, gmm, unet"):
         load_prior("nope:x")
     with pytest.raises(ValueError, match="'default' takes no argument"):
         load_prior("default:x")
@@ -66,6 +66,38 @@ def test_the_embedded_default_prior_ships_and_runs_at_any_size():
     assert x0.shape == x.shape and ((x0 - x) ** 2).mean() < 0.5 * ((noisy - x) ** 2).mean()
     with pytest.raises(ValueError, match="models 3-channel images, the input has 1"):
         load_prior("default", channels=1)
+
+
+def test_the_embedded_sr3_network_ships_and_serves_only_its_task():
+    """default-sr3x4 is in the package (weights, config and card): a residual SR3 network for
+    bicubic x4 super-resolution with Gaussian noise sigma 0.025, which super-resolves such a
+    measurement closer to the truth than bicubic interpolation (measured: MSE 0.00159 for the
+    mean of 4 samples against 0.00184) and refuses other operators and noise levels."""
+    import restore
+    from restore.diffusion.conditional import ConditionalNetwork
+    from restore.plugins import default_registry
+    from restore.strategies.base import StrategyNotApplicable
+
+    prior = load_prior("default-sr3x4", channels=3)
+    card = Path(prior.info["model_card"]).read_text()
+    assert "non-commercial" in card and "sigma 0.025" in card
+    assert isinstance(prior.denoiser, ConditionalNetwork) and prior.denoiser.residual
+    assert prior.info["measurement_sigma"] == 0.025
+    assert prior.info["measurement_operator"] == {"name": "sr", "scale": 4, "method": "bicubic"}
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
+    disc = ((yy - 0.5) ** 2 + (xx - 0.4) ** 2 < 0.08).float()  # a piecewise-smooth picture
+    x = torch.stack([0.2 + 0.6 * xx, 0.3 + 0.4 * yy, 0.2 + 0.6 * disc])[None]
+    sr = default_registry().get("operator", "sr")(scale=4, noise={"kind": "gaussian", "sigma": 0.025})
+    y = sr.measure(x, generator=torch.Generator().manual_seed(0))
+    run = dict(prior="default-sr3x4", method="conditional", steps=20, seed=0, precision="fp32")
+    result = restore.sr(y, 4, noise=0.025, samples=4, **run)
+    bicubic = F.interpolate(y, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
+    assert ((result.image - x) ** 2).mean() < 0.9 * ((bicubic - x) ** 2).mean()
+    with pytest.raises(StrategyNotApplicable, match="the network was trained on sigma 0.025"):
+        restore.sr(y, 4, noise=0.0, **run)
+    with pytest.raises(StrategyNotApplicable,
+                       match="trained for sr \\(scale 4, method bicubic\\), the operator has scale 2"):
+        restore.sr(y, 2, noise=0.025, **run)
 
 
 def test_analytic_priors_resolve_through_the_registry():

@@ -58,6 +58,7 @@ QUALITY_HELP = (
     f"{_default('other', 'high')}); the measured fidelity defaults are the same at both (docs/STRATEGIES.md)."
 )
 PRIOR = typer.Option("default", "--prior", help="Prior spec: default (the embedded natural-image prior), "
+                     "default-sr3x4 (the embedded x4 SR network, --method conditional, --noise 0.025), "
                      "unet:DIR, adm:PATH[:PRESET], diffusers:DIR, gaussian:SHAPE, gmm:D. A grey image with a colour "
                      "prior is restored in 3 channels and averaged back (operators acting on each channel alike).")
 METHOD = typer.Option(None, "--method", help=DEFAULT_HELP)
