@@ -33,7 +33,10 @@ Modes.  ``--mode screen``: every registered strategy (but ``conditional`` and
 ``classifier-guidance``, which need extra networks) at 20 and 100 NFE on the first 10 images,
 both targets.  ``--mode full``: all images, each task's ``candidates`` of the task file per
 target and the catalog's ``fast`` defaults (``restore.strategies.catalog.default_run``).
-Otherwise ``--strategies`` (default: the catalog's defaults) at each ``--nfe``.
+Otherwise ``--strategies`` at each ``--nfe``, or by default the catalog's ``fast`` and ``high``
+defaults and the candidate for ``high``, ``fast`` at ``HIGH_FACTOR`` x the steps (catalog; the rule
+of docs/STRATEGIES.md keeps that run as ``high`` only where it beats ``fast`` on the operator
+kind's mean; benchmarks/results/restoration_quality_kodak24_cpu.md).
 A strategy is ``name`` or ``name:key=value,key=value`` (its hyperparameters), at a budget
 ``@NFE`` in the task file; steps = budget / the catalog's NFE per step.
 
@@ -581,7 +584,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 def strategy_specs(args: argparse.Namespace, registry: Any, task: dict[str, Any],
                    op: Any) -> list[tuple[str, int, str]]:
     """(strategy spec, NFE budget per sample, target) of every strategy row of a task."""
-    from restore.strategies.catalog import QUALITIES, default_run, facts
+    from restore.strategies.catalog import HIGH_FACTOR, QUALITIES, default_run, facts
 
     def budget(name: str, steps: int) -> int:
         fact = facts(parse_strategy(name)[0])
@@ -600,6 +603,9 @@ def strategy_specs(args: argparse.Namespace, registry: Any, task: dict[str, Any]
         for quality in (("fast",) if args.quick or args.mode == "full" else QUALITIES):
             choice = default_run(op, quality, target)
             specs.append((choice.spec, budget(choice.method, choice.steps), target))
+        fast = default_run(op, "fast", target)
+        if not (args.quick or args.mode) and fast.steps > 1:  # the rule's candidate for high (module docstring)
+            specs.append((fast.spec, budget(fast.method, HIGH_FACTOR * fast.steps), target))
     return list(dict.fromkeys(specs))
 
 

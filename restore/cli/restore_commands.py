@@ -52,10 +52,12 @@ DEFAULT_HELP = (
 )
 QUALITY_HELP = (
     "fast (default) or high, the budget within the target: high takes 5x the steps where the benchmark found "
-    f"that this helps, the perceptual target (inpaint {_default('inpaint', 'high', 'perceptual')}, sr "
-    f"{_default('sr', 'high', 'perceptual')}, deblur {_default('deblur', 'high', 'perceptual')}, denoise "
-    f"{_default('denoise', 'high', 'perceptual')}), and operators not measured on images (other operators "
-    f"{_default('other', 'high')}); the measured fidelity defaults are the same at both (docs/STRATEGIES.md)."
+    "that this helps (" + "; ".join(
+        f"--target {target} {kind}: {_default(kind, 'high', target)}" for target in ("fidelity", "perceptual")
+        for kind in ("inpaint", "inpaint-noisy", "sr", "deblur", "denoise")
+        if DEFAULTS[kind][target]["high"] != DEFAULTS[kind][target]["fast"])
+    + f") and on operators not measured on images (other operators: {_default('other', 'high')}); elsewhere "
+    "high is fast (docs/STRATEGIES.md)."
 )
 PRIOR = typer.Option("default", "--prior", help="Prior spec: default (the embedded natural-image prior), "
                      "default-sr3x4 (the embedded x4 SR network, --method conditional, --noise 0.025), "
