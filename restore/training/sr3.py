@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from restore.files import atomic_write
+from restore.operators.base import Operator
 from restore.priors.base import Prior
 from restore.priors.native import NativeConfig, native_denoiser, save_native
 from restore.priors.unet import CompactUNet, UNetConfig
@@ -50,11 +51,12 @@ def sr_operator(scale: int, noise_sigma: float = 0.0):
 
 
 def conditional_config(architecture: UNetConfig, residual: bool = True, measurement_sigma: float = 0.0,
-                       scale: Optional[int] = None) -> NativeConfig:
+                       operator: Optional[Operator] = None) -> NativeConfig:
     """The saved config: residual x0-predicting (SRDiff), or SR3's epsilon network on the image,
-    trained on measurements of the bicubic ``sr`` operator at ``scale`` (None: not recorded)
-    with noise ``measurement_sigma``."""
-    operator = None if scale is None else {"name": "sr", "scale": scale, "method": "bicubic"}
+    trained on measurements of the ``sr`` ``operator`` (its name, scale and method are recorded;
+    None: not recorded) with noise ``measurement_sigma``."""
+    if operator is not None:
+        operator = {"name": operator.name, "scale": operator.scale, "method": operator.method}
     return NativeConfig(architecture, "x0" if residual else "epsilon", dict(SCHEDULE), DATA_RANGE,
                         condition="upsample", residual=residual, measurement_sigma=measurement_sigma,
                         measurement_operator=operator)
@@ -74,9 +76,9 @@ class SR3Task:
         self.architecture = architecture
         if not noise_sigma >= 0:
             raise ValueError(f"the measurement noise sigma must be >= 0, got {noise_sigma}")
-        self.config = conditional_config(architecture, residual, noise_sigma, scale)
-        self.data, self.data_name, self.scale = data, data_name, scale
         self.operator = sr_operator(scale, noise_sigma)
+        self.config = conditional_config(architecture, residual, noise_sigma, self.operator)
+        self.data, self.data_name, self.scale = data, data_name, scale
         self.validation = [x[..., :x.shape[-2] // scale * scale, :x.shape[-1] // scale * scale] for x in validation]
         self.validation_name, self.val_steps = validation_name, val_steps
         self.card = card or {}
