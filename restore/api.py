@@ -340,7 +340,8 @@ def restore(
     ``image`` is a posterior-mean estimate, the mean of the samples) or ``"perceptual"`` (best
     LPIPS: ``image`` is the first posterior sample); docs/STRATEGIES.md.  ``method``: a
     strategy name; by default :func:`restore.strategies.catalog.default_run` for the operator,
-    ``target`` and ``quality`` (``"fast"`` or ``"high"``), which also gives the default
+    ``target``, ``quality`` (``"fast"`` or ``"high"``) and the prior (a conditional network,
+    such as ``default-sr3x4``, runs the ``conditional`` strategy), which also gives the default
     ``steps`` and ``samples`` (None: the default run's, else 1).  ``params``: the
     strategy's hyperparameters.  ``noise``: the measurement's noise (a Gaussian sigma on
     [0, 1] or a noise dict), replacing the operator's.  ``listeners``: observer plugins

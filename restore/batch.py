@@ -555,7 +555,7 @@ class Runner:
         """One run of :func:`restore.pipeline.run` on the batch, sample s of each item seeded
         :func:`item_seed` + s (the default run's samples: :func:`restore.pipeline.default_samples`)."""
         samples = pipeline.default_samples(members[0].measurement.operator, self.settings.method,
-                                           self.settings.quality, self.settings.target)
+                                           self.settings.quality, self.settings.target, self.prior)
         prior = self.prior_for(members[0].measurement.operator)
         return pipeline.run([m.measurement for m in members], prior, prior_spec=self.settings.prior,
                             method=self.settings.method, steps=self.settings.steps,

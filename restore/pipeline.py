@@ -99,7 +99,7 @@ def plan_run(operator: Any, y: Tensor, prior: Prior, *, method: Optional[str], s
              params: Optional[Mapping[str, Any]], quality: str, registry: Any, target: str = "fidelity") -> Plan:
     """The image shape behind ``y`` (:func:`image_shape`), channel spreading for a grey
     image with a colour prior (:func:`spread_channels`), and the strategy: ``method`` or
-    :func:`restore.strategies.catalog.default_run` for ``quality`` and ``target``, whose
+    :func:`restore.strategies.catalog.default_run` for ``quality``, ``target`` and ``prior``, whose
     hyperparameters (overridden by ``params``) apply when no ``method`` is given, and whose
     steps apply when neither ``method`` nor ``steps`` is given (else the strategy's own
     default)."""
@@ -112,7 +112,7 @@ def plan_run(operator: Any, y: Tensor, prior: Prior, *, method: Optional[str], s
     if have is not None and have != shape[0]:
         run_op, run_y = spread_channels(operator, y, shape, have)
         shape = (have, *shape[1:])
-    choice = default_run(run_op, quality, target)
+    choice = default_run(run_op, quality, target, prior)
     if method is None:
         params = {**dict(choice.params), **dict(params or {})}
         steps = choice.steps if steps is None else steps
@@ -131,12 +131,13 @@ def valid_target(target: str) -> str:
     return target
 
 
-def default_samples(operator: Any, method: Optional[str], quality: str, target: str) -> int:
-    """The number of samples when none is given: the default run's (the fidelity target's
-    mean of samples, where its default is a sampler) without a ``method``, else 1."""
+def default_samples(operator: Any, method: Optional[str], quality: str, target: str, prior: Any = None) -> int:
+    """The number of samples when none is given: the default run's for ``prior`` (the
+    fidelity target's mean of samples, where its default is a sampler) without a ``method``,
+    else 1."""
     from restore.strategies.catalog import default_run
 
-    return default_run(operator, quality, target).samples if method is None else 1
+    return default_run(operator, quality, target, prior).samples if method is None else 1
 
 
 def make_strategy(registry: Any, name: str, params: Optional[Mapping[str, Any]]) -> Any:
@@ -193,7 +194,7 @@ def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[st
     ``target`` (docs/STRATEGIES.md): ``fidelity`` (the default method is a posterior-mean
     estimate; the result is the mean of the samples) or ``perceptual`` (the default method is
     a sampler; the result is the first sample).  ``samples``: None for
-    :func:`default_samples`.
+    :func:`default_samples` (of the loaded prior: a conditional network's default run is its own).
 
     ``fast``: a :class:`restore.accel.FastPath` (network precision, channels_last, compile),
     applied to the prior by :func:`restore.accel.prepare`; None runs the prior as it is (a
@@ -204,9 +205,7 @@ def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[st
 
     group = [measurements] if isinstance(measurements, Measurement) else list(measurements)
     valid_target(target)
-    if samples is None:
-        samples = default_samples(group[0].operator, method, quality, target)
-    if not isinstance(samples, int) or samples < 1:
+    if samples is not None and (not isinstance(samples, int) or samples < 1):
         raise RestoreError(f"samples must be an integer >= 1, got {samples!r}")
     registry = registry or default_registry()
     device, dtype = pick_device(device), pick_dtype(dtype)
@@ -219,6 +218,8 @@ def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[st
 
         loaded = accel.prepare(prior, lambda spec: load(spec, registry, device, dtype), fast, device,
                                operator_kind(operator))[0]
+    if samples is None:
+        samples = default_samples(operator, method, quality, target, loaded)
     count = samples * y.shape[0]
     if seeds is not None and len(seeds) != count:
         raise ValueError(f"{len(seeds)} seeds for {count} items (samples x batch)")

@@ -338,6 +338,19 @@ def test_defaults_are_the_clis(client):
     assert (chosen["method"], chosen["steps"], chosen["samples"]) == (expected.method, expected.steps, expected.samples)
     assert chosen != client.get("/api/defaults?task=inpaint&noise=0").json()
     assert client.get("/api/defaults?task=inpaint&noise=2").status_code == 400
+    assert client.get("/api/defaults?task=sr&prior=nosuch").status_code == 400
+
+
+def test_a_conditional_priors_defaults_are_its_own():
+    from restore.strategies.catalog import CONDITIONAL_DEFAULTS
+
+    priors = {PRIOR: restore.load_prior(PRIOR), "default-sr3x4": restore.load_prior("default-sr3x4")}
+    with TestClient(create_app(Settings(priors=priors, size=1, workers=1)), base_url=BASE) as client:
+        for target in ("fidelity", "perceptual"):
+            expected = CONDITIONAL_DEFAULTS[target]["fast"]
+            chosen = client.get(f"/api/defaults?task=sr&target={target}&prior=default-sr3x4").json()
+            assert (chosen["method"], chosen["steps"], chosen["samples"]) == ("conditional", 20, expected.samples)
+        assert client.get("/api/defaults?task=sr").json()["method"] != "conditional"  # the first prior's
 
 
 def test_the_target_reaches_the_record(client):

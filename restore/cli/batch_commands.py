@@ -90,9 +90,9 @@ def batch(
             raise OutputError(f"-o {output} is the input folder {source}: a command never writes over its inputs; "
                               "give another output folder")
         items = discover(source, op=op, params=params, exclude=output)
-        check_before_work(source, output, items, method, method_params, quality, target, noise)
+        check_before_work(source, output, items, method, method_params, quality, target, noise, prior)
         world = init_world(device)
-    except (BatchInputError, ValueError, OutputError) as exc:
+    except (BatchInputError, ValueError, OutputError, UnknownItemError, OSError) as exc:
         raise fail(str(exc))
     settings = Settings(prior=prior, method=method, method_params=method_params, steps=steps, quality=quality,
                         target=target, seed=seed, batch_size=batch_size, noise=noise,
@@ -119,15 +119,17 @@ def batch(
 
 
 def check_before_work(source: Path, output: Path, items: list, method: Optional[str], method_params: dict,
-                      quality: str, target: str, noise: Optional[float]) -> None:
+                      quality: str, target: str, noise: Optional[float], prior: str) -> None:
     """Refuse the run before any image is restored: an output that is an input (batch's resume
     rules decide about existing outputs: :mod:`restore.batch`), an output folder where nothing
     can be written, a strategy hyperparameter that the method (given, or the default for each
-    operator of the run) does not take."""
+    operator of the run and the ``prior``: loaded on the CPU for this check only, when
+    hyperparameters are given without a method) does not take."""
     from restore import measurement as measurements
     from restore.batch import SUMMARY_FILE
     from restore.cli.operator_commands import check_method_params
     from restore.files import check_outputs, check_writable_folder
+    from restore.priors.spec import load_prior
 
     planned = [("summary", output / SUMMARY_FILE)]
     inputs: list = [("manifest" if source.is_file() else "", source)]
@@ -144,13 +146,14 @@ def check_before_work(source: Path, output: Path, items: list, method: Optional[
         first.setdefault(item.op or rio_operator_name(item.sidecar), item)
     check_outputs(planned, inputs, overwrite=True)
     check_writable_folder(output)
+    defaults_of = load_prior(prior) if method is None and method_params else None
     for item in first.values():
         try:
             measurement = measurements.read_sidecar(item.sidecar) if item.sidecar is not None else \
                 measurements.read_file(item.image, item.op, options=item.params, noise=noise)
         except Exception:  # noqa: BLE001  (an unreadable item fails on its own turn, with its reason)
             continue
-        check_method_params(method, method_params, measurement.operator, quality, target)
+        check_method_params(method, method_params, measurement.operator, quality, target, prior=defaults_of)
 
 
 def rio_operator_name(sidecar: Path) -> str:

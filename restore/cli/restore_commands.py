@@ -33,10 +33,12 @@ from restore.cli.fast_options import CHANNELS_LAST, COMPILE, DTYPE, PRECISION, T
 from restore.cli.operator_commands import PARAM_HELP, check_image_file, check_method_params, parse_params
 
 from restore.cropping import AUTO_PIXELS, PADDING  # noqa: E402  (facts only: no torch)
-from restore.strategies.catalog import DEFAULTS, operator_kind  # noqa: E402  (facts only: no torch)
+from restore.strategies.catalog import (  # noqa: E402  (facts only: no torch)
+    CONDITIONAL_DEFAULTS, DEFAULTS, operator_kind)
 
 def _default(kind: str, quality: str, target: str = "fidelity") -> str:
-    choice = DEFAULTS[kind][target][quality]
+    """The default run of operator kind ``kind`` (``conditional``: of a conditional prior), in words."""
+    choice = (CONDITIONAL_DEFAULTS if kind == "conditional" else DEFAULTS[kind])[target][quality]
     mean = f", mean of {choice.samples} samples" if choice.samples > 1 else ""
     params = f" ({', '.join(f'{k}={v}' for k, v in choice.params)})" if choice.params else ""
     return f"{choice.method}{params}" + (f" at {choice.steps} steps{mean}" if choice.steps > 1 else " (1 NFE)")
@@ -48,7 +50,8 @@ DEFAULT_HELP = (
     f"{_default('denoise', 'fast')}, the posterior mean; inpaint {_default('inpaint', 'fast')} (with --noise "
     f"{_default('inpaint-noisy', 'fast')}); sr "
     f"{_default('sr', 'fast')}; circular deblur {_default('deblur', 'fast')}; colorize {_default('svd', 'fast')}; "
-    f"other operators {_default('other', 'fast')}."
+    f"other operators {_default('other', 'fast')}; a conditional prior (default-sr3x4) "
+    f"{_default('conditional', 'fast')}."
 )
 QUALITY_HELP = (
     "fast (default) or high, the budget within the target: high takes 5x the steps where the benchmark found "
@@ -60,7 +63,7 @@ QUALITY_HELP = (
     "high is fast (docs/STRATEGIES.md)."
 )
 PRIOR = typer.Option("default", "--prior", help="Prior spec: default (the embedded natural-image prior), "
-                     "default-sr3x4 (the embedded x4 SR network, --method conditional, --noise 0.025), "
+                     "default-sr3x4 (the embedded x4 SR network for --noise 0.025; its default method: conditional), "
                      "unet:DIR, adm:PATH[:PRESET], diffusers:DIR, gaussian:SHAPE, gmm:D. A grey image with a colour "
                      "prior is restored in 3 channels and averaged back (operators acting on each channel alike).")
 METHOD = typer.Option(None, "--method", help=DEFAULT_HELP)
@@ -190,23 +193,24 @@ def run_restoration(
         raise fail(f"--quality must be fast or high, got {quality!r}")
     if target not in ("fidelity", "perceptual"):
         raise fail(f"--target must be fidelity or perceptual, got {target!r}")
-    samples = samples or pipeline.default_samples(measurement.operator, method, quality, target)
     params = parse_params(param)
     output = output or default_output(measurement.path)
     suffix = output.suffix.lower()
     if suffix not in (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".npy"):
         raise fail(f"-o {output}: write the result as .png, .tif, .jpg or .npy, not {suffix or 'no suffix'!r}")
     check_target(output)
-    check_method_params(method, params, measurement.operator, quality, target)
-    planned, sources = output_plan(output, samples, measurement, [*inputs, *prior_files(prior)])
-    check_outputs(planned, sources, overwrite=overwrite)
-    check_previews(preview, overwrite)
     registry = default_registry()
     torch_device, torch_dtype = pick_device(device), pick_dtype(None)  # the sampler state: float32
     if torch_device.type == "cuda" and not torch.cuda.is_available():
         raise fail("--device cuda: CUDA is not available on this machine; use --device cpu")
+    # the prior before the defaults that depend on it (a conditional network's run: catalog.default_run)
     loaded_prior, _ = prepare(prior, lambda spec: load(spec, registry, torch_device, torch_dtype), fast,
                               torch_device, operator_kind(measurement.operator))
+    samples = samples or pipeline.default_samples(measurement.operator, method, quality, target, loaded_prior)
+    check_method_params(method, params, measurement.operator, quality, target, prior=loaded_prior)
+    planned, sources = output_plan(output, samples, measurement, [*inputs, *prior_files(prior)])
+    check_outputs(planned, sources, overwrite=overwrite)
+    check_previews(preview, overwrite)
     listeners: list[Any] = []
     if not (quiet or as_json) and sys.stderr.isatty():
         listeners.append(ProgressBar())

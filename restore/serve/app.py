@@ -2,6 +2,7 @@
 
     GET  /                              the page (static/index.html; app.js, style.css under /static/)
     GET  /api/options                   tasks, the server's priors, methods, the CLI's defaults, limits
+    GET  /api/defaults                  the method, steps and samples of a task, target, quality and prior
     POST /api/preview                   an image file -> its size, bit depth and an 8-bit PNG to show
     POST /api/jobs                      image + mask / truth files + options -> job id and seed (202)
     GET  /api/jobs/{id}                 state, progress (step, total, NFE, elapsed, ETA), error, links
@@ -200,9 +201,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/api/defaults")
     def defaults(task: str = "inpaint", quality: str = "fast", target: str = "fidelity",
-                 method: Optional[str] = None, noise: Optional[float] = None) -> dict[str, Any]:
+                 method: Optional[str] = None, noise: Optional[float] = None,
+                 prior: Optional[str] = None) -> dict[str, Any]:
         """The method, steps and samples a job of ``task`` with measurement noise ``noise``
-        gets when it names none (samples: with ``method`` when it names one): the CLI's
+        under ``prior`` (one of the server's; None: the first) gets when it names none
+        (samples: with ``method`` when it names one): the CLI's
         (:func:`restore.strategies.catalog.default_run`, :func:`restore.pipeline.default_samples`)."""
         from restore.pipeline import default_samples
         from restore.strategies.catalog import QUALITIES, TARGETS, default_run
@@ -212,10 +215,13 @@ def create_app(settings: Settings) -> FastAPI:
                           f"target {' or '.join(TARGETS)}")
         if noise is not None and not 0 <= noise <= 1:
             raise Refused(f"defaults: noise must be a sigma in [0, 1], got {noise}")
+        if prior is not None and prior not in settings.priors:
+            raise Refused(f"defaults: prior must be one of the server's: {', '.join(settings.priors)}")
+        loaded = settings.priors[prior or next(iter(settings.priors))]
         operator = example_operator(task, noise)
-        chosen = default_run(operator, quality, target)
+        chosen = default_run(operator, quality, target, loaded)
         return {"method": chosen.method, "steps": chosen.steps,
-                "samples": default_samples(operator, method or None, quality, target)}
+                "samples": default_samples(operator, method or None, quality, target, loaded)}
 
     async def read(upload: Optional[UploadFile], field_name: str) -> Optional[Picture]:
         if upload is None:

@@ -48,7 +48,7 @@ function fill(select, pairs) {
 async function showDefaults() {
   const current = $("method").value;
   const query = new URLSearchParams({ task: $("task").value, quality: $("quality").value, target: $("target").value,
-    method: current });
+    method: current, prior: $("prior").value });  // a conditional network's defaults are its own
   if ($("noise").value !== "") query.set("noise", $("noise").value);  // a mask's defaults depend on its noise
   const chosen = await api(`/api/defaults?${query}`);
   fill($("method"), [["", `default (${chosen.method})`], ...state.methods.map((m) => [m, m])]);
@@ -346,6 +346,7 @@ async function finish(job) {
 $("image-file").addEventListener("change", (event) => event.target.files[0] && openImage(event.target.files[0]));
 $("mask-file").addEventListener("change", (event) => event.target.files[0] && openMask(event.target.files[0]));
 $("task").addEventListener("change", async () => { showTask(); await showDefaults(); });
+$("prior").addEventListener("change", showDefaults);
 $("quality").addEventListener("change", showDefaults);
 $("target").addEventListener("change", showDefaults);
 $("method").addEventListener("change", showDefaults);
