@@ -34,7 +34,7 @@ Modes.  ``--mode screen``: every registered strategy (but ``conditional`` and
 both targets.  ``--mode full``: all images, each task's ``candidates`` of the task file per
 target and the catalog's ``fast`` defaults (``restore.strategies.catalog.default_run``).
 Otherwise ``--strategies`` at each ``--nfe``, or by default the catalog's ``fast`` and ``high``
-defaults and the candidate for ``high``, ``fast`` at ``HIGH_FACTOR`` x the steps (catalog; the rule
+defaults (of ``--prior``: a conditional network's are its own) and the candidate for ``high``, ``fast`` at ``HIGH_FACTOR`` x the steps (catalog; the rule
 of docs/STRATEGIES.md keeps that run as ``high`` only where it beats ``fast`` on the operator
 kind's mean; benchmarks/results/restoration_quality_kodak24_cpu.md).
 A strategy is ``name`` or ``name:key=value,key=value`` (its hyperparameters), at a budget
@@ -582,8 +582,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 
 def strategy_specs(args: argparse.Namespace, registry: Any, task: dict[str, Any],
-                   op: Any) -> list[tuple[str, int, str]]:
-    """(strategy spec, NFE budget per sample, target) of every strategy row of a task."""
+                   op: Any, prior: Any = None) -> list[tuple[str, int, str]]:
+    """(strategy spec, NFE budget per sample, target) of every strategy row of a task; the
+    catalog's defaults are those of ``prior`` (a conditional network's are its own)."""
     from restore.strategies.catalog import HIGH_FACTOR, QUALITIES, default_run, facts
 
     def budget(name: str, steps: int) -> int:
@@ -601,9 +602,9 @@ def strategy_specs(args: argparse.Namespace, registry: Any, task: dict[str, Any]
                 name, _, nfe = spec.rpartition("@")
                 specs.append((name, int(nfe), target))
         for quality in (("fast",) if args.quick or args.mode == "full" else QUALITIES):
-            choice = default_run(op, quality, target)
+            choice = default_run(op, quality, target, prior)
             specs.append((choice.spec, budget(choice.method, choice.steps), target))
-        fast = default_run(op, "fast", target)
+        fast = default_run(op, "fast", target, prior)
         if not (args.quick or args.mode) and fast.steps > 1:  # the rule's candidate for high (module docstring)
             specs.append((fast.spec, budget(fast.method, HIGH_FACTOR * fast.steps), target))
     return list(dict.fromkeys(specs))
@@ -640,12 +641,12 @@ def methods_for(args: argparse.Namespace, registry: Any, prior: Any, prior_key: 
     if prior is None:
         return methods
     rows: dict[tuple[str, str], Method] = {}
-    for spec, budget, target in strategy_specs(args, registry, task, op):
+    for spec, budget, target in strategy_specs(args, registry, task, op, prior):
         samples = args.fidelity_samples
         if args.mode is None and not args.strategies:  # the catalog's defaults: its sample counts
             from restore.strategies.catalog import QUALITIES, default_run
 
-            samples = max(default_run(op, q, target).samples for q in QUALITIES)
+            samples = max(default_run(op, q, target, prior).samples for q in QUALITIES)
         for method in strategy_rows(registry, prior, prior_key, spec, budget, (target,), samples, device):
             rows.setdefault((method.key, method.target), method)
     return methods + list(rows.values())

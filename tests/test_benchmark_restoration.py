@@ -184,6 +184,12 @@ def test_modes_and_the_rule(bench):
                                                                    op)}
     assert default_mode == {(default_run(op, "fast", t).spec, n, t) for t in ("fidelity", "perceptual")
                             for n in (20, 100)}
+    # with a conditional prior, its own defaults (catalog.CONDITIONAL_DEFAULTS)
+    from restore.priors.spec import load_prior
+
+    sr3 = {(s, b, t) for s, b, t in bench.strategy_specs(bench.parse_args([]), registry, doc["tasks"]["sr4"], op,
+                                                          load_prior("default-sr3x4"))}
+    assert sr3 == {("conditional", n, t) for t in ("fidelity", "perceptual") for n in (20, 100)}
     assert bench.parse_strategy("dpir:symmetry=none,iterations=8") == ("dpir", {"symmetry": "none", "iterations": 8})
     assert bench.split_specs("ddrm:warm_start=dpir,t0=0.5,dps,dpir") == ["ddrm:warm_start=dpir,t0=0.5", "dps", "dpir"]
 
