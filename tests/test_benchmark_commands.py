@@ -38,3 +38,19 @@ def test_network_speed_lists_every_fast_path_configuration_with_its_error():
                           "bf16 + channels_last, mixed norms"]
     assert rows["fp32"][1:] == ["1.00", "0.00e+00"] and float(rows["fp32 + channels_last"][2]) < 1e-5
     assert all(0 < float(rows[name][2]) < 0.05 for name in list(rows)[2:])
+
+
+def test_startup_reports_every_phase_in_order():
+    """benchmarks/startup.py: one timed process (after the untimed one that writes the bytecode
+    cache) gives each phase's wall and CPU seconds, in the order the command reaches them."""
+    script = SCRIPT.parent / "startup.py"
+    out = subprocess.run([sys.executable, str(script), "--size", "16", "--repeats", "1"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "1 fresh processes, bytecode cached" in out.stdout
+    rows = {line[:25].strip(): [float(v) for v in line[25:].split() if v not in ("wall", "cpu")]
+            for line in out.stdout.splitlines()[1:]}
+    assert list(rows) == ["import torch", "import restore.cli", "prior loaded", "solve entered", "first network call",
+                          "second network call", "done"]
+    walls = [row[0] for row in rows.values()]
+    assert walls == sorted(walls) and all(row[0] == row[1] and row[2] == row[3] for row in rows.values())
