@@ -1,7 +1,8 @@
 """``restore serve`` in a real browser: headless Chromium (Debian's ``chromium``) driven by Playwright
 against ``restore serve`` started as a user would, on 127.0.0.1 and a free port.
 
-The test opens the page, loads an image, draws a stroke with mouse events on the canvas (and
+The test opens the page, checks that the method offered by default follows the noise and the prior,
+loads an image, draws a stroke with mouse events on the canvas (and
 tries the rectangle, undo, redo, eraser and zoom), presses Restore, waits for the result and
 checks its pixels (known pixels kept bit for bit, the painted stroke changed) and the downloaded
 run record.  A 16 x 16 image on the exact Gaussian prior keeps it quick.
@@ -123,7 +124,7 @@ def test_paint_restore_download_in_chromium(tmp_path):
     image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
     path = tmp_path / "photo.png"
     Image.fromarray(image).save(path)
-    with served("--prior", "gaussian:3x16x16") as url, browser() as page:
+    with served("--prior", "gaussian:3x16x16", "--prior", "default-sr3x4") as url, browser() as page:
         open_image(page, url, path)
         page.evaluate("document.getElementById('brush-size').value = 2")
         page.fill("#steps", "4")
@@ -133,6 +134,9 @@ def test_paint_restore_download_in_chromium(tmp_path):
         for noise, method in (("0.05", "ddnm+"), ("", "dpir")):  # a noisy mask has its own
             page.fill("#noise", noise)
             page.dispatch_event("#noise", "change")
+            page.wait_for_function(f"{default}.includes('{method}')")
+        for prior, method in (("default-sr3x4", "conditional"), ("gaussian:3x16x16", "dpir")):  # a prior's own
+            page.select_option("#prior", prior)
             page.wait_for_function(f"{default}.includes('{method}')")
         box = page.locator("#mask-canvas").bounding_box()
         cell = box["width"] / 16  # screen pixels per image pixel
