@@ -15,7 +15,7 @@ from restore.api import RestoreError
 from restore.cli import app
 from restore.operators import io as rio
 from restore.plugins import default_registry
-from restore.strategies.catalog import DEFAULTS, QUALITIES, TARGETS, default_run, defaults_table
+from restore.strategies.catalog import CONDITIONAL_DEFAULTS, DEFAULTS, QUALITIES, TARGETS, default_run, defaults_table
 
 runner = CliRunner()
 
@@ -60,7 +60,7 @@ def test_perceptual_is_a_sample_and_fidelity_the_mean_of_the_samples():
 
 def test_the_defaults_table_serves_every_kind_target_and_quality():
     registry = default_registry()
-    for kind, rows in DEFAULTS.items():
+    for kind, rows in {**DEFAULTS, "conditional prior": CONDITIONAL_DEFAULTS}.items():
         assert set(rows) == set(TARGETS), kind
         for target, by_quality in rows.items():
             assert set(by_quality) == set(QUALITIES), (kind, target)

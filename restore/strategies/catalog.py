@@ -277,7 +277,7 @@ KINDS = {
 
 def defaults_table() -> str:
     """:data:`DEFAULTS` as a Markdown table: one row per operator kind, one column per target
-    and quality."""
+    and quality; last, the row of a conditional prior (:data:`CONDITIONAL_DEFAULTS`)."""
     def cell(choice: Default) -> str:
         params = f" ({', '.join(f'{k} = {v}' for k, v in choice.params)})" if choice.params else ""
         mean = f", mean of {choice.samples} samples" if choice.samples > 1 else ""
@@ -287,6 +287,8 @@ def defaults_table() -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for kind, rows in DEFAULTS.items():
         lines.append("| " + " | ".join([KINDS[kind], *[cell(rows[t][q]) for t in TARGETS for q in QUALITIES]]) + " |")
+    conditional = [cell(CONDITIONAL_DEFAULTS[t][q]) for t in TARGETS for q in QUALITIES]
+    lines.append("| " + " | ".join(["any, with a conditional prior (`default-sr3x4`)", *conditional]) + " |")
     return "\n".join(lines)
 
 
