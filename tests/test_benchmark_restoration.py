@@ -421,8 +421,8 @@ def test_auto_bf16_kinds_are_the_rules_choice_on_the_native_measurement(bench):
     """restore.accel.AUTO_BF16_KINDS holds exactly the operator kinds whose every measured task
     and target keeps the rule of docs/PERFORMANCE.md (mean PSNR loss <= 0.05 dB, mean |LPIPS
     change| <= 0.002) in the native bf16 measurement, and every kind the benchmark measures was
-    measured with both targets; docs/PERFORMANCE.md quotes the CBSD68 figures, and the Kodak24
-    images measured so far keep the rule on every row."""
+    measured with both targets; docs/PERFORMANCE.md quotes the CBSD68 figures, and all 24 Kodak24
+    images keep the rule on every row (the docs quote those too)."""
     from restore.accel import AUTO_BF16_KINDS
     from restore.plugins import default_registry
     from restore.strategies.catalog import operator_kind
@@ -446,12 +446,14 @@ def test_auto_bf16_kinds_are_the_rules_choice_on_the_native_measurement(bench):
     assert {task for task, _ in rows} == set(doc["tasks"])
     assert all(len([1 for task, target in rows if task == t]) == 2 for t in doc["tasks"])
     assert AUTO_BF16_KINDS == {kind for kind, verdicts in passes.items() if all(verdicts)}
-    # the second set's measurement so far (Kodak24, its first images) keeps the rule on every row too
+    # the second set, all 24 Kodak24 images, keeps the rule on every row too; the docs quote it
     kodak = precision.read_deltas((ROOT / "benchmarks" / "results" / "precision_native_kodak24_cpu.txt").read_text())
     assert {tuple(row.split()) for row in kodak} == set(rows)
     for row, deltas in kodak.items():
         mean_psnr, mean_lpips = (sum(d[k] for d in deltas) / len(deltas) for k in (0, 1))
-        assert -mean_psnr <= precision.RULE_PSNR and abs(mean_lpips) <= precision.RULE_LPIPS, row
+        assert len(deltas) == 24 and -mean_psnr <= precision.RULE_PSNR and abs(mean_lpips) <= precision.RULE_LPIPS
+        assert f"| {', '.join(row.split())} | 24 | {mean_psnr:+.4f} (" in performance, row
+        assert f"| {mean_lpips:+.5f} (" in performance, row
 
 
 def test_the_prior_fingerprint_binds_a_conditional_network_to_its_probe(bench):
