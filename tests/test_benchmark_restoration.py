@@ -383,7 +383,7 @@ def test_the_high_quality_defaults_are_the_rules_choice(bench, merge_tables):
     run beat ``fast`` on the kind's mean (PSNR for fidelity, LPIPS for perceptual) in
     benchmarks/results/restoration_quality_kodak24_cpu.md, and ``fast`` itself where it did not."""
     from restore.plugins import default_registry
-    from restore.strategies.catalog import DEFAULTS, HIGH_FACTOR, Default, facts, operator_kind
+    from restore.strategies.catalog import DEFAULTS, operator_kind
 
     _, tasks = merge_tables.parse_table(
         (ROOT / "benchmarks" / "results" / "restoration_quality_kodak24_cpu.md").read_text())
@@ -393,6 +393,15 @@ def test_the_high_quality_defaults_are_the_rules_choice(bench, merge_tables):
         by_kind.setdefault(operator_kind(bench.build_operator(registry, doc, task, doc["size"])), []).append(rows)
     assert set(by_kind) == {"denoise", "inpaint", "inpaint-noisy", "sr", "deblur"}
     docs = (ROOT / "docs" / "STRATEGIES.md").read_text().replace("\n", " ")
+    for kind, tables in by_kind.items():
+        check_high_rule(DEFAULTS[kind], tables, docs, kind)
+
+
+def check_high_rule(defaults: dict, tables: list[dict], docs: str, what: str) -> None:
+    """``defaults[target]["high"]`` is ``fast`` at HIGH_FACTOR x the steps where that run beat
+    ``fast`` on the mean over ``tables`` (a task's rows by label; PSNR for fidelity, LPIPS for
+    perceptual) on all 24 images, else ``fast``; ``docs`` quotes both means."""
+    from restore.strategies.catalog import HIGH_FACTOR, Default, facts
 
     def label(choice: Default, target: str) -> str:
         budget = round(choice.steps * facts(choice.method).nfe_per_step)
@@ -400,21 +409,32 @@ def test_the_high_quality_defaults_are_the_rules_choice(bench, merge_tables):
             return f"{choice.spec} mean of {choice.samples}, {budget} NFE each"
         return f"{choice.spec}, {budget} NFE"
 
-    for kind, tables in by_kind.items():
-        for target, metric, sign in (("fidelity", "psnr", 1), ("perceptual", "lpips-alex", -1)):
-            fast, high = DEFAULTS[kind][target]["fast"], DEFAULTS[kind][target]["high"]
-            if fast.steps == 1:  # a one-step estimator (Tweedie): no more steps to take
-                assert high == fast, kind
-                continue
-            five = Default(fast.method, HIGH_FACTOR * fast.steps, fast.samples, fast.params)
+    for target, metric, sign in (("fidelity", "psnr", 1), ("perceptual", "lpips-alex", -1)):
+        fast, high = defaults[target]["fast"], defaults[target]["high"]
+        if fast.steps == 1:  # a one-step estimator (Tweedie): no more steps to take
+            assert high == fast, what
+            continue
+        five = Default(fast.method, HIGH_FACTOR * fast.steps, fast.samples, fast.params)
 
-            def score(choice: Default) -> float:
-                return sign * sum(rows[label(choice, target)][metric] for rows in tables) / len(tables)
+        def score(choice: Default) -> float:
+            return sign * sum(rows[label(choice, target)][metric] for rows in tables) / len(tables)
 
-            assert all(rows[label(c, target)]["images"] == 24 for rows in tables for c in (fast, five))
-            assert high == (five if score(five) > score(fast) else fast), (kind, target)
-            for choice in (fast, five):  # the docs quote the means
-                assert f"{sign * score(choice):.{2 if metric == 'psnr' else 4}f}" in docs, (kind, target, choice)
+        assert all(rows[label(c, target)]["images"] == 24 for rows in tables for c in (fast, five))
+        assert high == (five if score(five) > score(fast) else fast), (what, target)
+        for choice in (fast, five):  # the docs quote the means
+            assert f"{sign * score(choice):.{2 if metric == 'psnr' else 4}f}" in docs, (what, target, choice)
+
+
+def test_a_conditional_priors_high_quality_is_the_rules_choice(merge_tables):
+    """CONDITIONAL_DEFAULTS' ``high`` follows the same rule on SR x4, the task default-sr3x4
+    serves, over all 24 Kodak24 images: benchmarks/results/restoration_sr3_quality_kodak24_cpu.md."""
+    from restore.strategies.catalog import CONDITIONAL_DEFAULTS
+
+    header, tasks = merge_tables.parse_table(
+        (ROOT / "benchmarks" / "results" / "restoration_sr3_quality_kodak24_cpu.md").read_text())
+    assert list(tasks) == ["sr4"] and "--prior default-sr3x4" in " ".join(header)
+    docs = (ROOT / "docs" / "STRATEGIES.md").read_text().replace("\n", " ")
+    check_high_rule(CONDITIONAL_DEFAULTS, [tasks["sr4"][2]], docs, "conditional")
 
 
 def test_auto_bf16_kinds_are_the_rules_choice_on_the_native_measurement(bench):
