@@ -459,7 +459,7 @@ class Runner:
     :mod:`restore.pipeline` per batch."""
 
     def __init__(self, settings: Settings, out_dir: Path, registry: Any, device: torch.device,
-                 report: Report = None) -> None:
+                 report: Report = None, prior: Any = None) -> None:
         from restore.priors.spec import load_prior
 
         self.settings = settings
@@ -467,7 +467,7 @@ class Runner:
         self.registry = registry
         self.device = device
         self.report = report or (lambda message: None)
-        self.prior = load_prior(settings.prior, device=device, registry=registry)
+        self.prior = prior if prior is not None else load_prior(settings.prior, device=device, registry=registry)
         resolve(settings.fast, self.prior, device, None)  # options the prior cannot take are refused before any image
         #: The prior under each acceleration the batches needed (:meth:`prior_for`).
         self.accelerated: dict[Acceleration, Any] = {}
@@ -598,14 +598,16 @@ def _subgroups(loaded: Sequence[Loaded]) -> list[list[Loaded]]:
 # ----------------------------------------------------------------------------- the run
 
 
-def run(items: Sequence[Item], out_dir: Path, settings: Settings, world, *, report: Report = None) -> Summary:
+def run(items: Sequence[Item], out_dir: Path, settings: Settings, world, *, report: Report = None,
+        prior: Any = None) -> Summary:
     """Restore this rank's shard of ``items`` (:func:`discover`) into ``out_dir``; returns the
     whole run's summary (gathered on every rank; rank 0 writes ``out_dir/summary.json``).
-    ``world``: :func:`restore.distributed.init_world`'s."""
+    ``world``: :func:`restore.distributed.init_world`'s; ``prior``: ``settings.prior`` already
+    loaded on ``world.device`` (loaded here when None)."""
     from restore.plugins import default_registry
 
     start = time.perf_counter()
-    runner = Runner(settings, out_dir, default_registry(), world.device, report)
+    runner = Runner(settings, out_dir, default_registry(), world.device, report, prior)
     for batch in shard(plan(items, settings.batch_size), world.rank, world.size):
         runner.run_batch(batch)
     runner.summary.seconds = time.perf_counter() - start

@@ -81,12 +81,17 @@ def test_the_command_runs_the_conditional_strategy_and_checks_its_parameters(mea
     assert not (tmp_path / "w.png").exists()
 
 
-def test_batch_runs_the_conditional_strategy_and_checks_its_parameters(measurement, tmp_path):
+def test_batch_runs_the_conditional_strategy_and_checks_its_parameters(measurement, tmp_path, monkeypatch):
+    import restore.priors.spec as spec
+
+    loads = []
+    monkeypatch.setattr(spec, "load_prior", lambda *a, _load=spec.load_prior, **k: loads.append(a) or _load(*a, **k))
     source = measurement.parent
     base = ["batch", str(source), "--op", "sr", "--op-param", "scale=4", "--noise", "0.025", "--prior", SR3,
             "--steps", "2", "--threads", "1", "--quiet"]
     done = runner.invoke(app, [*base, "-o", str(tmp_path / "out"), "--param", "eta=0"])
     assert done.exit_code == 0, done.output
+    assert len(loads) == 1, "the prior loaded for the --param check is the one the run uses"
     record = json.loads((tmp_path / "out" / "y.json").read_text())
     assert record["strategy"]["name"] == "conditional" and record["samples"] == 4
     wrong = runner.invoke(app, [*base, "-o", str(tmp_path / "bad"), "--param", "lambda_=0.1"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -65,6 +65,7 @@ def batch(
     from restore.files import OutputError, same_file
     from restore.plugins import UnknownItemError
     from restore.distributed import close_world, init_world
+    from restore.priors.spec import load_prior
 
     if quality not in ("fast", "high"):
         raise fail(f"--quality must be fast or high, got {quality!r}")
@@ -90,9 +91,14 @@ def batch(
             raise OutputError(f"-o {output} is the input folder {source}: a command never writes over its inputs; "
                               "give another output folder")
         items = discover(source, op=op, params=params, exclude=output)
-        check_before_work(source, output, items, method, method_params, quality, target, noise, prior)
         world = init_world(device)
     except (BatchInputError, ValueError, OutputError, UnknownItemError, OSError) as exc:
+        raise fail(str(exc))
+    try:  # the prior, loaded here only when --param must be checked against its default strategy; the run reuses it
+        loaded = load_prior(prior, device=world.device) if method is None and method_params else None
+        check_before_work(source, output, items, method, method_params, quality, target, noise, loaded)
+    except (ValueError, OutputError, UnknownItemError, OSError) as exc:
+        close_world(world)
         raise fail(str(exc))
     settings = Settings(prior=prior, method=method, method_params=method_params, steps=steps, quality=quality,
                         target=target, seed=seed, batch_size=batch_size, noise=noise,
@@ -104,7 +110,7 @@ def batch(
             typer.echo(prefix + message, err=True)
 
     try:
-        summary = run(items, output, settings, world, report=report)
+        summary = run(items, output, settings, world, report=report, prior=loaded)
     except (UnknownItemError, ValueError, FileNotFoundError, RuntimeError, OSError) as exc:
         close_world(world)
         raise fail(str(exc))
@@ -119,17 +125,16 @@ def batch(
 
 
 def check_before_work(source: Path, output: Path, items: list, method: Optional[str], method_params: dict,
-                      quality: str, target: str, noise: Optional[float], prior: str) -> None:
+                      quality: str, target: str, noise: Optional[float], prior: Any = None) -> None:
     """Refuse the run before any image is restored: an output that is an input (batch's resume
     rules decide about existing outputs: :mod:`restore.batch`), an output folder where nothing
     can be written, a strategy hyperparameter that the method (given, or the default for each
-    operator of the run and the ``prior``: loaded on the CPU for this check only, when
-    hyperparameters are given without a method) does not take."""
+    operator of the run and the loaded ``prior``: a conditional network has its own,
+    :func:`restore.strategies.catalog.default_run`) does not take."""
     from restore import measurement as measurements
     from restore.batch import SUMMARY_FILE
     from restore.cli.operator_commands import check_method_params
     from restore.files import check_outputs, check_writable_folder
-    from restore.priors.spec import load_prior
 
     planned = [("summary", output / SUMMARY_FILE)]
     inputs: list = [("manifest" if source.is_file() else "", source)]
@@ -146,14 +151,13 @@ def check_before_work(source: Path, output: Path, items: list, method: Optional[
         first.setdefault(item.op or rio_operator_name(item.sidecar), item)
     check_outputs(planned, inputs, overwrite=True)
     check_writable_folder(output)
-    defaults_of = load_prior(prior) if method is None and method_params else None
     for item in first.values():
         try:
             measurement = measurements.read_sidecar(item.sidecar) if item.sidecar is not None else \
                 measurements.read_file(item.image, item.op, options=item.params, noise=noise)
         except Exception:  # noqa: BLE001  (an unreadable item fails on its own turn, with its reason)
             continue
-        check_method_params(method, method_params, measurement.operator, quality, target, prior=defaults_of)
+        check_method_params(method, method_params, measurement.operator, quality, target, prior=prior)
 
 
 def rio_operator_name(sidecar: Path) -> str:
