@@ -350,7 +350,10 @@ def test_a_conditional_priors_defaults_are_its_own():
             expected = CONDITIONAL_DEFAULTS[target]["fast"]
             chosen = client.get(f"/api/defaults?task=sr&target={target}&prior=default-sr3x4").json()
             assert (chosen["method"], chosen["steps"], chosen["samples"]) == ("conditional", 20, expected.samples)
-        assert client.get("/api/defaults?task=sr").json()["method"] != "conditional"  # the first prior's
+            trained = {"operator": {"name": "sr", "scale": 4, "method": "bicubic"}, "noise": 0.025}
+            assert chosen["trained_for"] == trained
+        unconditional = client.get("/api/defaults?task=sr").json()  # the first prior's
+        assert unconditional["method"] != "conditional" and unconditional["trained_for"] is None
 
 
 def test_the_target_reaches_the_record(client):

@@ -135,9 +135,18 @@ def test_paint_restore_download_in_chromium(tmp_path):
             page.fill("#noise", noise)
             page.dispatch_event("#noise", "change")
             page.wait_for_function(f"{default}.includes('{method}')")
-        for prior, method in (("default-sr3x4", "conditional"), ("gaussian:3x16x16", "dpir")):  # a prior's own
-            page.select_option("#prior", prior)
-            page.wait_for_function(f"{default}.includes('{method}')")
+        page.select_option("#prior", "default-sr3x4")  # a prior's own defaults, and the measurements it serves
+        page.wait_for_function(f"{default}.includes('conditional')")
+        page.wait_for_function("document.getElementById('noise').value === '0.025'")
+        assert [page.input_value(f"#{field}") for field in ("task", "scale")] == ["sr", "4"]
+        assert page.text_content("#prior-note") == ("default-sr3x4 restores only sr (scale 4, method bicubic) "
+                                                    "with noise sigma 0.025")
+        page.select_option("#prior", "gaussian:3x16x16")
+        page.wait_for_function("document.getElementById('prior-note').hidden")
+        page.select_option("#task", "inpaint")
+        page.fill("#noise", "")
+        page.dispatch_event("#noise", "change")
+        page.wait_for_function(f"{default}.includes('dpir')")
         box = page.locator("#mask-canvas").bounding_box()
         cell = box["width"] / 16  # screen pixels per image pixel
 

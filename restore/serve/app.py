@@ -2,7 +2,8 @@
 
     GET  /                              the page (static/index.html; app.js, style.css under /static/)
     GET  /api/options                   tasks, the server's priors, methods, the CLI's defaults, limits
-    GET  /api/defaults                  the method, steps and samples of a task, target, quality and prior
+    GET  /api/defaults                  the method, steps and samples of a task, target, quality and prior;
+                                        what a conditional prior was trained for
     POST /api/preview                   an image file -> its size, bit depth and an 8-bit PNG to show
     POST /api/jobs                      image + mask / truth files + options -> job id and seed (202)
     GET  /api/jobs/{id}                 state, progress (step, total, NFE, elapsed, ETA), error, links
@@ -206,9 +207,12 @@ def create_app(settings: Settings) -> FastAPI:
         """The method, steps and samples a job of ``task`` with measurement noise ``noise``
         under ``prior`` (one of the server's; None: the first) gets when it names none
         (samples: with ``method`` when it names one): the CLI's
-        (:func:`restore.strategies.catalog.default_run`, :func:`restore.pipeline.default_samples`)."""
+        (:func:`restore.strategies.catalog.default_run`, :func:`restore.pipeline.default_samples`);
+        ``trained_for``: the operator (registry name and attributes) and noise sigma that a
+        conditional prior's network serves, the only measurements it restores (None for an
+        unconditional prior)."""
         from restore.pipeline import default_samples
-        from restore.strategies.catalog import QUALITIES, TARGETS, default_run
+        from restore.strategies.catalog import QUALITIES, TARGETS, default_run, is_conditional
 
         if task not in TASKS or quality not in QUALITIES or target not in TARGETS:
             raise Refused(f"defaults: task must be one of {', '.join(TASKS)}, quality {' or '.join(QUALITIES)}, "
@@ -220,8 +224,11 @@ def create_app(settings: Settings) -> FastAPI:
         loaded = settings.priors[prior or next(iter(settings.priors))]
         operator = example_operator(task, noise)
         chosen = default_run(operator, quality, target, loaded)
+        network = loaded.denoiser if is_conditional(loaded) else None
         return {"method": chosen.method, "steps": chosen.steps,
-                "samples": default_samples(operator, method or None, quality, target, loaded)}
+                "samples": default_samples(operator, method or None, quality, target, loaded),
+                "trained_for": None if network is None else {"operator": network.measurement_operator,
+                                                             "noise": network.measurement_sigma}}
 
     async def read(upload: Optional[UploadFile], field_name: str) -> Optional[Picture]:
         if upload is None:

@@ -55,6 +55,28 @@ async function showDefaults() {
   $("method").value = state.methods.includes(current) ? current : "";
   $("steps").placeholder = `default (${chosen.steps})`;
   $("samples").placeholder = `default (${chosen.samples})`;
+  const trained = chosen.trained_for;  // a conditional prior restores only what its network was trained for
+  $("prior-note").hidden = !trained;
+  $("prior-note").textContent = trained
+    ? `${$("prior").value} restores only ${describeOperator(trained.operator)} with noise sigma ${trained.noise}` : "";
+  return chosen;
+}
+
+function describeOperator({ name, ...attributes }) {
+  const listed = Object.entries(attributes).map(([key, value]) => `${key} ${value}`).join(", ");
+  return listed ? `${name} (${listed})` : name;
+}
+
+// Choosing a conditional prior sets the task, scale and noise to the ones its network was trained for.
+async function choosePrior() {
+  const trained = (await showDefaults()).trained_for;
+  if (!trained) return;
+  const { name, scale } = trained.operator;
+  if ([...$("task").options].some((option) => option.value === name)) $("task").value = name;
+  if (scale !== undefined) $("scale").value = scale;
+  $("noise").value = trained.noise;
+  showTask();
+  await showDefaults();
 }
 
 function showTask() {
@@ -346,7 +368,7 @@ async function finish(job) {
 $("image-file").addEventListener("change", (event) => event.target.files[0] && openImage(event.target.files[0]));
 $("mask-file").addEventListener("change", (event) => event.target.files[0] && openMask(event.target.files[0]));
 $("task").addEventListener("change", async () => { showTask(); await showDefaults(); });
-$("prior").addEventListener("change", showDefaults);
+$("prior").addEventListener("change", choosePrior);
 $("quality").addEventListener("change", showDefaults);
 $("target").addEventListener("change", showDefaults);
 $("method").addEventListener("change", showDefaults);
