@@ -262,8 +262,9 @@ def test_daps_needs_a_likelihood_width_for_noiseless_measurements():
     gen = torch.Generator().manual_seed(6)
     prior = reference_mixture(8)
     op = random_operator(8, torch.tensor([0.9, 0.4], dtype=torch.float64), gen, sigma_y=0.0)
-    with pytest.raises(ValueError, match="beta_y"):
+    with pytest.raises(StrategyNotApplicable, match="beta_y"):  # the benchmark's screen skips it, with the reason
         solve(problem_for(prior, op, torch.zeros(1, 2, dtype=torch.float64)), DAPS(), steps=2)
+    solve(problem_for(prior, op, torch.zeros(1, 2, dtype=torch.float64)), DAPS(beta_y=0.01), steps=2)
 
 
 # -- contract: refusal, events, seeding, hyperparameters -----------------------------------------

@@ -55,7 +55,7 @@ from restore.diffusion.samplers import emit, forward_noise, noise_like, sample_e
 from restore.diffusion.schedules import karras_sigmas
 from restore.events import StepCallback
 from restore.operators.validation import check_int, check_number
-from restore.strategies.base import Problem, Strategy
+from restore.strategies.base import Problem, Strategy, StrategyNotApplicable
 
 
 class DAPS(Strategy):
@@ -88,8 +88,8 @@ class DAPS(Strategy):
             return self.beta_y
         sigma = float(problem.operator.noise.proxy_sigma)
         if not sigma > 0:
-            raise ValueError(f"{self.name}: the measurement is noiseless, so the likelihood width is undefined; "
-                             "pass beta_y > 0 (the released configs use 0.01)")
+            raise StrategyNotApplicable(f"{self.name}: the measurement is noiseless, so the likelihood width is "
+                                        "undefined; pass beta_y > 0 (the released configs use 0.01)")
         return sigma
 
     def check(self, problem: Problem) -> None:

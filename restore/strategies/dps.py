@@ -57,7 +57,7 @@ from restore.diffusion.samplers import ddpm_step, emit, predict_at, sigma_pairs
 from restore.events import StepCallback
 from restore.operators.base import Operator
 from restore.operators.validation import check_number
-from restore.strategies.base import Problem, Strategy
+from restore.strategies.base import Problem, Strategy, StrategyNotApplicable
 
 #: zeta' of the authors' released configurations (``configs/*_config.yaml``), by task.
 PUBLISHED_ZETA = {"super-resolution": 0.3, "deblur": 0.3, "inpaint": 0.5, "phase-retrieval": 1.0}
@@ -84,8 +84,8 @@ class DPS(Strategy):
         task = operator.task
         if task not in PUBLISHED_ZETA:
             published = ", ".join(f"{k} {v}" for k, v in PUBLISHED_ZETA.items())
-            raise ValueError(f"dps: no published zeta for operator {operator.name!r} (task {task!r}); pass zeta "
-                             f"(published values: {published})")
+            raise StrategyNotApplicable(f"dps: no published zeta for operator {operator.name!r} (task {task!r}); "
+                                        f"pass zeta (published values: {published})")
         return PUBLISHED_ZETA[task]
 
     def check(self, problem: Problem) -> None:
