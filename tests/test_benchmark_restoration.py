@@ -537,10 +537,26 @@ def test_the_shipped_sr3_network_beats_ddrm_on_both_sets(merge_tables):
             assert quoted in card and quoted in docs, (name, quoted)
 
 
-def test_the_perceptual_screen_confirms_every_kinds_sampler_but_srs_which_the_sets_split(bench, merge_tables):
-    """The every-strategy screen's perceptual half (20 NFE, first 10 CBSD68 images,
-    benchmarks/results/restoration_screen_cbsd68_cpu.md): per operator kind, the sampler with the
-    lowest mean LPIPS over the kind's tasks is the catalog's perceptual method, except on SR, where
+def screen_leaders(tables: list[dict], target: str) -> tuple[dict[str, float], set[str]]:
+    """Per strategy, the mean over a kind's task tables (the screen's rows of ``target``: PSNR for
+    fidelity, LPIPS-alex for perceptual), and the strategies the rule of docs/STRATEGIES.md picks."""
+    metric, sign = ("psnr", 1) if target == "fidelity" else ("lpips-alex", -1)
+
+    def rows_by_method(rows: dict) -> dict[str, dict]:
+        return {label.split(" mean of")[0].split(",")[0]: row for label, row in rows.items() if row["target"] == target}
+
+    by_method = [rows_by_method(rows) for rows in tables]
+    methods = set.intersection(*(set(rows) for rows in by_method))
+    mean = {m: sum(rows[m][metric] for rows in by_method) / len(by_method) for m in methods}
+    best = max(sign * value for value in mean.values())
+    return mean, {m for m, value in mean.items() if sign * value == best}
+
+
+def test_the_screen_confirms_every_kinds_default_but_srs_sampler_which_the_sets_split(bench, merge_tables):
+    """The every-strategy screen at 20 NFE on the first 10 CBSD68 images, both targets
+    (benchmarks/results/restoration_screen_cbsd68_cpu.md): per operator kind, the strategy the
+    rule picks from the kind's mean is the catalog's default method, for fidelity (the noisy masks'
+    default starts DDNM+ from the leader, DPIR) and for perceptual, except SR's perceptual, where
     DiffPIR led; its whole-set check (restoration_sr_perceptual_*_cpu.md) split the sets (DiffPIR
     lower on all 68 CBSD68 images, DDRM on all 24 Kodak24), so the default stays DDRM: a default
     changes on a win on both sets.  docs/STRATEGIES.md quotes the figures."""
@@ -556,19 +572,16 @@ def test_the_perceptual_screen_confirms_every_kinds_sampler_but_srs_which_the_se
         assert all(row["images"] == 10 for row in rows.values()), task
         by_kind.setdefault(operator_kind(bench.build_operator(registry, doc, task, doc["size"])), []).append(rows)
     docs = (ROOT / "docs" / "STRATEGIES.md").read_text().replace("\n", " ")
-    leaders = {}
-    for kind, tables in by_kind.items():
-        samplers = ({label.split(",")[0] for label, row in rows.items() if row["target"] == "perceptual"}
-                    for rows in tables)
-        methods = set.intersection(*samplers)
-        mean = {m: sum(rows[f"{m}, 20 NFE"]["lpips-alex"] for rows in tables) / len(tables) for m in methods}
-        best = min(mean.values())
-        leaders[kind] = {m for m, value in mean.items() if value == best}
-        default = DEFAULTS[kind]["perceptual"]["fast"].method
-        assert f"{mean[default]:.4f}" in docs, kind
-        if kind != "sr":
-            assert default in leaders[kind], (kind, leaders[kind])
-    assert leaders["sr"] == {"diffpir"} and f"{tasks['sr4'][2]['diffpir, 20 NFE']['lpips-alex']:.4f}" in docs
+    for target, digits in (("fidelity", 2), ("perceptual", 4)):
+        for kind, tables in by_kind.items():
+            mean, leaders = screen_leaders(tables, target)
+            default = DEFAULTS[kind][target]["fast"]
+            chosen = dict(default.params).get("warm_start", default.method) if target == "fidelity" else default.method
+            assert f"{mean[chosen]:.{digits}f}" in docs, (kind, target)
+            if (kind, target) == ("sr", "perceptual"):
+                assert leaders == {"diffpir"} and f"{mean['diffpir']:.4f}" in docs
+            else:
+                assert chosen in leaders, (kind, target, leaders)
     wins = {}
     for data in ("cbsd68", "kodak24"):
         _, check = merge_tables.parse_table((results / f"restoration_sr_perceptual_{data}_cpu.md").read_text())
