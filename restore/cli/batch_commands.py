@@ -97,7 +97,7 @@ def batch(
     try:  # the prior, loaded here only when --param must be checked against its default strategy; the run reuses it
         loaded = load_prior(prior, device=world.device) if method is None and method_params else None
         check_before_work(source, output, items, method, method_params, quality, target, noise, loaded)
-    except (ValueError, OutputError, UnknownItemError, OSError, RuntimeError) as exc:  # RuntimeError: a bad checkpoint
+    except (ValueError, OutputError, UnknownItemError, OSError) as exc:
         close_world(world)
         raise fail(str(exc))
     settings = Settings(prior=prior, method=method, method_params=method_params, steps=steps, quality=quality,
