@@ -382,19 +382,28 @@ def test_the_high_quality_defaults_are_the_rules_choice(bench, merge_tables):
     """``high`` of every kind the quality table measured is ``fast`` at 5x the steps where that
     run beat ``fast`` on the kind's mean (PSNR for fidelity, LPIPS for perceptual) in
     benchmarks/results/restoration_quality_kodak24_cpu.md, and ``fast`` itself where it did not."""
-    from restore.plugins import default_registry
-    from restore.strategies.catalog import DEFAULTS, operator_kind
+    from restore.strategies.catalog import DEFAULTS
 
     _, tasks = merge_tables.parse_table(
         (ROOT / "benchmarks" / "results" / "restoration_quality_kodak24_cpu.md").read_text())
-    doc, registry = bench.load_tasks(), default_registry()
-    by_kind: dict[str, list[dict]] = {}
-    for task, (_, _, rows) in tasks.items():
-        by_kind.setdefault(operator_kind(bench.build_operator(registry, doc, task, doc["size"])), []).append(rows)
+    by_kind = tables_by_kind(bench, tasks)
     assert set(by_kind) == {"denoise", "inpaint", "inpaint-noisy", "sr", "deblur"}
     docs = (ROOT / "docs" / "STRATEGIES.md").read_text().replace("\n", " ")
     for kind, tables in by_kind.items():
         check_high_rule(DEFAULTS[kind], tables, docs, kind)
+
+
+def tables_by_kind(bench, tasks: dict) -> dict[str, list[dict]]:
+    """A parsed results table's task rows (``merge_tables.parse_table``), grouped by the operator
+    kind of the task (:func:`restore.strategies.catalog.operator_kind`)."""
+    from restore.plugins import default_registry
+    from restore.strategies.catalog import operator_kind
+
+    doc, registry = bench.load_tasks(), default_registry()
+    by_kind: dict[str, list[dict]] = {}
+    for task, (_, _, rows) in tasks.items():
+        by_kind.setdefault(operator_kind(bench.build_operator(registry, doc, task, doc["size"])), []).append(rows)
+    return by_kind
 
 
 def check_high_rule(defaults: dict, tables: list[dict], docs: str, what: str) -> None:
@@ -560,17 +569,13 @@ def test_the_screen_confirms_every_kinds_default_but_srs_sampler_which_the_sets_
     DiffPIR led; its whole-set check (restoration_sr_perceptual_*_cpu.md) split the sets (DiffPIR
     lower on all 68 CBSD68 images, DDRM on all 24 Kodak24), so the default stays DDRM: a default
     changes on a win on both sets.  docs/STRATEGIES.md quotes the figures."""
-    from restore.plugins import default_registry
-    from restore.strategies.catalog import DEFAULTS, operator_kind
+    from restore.strategies.catalog import DEFAULTS
 
     results = ROOT / "benchmarks" / "results"
     _, tasks = merge_tables.parse_table((results / "restoration_screen_cbsd68_cpu.md").read_text())
-    doc, registry = bench.load_tasks(), default_registry()
-    assert set(tasks) == set(doc["tasks"])
-    by_kind: dict[str, list[dict]] = {}
-    for task, (_, _, rows) in tasks.items():
-        assert all(row["images"] == 10 for row in rows.values()), task
-        by_kind.setdefault(operator_kind(bench.build_operator(registry, doc, task, doc["size"])), []).append(rows)
+    assert set(tasks) == set(bench.load_tasks()["tasks"])
+    assert all(row["images"] == 10 for _, _, rows in tasks.values() for row in rows.values())
+    by_kind = tables_by_kind(bench, tasks)
     docs = (ROOT / "docs" / "STRATEGIES.md").read_text().replace("\n", " ")
     for target, digits in (("fidelity", 2), ("perceptual", 4)):
         for kind, tables in by_kind.items():
