@@ -7,6 +7,7 @@ same 8-bit measurements.
         [--strategies ddnm+,dpir:symmetry=none,...] [--nfe 20,100] [--targets fidelity,perceptual]
         [--fidelity-samples 4] [--baselines bicubic,wiener,...] [--metrics psnr,ssim,lpips-alex]
         [--out out/restoration] [--table benchmarks/results/restoration_X.md] [--cached-only]
+        [--records benchmarks/results/records/X.jsonl]
         [--seed 0] [--device cpu] [--threads 1] [--precision fp32|auto|bf16] [--quick]
     .venv/bin/python benchmarks/restoration.py --write-tasks     # regenerate the kernel / mask files
 
@@ -39,7 +40,8 @@ defaults (of ``--prior``: a conditional network's are its own) and the candidate
 as ``high`` only where it beats ``fast`` on the operator kind's mean;
 benchmarks/results/restoration_quality_kodak24_cpu.md).
 A strategy is ``name`` or ``name:key=value,key=value`` (its hyperparameters), at a budget
-``@NFE`` in the task file; steps = budget / the catalog's NFE per step.
+``@NFE`` in the task file; steps = budget / the catalog's NFE per step, or for RePaint the
+number of levels whose exact cost is closest to the budget (:func:`steps_for`).
 
 Baselines.  Bicubic upsampling and the pseudo-inverse (SR); Wiener deconvolution
 (scikit-image's ``wiener``, Laplacian regulariser) and Richardson-Lucy (on the measurement
@@ -70,11 +72,13 @@ prior is computed afresh); the measurement noise and the strategies' draws are s
 (task, image); the strategies' folder names also carry a hash of the strategy's source
 (:func:`code_digest`), so a changed strategy is not read from a stale cache.  Images are the
 outer loop, so an interrupted run leaves every task and method with the same first images;
-``--shard I/N`` splits the images among N processes (one thread each: on the 2-core machine
-two processes finish twice the images of one with two threads); ``--cached-only`` tabulates
-what is there without computing.  One
-figure per task (first image) goes to ``--out/figures``; ``--table`` writes the tables with the
-command line and the machine in the header.
+``--records FILE`` also keeps every record (metrics, seconds, NFE; no image) in one JSON-lines
+file that can be committed, so a run too long for one machine session resumes on a fresh
+checkout (:class:`RecordFile`); ``--shard I/N`` splits the images among N processes (one
+thread each: on the 2-core machine two processes finish twice the images of one with two
+threads); ``--cached-only`` tabulates what is there without computing.  One figure per task
+(first image) goes to ``--out/figures``; ``--table`` writes the tables with the command line
+and the machine in the header.
 """
 from __future__ import annotations
 
@@ -372,7 +376,7 @@ def strategy_rows(registry: Any, prior: Any, prior_key: str, spec: str, budget: 
     name, params = parse_strategy(spec)
     cls = registry.get("strategy", name)
     fact = facts(name)
-    steps = max(1, round(budget / (fact.nfe_per_step if fact else 1)))
+    steps = steps_for(cls(**params), budget, fact.nfe_per_step if fact else 1)
     base = f"{prior_key}/{slug(spec)}@{budget}-{code_digest(cls, params)}"
 
     def run(y: Tensor, op: Any, seed: int, image_shape: tuple[int, ...]) -> tuple[Tensor, Optional[int]]:
@@ -392,6 +396,17 @@ def strategy_rows(registry: Any, prior: Any, prior_key: str, spec: str, budget: 
         rows.append(Method(f"{base}/mean{samples}", f"{spec} mean of {samples}, {budget} NFE each", "fidelity",
                            parts=tuple(sample(k, "perceptual") for k in range(samples)), strategy=True))
     return rows
+
+
+def steps_for(strategy: Any, budget: int, rate: float) -> int:
+    """The steps of a run of about ``budget`` NFE: where the strategy counts its own cost
+    (``strategy.nfe(steps)``: RePaint, whose resampling makes a step's cost depend on the number
+    of levels) the steps whose count is closest to ``budget`` (the fewer on a tie), else
+    ``budget`` / the catalog's NFE per step ``rate``."""
+    count = getattr(strategy, "nfe", None)
+    if count is None:
+        return max(1, round(budget / rate))
+    return min(range(1, budget + 1), key=lambda steps: (abs(count(steps) - budget), steps))
 
 
 def code_digest(cls: type, params: dict[str, Any]) -> str:
@@ -485,9 +500,43 @@ class Item:
     read: Any
 
 
-def result(method: Method, item: Item, metrics: dict[str, Any], cached_only: bool) -> Optional[dict[str, Any]]:
+class RecordFile:
+    """``--records FILE``: every (task folder, method, image) record of the run, one JSON object
+    a line, appended as results are computed or found in the cache; kept in the repository, it
+    makes a run resumable on a fresh checkout, where ``--out`` (images, machine-local) is empty.
+    A record found here counts as cached, with no image (``path`` None): a figure leaves its row
+    out, and a mean of samples whose own record is missing recomputes the samples it needs.
+    Lines are appended whole in one write, so ``--shard`` processes can share the file."""
+
+    def __init__(self, path: Optional[Path], out: Path) -> None:
+        self.path, self.out = path, out
+        self.known: dict[tuple[str, str, str], dict[str, Any]] = {}
+        if path is not None and path.is_file():
+            for line in path.read_text().splitlines():
+                record = json.loads(line)
+                self.known[record.pop("folder"), record["method"], record["image"]] = record
+
+    def key(self, folder: Path, record: dict[str, Any]) -> tuple[str, str, str]:
+        return folder.relative_to(self.out).as_posix(), record["method"], record["image"]
+
+    def get(self, folder: Path, method: str, image: str) -> Optional[dict[str, Any]]:
+        return self.known.get(self.key(folder, {"method": method, "image": image}))
+
+    def add(self, folder: Path, record: dict[str, Any]) -> None:
+        key = self.key(folder, record)
+        if self.path is None or key in self.known:
+            return
+        self.known[key] = record
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps({"folder": key[0], **record}) + "\n")
+
+
+def result(method: Method, item: Item, metrics: dict[str, Any], cached_only: bool, kept: RecordFile,
+           need_image: bool = False) -> Optional[dict[str, Any]]:
     """``method``'s record on ``item`` (its metrics, seconds, peak MiB, NFE and the path of its
-    16-bit PNG), from the cache or computed and cached; None when ``cached_only`` and absent."""
+    16-bit PNG), from the cache, from ``kept`` (no image; not when ``need_image``) or computed
+    and cached; None when ``cached_only`` and absent."""
     from restore.metrics.evaluate import score
     from restore.operators.io import read_image, write_image, write_json
 
@@ -495,11 +544,15 @@ def result(method: Method, item: Item, metrics: dict[str, Any], cached_only: boo
     record_path, image_path = item.folder / method.key / f"{stem}.json", item.folder / method.key / f"{stem}.png"
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     if image_path.is_file() and all(m in record for m in metrics):
+        kept.add(item.folder, record)
         return {**record, "path": image_path}
+    record = kept.get(item.folder, method.key, item.name) or {}
+    if not need_image and all(m in record for m in metrics):
+        return {**record, "path": None}
     if cached_only:
         return None
     if method.parts:
-        parts = [result(part, item, metrics, cached_only) for part in method.parts]
+        parts = [result(part, item, metrics, cached_only, kept, need_image=True) for part in method.parts]
         estimate = torch.stack([read_image(p["path"]) for p in parts]).mean(dim=0)
         record = {**score(estimate, item.x, metrics, {}), "seconds": sum(p["seconds"] for p in parts),
                   "peak_mib": max(p["peak_mib"] for p in parts), "nfe": sum(p["nfe"] for p in parts)}
@@ -509,6 +562,7 @@ def result(method: Method, item: Item, metrics: dict[str, Any], cached_only: boo
     record = {"image": item.name, "method": method.key, **record}
     write_image(image_path, estimate, bits=16)
     write_json(record_path, record)
+    kept.add(item.folder, record)
     print(f"  {method.label:<40} {item.name:<14} " + "  ".join(f"{k} {record[k]:.4f}" for k in metrics)
           + f"  {record['seconds']:.2f} s", flush=True)
     return {**record, "path": image_path}
@@ -547,6 +601,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--note", action="append", default=[],
                    help="a line for the table's header (repeatable): the machine's load")
     p.add_argument("--cached-only", action="store_true", help="tabulate the cached results; compute nothing")
+    p.add_argument("--records", type=Path, default=None,
+                   help="JSON-lines file of every result's record (no images), read as part of the cache and "
+                        "appended to: commit it to resume a run on another checkout (RecordFile)")
     p.add_argument("--common-images", action="store_true",
                    help="score every row of a task on the images all its rows have (for partial runs)")
     p.add_argument("--time-budget", type=float, default=None,
@@ -733,6 +790,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, dict[str, dict[str, Any]
     if unknown:
         raise SystemExit(f"unknown baseline(s) {', '.join(unknown)}; baselines: {', '.join(BASELINES)}")
     root = args.out / f"{slug(args.data.name)}-{size}px-seed{args.seed}"
+    kept = RecordFile(args.records, args.out)
     header = [f"benchmarks/restoration.py {shlex.join(sys.argv[1:] if argv is None else argv)}",
               f"{len(files)} images of {args.data.name}" + (f" (after its first {args.skip})" if args.skip else "")
               + f" ({size}x{size} centre crops, {doc['bits']}-bit measurements), "
@@ -763,7 +821,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, dict[str, dict[str, Any]
                 if (task_name, method.key) in dead:
                     continue
                 try:
-                    record = result(method, item, metrics, args.cached_only)
+                    record = result(method, item, metrics, args.cached_only, kept)
                 except (StrategyNotApplicable, DivergenceError) as exc:
                     print(f"  {method.label}: n/a ({exc})")
                     dead.add((task_name, method.key))
@@ -771,7 +829,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, dict[str, dict[str, Any]
                 if record is None:
                     continue
                 records[task_name][method.label].append(record)
-                if index == 0:
+                if index == 0 and record["path"] is not None:
                     shown[task_name].append((method.label, read_image(record["path"]),
                                              {k: record[k] for k in metric_names}, item.y))
     tables: dict[str, dict[str, dict[str, Any]]] = {}

@@ -156,6 +156,33 @@ def test_fidelity_rows_average_samples_and_estimators_serve_only_fidelity(bench,
     assert all(r["images"] == 2 for r in partial.values()) and "ffhq_00002.png" not in out
 
 
+def test_records_resume_a_run_on_a_fresh_checkout(bench, tiny_adm_spec, shared_dir, tmp_path, capsys):
+    """``--records``: the committed JSON-lines file alone (a fresh ``--out``, as on another
+    checkout) gives the same tables and computes nothing; a longer run adds only its new images."""
+    data = shared_dir / "data" / "test" / "ffhq256"
+    if not data.is_dir():
+        pytest.skip(f"{data} is missing")
+    records = tmp_path / "records.jsonl"
+    argv = ["--quick", "--nfe", "2", "--strategies", "ddnm+", "--fidelity-samples", "2", "--tasks", "sr4,inpaint-box",
+            "--baselines", "bicubic,biharmonic", "--prior", tiny_adm_spec, "--data", str(data), "--metrics", "psnr",
+            "--records", str(records)]
+    first = bench.main([*argv, "--images", "2", "--out", str(tmp_path / "a")])
+    capsys.readouterr()
+    lines = records.read_text().splitlines()
+    # per task and image: the baseline, samples 0 and 1, and their mean
+    assert len(lines) == len(set(lines)) == 2 * 2 * 4
+    assert {json.loads(line)["folder"].split("/")[0] for line in lines} == {"ffhq256-64px-seed0"}
+
+    assert bench.main([*argv, "--images", "2", "--out", str(tmp_path / "b")]) == first
+    assert "ffhq_0000" not in capsys.readouterr().out and records.read_text().splitlines() == lines
+
+    third = bench.main([*argv, "--images", "3", "--out", str(tmp_path / "b")])
+    out = capsys.readouterr().out
+    assert "ffhq_00001.png" not in out and "ffhq_00002.png" in out
+    assert all(row["images"] == 3 for rows in third.values() for row in rows.values())
+    assert len(records.read_text().splitlines()) == 3 * 2 * 4
+
+
 def test_modes_and_the_rule(bench):
     screen = bench.parse_args(["--mode", "screen"])
     assert (screen.images, screen.nfe, screen.targets) == (10, [20, 100], ("fidelity", "perceptual"))
@@ -246,6 +273,18 @@ def test_the_docs_quote_the_measured_table():
                         ("ddnm+:warm_start=dpir,t0=0.2 mean of 2, 20 NFE each", "29.30")]:
         assert any(line.startswith(f"| {label} |") and f"| {psnr} |" in line for line in rows), (label, psnr)
         assert psnr in strategies, psnr
+
+
+@pytest.mark.parametrize("name, budget, steps", [("repaint", 20, 10), ("repaint", 100, 11), ("repaint", 2410, 250),
+                                                  ("ddrm", 20, 20), ("daps", 100, 20)])
+def test_a_budget_buys_the_steps_whose_cost_is_closest(bench, name, budget, steps):
+    """NFE budget -> steps: the catalog's constant rate, but RePaint's own count (at its
+    defaults j = r = 10, 10 levels cost 10 NFE and 11 levels 101: no run costs 20)."""
+    from restore.plugins import default_registry
+    from restore.strategies.catalog import facts
+
+    strategy = default_registry().get("strategy", name)()
+    assert bench.steps_for(strategy, budget, facts(name).nfe_per_step) == steps
 
 
 def test_the_code_hash_ignores_docstrings_and_comments_but_not_code(bench):

@@ -63,6 +63,15 @@ def test_stated_nfe_per_step_is_what_the_engine_counts(name):
     assert result.nfe / steps == pytest.approx(CATALOG[name].nfe_per_step, rel=0.1 if name == "repaint" else 0)
 
 
+@pytest.mark.parametrize("levels, j, r", [(7, 10, 5), (11, 10, 10), (20, 3, 4), (30, 5, 1)])
+def test_repaints_own_cost_is_what_the_engine_counts(levels, j, r):
+    """RePaint's NFE is not proportional to its levels (resampling starts only where j levels
+    lie above a level): ``RePaint.nfe`` counts it, as the benchmark's budget needs."""
+    strategy = default_registry().get("strategy", "repaint")(jump_length=j, jump_n_sample=r)
+    result = solve(exact_problem("repaint"), strategy, steps=levels, generator=torch.Generator().manual_seed(0))
+    assert result.nfe == strategy.nfe(levels) == levels + (r - 1) * j * len(range(0, levels - j, j))
+
+
 @pytest.mark.parametrize("quality", ["fast", "high"])
 def test_default_method_serves_every_registered_operator(operator_name, quality):
     registry = default_registry()
