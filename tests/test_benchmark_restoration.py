@@ -626,6 +626,15 @@ def test_the_screen_confirms_every_kinds_default_but_srs_sampler_which_the_sets_
                 assert leaders == {"diffpir"} and f"{mean['diffpir']:.4f}" in docs
             else:
                 assert chosen in leaders, (kind, target, leaders)
+    # RePaint's rows spend the budget's levels at its exact cost (10 levels: 11 would cost 101 NFE)
+    from restore.strategies.repaint import RePaint
+
+    levels = bench.steps_for(RePaint(), 20, 9.64)
+    for kind in ("inpaint", "inpaint-noisy"):
+        for rows in by_kind[kind]:
+            assert rows["repaint, 20 NFE"]["nfe"] == RePaint().nfe(levels) == 10
+            assert rows["repaint mean of 2, 20 NFE each"]["nfe"] == 20
+        assert f"{screen_leaders(by_kind[kind], 'perceptual')[0]['repaint']:.4f}" in docs, kind
     wins = {}
     for data in ("cbsd68", "kodak24"):
         _, check = merge_tables.parse_table((results / f"restoration_sr_perceptual_{data}_cpu.md").read_text())
