@@ -209,9 +209,10 @@ def operator_kind(operator: Any) -> str:
 #: ``conditional`` strategy, the only one that samples such a network, at the 20 steps of the benchmark
 #: that shipped ``default-sr3x4`` (``restoration_sr3_kodak24_cpu.md``, ``restoration_sr3_cbsd68_cpu.md``):
 #: one sample for the perceptual target, the mean of 4 for fidelity (the estimate measured there);
-#: ``high`` by the rule of :data:`DEFAULTS` on all 24 Kodak24 images
-#: (``restoration_sr3_quality_kodak24_cpu.md``): 100 steps for a sample (LPIPS 0.3135 to 0.3078),
-#: ``fast`` for the mean of 4 (PSNR 25.23 to 24.75 at 100 steps).
+#: ``high`` by the rule of :data:`DEFAULTS` (a win on both sets): 100 steps for a sample (LPIPS 0.3135
+#: to 0.3078 on all 24 Kodak24 images, ``restoration_sr3_quality_kodak24_cpu.md``; 0.3176 to 0.3110 on
+#: all 68 CBSD68 images, ``restoration_sr3_quality_cbsd68_cpu.md``), ``fast`` for the mean of 4 (PSNR
+#: 25.23 to 24.75 at 100 steps on Kodak24).
 CONDITIONAL_DEFAULTS: dict[str, dict[str, Default]] = {
     "fidelity": _both(Default("conditional", 20, 4)),
     "perceptual": _both(Default("conditional", 20), 20 * HIGH_FACTOR),
