@@ -37,8 +37,8 @@ target and the catalog's ``fast`` defaults (``restore.strategies.catalog.default
 Otherwise ``--strategies`` at each ``--nfe``, or by default the catalog's ``fast`` and ``high``
 defaults (of ``--prior``: a conditional network's are its own) and the candidate for ``high``,
 ``fast`` at ``HIGH_FACTOR`` x the steps (catalog; the rule of docs/STRATEGIES.md keeps that run
-as ``high`` only where it beats ``fast`` on the operator kind's mean;
-benchmarks/results/restoration_quality_kodak24_cpu.md).
+as ``high`` only where it beats ``fast`` on the operator kind's mean on both sets;
+benchmarks/results/restoration_quality_kodak24_cpu.md and restoration_quality_cbsd68_cpu.md).
 A strategy is ``name`` or ``name:key=value,key=value`` (its hyperparameters), at a budget
 ``@NFE`` in the task file; steps = budget / the catalog's NFE per step, or for RePaint the
 number of levels whose exact cost is closest to the budget (:func:`steps_for`).

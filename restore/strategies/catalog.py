@@ -166,8 +166,9 @@ WARM_DDNM = (("warm_start", "dpir"), ("t0", 0.2))
 #: ``restoration_targets_cbsd68_cpu.md`` (all 68), the noisy masks from
 #: ``restoration_noisy_inpaint_kodak24_cpu.md`` and ``restoration_noisy_inpaint_cbsd68_cpu.md``;
 #: the inpaint perceptual t0 and the SR fidelity lambda from screens on CBSD432 training crops;
-#: ``high`` (5x the steps where that beat ``fast`` on the kind's mean, else ``fast``) from
-#: ``restoration_quality_kodak24_cpu.md`` (all 24 Kodak24 images); ``svd``, ``linear`` and ``other``
+#: ``high`` (5x the steps where that beat ``fast`` on the kind's mean on both sets, else ``fast``) from
+#: ``restoration_quality_kodak24_cpu.md`` (all 24 Kodak24 images) and ``restoration_quality_cbsd68_cpu.md``
+#: (all 68 CBSD68 images, the runs that won on Kodak24); ``svd``, ``linear`` and ``other``
 #: were not measured on images.
 DEFAULTS: dict[str, dict[str, dict[str, Default]]] = {
     "denoise": {"fidelity": _both(Default("tweedie", 1)), "perceptual": _both(Default("ddrm", 20), 100)},
