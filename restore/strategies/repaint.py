@@ -61,14 +61,6 @@ def repaint_schedule(levels: int, jump_length: int = 10, jump_n_sample: int = 10
     return path
 
 
-def repaint_nfe(levels: int, jump_length: int = 10, jump_n_sample: int = 10) -> int:
-    """Network evaluations of a run on ``levels`` levels: one per reverse move of
-    :func:`repaint_schedule`, i.e. levels + (r - 1) j J with J = |{0, j, 2j, ... <= levels - 1 - j}|
-    jump points (2410 at the paper's 250, 10, 10; ``levels`` itself without resampling)."""
-    path = repaint_schedule(levels, jump_length, jump_n_sample)
-    return sum(b > a for a, b in zip(path, path[1:]))
-
-
 def known_part(problem: Problem, x: Tensor) -> tuple[Tensor, Tensor]:
     """The mask m = A^T A 1 (1 = known) and the known pixels m * y in prior space, shaped
     like ``x``; A^T maps the measurement back onto the image grid whatever its layout."""
@@ -97,9 +89,12 @@ class RePaint(Strategy):
         self.jump_n_sample = jump_n_sample
 
     def nfe(self, steps: int) -> int:
-        """The run's network evaluations at ``steps`` levels (:func:`repaint_nfe`): not
+        """The run's network evaluations at ``steps`` levels: one per reverse move of
+        :func:`repaint_schedule`, i.e. steps + (r - 1) j J with J = |{0, j, 2j, ... <= steps - 1 - j}|
+        jump points (2410 at the paper's 250, 10, 10; ``steps`` itself without resampling): not
         proportional to ``steps``, as resampling starts only where j levels lie above a level."""
-        return repaint_nfe(steps, self.jump_length, self.jump_n_sample)
+        path = repaint_schedule(steps, self.jump_length, self.jump_n_sample)
+        return sum(b > a for a, b in zip(path, path[1:]))
 
     def sample(self, problem: Problem, denoiser: Denoiser, x: Tensor, sigmas: Tensor, *,
                generator: Optional[torch.Generator] = None, callback: StepCallback = None) -> Tensor:
