@@ -266,7 +266,7 @@ def solve_items(y: Tensor, operator: Any, prior: Prior, seeds: Sequence[int], *,
     batch = y.shape[0]
     plan = plan_run(operator, y, prior, method=method, steps=steps, params=params, quality=quality, registry=registry,
                     target=target)
-    problem = Problem(prior, plan.operator, plan.y.to(device=device, dtype=dtype).repeat(samples, 1, 1, 1))
+    problem = Problem(prior, plan.operator, plan.y.to(device=device, dtype=dtype).repeat(samples, 1, 1, 1), samples)
     started = time.perf_counter()
     result = solve(problem, plan.strategy, steps=plan.steps, shape=None if prior.latent else plan.shape,
                    generator=ItemGenerators.from_seeds(seeds), registry=registry, listeners=listeners)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from restore.diffusion.denoiser import DelegatingDenoiser
 from restore.hookspecs import hookimpl
 from restore.operators.noise import GaussianNoise
 from restore.plugins import default_registry
@@ -99,6 +100,36 @@ def test_a_warm_start_runs_the_cut_grid_and_counts_the_estimate(image_problem):
     assert run(image_problem, "ddrm", 20, warm_start="dpir", t0=0.5).nfe == 10 + DPIR.default_steps
     hflip = run(image_problem, "ddrm", 20, warm_start="dpir", t0=0.5, symmetry="hflip")
     assert hflip.nfe == 2 * (10 + DPIR.default_steps)
+
+
+def test_a_warm_start_computes_its_estimate_once_per_measurement(image_problem):
+    """Several samples of each measurement (Problem.copies, as restore.pipeline draws them) share
+    the deterministic DPIR estimate: it runs on one copy of the batch, the sampler on all, and
+    the result is the run on the repeated measurements without the sharing."""
+    rows: list[int] = []
+
+    class Spy(DelegatingDenoiser):
+        def predict(self, x, sigma):
+            rows.append(x.shape[0])
+            return self.inner.predict(x, sigma)
+
+    def spied(copies):
+        st = strategy("ddrm", warm_start="dpir", t0=0.5)
+        inner = st.denoiser
+        st.denoiser = lambda problem, shape: Spy(inner(problem, shape))
+        rows.clear()
+        problem = Problem(image_problem.prior, image_problem.operator, image_problem.y.repeat(3, 1, 1, 1), copies)
+        result = solve(problem, st, steps=20, generator=torch.Generator().manual_seed(0))
+        return result, list(rows)
+
+    shared, shared_rows = spied(3)
+    alone, alone_rows = spied(1)
+    assert shared_rows == [2] * DPIR.default_steps + [6] * 10 and alone_rows == [6] * (DPIR.default_steps + 10)
+    assert shared.nfe == alone.nfe == DPIR.default_steps + 10
+    torch.testing.assert_close(shared.sample, alone.sample, rtol=0, atol=1e-10)
+    assert not torch.allclose(shared.sample[:2], shared.sample[2:4])  # the samples still differ
+    with pytest.raises(ValueError, match="cannot hold 4 copies"):
+        Problem(image_problem.prior, image_problem.operator, image_problem.y.repeat(3, 1, 1, 1), 4)
 
 
 def test_a_warm_start_needs_a_linear_operator(image_problem):

@@ -58,6 +58,33 @@ def test_perceptual_is_a_sample_and_fidelity_the_mean_of_the_samples():
         restore.denoise(y, sigma, prior="gaussian:3x4x4", target="best")
 
 
+def test_a_mean_of_warm_samples_computes_the_estimate_once(monkeypatch):
+    """The noisy-mask fidelity default is the mean of warm-started samples: the pipeline runs the
+    samples as copies of one measurement (Problem.copies), so the warm start's DPIR estimate is
+    computed for one copy only, not once per sample."""
+    from restore.strategies import warm
+
+    estimated: list[int] = []
+    original = warm.initial_estimate
+
+    def counted(kind, problem, denoiser, like):
+        estimated.append(problem.y.shape[0])
+        return original(kind, problem, denoiser, like)
+
+    monkeypatch.setattr(warm, "initial_estimate", counted)
+    y = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., 2:6, 2:6] = 1
+    result = restore.inpaint(y, mask, prior="gaussian:3x8x8:0.5", noise=0.05, seed=0, samples=3)
+    choice = default_run(result_operator(mask, 0.05), "fast", "fidelity")
+    assert dict(choice.params).get("warm_start") == "dpir" and result.provenance["samples"] == 3
+    assert estimated == [1] and tuple(result.tensors["samples"].shape) == (3, 1, 3, 8, 8)
+
+
+def result_operator(mask, sigma):
+    return default_registry().get("operator", "inpaint")(mask=mask, noise={"kind": "gaussian", "sigma": sigma})
+
+
 def test_the_defaults_table_serves_every_kind_target_and_quality():
     registry = default_registry()
     for kind, rows in {**DEFAULTS, "conditional prior": CONDITIONAL_DEFAULTS}.items():

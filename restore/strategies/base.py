@@ -31,6 +31,7 @@ wraps each subclass's ``__init__``) and applied by the engine:
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import warnings
 from dataclasses import dataclass
@@ -72,11 +73,27 @@ class DivergenceError(FloatingPointError):
 
 @dataclass
 class Problem:
-    """Prior, operator and measurement ``y`` (image space, as the operator produced it)."""
+    """Prior, operator and measurement ``y`` (image space, as the operator produced it).
+
+    ``copies``: ``y`` is that many copies of one batch of measurements, ``y.repeat(copies, 1,
+    1, 1)``, to draw several posterior samples of each in one run (:mod:`restore.pipeline`);
+    a deterministic step, such as a warm start's estimate (:mod:`restore.strategies.warm`),
+    may then run on the first copy alone (:meth:`one_copy`) and be repeated."""
 
     prior: Prior
     operator: Operator
     y: Tensor
+    copies: int = 1
+
+    def __post_init__(self) -> None:
+        if self.copies < 1 or self.y.shape[0] % self.copies:
+            raise ValueError(f"a problem of {self.y.shape[0]} measurements cannot hold {self.copies} copies")
+
+    def one_copy(self) -> "Problem":
+        """The problem of the first copy of the batch (the whole problem when ``copies`` is 1)."""
+        if self.copies == 1:
+            return self
+        return dataclasses.replace(self, y=self.y[:self.y.shape[0] // self.copies], copies=1)
 
     @property
     def scale(self) -> float:

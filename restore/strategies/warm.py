@@ -53,11 +53,15 @@ def initial_estimate(kind: str, problem: Problem, denoiser: Denoiser, like: Tens
 def warm_start(strategy: Strategy, problem: Problem, denoiser: Denoiser, x: Tensor, sigmas: Tensor,
                generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
     """The start draw and the grid the strategy samples on: ``(x, sigmas)`` unchanged for a cold
-    start, else ``(x_init + sigmas[i0] eps, sigmas[i0:])`` (module docstring)."""
+    start, else ``(x_init + sigmas[i0] eps, sigmas[i0:])`` (module docstring).  ``x_init`` is
+    computed on one copy of a problem's measurements (:attr:`Problem.copies`) and shared by the
+    samples of each: N warm samples cost the estimate once plus N times the sampled steps."""
     if strategy.warm_start == "none":
         return x, sigmas
     i0 = start_index(len(sigmas) - 1, strategy.t0)
     if i0 == 0:
         return x, sigmas
-    estimate = initial_estimate(strategy.warm_start, problem, denoiser, x)
+    one = problem.one_copy()  # the estimate is deterministic: once per measurement, not per sample
+    estimate = initial_estimate(strategy.warm_start, one, denoiser, x[:one.y.shape[0]])
+    estimate = estimate.repeat(problem.copies, *(1,) * (estimate.dim() - 1))
     return forward_noise(estimate, 0.0, float(sigmas[i0]), generator), sigmas[i0:]
