@@ -25,7 +25,8 @@ build the operator and call it.  It is a thin front door over :mod:`restore.pipe
 * Batched: several images of one size are restored in one run; ``samples = N`` draws N
   posterior samples of each and reports their mean (``image``, with ``target="fidelity"``;
   the first sample with ``"perceptual"``), each sample (``samples``) and the per-pixel
-  standard deviation (``std``).
+  standard deviation (``std``).  A deterministic estimator of the posterior mean (``tweedie``,
+  ``dpir``) takes ``samples = 1`` only: N copies of one result would give a std of 0.
 * Seeded without global state: batch item k (sample-major: item s * B + b is sample s
   of image b) draws from its own ``torch.Generator`` seeded with ``seed + k``
   (:class:`restore.diffusion.randomness.ItemGenerators`), so an item's result does not

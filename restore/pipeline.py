@@ -140,6 +140,17 @@ def default_samples(operator: Any, method: Optional[str], quality: str, target: 
     return default_run(operator, quality, target, prior).samples if method is None else 1
 
 
+def refuse_copies_of_an_estimate(registry: Any, method: str, samples: int) -> None:
+    """A :class:`RestoreError` when ``samples`` > 1 are asked of an estimator of the posterior
+    mean (``Strategy.posterior_mean``: deterministic), which would return that many copies of
+    one result and a standard deviation of 0, not the posterior's spread."""
+    if method in registry.names("strategy") and registry.get("strategy", method).posterior_mean:
+        raise RestoreError(f"strategy {method!r} estimates the posterior mean and is deterministic: {samples} samples "
+                           f"would be {samples} copies of one result, with a standard deviation of 0; ask for one "
+                           "sample, or for posterior samples choose a sampler as the method (ddrm, ddnm+, ...) "
+                           "or the perceptual target")
+
+
 def make_strategy(registry: Any, name: str, params: Optional[Mapping[str, Any]]) -> Any:
     """The strategy ``name`` built with ``params``; a :class:`RestoreError` naming a bad one."""
     factory = registry.get("strategy", name)
@@ -220,6 +231,10 @@ def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[st
                                operator_kind(operator))[0]
     if samples is None:
         samples = default_samples(operator, method, quality, target, loaded)
+    elif samples > 1:
+        from restore.strategies.catalog import default_run
+
+        refuse_copies_of_an_estimate(registry, method or default_run(operator, quality, target, loaded).method, samples)
     count = samples * y.shape[0]
     if seeds is not None and len(seeds) != count:
         raise ValueError(f"{len(seeds)} seeds for {count} items (samples x batch)")

@@ -111,6 +111,9 @@ def test_listeners_hear_every_step(prior):
         (lambda p: restore.inpaint(torch.rand(1, 3, 4, 4), np.full((4, 4), 0.5), prior=p), "0 \\(black\\)"),
         (lambda p: restore.deblur(torch.rand(1, 3, 8, 8), "gaussian:x", prior=p), "gaussian\\[:STD"),
         (lambda p: restore.restore(torch.rand(1, 3, 4, 4), "denoise", prior=p, samples=0), "samples"),
+        (lambda p: restore.denoise(torch.rand(1, 3, 4, 4), 0.1, prior=p, samples=3),  # the default: tweedie
+         "strategy 'tweedie' estimates the posterior mean and is deterministic: 3 samples"),
+        (lambda p: restore.sr(torch.rand(1, 3, 4, 4), 2, prior=p, method="dpir", samples=2), "'dpir' estimates"),
         (lambda p: restore.restore(torch.rand(1, 3, 4, 4), "denoise", prior=p, dtype="float8"), "unknown dtype"),
         (lambda p: restore.restore(torch.rand(1, 3, 4, 4), "denoise", prior=p, noise=float("inf")), "finite"),
         (lambda p: restore.restore(torch.rand(1, 3, 4, 4), "denoise", prior=p, params={"nosuch": 1}), "nosuch"),

@@ -145,7 +145,7 @@ CASES = [
      "-o gtd holds files and no checkpoint.pt of an earlier run: pass --overwrite"),
     # --- an existing output is replaced only with --overwrite
     ("inpaint-exists", R("inpaint", "img.png", *MASK, "-o", "old.png"), "old.png (-o) exists: pass --overwrite"),
-    ("inpaint-sample-exists", R("inpaint", "img.png", *MASK, "--samples", 2, "-o", "s.png"),
+    ("inpaint-sample-exists", R("inpaint", "img.png", *MASK, "--method", "ddnm+", "--samples", 2, "-o", "s.png"),
      "s.sample-1.png (sample 1 of -o) exists"),
     ("inpaint-sidecar-exists", R("inpaint", "img.png", *MASK, "-o", "t.png"), "t.json (sidecar of -o) exists"),
     ("inpaint-previews-exist", R("inpaint", "img.png", *MASK, "-o", "new.png", "--preview", "pv"),
@@ -162,6 +162,9 @@ CASES = [
     ("scale-0", R("sr", "img.png", "--scale", 0), "Invalid value for '--scale'"),
     ("samples-negative", R("inpaint", "img.png", *MASK, "--samples", -1), "Invalid value for '--samples'"),
     ("quality-bogus", R("inpaint", "img.png", *MASK, "--quality", "bogus"), "--quality must be fast or high"),
+    # --- several samples of a deterministic estimate (the noiseless inpaint default, dpir): copies, std 0
+    ("samples-of-an-estimate", R("inpaint", "img.png", *MASK, "--samples", 2, "-o", "n.png"),
+     "strategy 'dpir' estimates the posterior mean and is deterministic: 2 samples would be 2 copies"),
     ("preview-every-0", R("inpaint", "img.png", *MASK, "--preview-every", 0), "Invalid value for '--preview-every'"),
     ("sigma-negative", R("denoise", "img.png", "--sigma", -1), "Invalid value for '--sigma'"),
     ("noise-not-number", R("deblur", "img.png", "--kernel", "k.npy", "--noise", "x"), "Invalid value for '--noise'"),

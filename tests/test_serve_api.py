@@ -108,7 +108,8 @@ def record_of(client, job_id):
 
 def test_inpaint_end_to_end_keeps_known_pixels_with_samples_std_and_metrics(client):
     image, fill = photo(1), hole()
-    job = submit(client, encode(image), mask=fill, truth=encode(photo(2)), task="inpaint", steps=3, seed=5, samples=2)
+    job = submit(client, encode(image), mask=fill, truth=encode(photo(2)), task="inpaint", method="ddnm+", steps=3,
+                 seed=5, samples=2)  # a sampler: the std map is the samples' spread
     status = wait(client, job["id"])
     assert status["state"] == "done", status["error"]
     out, _ = result_of(client, job["id"])
@@ -125,6 +126,10 @@ def test_inpaint_end_to_end_keeps_known_pixels_with_samples_std_and_metrics(clie
     assert record["invocation"]["upload"]["sha256"] == hashlib.sha256(encode(image)).hexdigest()
     events = client.get(f"/api/jobs/{job['id']}/events").text
     assert json.loads(events.strip().split("data: ")[-1])["state"] == "done"
+    # the default (dpir) is a deterministic estimate: samples of it are refused, the reason shown
+    job = submit(client, encode(image), mask=fill, task="inpaint", steps=3, samples=2)
+    status = wait(client, job["id"])
+    assert status["state"] == "failed" and "'dpir' estimates the posterior mean" in status["error"]
 
 
 @pytest.mark.parametrize("task, fields, image, shape", [
