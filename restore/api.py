@@ -26,7 +26,8 @@ build the operator and call it.  It is a thin front door over :mod:`restore.pipe
   posterior samples of each and reports their mean (``image``, with ``target="fidelity"``;
   the first sample with ``"perceptual"``), each sample (``samples``) and the per-pixel
   standard deviation (``std``).  A deterministic estimator of the posterior mean (``tweedie``,
-  ``dpir``) takes ``samples = 1`` only: N copies of one result would give a std of 0.
+  ``dpir``) takes ``samples = 1`` and the fidelity target only: N copies of one result would
+  give a std of 0, and an estimate is not a sample.
 * Seeded without global state: batch item k (sample-major: item s * B + b is sample s
   of image b) draws from its own ``torch.Generator`` seeded with ``seed + k``
   (:class:`restore.diffusion.randomness.ItemGenerators`), so an item's result does not

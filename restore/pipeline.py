@@ -140,15 +140,21 @@ def default_samples(operator: Any, method: Optional[str], quality: str, target: 
     return default_run(operator, quality, target, prior).samples if method is None else 1
 
 
-def refuse_copies_of_an_estimate(registry: Any, method: str, samples: int) -> None:
-    """A :class:`RestoreError` when ``samples`` > 1 are asked of an estimator of the posterior
-    mean (``Strategy.posterior_mean``: deterministic), which would return that many copies of
-    one result and a standard deviation of 0, not the posterior's spread."""
-    if method in registry.names("strategy") and registry.get("strategy", method).posterior_mean:
+def refuse_an_estimate_as_samples(registry: Any, method: str, samples: int, target: str) -> None:
+    """A :class:`RestoreError` when an estimator of the posterior mean (``Strategy.posterior_mean``:
+    deterministic) is asked for what only a sampler gives: ``samples`` > 1 (that many copies of
+    one result, with a standard deviation of 0, not the posterior's spread) or the
+    ``perceptual`` target (a posterior sample)."""
+    if method not in registry.names("strategy") or not registry.get("strategy", method).posterior_mean:
+        return
+    sampler = "choose a sampler as the method (ddrm, ddnm+, ...)"
+    if samples > 1:
         raise RestoreError(f"strategy {method!r} estimates the posterior mean and is deterministic: {samples} samples "
                            f"would be {samples} copies of one result, with a standard deviation of 0; ask for one "
-                           "sample, or for posterior samples choose a sampler as the method (ddrm, ddnm+, ...) "
-                           "or the perceptual target")
+                           f"sample, or for posterior samples {sampler} or the perceptual target")
+    if target == "perceptual":
+        raise RestoreError(f"strategy {method!r} estimates the posterior mean (the fidelity target); the perceptual "
+                           f"target is a posterior sample: {sampler}, or ask for the fidelity target")
 
 
 def make_strategy(registry: Any, name: str, params: Optional[Mapping[str, Any]]) -> Any:
@@ -231,10 +237,11 @@ def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[st
                                operator_kind(operator))[0]
     if samples is None:
         samples = default_samples(operator, method, quality, target, loaded)
-    elif samples > 1:
+    if method is not None or samples > 1:  # the defaults are estimators only for fidelity, of one sample
         from restore.strategies.catalog import default_run
 
-        refuse_copies_of_an_estimate(registry, method or default_run(operator, quality, target, loaded).method, samples)
+        refuse_an_estimate_as_samples(registry, method or default_run(operator, quality, target, loaded).method,
+                                      samples, target)
     count = samples * y.shape[0]
     if seeds is not None and len(seeds) != count:
         raise ValueError(f"{len(seeds)} seeds for {count} items (samples x batch)")

@@ -114,6 +114,8 @@ def test_listeners_hear_every_step(prior):
         (lambda p: restore.denoise(torch.rand(1, 3, 4, 4), 0.1, prior=p, samples=3),  # the default: tweedie
          "strategy 'tweedie' estimates the posterior mean and is deterministic: 3 samples"),
         (lambda p: restore.sr(torch.rand(1, 3, 4, 4), 2, prior=p, method="dpir", samples=2), "'dpir' estimates"),
+        (lambda p: restore.sr(torch.rand(1, 3, 4, 4), 2, prior=p, method="dpir", target="perceptual"),
+         "'dpir' estimates the posterior mean \\(the fidelity target\\); the perceptual target is a posterior sample"),
         (lambda p: restore.restore(torch.rand(1, 3, 4, 4), "denoise", prior=p, dtype="float8"), "unknown dtype"),
         (lambda p: restore.restore(torch.rand(1, 3, 4, 4), "denoise", prior=p, noise=float("inf")), "finite"),
         (lambda p: restore.restore(torch.rand(1, 3, 4, 4), "denoise", prior=p, params={"nosuch": 1}), "nosuch"),

@@ -70,8 +70,8 @@ METHOD = typer.Option(None, "--method", help=DEFAULT_HELP)
 QUALITY = typer.Option("fast", "--quality", help=QUALITY_HELP)
 TARGET = typer.Option("fidelity", "--target", help="fidelity (default): the best PSNR / SSIM, a posterior-mean "
                       "estimate (an estimator, or the mean of --samples); perceptual: the best LPIPS, one posterior "
-                      "sample (the first of --samples). Chooses the default --method (docs/STRATEGIES.md); the run "
-                      "record keeps it.")
+                      "sample (the first of --samples), which an estimator (tweedie, dpir) refuses. Chooses the "
+                      "default --method (docs/STRATEGIES.md); the run record keeps it.")
 STEPS = typer.Option(None, "--steps", min=1, help="Noise levels (default: the method's default, see --method).")
 SEED = seed_option(None, help="Seed (default random, recorded in the sidecar). Same seed, same machine: "
                     "byte-identical images.")
