@@ -165,6 +165,8 @@ CASES = [
     # --- several samples of a deterministic estimate (the noiseless inpaint default, dpir): copies, std 0
     ("samples-of-an-estimate", R("inpaint", "img.png", *MASK, "--samples", 2, "-o", "n.png"),
      "strategy 'dpir' estimates the posterior mean and is deterministic: 2 samples would be 2 copies"),
+    ("batch-perceptual-estimate", ["batch", "m.csv", "-o", "bout", "--op", "denoise", *PRIOR, "--method", "tweedie",
+                                   "--target", "perceptual"], "'tweedie' estimates the posterior mean (the fidelity"),
     ("preview-every-0", R("inpaint", "img.png", *MASK, "--preview-every", 0), "Invalid value for '--preview-every'"),
     ("sigma-negative", R("denoise", "img.png", "--sigma", -1), "Invalid value for '--sigma'"),
     ("noise-not-number", R("deblur", "img.png", "--kernel", "k.npy", "--noise", "x"), "Invalid value for '--noise'"),

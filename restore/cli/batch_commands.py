@@ -130,11 +130,17 @@ def check_before_work(source: Path, output: Path, items: list, method: Optional[
     rules decide about existing outputs: :mod:`restore.batch`), an output folder where nothing
     can be written, a strategy hyperparameter that the method (given, or the default for each
     operator of the run and the loaded ``prior``: a conditional network has its own,
-    :func:`restore.strategies.catalog.default_run`) does not take."""
+    :func:`restore.strategies.catalog.default_run`) does not take, an estimator given as the
+    method of the perceptual target (:func:`restore.pipeline.refuse_an_estimate_as_samples`)."""
     from restore import measurement as measurements
     from restore.batch import SUMMARY_FILE
     from restore.cli.operator_commands import check_method_params
     from restore.files import check_outputs, check_writable_folder
+    from restore.pipeline import refuse_an_estimate_as_samples
+    from restore.plugins import default_registry
+
+    if method is not None:
+        refuse_an_estimate_as_samples(default_registry(), method, 1, target)
 
     planned = [("summary", output / SUMMARY_FILE)]
     inputs: list = [("manifest" if source.is_file() else "", source)]
