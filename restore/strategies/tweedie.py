@@ -7,10 +7,11 @@ formula (Robbins 1956; Miyasawa 1961; Efron 2011, Eq. 2.8) gives
 
 exactly the denoiser of the prior at noise level sigma_y (in prior pixel units:
 (hi - lo) sigma_y on a [lo, hi] prior).  It is the minimum-mean-squared-error estimate,
-so it maximises expected PSNR; it is not a sample: every item of ``--samples`` is the same
-and the posterior spread is not shown.  Cost: one NFE, no gradient; by default averaged over
-the symmetry group the prior records (the common ``symmetry`` parameter of
-:mod:`restore.strategies.base`: |G| NFE, 8 on ``default``).
+so it maximises expected PSNR; it is not a sample, so the commands and the API refuse it more
+than one sample (copies of one result) and the perceptual target
+(:func:`restore.pipeline.refuse_an_estimate_as_samples`).  Cost: one NFE, no gradient; by
+default averaged over the symmetry group the prior records (the common ``symmetry`` parameter
+of :mod:`restore.strategies.base`: |G| NFE, 8 on ``default``).
 """
 from __future__ import annotations
 
