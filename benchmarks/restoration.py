@@ -401,8 +401,11 @@ def strategy_rows(registry: Any, prior: Any, prior_key: str, spec: str, budget: 
 def steps_for(strategy: Any, budget: int, rate: float) -> int:
     """The steps of a run of about ``budget`` NFE: where the strategy counts its own cost
     (``strategy.nfe(steps)``: RePaint, whose resampling makes a step's cost depend on the number
-    of levels) the steps whose count is closest to ``budget`` (the fewer on a tie), else
-    ``budget`` / the catalog's NFE per step ``rate``."""
+    of levels) the steps whose count is closest to ``budget`` (the fewer on a tie), for a strategy
+    that takes no steps (``takes_steps``: Tweedie) its one, else ``budget`` / the catalog's NFE
+    per step ``rate``."""
+    if not strategy.takes_steps:  # one evaluation whatever the budget (Tweedie)
+        return strategy.default_steps
     count = getattr(strategy, "nfe", None)
     if count is None:
         return max(1, round(budget / rate))

@@ -118,6 +118,10 @@ def plan_run(operator: Any, y: Tensor, prior: Prior, *, method: Optional[str], s
         steps = choice.steps if steps is None else steps
     strategy = make_strategy(registry, method or choice.method, params)
     steps = strategy.default_steps if steps is None else steps
+    if not strategy.takes_steps and steps != strategy.default_steps:  # recorded as run, and said
+        warnings.warn(f"strategy {strategy.name!r} is one evaluation at the measurement's noise level: {steps} steps "
+                      "ignored (a sampler that takes steps: choose its method, e.g. ddrm, or the perceptual target)")
+        steps = strategy.default_steps
     return Plan(run_op, run_y, shape, strategy, method or choice.method, steps, run_op is not operator)
 
 

@@ -146,7 +146,7 @@ def test_numpy_alpha_is_kept_aside_and_opaque_alpha_follows_super_resolution(pri
     result = restore.sr(rgba, 2, prior=prior, steps=2, seed=0)
     assert result.image.shape == (16, 16, 4) and np.all(result.image[..., 3] == 255)
     rgba[..., 3] = 100
-    kept = restore.denoise(rgba, 0.1, prior=prior, steps=2, seed=0)
+    kept = restore.denoise(rgba, 0.1, prior=prior, seed=0)
     assert np.all(kept.image[..., 3] == 100) and kept.std.shape == (8, 8, 3)
     with pytest.raises(RestoreError, match="transparency"):
         restore.sr(rgba, 2, prior=prior, steps=2, seed=0)
@@ -156,6 +156,12 @@ def test_denoise_defaults_to_the_posterior_mean(prior):
     x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3))
     result = restore.denoise(x, 0.1, prior=prior, seed=0)
     assert result.provenance["strategy"]["name"] == "tweedie" and result.nfe == 1
+    # it takes no steps: more are run as its one, said and recorded so
+    said = "'tweedie' is one evaluation at the measurement's noise level: 5 steps ignored"
+    with pytest.warns(UserWarning, match=said):
+        more = restore.denoise(x, 0.1, prior=prior, seed=0, steps=5)
+    assert more.provenance["steps"] == result.provenance["steps"] == 1 and torch.equal(more.image, result.image)
+    assert any(said in w for w in more.provenance["warnings"])
 
 
 def test_one_mask_convention_with_the_command_line(prior, tmp_path):
@@ -179,7 +185,7 @@ def test_noisy_float_measurements_outside_0_1_are_taken(prior):
     x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(6))
     noisy = x + 0.2 * torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(7))
     assert noisy.min() < 0 and noisy.max() > 1
-    result = restore.denoise(noisy, 0.2, prior=prior, steps=2, seed=0)
+    result = restore.denoise(noisy, 0.2, prior=prior, seed=0)
     assert result.image.shape == noisy.shape and torch.isfinite(result.image).all()
     assert result.provenance["input"]["bits"] == 32 and result.provenance["quantization_sigma"] == 0
 

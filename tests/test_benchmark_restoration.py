@@ -276,10 +276,11 @@ def test_the_docs_quote_the_measured_table():
 
 
 @pytest.mark.parametrize("name, budget, steps", [("repaint", 20, 10), ("repaint", 100, 11), ("repaint", 2410, 250),
-                                                  ("ddrm", 20, 20), ("daps", 100, 20)])
+                                                  ("ddrm", 20, 20), ("daps", 100, 20), ("tweedie", 100, 1)])
 def test_a_budget_buys_the_steps_whose_cost_is_closest(bench, name, budget, steps):
     """NFE budget -> steps: the catalog's constant rate, but RePaint's own count (at its
-    defaults j = r = 10, 10 levels cost 10 NFE and 11 levels 101: no run costs 20)."""
+    defaults j = r = 10, 10 levels cost 10 NFE and 11 levels 101: no run costs 20), and
+    Tweedie's one step (it takes no more)."""
     from restore.plugins import default_registry
     from restore.strategies.catalog import facts
 

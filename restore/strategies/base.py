@@ -226,6 +226,9 @@ class Strategy:
     #: samplers of p(x | y).  The ``fidelity`` target runs an estimator once and averages N
     #: samples of a sampler; the ``perceptual`` target takes one sample (docs/STRATEGIES.md).
     posterior_mean: ClassVar[bool] = False
+    #: False for a strategy that is one evaluation at the measurement's noise level, whatever the
+    #: grid (``tweedie``): the front doors run other ``steps`` as 1, say so and record 1 (:mod:`restore.pipeline`).
+    takes_steps: ClassVar[bool] = True
 
     def __init__(self, **common: Any) -> None:
         self.set_common(**common)

@@ -108,7 +108,8 @@ CATALOG: dict[str, StrategyFacts] = {f.name: f for f in (
         assumes="white Gaussian noise (refuses anything else)",
         fails="returns the posterior mean E[x | y], not a sample: no posterior spread, smooth textures",
         nfe_per_step=1, backward_per_step=0,
-        cost_note="one step in all, times the size of the symmetry group: 8 on dihedral priors such as default"),
+        cost_note="one step in all (other steps are run as one, with a warning), times the size of the symmetry "
+                  "group: 8 on dihedral priors such as default"),
     StrategyFacts(
         "classifier-guidance", needs="what the inner strategy needs, and a noise-aware classifier",
         assumes="the classifier was trained on the prior's noise schedule",

@@ -34,6 +34,7 @@ class Tweedie(Strategy):
     needs_pixel_prior = True
     default_steps = 1
     posterior_mean = True
+    takes_steps = False
     symmetry = "prior"
 
     def check(self, problem: Problem) -> None:
