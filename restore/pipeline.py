@@ -116,6 +116,9 @@ def plan_run(operator: Any, y: Tensor, prior: Prior, *, method: Optional[str], s
     if method is None:
         params = {**dict(choice.params), **dict(params or {})}
         steps = choice.steps if steps is None else steps
+    elif quality != "fast" and steps is None:  # quality chooses among the default runs only: said, not silent
+        warnings.warn(f"quality {quality!r} chooses the default run ({choice.method}, {choice.steps} steps); with the "
+                      f"method {method!r} given it changes nothing: give the steps")
     strategy = make_strategy(registry, method or choice.method, params)
     steps = strategy.default_steps if steps is None else steps
     if not strategy.takes_steps and steps != strategy.default_steps:  # recorded as run, and said

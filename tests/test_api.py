@@ -164,6 +164,14 @@ def test_denoise_defaults_to_the_posterior_mean(prior):
     assert any(said in w for w in more.provenance["warnings"])
 
 
+def test_quality_with_a_method_given_changes_nothing_and_says_so(prior):
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    with pytest.warns(UserWarning, match="quality 'high' chooses the default run \\(ddrm, 100 steps\\); with the "
+                                         "method 'ddrm' given it changes nothing: give the steps"):
+        result = restore.denoise(x, 0.1, prior=prior, seed=0, method="ddrm", quality="high", target="perceptual")
+    assert result.provenance["steps"] == 20 and result.provenance["quality"] == "high"
+
+
 def test_one_mask_convention_with_the_command_line(prior, tmp_path):
     """1 / white = fill in arrays, .npy and image files alike; mask_white_known reads it the other way."""
     x = torch.rand(1, 3, 12, 10, generator=torch.Generator().manual_seed(5))

@@ -60,7 +60,8 @@ QUALITY_HELP = (
         for kind in ("inpaint", "inpaint-noisy", "sr", "deblur", "denoise")
         if DEFAULTS[kind][target]["high"] != DEFAULTS[kind][target]["fast"])
     + f") and on operators not measured on images (other operators: {_default('other', 'high')}); elsewhere "
-    "high is fast (docs/STRATEGIES.md)."
+    "high is fast (docs/STRATEGIES.md). It chooses among the default runs: with --method it changes nothing "
+    "(a warning says so; give --steps)."
 )
 PRIOR = typer.Option("default", "--prior", help="Prior spec: default (the embedded natural-image prior), "
                      "default-sr3x4 (the embedded x4 SR network for --noise 0.025; its default method: conditional), "
