@@ -1,5 +1,5 @@
 """Side-by-side comparison figures (Pillow only): measurement | restoration(s) | ground
-truth | error map or posterior std, one title above and one caption line below each panel,
+truth | error map or the samples' std, one title above and one caption line below each panel,
 and optionally a second row with the same crop of every panel enlarged.
 
 Every panel is shown on the ground truth's pixel grid: a smaller measurement (SR) is
@@ -56,10 +56,11 @@ def error_panel(restoration: Tensor, truth: Tensor, top: float = 0.25) -> Panel:
 
 
 def std_panel(std: Tensor) -> Panel:
-    """A posterior standard deviation map (channels averaged), heat scale 0 to its maximum."""
+    """The samples' standard deviation map (channels averaged; their spread, not a calibrated
+    uncertainty: docs/STRATEGIES.md), heat scale 0 to its maximum."""
     mean_std = std.double().mean(dim=1, keepdim=True)
     top = float(mean_std.max())
-    return Panel(f"posterior std, 0 to {top:.3g}", heat(mean_std, top), f"mean {float(mean_std.mean()):.4f}")
+    return Panel(f"std of the samples, 0 to {top:.3g}", heat(mean_std, top), f"mean {float(mean_std.mean()):.4f}")
 
 
 def enlarge(image: Tensor, factor: int) -> Tensor:

@@ -132,7 +132,7 @@ def compare(
     output: Path = typer.Option(..., "-o", "--output", help="The figure (.png)."),
     measurement: Optional[Path] = typer.Option(None, "--measurement", help="The measurement, shown first "
                                                "(a smaller one, e.g. SR, is enlarged by pixel repetition)."),
-    std: Optional[Path] = typer.Option(None, "--std", help="A posterior std map (image or .npy), shown instead of "
+    std: Optional[Path] = typer.Option(None, "--std", help="A std map of samples (image or .npy), shown instead of "
                                        "the error map."),
     label: Optional[List[str]] = typer.Option(None, "--label", help="Panel title of each restoration (repeatable; "
                                               "default: file names)."),

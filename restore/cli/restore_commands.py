@@ -86,7 +86,8 @@ NOISE = typer.Option(None, "--noise", min=0.0, help="Gaussian noise sigma of the
 SAMPLES = typer.Option(None, "--samples", min=1, help="Posterior samples in one batch (default: the default "
                        "method's, else 1): writes the estimate of --target (their mean, or the first), each sample "
                        "(OUT.sample-K) and the per-pixel standard deviation (OUT.std.npy, OUT.std.png with a "
-                       "colour bar). An estimator of the posterior mean (tweedie, dpir) is deterministic and takes 1.")
+                       "colour bar): the samples' spread, not a calibrated uncertainty (warm starts vary little). "
+                       "An estimator of the posterior mean (tweedie, dpir) is deterministic and takes 1.")
 PREVIEW = typer.Option(None, "--preview",
                        help="Folder to write the denoised estimate into every --preview-every steps.")
 PREVIEW_EVERY = typer.Option(5, "--preview-every", min=1, help="Steps between previews.")
