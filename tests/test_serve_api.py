@@ -335,6 +335,11 @@ def test_defaults_are_the_clis(client):
         assert (chosen["method"], chosen["steps"], chosen["samples"]) == (expected.method, expected.steps,
                                                                           expected.samples)
     assert client.get("/api/defaults?task=inpaint&method=ddrm").json()["samples"] == 1  # a named method: one sample
+    # an estimate (the noiseless inpaint default dpir, or a named tweedie) takes no samples; a sampler does
+    assert client.get("/api/defaults?task=inpaint").json()["estimator"] is True
+    assert client.get("/api/defaults?task=inpaint&method=ddrm").json()["estimator"] is False
+    assert client.get("/api/defaults?task=inpaint&target=perceptual").json()["estimator"] is False
+    assert client.get("/api/defaults?task=denoise&method=tweedie").json()["estimator"] is True
     assert client.get("/api/defaults?task=inpaint&target=best").status_code == 400
     # A mask's defaults follow its noise, as the CLI's do.
     noisy = restore.operators.inpaint.Inpaint(mask="box", noise={"kind": "gaussian", "sigma": 0.05})

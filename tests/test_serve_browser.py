@@ -131,10 +131,12 @@ def test_paint_restore_download_in_chromium(tmp_path):
         page.fill("#seed", "3")
         default = "document.querySelector(\"#method option[value='']\").textContent"
         page.wait_for_function(f"{default}.includes('dpir')")  # a noiseless mask's default
+        assert page.is_disabled("#samples")  # an estimate: one deterministic result
         for noise, method in (("0.05", "ddnm+"), ("", "dpir")):  # a noisy mask has its own
             page.fill("#noise", noise)
             page.dispatch_event("#noise", "change")
             page.wait_for_function(f"{default}.includes('{method}')")
+            assert page.is_disabled("#samples") == (method == "dpir")  # the mean of ddnm+ samples takes samples
         page.select_option("#prior", "default-sr3x4")  # a prior's own defaults, and the measurements it serves
         page.wait_for_function(f"{default}.includes('conditional')")
         page.wait_for_function("document.getElementById('noise').value === '0.025'")

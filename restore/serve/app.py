@@ -210,8 +210,11 @@ def create_app(settings: Settings) -> FastAPI:
         (:func:`restore.strategies.catalog.default_run`, :func:`restore.pipeline.default_samples`);
         ``trained_for``: the operator (registry name and attributes) and noise sigma that a
         conditional prior's network serves, the only measurements it restores (None for an
-        unconditional prior)."""
+        unconditional prior); ``estimator``: whether the job's method (``method``, else the
+        default) is a deterministic estimate of the posterior mean, which takes one sample and
+        the fidelity target only (:func:`restore.pipeline.refuse_an_estimate_as_samples`)."""
         from restore.pipeline import default_samples
+        from restore.plugins import default_registry
         from restore.strategies.catalog import QUALITIES, TARGETS, default_run, is_conditional
 
         if task not in TASKS or quality not in QUALITIES or target not in TARGETS:
@@ -225,7 +228,10 @@ def create_app(settings: Settings) -> FastAPI:
         operator = example_operator(task, noise)
         chosen = default_run(operator, quality, target, loaded)
         network = loaded.denoiser if is_conditional(loaded) else None
+        strategies = default_registry()
+        runs = method if method in strategies.names("strategy") else chosen.method
         return {"method": chosen.method, "steps": chosen.steps,
+                "estimator": bool(strategies.get("strategy", runs).posterior_mean),
                 "samples": default_samples(operator, method or None, quality, target, loaded),
                 "trained_for": None if network is None else {"operator": network.measurement_operator,
                                                              "noise": network.measurement_sigma}}

@@ -54,7 +54,11 @@ async function showDefaults() {
   fill($("method"), [["", `default (${chosen.method})`], ...state.methods.map((m) => [m, m])]);
   $("method").value = state.methods.includes(current) ? current : "";
   $("steps").placeholder = `default (${chosen.steps})`;
-  $("samples").placeholder = `default (${chosen.samples})`;
+  const samples = $("samples");  // an estimate is one deterministic result: no samples, no spread to show
+  samples.disabled = chosen.estimator;
+  if (chosen.estimator) samples.value = "";
+  samples.placeholder = chosen.estimator ? "1 (an estimate)" : `default (${chosen.samples})`;
+  samples.title = chosen.estimator ? "this method estimates the posterior mean: one deterministic result" : "";
   const trained = chosen.trained_for;  // a conditional prior restores only what its network was trained for
   $("prior-note").hidden = !trained;
   $("prior-note").textContent = trained
