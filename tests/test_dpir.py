@@ -234,3 +234,21 @@ def test_the_self_ensemble_turns_iteration_k_by_the_group_element_k_mod_8_at_no_
     torch.testing.assert_close(solve(prob, DPIR(ensemble="none"), steps=16).image, result.image, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="ensemble must be"):
         DPIR(ensemble="rotations")
+
+
+def test_more_iterations_pull_a_hole_further_toward_the_prior_mean():
+    """Why DPIR at more steps loses on a large box (docs/STRATEGIES.md): in a noiseless mask's
+    holes the data step keeps the iterate, so each iteration only denoises it, and on N(0, s^2 I)
+    a hole pixel ends at prod_k s^2 / (s^2 + sigma_k^2) times its start (the biharmonic fill):
+    more levels shrink it further toward the prior's mean, whatever the known pixels around say."""
+    prob, spy, keep = spied_mask_problem(size=12)  # N(0, 0.2^2 I)
+    factors = {}
+    for steps in (20, 100):
+        spy.inputs.clear()
+        out = solve(prob, DPIR(), steps=steps).image
+        levels = DPIR().grid(prob, spy, steps)[:steps].double()
+        assert len(spy.inputs) == steps
+        factors[steps] = float(torch.prod(0.2**2 / (0.2**2 + levels**2)))
+        torch.testing.assert_close(out[~keep].double(), factors[steps] * spy.inputs[0][~keep].double(), rtol=1e-6,
+                                   atol=1e-8)
+    assert factors[100] < 0.5 * factors[20]
