@@ -45,12 +45,16 @@ function fill(select, pairs) {
   for (const [value, label] of pairs) select.add(new Option(label, value));
 }
 
+let defaultsAsked = 0;  // the latest request: an earlier one answering late must not overwrite it
+
 async function showDefaults() {
+  const asked = ++defaultsAsked;
   const current = $("method").value;
   const query = new URLSearchParams({ task: $("task").value, quality: $("quality").value, target: $("target").value,
     method: current, prior: $("prior").value });  // a conditional network's defaults are its own
   if ($("noise").value !== "") query.set("noise", $("noise").value);  // a mask's defaults depend on its noise
   const chosen = await api(`/api/defaults?${query}`);
+  if (asked !== defaultsAsked) return chosen;  // stale: the page shows the later answer
   fill($("method"), [["", `default (${chosen.method})`], ...state.methods.map((m) => [m, m])]);
   $("method").value = state.methods.includes(current) ? current : "";
   $("steps").placeholder = `default (${chosen.steps})`;
