@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 from restore.cli import app
 from restore.priors.spec import load_prior
 from restore.priors.unet import CompactUNet, UNetConfig
-from restore.training.data import CropSampler
+from restore.training.data import CropSampler, dihedral_source
 from restore.training.ema import EMA
-from restore.training.loop import LRSchedule
+from restore.training.loop import LRSchedule, step_generator
 
 TINY = ["--base-channels", "8", "--channel-mult", "1,2", "--crop", "16", "--batch-size", "2", "--val-crop", "24",
         "--val-count", "1", "--warmup-images", "4", "--quiet", "--threads", "1"]
@@ -76,6 +76,61 @@ def test_crops_are_augmented_and_seeded(folder):
     assert a.shape == (8, 3, 16, 16) and torch.equal(a, b) and 0 <= a.min() and a.max() <= 1
     with pytest.raises(ValueError, match="smaller than the crop size"):
         CropSampler.from_folder(folder, 41, 3)
+
+
+@pytest.mark.parametrize("element", range(8))
+def test_dihedral_source_reads_what_flip_and_rot90_give(element):
+    crop = torch.rand(5, 5)
+    turns, flip = element // 2, element % 2 == 1
+    expected = torch.rot90(crop.flip(-1) if flip else crop, turns, dims=(-2, -1))
+    u, v = dihedral_source(5, torch.tensor([turns]), torch.tensor([flip]))
+    assert torch.equal(crop[u[0], v[0]], expected)
+
+
+def test_a_batch_is_one_gather_of_windows_of_the_images():
+    """Each crop of a batch, decoded from images whose pixels hold (row, column, image index),
+    is a dihedral transform of a whole window of one image; windows reach every edge, every
+    group element occurs, and images are drawn in proportion to their area."""
+    shapes = [(20, 30), (30, 20), (12, 12)]
+    images = []
+    for k, (h, w) in enumerate(shapes):
+        rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        images.append(torch.stack([rows, cols, torch.full((h, w), k)]).to(torch.uint8))
+    size = 8
+    crops = CropSampler(images, size).sample(3000, torch.Generator().manual_seed(0))
+    assert crops.shape == (3000, 3, size, size) and crops.dtype == torch.float32
+    decoded = (crops * 255).round().long()
+    seen_elements, seen_tops, counts = set(), {k: set() for k in range(3)}, [0, 0, 0]
+    for crop in decoded:
+        k = int(crop[2, 0, 0])
+        assert (crop[2] == k).all()
+        top, left = int(crop[0].min()), int(crop[1].min())
+        window = images[k][:, top:top + size, left:left + size].long()
+        matches = [e for e in range(8)
+                   if torch.equal(torch.rot90(window.flip(-1) if e % 2 else window, e // 2, dims=(-2, -1)), crop)]
+        assert len(matches) == 1, "a crop must be a flip and quarter turns of one window"
+        seen_elements.add(matches[0])
+        seen_tops[k].add(top)
+        counts[k] += 1
+    assert seen_elements == set(range(8))
+    assert all(seen_tops[k] == set(range(shapes[k][0] - size + 1)) for k in range(3))
+    areas = torch.tensor([h * w for h, w in shapes], dtype=torch.float64)
+    expected = 3000 * areas / areas.sum()
+    assert all(abs(counts[k] - expected[k]) < 4 * expected[k].sqrt() for k in range(3))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: batches and validation on the device")
+def test_a_step_and_its_validation_run_on_the_gpu(folder):
+    from restore.training.prior import EDMLoss, PriorTask
+
+    task = PriorTask(UNetConfig(channels=3, base_channels=8, channel_mult=(1, 2)),
+                     CropSampler.from_folder(folder, 16, 3), "tiny", validation=[torch.rand(1, 3, 24, 24)])
+    network = task.network.cuda()
+    generator = step_generator(0, 0, 0, "cuda")
+    batch = task.batch(4, generator)
+    assert batch.device.type == "cuda"
+    assert torch.isfinite(EDMLoss()(network, batch, generator))
+    assert all(torch.isfinite(torch.tensor(v)) for v in task.validate(network.eval()).values())
 
 
 def test_train_writes_a_loadable_prior_with_card(folder, tmp_path):
@@ -357,7 +412,7 @@ def test_stop_request_records_the_first_signal_and_a_second_ctrl_c_interrupts():
 
 def test_bf16_training_runs_where_bf16_is_fast_and_says_so_where_it_is_not(folder, tmp_path, monkeypatch):
     """--precision bf16 autocasts the loss and the validation on a device with fast bf16 (the
-    record says bf16, and the run differs from float32's); elsewhere it trains in float32, says
+    record says bf16); elsewhere it trains in float32, says
     so once and records fp32."""
     from restore import accel
 
@@ -370,13 +425,17 @@ def test_bf16_training_runs_where_bf16_is_fast_and_says_so_where_it_is_not(folde
     validate = PriorTask.validate
     monkeypatch.setattr(PriorTask, "validate", lambda self, network: (
         validated_in.append(torch.is_autocast_enabled("cpu")), validate(self, network))[1])
+    trained_in = []
+    loss = PriorTask.loss
+    monkeypatch.setattr(PriorTask, "loss", lambda self, network, batch, generator: (
+        trained_in.append(torch.is_autocast_enabled("cpu")), loss(self, network, batch, generator))[1])
     monkeypatch.setattr(accel, "fast_bf16", lambda device: (True, ""))
     _train(folder, tmp_path / "bf16", "--precision", "bf16", "--images", "4", "--validate-every", "2")
     _train(folder, tmp_path / "fp32", "--images", "4", "--validate-every", "2")
     bf16, fp32 = history(tmp_path / "bf16"), history(tmp_path / "fp32")
     assert bf16["precision"] == "bf16" and fp32["precision"] == "fp32"
     assert validated_in == [True, True, False, False]
-    assert bf16["validation"] != fp32["validation"]
+    assert trained_in == [True, True, False, False]
     monkeypatch.setattr(accel, "fast_bf16", lambda device: (False, "this CPU (test 7) has no bf16 instructions"))
     said = []
     monkeypatch.setattr(accel, "say_once", lambda message, warn=None: said.append(message))

@@ -53,12 +53,13 @@ class ClassifierTask:
 
     def noisy(self, x0: Tensor, t: Tensor, generator: torch.Generator) -> Tensor:
         abar = self.schedule.alphas_cumprod.to(x0.device)[t].to(x0.dtype).reshape(-1, 1, 1, 1)
-        eps = torch.randn(x0.shape, generator=generator).to(x0)
+        eps = torch.randn(x0.shape, generator=generator, device=generator.device).to(x0)
         return abar.sqrt() * x0 + (1 - abar).sqrt() * eps
 
     def loss(self, network: Callable, batch: tuple[Tensor, Tensor], generator: torch.Generator) -> Tensor:
         x0, labels = batch
-        t = torch.randint(0, self.schedule.num_timesteps, (x0.shape[0],), generator=generator).to(x0.device)
+        t = torch.randint(0, self.schedule.num_timesteps, (x0.shape[0],), generator=generator,
+                          device=generator.device).to(x0.device)
         return F.cross_entropy(network(self.noisy(x0, t, generator), t.to(x0.dtype)), labels)
 
     def validate(self, network) -> dict[str, float]:

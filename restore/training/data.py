@@ -4,7 +4,9 @@ Augmentation is the dihedral group of the square (Ronneberger et al. 2015 and mo
 denoiser training since DnCNN, Zhang et al. 2017): a random horizontal flip and a
 random multiple of 90 degrees, applied to a random ``size`` x ``size`` crop.  The
 crops are drawn from a caller-owned ``torch.Generator``, so a run is reproducible
-and resumable step for step (:mod:`restore.training.loop` reseeds it per step).
+and resumable step for step (:mod:`restore.training.loop` reseeds it per step), and on
+that generator's device: a batch is one gather there, not a Python loop on the CPU and a
+copy (1.8-1.9x the images per second on an H200: benchmarks/results/training_gpu_h200.md).
 """
 from __future__ import annotations
 
@@ -48,20 +50,34 @@ AUGMENTATION = "dihedral"
 
 
 class CropSampler:
-    """Random augmented crops of a set of in-memory images, as float tensors in [0, 1]."""
+    """Random augmented crops of a set of in-memory images, as float tensors in [0, 1], drawn
+    on the device of the caller's generator (the images are copied there once, as uint8).
+
+    One batch is one gather: crop ``b``'s pixel (i, j) is the source pixel
+    (top_b + u, left_b + v), where (u, v) is the image of (i, j) under the crop's element of
+    the dihedral group (a flip, then k quarter turns: :func:`dihedral_source`).  No Python
+    loop runs per crop, so drawing a batch costs a few kernels on a GPU.
+    """
 
     def __init__(self, images: Sequence[Tensor], size: int) -> None:
+        if not images:
+            raise ValueError("no training images")
         small = [tuple(im.shape[-2:]) for im in images if min(im.shape[-2:]) < size]
         if small:
             raise ValueError(f"{len(small)} training image(s) are smaller than the crop size {size} "
                              f"(e.g. {small[0][0]}x{small[0][1]}): lower --crop")
-        if not images:
-            raise ValueError("no training images")
+        if len({im.shape[0] for im in images}) > 1:
+            raise ValueError("training images must all have the same number of channels")
         self.images = list(images)
         self.size = size
+        self.channels = images[0].shape[0]
+        sizes = torch.tensor([[im.shape[-2], im.shape[-1]] for im in self.images])
         # images are drawn in proportion to their area, so every pixel is equally likely
-        areas = torch.tensor([float(im.shape[-1] * im.shape[-2]) for im in self.images])
-        self.weights = areas / areas.sum()
+        areas = (sizes[:, 0] * sizes[:, 1]).double()
+        starts = torch.cumsum(self.channels * areas.long(), 0) - self.channels * areas.long()
+        self._host = {"pixels": torch.cat([im.reshape(-1) for im in self.images]), "sizes": sizes,
+                      "starts": starts, "weights": (areas / areas.sum()).float()}
+        self._on: dict[torch.device, dict[str, Tensor]] = {}
 
     @classmethod
     def from_folder(cls, folder: Path, size: int, channels: int, limit: Optional[int] = None) -> "CropSampler":
@@ -71,22 +87,48 @@ class CropSampler:
     def __len__(self) -> int:
         return len(self.images)
 
+    def _tensors(self, device: torch.device) -> dict[str, Tensor]:
+        if device not in self._on:
+            self._on[device] = {k: v.to(device) for k, v in self._host.items()}
+        return self._on[device]
+
     def sample(self, batch: int, generator: torch.Generator) -> Tensor:
-        """(batch, C, size, size) float32 crops in [0, 1]."""
-        picks = torch.multinomial(self.weights, batch, replacement=True, generator=generator)
-        out = []
-        for i in picks.tolist():
-            image = self.images[i]
-            h, w = image.shape[-2:]
-            top = int(torch.randint(0, h - self.size + 1, (1,), generator=generator))
-            left = int(torch.randint(0, w - self.size + 1, (1,), generator=generator))
-            crop = image[:, top:top + self.size, left:left + self.size]
-            flip = bool(torch.randint(0, 2, (1,), generator=generator))
-            turns = int(torch.randint(0, 4, (1,), generator=generator))
-            if flip:
-                crop = crop.flip(-1)
-            out.append(torch.rot90(crop, turns, dims=(-2, -1)))
-        return torch.stack(out).float().div_(255.0)
+        """(batch, C, size, size) float32 crops in [0, 1] on ``generator.device``: an image
+        drawn in proportion to its area, a uniform position, a uniform element of the dihedral
+        group."""
+        device = generator.device
+        t = self._tensors(device)
+        picks = torch.multinomial(t["weights"], batch, replacement=True, generator=generator)
+        h, w = t["sizes"][picks, 0], t["sizes"][picks, 1]
+        top = (torch.rand(batch, generator=generator, device=device) * (h - self.size + 1)).long()
+        left = (torch.rand(batch, generator=generator, device=device) * (w - self.size + 1)).long()
+        element = torch.randint(0, 8, (batch,), generator=generator, device=device)
+        u, v = dihedral_source(self.size, element // 2, element % 2 == 1)        # (batch, size, size) each
+        c = torch.arange(self.channels, device=device).reshape(1, -1, 1, 1)
+        index = (t["starts"][picks].reshape(-1, 1, 1, 1) + c * (h * w).reshape(-1, 1, 1, 1)
+                 + (top.reshape(-1, 1, 1) + u).unsqueeze(1) * w.reshape(-1, 1, 1, 1)
+                 + (left.reshape(-1, 1, 1) + v).unsqueeze(1))
+        return t["pixels"][index].float().div_(255.0)
+
+
+def dihedral_source(size: int, turns: Tensor, flip: Tensor) -> tuple[Tensor, Tensor]:
+    """Source coordinates (u, v) of each output pixel (i, j) of ``rot90(crop', k)`` on a
+    ``size`` x ``size`` crop, where crop' is the crop mirrored left-right where ``flip``:
+    the output equals ``crop[u, v]``.  ``turns`` (k in 0..3) and ``flip`` are per-crop
+    tensors; the result is two (len(turns), size, size) long tensors.
+
+    A quarter turn (``torch.rot90``, dims (-2, -1)) reads out[i, j] = in[j, n - i] with
+    n = size - 1, so k turns read (i, j), (j, n - i), (n - i, n - j), (n - j, i); the
+    mirror then reads in'[a, b] = in[a, n - b].
+    """
+    device = turns.device
+    n = size - 1
+    i = torch.arange(size, device=device).reshape(1, -1, 1).expand(len(turns), size, size)
+    j = torch.arange(size, device=device).reshape(1, 1, -1).expand(len(turns), size, size)
+    k = turns.reshape(-1, 1, 1)
+    u = torch.where(k == 0, i, torch.where(k == 1, j, torch.where(k == 2, n - i, n - j)))
+    v = torch.where(k == 0, j, torch.where(k == 1, n - i, torch.where(k == 2, n - j, i)))
+    return u, torch.where(flip.reshape(-1, 1, 1), n - v, v)
 
 
 def load_validation(folder: Path, channels: int, count: int, crop: Optional[int]) -> list[Tensor]:
@@ -127,6 +169,6 @@ class LabelledCropSampler:
         return sum(len(s) for s in self.samplers)
 
     def sample(self, batch: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        labels = torch.randint(0, len(self.classes), (batch,), generator=generator)
+        labels = torch.randint(0, len(self.classes), (batch,), generator=generator, device=generator.device)
         crops = torch.cat([self.samplers[k].sample(1, generator) for k in labels.tolist()])
         return crops, labels

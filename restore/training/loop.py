@@ -11,7 +11,9 @@ an export); :func:`train` owns everything else:
 * checkpoints (``OUT/checkpoint.pt``, read back with ``weights_only=True``) written
   atomically every few minutes and at the end: rerunning the same command continues
   where the last one stopped, step for step, because each step's random draws come from
-  a generator seeded by (seed, rank, step) rather than from state that would need saving;
+  a generator seeded by (seed, rank, step) rather than from state that would need saving
+  (on the training device: batches and noise are drawn there, so a GPU run does not wait
+  on the CPU; the same seed draws other numbers on another kind of device);
 * ``max_minutes``, a time box for one invocation; the schedule is in images, so a run
   stopped by the box and resumed follows the same schedule as an uninterrupted one;
 * Ctrl-C (SIGINT) or SIGTERM stops after the current step with a checkpoint, so the
@@ -172,9 +174,10 @@ class StopRequest:
             signal.signal(s, handler)
 
 
-def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
-    """The generator for one step's random draws, a pure function of (seed, rank, step)."""
-    return torch.Generator().manual_seed(((seed * 1_000_003 + rank) * 10_000_019 + step) % (2**63 - 1))
+def step_generator(seed: int, rank: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """The generator for one step's random draws, on the training device (a batch and its noise
+    are drawn there, not copied from the CPU), a pure function of (seed, rank, step, device type)."""
+    return torch.Generator(device=device).manual_seed(((seed * 1_000_003 + rank) * 10_000_019 + step) % (2**63 - 1))
 
 
 def _load_checkpoint(path: Path, identity: dict) -> Optional[dict]:
@@ -322,7 +325,7 @@ def train(task: Task, options: RunOptions, world: World) -> dict:
                 stopped_by_time = not interrupted
                 break
             tick = time.monotonic()
-            generator = step_generator(options.seed, world.rank, progress.step)
+            generator = step_generator(options.seed, world.rank, progress.step, world.device)
             batch = _to_device(task.batch(options.batch_size, generator), world.device)
             lr = schedule(progress.images)
             for group in optimizer.param_groups:

@@ -46,9 +46,9 @@ class EDMLoss:
 
     def __call__(self, network: Callable, x: Tensor, generator: torch.Generator) -> Tensor:
         b = x.shape[0]
-        ln_sigma = self.p_mean + self.p_std * torch.randn(b, generator=generator)
+        ln_sigma = self.p_mean + self.p_std * torch.randn(b, generator=generator, device=generator.device)
         sigma = ln_sigma.exp().to(x.device)
-        noise = torch.randn(x.shape, generator=generator).to(x.device)
+        noise = torch.randn(x.shape, generator=generator, device=generator.device).to(x.device)
         s = sigma.reshape(-1, 1, 1, 1)
         denoised = edm_denoiser(network, self.sigma_data)(x + s * noise, sigma)
         weight = (s**2 + self.sigma_data**2) / (s * self.sigma_data) ** 2
@@ -83,8 +83,8 @@ def tweedie_psnr(denoiser: Callable[[Tensor, Tensor], Tensor], images: Sequence[
     total = 0.0
     for i, x in enumerate(images):
         gen = torch.Generator().manual_seed(seed * 7919 + i)
-        noisy = x + (sigma255 / 255.0) * torch.randn(x.shape, generator=gen, dtype=x.dtype)
-        sigma = torch.tensor([scale * sigma255 / 255.0])
+        noisy = x + (sigma255 / 255.0) * torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
+        sigma = torch.tensor([scale * sigma255 / 255.0], device=x.device)
         estimate = to_image(denoiser(to_prior(noisy), sigma))
         total += psnr255(estimate, x)
     return total / len(images)
