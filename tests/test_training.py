@@ -133,6 +133,18 @@ def test_a_step_and_its_validation_run_on_the_gpu(folder):
     assert all(torch.isfinite(torch.tensor(v)) for v in task.validate(network.eval()).values())
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: SR3 batches and validation on the device")
+def test_an_sr3_step_and_its_validation_run_on_the_gpu(folder):
+    from restore.training.sr3 import SR3Task
+
+    config = UNetConfig(channels=3, in_channels=6, base_channels=8, channel_mult=(1, 2))
+    task = SR3Task(config, CropSampler.from_folder(folder, 16, 3), "tiny", 4, [torch.rand(1, 3, 24, 24)], "v", 2)
+    network = task.network.cuda()
+    generator = step_generator(0, 0, 0, "cuda")
+    assert torch.isfinite(task.loss(network, task.batch(4, generator), generator))
+    assert all(torch.isfinite(torch.tensor(v)) for v in task.validate(network.eval()).values())
+
+
 def test_train_writes_a_loadable_prior_with_card(folder, tmp_path):
     out = tmp_path / "prior"
     _train(folder, out, "--images", "8", "--validate-every", "4")

@@ -111,7 +111,7 @@ class SR3Task:
             x = x.to(next(network.parameters()).device)
             y = self.operator.measure(x, generator=torch.Generator(x.device).manual_seed(i))
             result = solve(Problem(prior, self.operator, y), Conditional(), steps=self.val_steps,
-                           shape=tuple(x.shape[1:]), generator=torch.Generator().manual_seed(i))
+                           shape=tuple(x.shape[1:]), generator=torch.Generator(x.device).manual_seed(i))
             ours += psnr255(result.image, x)
             bicubic += psnr255(F.interpolate(y, size=x.shape[-2:], mode="bicubic", align_corners=False), x)
         n = len(self.validation)
