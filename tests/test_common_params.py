@@ -3,6 +3,8 @@ denoiser's group average, every evaluation counted) and ``warm_start`` / ``t0`` 
 process started part way down from a noised estimate, restore.strategies.warm)."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -79,6 +81,18 @@ def test_a_warm_start_at_t0_one_is_the_cold_start(image_problem):
         warm = run(image_problem, "ddrm", 8, warm_start=kind, t0=1.0)
         assert warm.nfe == cold.nfe == 8  # the estimate is not even computed
         assert torch.equal(warm.sample, cold.sample)
+
+
+@pytest.mark.parametrize("steps, t0, fewest", [(1, 0.2, 2), (2, 0.8, 3), (3, 0.9, 6)])
+def test_a_warm_start_on_too_few_steps_runs_cold_and_says_so(image_problem, steps, t0, fewest):
+    cold = run(image_problem, "ddrm", steps)
+    with pytest.warns(UserWarning, match=f"at t0 {t0} on {steps} step.*cold.*needs at least {fewest} steps"):
+        warm = run(image_problem, "ddrm", steps, warm_start="dpir", t0=t0)
+    assert torch.equal(warm.sample, cold.sample) and warm.nfe == cold.nfe == steps
+    assert start_index(fewest, t0) == 1 and start_index(fewest - 1, t0) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # enough steps: warm, and nothing said
+        assert run(image_problem, "ddrm", fewest, warm_start="dpir", t0=t0).nfe > fewest
 
 
 def test_a_warm_start_runs_the_cut_grid_and_counts_the_estimate(image_problem):

@@ -12,6 +12,9 @@ Here the strategy's grid of ``steps`` levels (as the engine made it) is cut at i
 i0 = round((1 - t0) steps), at most steps - 1, and the strategy samples on sigmas[i0:] from
 x = x_init + sigmas[i0] eps: ``steps - i0`` steps, whose NFE the engine counts together with
 the estimate's.  t0 = 1 (i0 = 0) is the cold start exactly: the estimate is not computed.
+A t0 < 1 whose cut rounds to i0 = 0 (too few steps: 1 step, or 2 at t0 0.8) is that cold
+start too, and a warning says so with the fewest steps that start warm
+(:func:`fewest_warm_steps`).
 Estimates (the common parameter ``warm_start`` of :mod:`restore.strategies.base`):
 
 * ``pinv``: the least-squares solution nearest the mid-grey image c (:meth:`Problem.grey`),
@@ -22,6 +25,8 @@ Estimates (the common parameter ``warm_start`` of :mod:`restore.strategies.base`
 """
 from __future__ import annotations
 
+import itertools
+import warnings
 from typing import Optional
 
 import torch
@@ -35,6 +40,11 @@ from restore.strategies.base import Problem, Strategy
 def start_index(steps: int, t0: float) -> int:
     """The index of the grid level a warm start begins at: round((1 - t0) steps), at most steps - 1."""
     return min(round((1 - t0) * steps), steps - 1)
+
+
+def fewest_warm_steps(t0: float) -> int:
+    """The fewest steps whose grid a warm start at ``t0`` < 1 cuts (:func:`start_index` >= 1)."""
+    return next(n for n in itertools.count(2) if start_index(n, t0) >= 1)
 
 
 def initial_estimate(kind: str, problem: Problem, denoiser: Denoiser, like: Tensor) -> Tensor:
@@ -60,6 +70,10 @@ def warm_start(strategy: Strategy, problem: Problem, denoiser: Denoiser, x: Tens
         return x, sigmas
     i0 = start_index(len(sigmas) - 1, strategy.t0)
     if i0 == 0:
+        if strategy.t0 < 1:  # asked for, and impossible on so few steps: said, not silent
+            warnings.warn(f"strategy {strategy.name!r}: warm_start={strategy.warm_start} at t0 {strategy.t0} on "
+                          f"{len(sigmas) - 1} step(s) starts at the first level, i.e. cold (no estimate); a warm "
+                          f"start at this t0 needs at least {fewest_warm_steps(strategy.t0)} steps", stacklevel=3)
         return x, sigmas
     one = problem.one_copy()  # the estimate is deterministic: once per measurement, not per sample
     estimate = initial_estimate(strategy.warm_start, one, denoiser, x[:one.y.shape[0]])
