@@ -406,10 +406,9 @@ def steps_for(strategy: Any, budget: int, rate: float) -> int:
     per step ``rate``."""
     if not strategy.takes_steps:  # one evaluation whatever the budget (Tweedie)
         return strategy.default_steps
-    count = getattr(strategy, "nfe", None)
-    if count is None:
+    if strategy.nfe(1) is None:
         return max(1, round(budget / rate))
-    return min(range(1, budget + 1), key=lambda steps: (abs(count(steps) - budget), steps))
+    return min(range(1, budget + 1), key=lambda steps: (abs(strategy.nfe(steps) - budget), steps))
 
 
 def code_digest(cls: type, params: dict[str, Any]) -> str:

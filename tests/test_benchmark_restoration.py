@@ -286,6 +286,7 @@ def test_a_budget_buys_the_steps_whose_cost_is_closest(bench, name, budget, step
 
     strategy = default_registry().get("strategy", name)()
     assert bench.steps_for(strategy, budget, facts(name).nfe_per_step) == steps
+    assert (strategy.nfe(steps) is None) == (name != "repaint")  # only RePaint's count is not steps x a rate
 
 
 def test_the_code_hash_ignores_docstrings_and_comments_but_not_code(bench):

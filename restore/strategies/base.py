@@ -299,6 +299,14 @@ class Strategy:
                 warnings.warn(f"strategy {self.name!r} " + why.format(noise=described),
                               OutsideAssumptionsWarning, stacklevel=3)
 
+    def nfe(self, steps: int) -> Optional[int]:
+        """The network evaluations of one sample at ``steps`` levels, where the strategy knows
+        them exactly and they are not a multiple of ``steps`` (RePaint's resampling); None
+        otherwise: then ``steps`` times the catalog's ``nfe_per_step``
+        (:mod:`restore.strategies.catalog`) is the cost.  Symmetry averages and warm-start
+        estimates add to either (the engine counts what ran)."""
+        return None
+
     def sampling_sigmas(self, denoiser: Denoiser, steps: int) -> Tensor:
         """The descending grid of ``steps`` noise levels, then 0, that ``solve`` samples on when
         given no grid: the denoiser's default, unless the strategy's paper fixes its own (DAPS's
