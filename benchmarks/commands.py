@@ -1,14 +1,17 @@
-"""Wall time, NFE and peak memory of each restoration command's default, at two photo sizes.
+"""Wall time, NFE and peak memory of each restoration command's default, per target, at two photo sizes.
 
     python benchmarks/commands.py [--prior default] [--sizes 256x256 768x512] [--device auto]
-                                  [--commands inpaint sr ...] [--quick]
+                                  [--cases inpaint sr ...] [--targets fidelity perceptual] [--quick]
 
-For each command (inpaint with a centred box mask, sr x4, deblur gaussian:2, denoise with
-the noise level estimated, colorize) and each output size WxH, a degraded input is made
-from scikit-image's ``chelsea`` photo, and the command runs with its default method and
-steps in a fresh Python process (so peak memory is that run's): wall time of the command
-as the process measures it (prior loading included), NFE from the sidecar, peak resident
-memory of the process (``ru_maxrss``) and, on CUDA, peak allocated device memory.
+Each case is a command and the measurement it is given, one per operator kind of
+``restore.strategies.catalog.DEFAULTS`` (the benchmark's noise where it has one):
+inpaint (a centred box, no noise), inpaint-noisy (the box with --noise 0.025), sr x4 and
+deblur gaussian:2 (--noise 0.025), denoise (sigma 0.05, estimated from the image) and
+colorize.  For each case, target (``--target``) and output size WxH a degraded input is made
+from scikit-image's ``chelsea`` photo, and the command runs with its default method, steps
+and samples in a fresh Python process (so peak memory is that run's): wall time of the command
+as the process measures it (prior loading included), NFE and samples from the sidecar, peak
+resident memory of the process (``ru_maxrss``) and, on CUDA, peak allocated device memory.
 ``--quick`` uses 32x32 and 48x32 images and 2 steps, to check the script on a tiny prior.
 """
 from __future__ import annotations
@@ -24,7 +27,11 @@ from pathlib import Path
 
 import torch
 
-COMMANDS = ("inpaint", "sr", "deblur", "denoise", "colorize")
+#: case -> (command, extra arguments): one case per operator kind of the catalog's DEFAULTS.
+CASES = {"inpaint": ("inpaint", []), "inpaint-noisy": ("inpaint", ["--noise", "0.025"]),
+         "sr": ("sr", ["--noise", "0.025"]), "deblur": ("deblur", ["--noise", "0.025"]),
+         "denoise": ("denoise", []), "colorize": ("colorize", [])}
+TARGETS = ("fidelity", "perceptual")
 
 
 def photo(width: int, height: int) -> torch.Tensor:
@@ -79,7 +86,8 @@ def run_one(args: list[str]) -> None:
     sidecar = json.loads(output.with_suffix(".json").read_text())
     cuda = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
     print(json.dumps({"seconds": seconds, "nfe": sidecar["nfe"], "method": sidecar["strategy"]["name"],
-                      "steps": sidecar["steps"], "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "steps": sidecar["steps"], "samples": sidecar["samples"],
+                      "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "cuda_mib": cuda}))
 
 
@@ -87,7 +95,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prior", default="default")
     parser.add_argument("--sizes", nargs="+", default=["256x256", "768x512"], help="output sizes WxH")
-    parser.add_argument("--commands", nargs="+", default=list(COMMANDS), choices=COMMANDS)
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--quick", action="store_true", help="32x32 and 48x32 images, 2 steps")
     parser.add_argument("--one", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -96,27 +105,28 @@ def main() -> None:
         return run_one(opts.one)
     sizes = ["32x32", "48x32"] if opts.quick else opts.sizes
     print(f"prior {opts.prior}, device {opts.device}, torch threads {torch.get_num_threads()}")
-    print(f"{'command':9s} {'size':>8s} {'method':>8s} {'steps':>5s} {'NFE':>5s} {'wall s':>8s} "
-          f"{'peak RSS MiB':>12s} {'CUDA MiB':>9s}")
-    for command in opts.commands:
-        for size in sizes:
-            width, height = (int(v) for v in size.split("x"))
-            with tempfile.TemporaryDirectory() as tmp:
-                folder = Path(tmp)
-                args = prepare(command, width, height, folder)
-                args += ["--prior", opts.prior, "--device", opts.device, "--seed", "0", "--quiet",
-                         "-o", str(folder / "out.png")]
-                args += ["--steps", "2"] if opts.quick else []
-                child = subprocess.run([sys.executable, __file__, "--one", *args], capture_output=True, text=True)
-                lines = child.stdout.strip().splitlines()
-                row = json.loads(lines[-1]) if lines else {"error": child.stderr.strip().splitlines()[-1:]}
-            if "error" in row:
-                print(f"{command:9s} {size:>8s}  failed: {row['error']}")
-                continue
-            cuda = "-" if row["cuda_mib"] is None else f"{row['cuda_mib']:.0f}"
-            print(f"{command:9s} {size:>8s} {row['method']:>8s} {row['steps']:>5d} {row['nfe']:>5d} "
-                  f"{row['seconds']:>8.1f} {row['rss_mib']:>12.0f} {cuda:>9s}")
-
+    print(f"{'case':13s} {'target':10s} {'size':>8s} {'method':>8s} {'steps':>5s} {'samples':>7s} {'NFE':>5s} "
+          f"{'wall s':>8s} {'peak RSS MiB':>12s} {'CUDA MiB':>9s}")
+    for case in opts.cases:
+        command, extra = CASES[case]
+        for target in opts.targets:
+            for size in sizes:
+                width, height = (int(v) for v in size.split("x"))
+                with tempfile.TemporaryDirectory() as tmp:
+                    folder = Path(tmp)
+                    args = prepare(command, width, height, folder) + extra
+                    args += ["--target", target, "--prior", opts.prior, "--device", opts.device, "--seed", "0",
+                             "--quiet", "-o", str(folder / "out.png")]
+                    args += ["--steps", "2"] if opts.quick else []
+                    child = subprocess.run([sys.executable, __file__, "--one", *args], capture_output=True, text=True)
+                    lines = child.stdout.strip().splitlines()
+                    row = json.loads(lines[-1]) if lines else {"error": child.stderr.strip().splitlines()[-1:]}
+                if "error" in row:
+                    print(f"{case:13s} {target:10s} {size:>8s}  failed: {row['error']}")
+                    continue
+                cuda = "-" if row["cuda_mib"] is None else f"{row['cuda_mib']:.0f}"
+                print(f"{case:13s} {target:10s} {size:>8s} {row['method']:>8s} {row['steps']:>5d} {row['samples']:>7d} "
+                      f"{row['nfe']:>5d} {row['seconds']:>8.1f} {row['rss_mib']:>12.0f} {cuda:>9s}", flush=True)
 
 if __name__ == "__main__":
     main()

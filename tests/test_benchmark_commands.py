@@ -1,4 +1,4 @@
-"""benchmarks/commands.py runs (--quick, a tiny random prior) and prints one row per command and size."""
+"""benchmarks/commands.py runs (--quick, a tiny random prior) and prints one row per case, target and size."""
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +16,16 @@ def test_benchmark_quick_run(tmp_path):
     torch.manual_seed(0)
     net = CompactUNet(UNetConfig(channels=3, base_channels=8, channel_mult=(1, 2), num_res_blocks=1, groups=4))
     prior = f"unet:{save_native(tmp_path, net, NativeConfig(net.config))}"
-    out = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--prior", prior, "--commands", "inpaint",
-                          "--device", "cpu"], capture_output=True, text=True, timeout=600)
+    out = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--prior", prior, "--cases", "inpaint",
+                          "inpaint-noisy", "--device", "cpu"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     rows = [line.split() for line in out.stdout.splitlines() if line.startswith("inpaint")]
-    assert [(r[0], r[1]) for r in rows] == [("inpaint", "32x32"), ("inpaint", "48x32")]
-    default = DEFAULTS["inpaint"]["fidelity"]["fast"].method  # the command's default method
-    assert all(r[2] == default and r[3] == "2" and r[4] == "2" and float(r[5]) > 0 for r in rows), out.stdout
+    assert [tuple(r[:3]) for r in rows] == [(case, target, size) for case in ("inpaint", "inpaint-noisy")
+                                           for target in ("fidelity", "perceptual") for size in ("32x32", "48x32")]
+    for case, target, _, method, steps, samples, nfe, seconds, *_ in rows:  # each the command's default run
+        default = DEFAULTS[case][target]["fast"]
+        assert (method, steps, samples) == (default.method, "2", str(default.samples)), out.stdout
+        assert int(nfe) >= 2 and float(seconds) > 0
 
 
 def test_network_speed_lists_every_fast_path_configuration_with_its_error():
