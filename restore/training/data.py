@@ -68,14 +68,13 @@ class CropSampler:
                              f"(e.g. {small[0][0]}x{small[0][1]}): lower --crop")
         if len({im.shape[0] for im in images}) > 1:
             raise ValueError("training images must all have the same number of channels")
-        self.images = list(images)
         self.size = size
         self.channels = images[0].shape[0]
-        sizes = torch.tensor([[im.shape[-2], im.shape[-1]] for im in self.images])
+        sizes = torch.tensor([[im.shape[-2], im.shape[-1]] for im in images])
         # images are drawn in proportion to their area, so every pixel is equally likely
         areas = (sizes[:, 0] * sizes[:, 1]).double()
         starts = torch.cumsum(self.channels * areas.long(), 0) - self.channels * areas.long()
-        self._host = {"pixels": torch.cat([im.reshape(-1) for im in self.images]), "sizes": sizes,
+        self._host = {"pixels": torch.cat([im.reshape(-1) for im in images]), "sizes": sizes,
                       "starts": starts, "weights": (areas / areas.sum()).float()}
         self._on: dict[torch.device, dict[str, Tensor]] = {}
 
@@ -85,7 +84,7 @@ class CropSampler:
         return cls([read_uint8(p, channels) for p in files], size)
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self._host["sizes"])
 
     def _tensors(self, device: torch.device) -> dict[str, Tensor]:
         if device not in self._on:

@@ -96,8 +96,8 @@ class PriorTask:
     def __init__(self, architecture: UNetConfig, data: CropSampler, data_name: str,
                  validation: Sequence[Tensor] = (), validation_name: str = "", loss: EDMLoss = EDMLoss(),
                  card: Optional[dict] = None, seed: int = 0) -> None:
-        if architecture.channels != data.images[0].shape[0]:
-            raise ValueError(f"architecture has {architecture.channels} channels, the data {data.images[0].shape[0]}")
+        if architecture.channels != data.channels:
+            raise ValueError(f"architecture has {architecture.channels} channels, the data {data.channels}")
         self.network = seeded_network(architecture, seed)
         self.architecture = architecture
         self.data = data
