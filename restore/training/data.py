@@ -51,7 +51,8 @@ AUGMENTATION = "dihedral"
 
 class CropSampler:
     """Random augmented crops of a set of in-memory images, as float tensors in [0, 1], drawn
-    on the device of the caller's generator (the images are copied there once, as uint8).
+    on the device of the caller's generator (the images are copied there once, as uint8: the
+    training folder's pixels must fit in that device's memory, 200 MB for CBSD432).
 
     One batch is one gather: crop ``b``'s pixel (i, j) is the source pixel
     (top_b + u, left_b + v), where (u, v) is the image of (i, j) under the crop's element of
