@@ -72,11 +72,10 @@ class CropSampler:
         self.size = size
         self.channels = images[0].shape[0]
         sizes = torch.tensor([[im.shape[-2], im.shape[-1]] for im in images])
+        numels = self.channels * sizes[:, 0] * sizes[:, 1]
         # images are drawn in proportion to their area, so every pixel is equally likely
-        areas = (sizes[:, 0] * sizes[:, 1]).double()
-        starts = torch.cumsum(self.channels * areas.long(), 0) - self.channels * areas.long()
         self._host = {"pixels": torch.cat([im.reshape(-1) for im in images]), "sizes": sizes,
-                      "starts": starts, "weights": (areas / areas.sum()).float()}
+                      "starts": torch.cumsum(numels, 0) - numels, "weights": (numels / numels.sum()).float()}
         self._on: dict[torch.device, dict[str, Tensor]] = {}
 
     @classmethod
