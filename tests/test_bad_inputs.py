@@ -204,7 +204,8 @@ CASES = [
     ("denoise-estimated-target-bad", R("denoise", "img.png", "--target", "bad"),
      "--target must be fidelity or perceptual, got 'bad'"),  # no estimated-sigma line before the error
     ("param-unknown-key", R("inpaint", "img.png", *MASK, "--method", "dps", "--param", "nosuch=1"),
-     "strategy 'dps' has no parameter 'nosuch' (given by --param nosuch=...); its parameters: zeta"),
+     "strategy 'dps' has no parameter 'nosuch' (given by --param nosuch=...); "
+     "its parameters: symmetry, t0, warm_start, zeta"),
     ("param-unknown-key-default", R("sr", "img.png", "--scale", 2, "--param", "nosuch=1"), "its parameters:"),
     ("param-unknown-key-perceptual", R("inpaint", "img.png", *MASK, "--target", "perceptual", "--param", "nosuch=1"),
      "has no parameter 'nosuch' (given by --param nosuch=...); its parameters:"),

@@ -203,3 +203,39 @@ def test_the_spread_of_warm_samples_is_the_samplers_not_the_posteriors():
     cold, warm = spread(), spread(warm_start="dpir", t0=0.2)
     assert 0.45 * exact < cold < exact and warm < 0.35 * exact and warm < 0.6 * cold
     assert spread(warm_start="pinv", t0=0.2) == pytest.approx(warm, rel=1e-9)  # the start does not matter
+
+
+def test_the_commands_and_batch_take_the_common_parameters_of_any_strategy(tmp_path):
+    """--param symmetry / warm_start / t0 reach every strategy through the commands and
+    batch as through the API: the strategies' signatures name them (the commands check
+    --param keys against those), and the run records what ran."""
+    import inspect
+    import json
+
+    import numpy as np
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from restore.cli import app
+
+    for name in REGISTRY.names("strategy"):
+        assert set(COMMON_PARAMS) <= set(inspect.signature(REGISTRY.get("strategy", name)).parameters), name
+    (tmp_path / "in").mkdir()
+    Image.fromarray((np.random.default_rng(0).random((16, 20, 3)) * 255).astype(np.uint8)).save(tmp_path / "in/a.png")
+    mask = np.zeros((16, 20), np.uint8)
+    mask[4:12, 5:15] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    prior = ["--prior", "gaussian:3x16x20"]
+    runner = CliRunner()
+    done = runner.invoke(app, ["inpaint", str(tmp_path / "in/a.png"), "--mask", str(tmp_path / "mask.png"),
+                               "-o", str(tmp_path / "warm.png"), "--method", "ddnm+", "--param", "warm_start=pinv",
+                               "--param", "t0=0.5", "--steps", "4", *prior])
+    assert done.exit_code == 0, done.output
+    record = json.loads((tmp_path / "warm.json").read_text())
+    assert record["strategy"]["params"]["warm_start"] == "pinv" and record["nfe"] == 2  # the cut grid: 2 of 4 levels
+    done = runner.invoke(app, ["batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--op", "denoise",
+                               "--noise", "0.05", "--method", "ddrm", "--param", "symmetry=hflip", "--steps", "2",
+                               *prior])
+    assert done.exit_code == 0, done.output
+    record = json.loads((tmp_path / "out/a.json").read_text())
+    assert record["strategy"]["params"]["symmetry"] == "hflip" and record["nfe"] == 4  # 2 steps x 2 views

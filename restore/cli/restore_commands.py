@@ -81,7 +81,8 @@ OUTPUT = typer.Option(None, "-o", "--output", help="Output image (.png, .tif, .j
                       "Default: <image stem>_restored in the input's format (JPEG inputs: .png). Neither it nor its "
                       "side files (OUT.json, OUT.sample-K, OUT.std.*, OUT.NAME.npy) may be an input; existing ones "
                       "are replaced only with --overwrite.")
-PARAM = typer.Option(None, "--param", help="Strategy hyperparameter KEY=VALUE (repeatable; e.g. eta=0.5, zeta=0.3).")
+PARAM = typer.Option(None, "--param", help="Strategy hyperparameter KEY=VALUE (repeatable; e.g. eta=0.5, zeta=0.3; "
+                     "every strategy takes symmetry=, every sampler warm_start= and t0=: docs/STRATEGIES.md).")
 NOISE = typer.Option(None, "--noise", min=0.0, help="Gaussian noise sigma of the measurement on [0, 1] (default 0).")
 SAMPLES = typer.Option(None, "--samples", min=1, help="Posterior samples in one batch (default: the default "
                        "method's, else 1): writes the estimate of --target (their mean, or the first), each sample "

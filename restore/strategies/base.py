@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Optional
@@ -199,6 +200,13 @@ def _taking_common(init: Callable[..., None]) -> Callable[..., None]:
         self.set_common(**common)
 
     __init__.takes_common = True  # type: ignore[attr-defined]
+    # the signature callers inspect (the commands check --param keys against it) names them too
+    signature = inspect.signature(init)
+    own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    common = [inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=None)
+              for key in COMMON_PARAMS if key not in signature.parameters]
+    rest = [p for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD]
+    __init__.__signature__ = signature.replace(parameters=own + common + rest)  # type: ignore[attr-defined]
     return __init__
 
 
@@ -230,8 +238,9 @@ class Strategy:
     #: grid (``tweedie``): the front doors run other ``steps`` as 1, say so and record 1 (:mod:`restore.pipeline`).
     takes_steps: ClassVar[bool] = True
 
-    def __init__(self, **common: Any) -> None:
-        self.set_common(**common)
+    def __init__(self, *, symmetry: Optional[str] = None, warm_start: Optional[str] = None,
+                 t0: Optional[float] = None) -> None:
+        self.set_common(symmetry=symmetry, warm_start=warm_start, t0=t0)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
