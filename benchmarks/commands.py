@@ -128,5 +128,6 @@ def main() -> None:
                 print(f"{case:13s} {target:10s} {size:>8s} {row['method']:>8s} {row['steps']:>5d} {row['samples']:>7d} "
                       f"{row['nfe']:>5d} {row['seconds']:>8.1f} {row['rss_mib']:>12.0f} {cuda:>9s}", flush=True)
 
+
 if __name__ == "__main__":
     main()
