@@ -1,6 +1,7 @@
 """``restore train prior``: the EDM loss, the schedule, the EMA, resumption and torchrun."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -176,6 +177,53 @@ def test_resume_refuses_another_architecture(folder, tmp_path):
     assert result.exit_code == 2 and "different run" in result.output
     assert "num_res_blocks: 1 there, 2 here" in " ".join(result.output.split())  # names what differs, only that
     assert "base_channels" not in result.output
+
+
+def test_init_starts_from_the_given_weights_and_the_card_says_so(folder, tmp_path):
+    _train(folder, tmp_path / "a", "--images", "4")
+    a = load_file(tmp_path / "a" / "model.safetensors")
+    # lr 1e-12: Adam moves each weight by about lr, so the result is the start to float precision
+    _train(folder, tmp_path / "b", "--images", "2", "--lr", "1e-12", "--init", f"unet:{tmp_path / 'a'}")
+    _train(folder, tmp_path / "c", "--images", "2", "--lr", "1e-12", "--seed", "1")
+    b, c = load_file(tmp_path / "b" / "model.safetensors"), load_file(tmp_path / "c" / "model.safetensors")
+    assert all(torch.allclose(b[k], a[k], atol=1e-8) for k in a)
+    assert not all(torch.allclose(c[k], a[k], atol=1e-3) for k in a)  # seeded weights are another start
+    card = (tmp_path / "b" / "MODEL_CARD.md").read_text()
+    digest = hashlib.sha256((tmp_path / "a" / "model.safetensors").read_bytes()).hexdigest()
+    assert f"| initial weights | `unet:{tmp_path / 'a'}` (model.safetensors sha256 {digest[:16]}..." in card
+    assert "initial weights" not in (tmp_path / "c" / "MODEL_CARD.md").read_text()
+    record = json.loads((tmp_path / "b" / "training.json").read_text())
+    assert record["identity"]["init"] == {"source": f"unet:{tmp_path / 'a'}", "sha256": digest}
+    _train(folder, tmp_path / "d", "--images", "4")
+    result = CliRunner().invoke(app, ["train", "prior", "--data", str(folder), "-o", str(tmp_path / "b"), *TINY,
+                                      "--images", "4", "--init", f"unet:{tmp_path / 'd'}"])
+    assert result.exit_code == 2 and "different run" in result.output and "d' here" in result.output
+
+
+def test_init_from_the_embedded_default_is_its_weights():
+    from restore.priors.plugin import embedded_dir
+    from restore.training.prior import initial_weights
+
+    start = initial_weights("default", UNetConfig())
+    shipped = load_file(embedded_dir("default") / "model.safetensors")
+    assert start.state.keys() == shipped.keys() and all(torch.equal(start.state[k], shipped[k]) for k in shipped)
+
+
+@pytest.mark.parametrize("init, extra, message", [
+    ("unet:{a}", ["--num-res-blocks", "2"], "--channels 3 --base-channels 8 --channel-mult 1,2 --num-res-blocks 1"),
+    ("default-sr3x4", [], "a conditional network"),
+    ("gaussian:3x8x8", [], "training starts only from the compact UNet"),
+    ("unet:{a}", ["-o", "{a}"], "is the --init folder"),
+])
+def test_init_refuses_what_it_cannot_start_from(folder, tmp_path, init, extra, message):
+    a = tmp_path / "a"
+    _train(folder, a, "--images", "2")
+    before = (a / "model.safetensors").read_bytes()
+    out = ["-o", str(tmp_path / "out")] if "-o" not in extra else []
+    result = CliRunner().invoke(app, ["train", "prior", "--data", str(folder), *out, *TINY, "--images", "2",
+                                      "--init", init.format(a=a), *[e.format(a=a) for e in extra]])
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert (a / "model.safetensors").read_bytes() == before
 
 
 def _free_port() -> int:

@@ -145,17 +145,27 @@ def train_prior(data: Data, output: Output, val: Val = None, val_count: ValCount
                 validate_images: ValidateEvery = 20_000, checkpoint_minutes: CheckpointMinutes = 5.0,
                 device: Device = "auto", precision: Precision = "fp32", threads: Threads = None,
                 title: Title = None, terms: Terms = BSDS_TERMS,
+                init: Annotated[Optional[str], typer.Option(
+                    "--init", help="Start from a trained prior's weights instead of seeded ones (fine-tuning): an "
+                                   "embedded prior's name (default) or unet:DIR, of the architecture the options "
+                                   "give (a mismatch is an error naming its options).")] = None,
                 quiet: Quiet = False, overwrite: Overwrite = False) -> None:
     """Train the compact UNet as an EDM image prior on random augmented crops of a folder;
     validation prints the Tweedie denoising PSNR at sigma 15 / 25 / 50 (0..255)."""
+    from restore.files import same_file
     from restore.priors.unet import UNetConfig
-    from restore.training.prior import PriorTask
+    from restore.training.prior import PriorTask, init_folder, initial_weights
 
     def build():
-        sampler, data_name, validation, val_name = _images(data, crop, channels, val, val_count, val_crop)
         config = UNetConfig(channels=channels, base_channels=base_channels, channel_mult=_mult(channel_mult),
                             num_res_blocks=num_res_blocks)
-        return PriorTask(config, sampler, data_name, validation, val_name, card=_card(title, terms), seed=seed)
+        if init is not None and same_file(output, init_folder(init)):
+            raise ValueError(f"-o {output} is the --init folder {init}: a command never writes over its inputs; "
+                             "give another output folder")
+        start = initial_weights(init, config) if init is not None else None
+        sampler, data_name, validation, val_name = _images(data, crop, channels, val, val_count, val_crop)
+        return PriorTask(config, sampler, data_name, validation, val_name, card=_card(title, terms), seed=seed,
+                         init=start)
 
     _run(**locals())
 

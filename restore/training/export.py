@@ -35,6 +35,7 @@ def model_card(architecture: str, network: nn.Module, data_name: str, validation
              f"{extra.get('objective', 'EDM loss and preconditioning, sigma_data 0.5, VE sigma 0.002..80')}"
              ", data range [-1, 1] |",
              *([f"| measurement | {extra['measurement']} |"] if "measurement" in extra else []),
+             *([f"| initial weights | {extra['init']} |"] if "init" in extra else []),
              f"| training data | {data_name} |",
              f"| data terms | {extra.get('terms', 'see the data set licence')} |",
              f"| crops | {record['identity']['crop']}x{record['identity']['crop']}, "

@@ -14,6 +14,7 @@ estimate D(y) clipped to [0, 1], PSNR on 0..255.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from torch import Tensor
 from restore.diffusion.denoiser import EDMDenoiser
 from restore.diffusion.schedules import VEContinuous
 from restore.files import atomic_write
-from restore.priors.native import NativeConfig, save_native
+from restore.priors.native import WEIGHTS, NativeConfig, load_native, save_native
 from restore.priors.sizing import PaddedNetwork
 from restore.priors.unet import CompactUNet, UNetConfig
 from restore.training.data import AUGMENTATION, CropSampler
@@ -90,15 +91,69 @@ def tweedie_psnr(denoiser: Callable[[Tensor, Tensor], Tensor], images: Sequence[
     return total / len(images)
 
 
+@dataclass(frozen=True)
+class InitialWeights:
+    """Trained weights a run starts from instead of seeded ones (fine-tuning, ``--init``):
+    the prior ``source`` named, its weights ``state`` and the sha256 of its weights file."""
+
+    source: str
+    state: dict[str, Tensor]
+    sha256: str
+
+    def identity(self) -> dict:
+        return {"source": self.source, "sha256": self.sha256}
+
+
+def init_folder(spec: str) -> Path:
+    """The native folder of ``spec``: an embedded prior's name (``default``) or ``unet:DIR``."""
+    from restore.priors.plugin import EMBEDDED, embedded_dir
+    from restore.priors.spec import parse_spec
+
+    parsed = parse_spec(spec)
+    if parsed.scheme in EMBEDDED and not parsed.body:
+        return embedded_dir(parsed.scheme)
+    if parsed.scheme == "unet":
+        return Path(parsed.require_body("DIR"))
+    raise ValueError(f"--init {spec!r}: training starts only from the compact UNet it trains, an embedded "
+                     f"prior ({', '.join(EMBEDDED)}) or unet:DIR")
+
+
+def initial_weights(spec: str, architecture: UNetConfig, loss: EDMLoss = EDMLoss()) -> InitialWeights:
+    """The weights of the prior ``spec`` (:func:`init_folder`), checked to be what :class:`PriorTask`
+    trains: an unconditional network of ``architecture`` with the EDM parametrization, schedule,
+    data range and sigma_data of ``loss``."""
+    folder = init_folder(spec)
+    network, config = load_native(folder)
+    if config.condition is not None:
+        raise ValueError(f"--init {spec}: a conditional network ({config.condition}); `restore train prior` "
+                         "trains unconditional priors")
+    trained = (config.parametrization, dict(config.schedule), config.data_range, config.sigma_data)
+    here = ("edm", SCHEDULE, DATA_RANGE, loss.sigma_data)
+    if trained != here:
+        raise ValueError(f"--init {spec}: trained as (parametrization, schedule, data range, sigma_data) {trained}, "
+                         f"this command trains {here}")
+    if config.architecture != architecture:
+        a = config.architecture
+        raise ValueError(f"--init {spec} is a {describe(a)}, the options ask for a {describe(architecture)}: pass "
+                         f"its architecture, --channels {a.channels} --base-channels {a.base_channels} --channel-mult "
+                         f"{','.join(map(str, a.channel_mult))} --num-res-blocks {a.num_res_blocks}")
+    digest = hashlib.sha256((folder / WEIGHTS).read_bytes()).hexdigest()
+    return InitialWeights(spec, {k: v.detach().clone() for k, v in network.state_dict().items()}, digest)
+
+
 class PriorTask:
-    """The EDM prior as a :class:`restore.training.loop.Task`."""
+    """The EDM prior as a :class:`restore.training.loop.Task`; from ``init``'s weights when given
+    (fine-tuning), else from weights seeded by ``seed``."""
 
     def __init__(self, architecture: UNetConfig, data: CropSampler, data_name: str,
                  validation: Sequence[Tensor] = (), validation_name: str = "", loss: EDMLoss = EDMLoss(),
-                 card: Optional[dict] = None, seed: int = 0) -> None:
+                 card: Optional[dict] = None, seed: int = 0, init: Optional[InitialWeights] = None) -> None:
         if architecture.channels != data.channels:
             raise ValueError(f"architecture has {architecture.channels} channels, the data {data.channels}")
         self.network = seeded_network(architecture, seed)
+        if init is not None:
+            self.network.load_state_dict(init.state)
+        self.init = init
         self.architecture = architecture
         self.data = data
         self.data_name = data_name
@@ -108,8 +163,9 @@ class PriorTask:
         self.card = card or {}
 
     def identity(self) -> dict:
-        return {"task": "prior", "architecture": self.architecture.to_dict(), "data": self.data_name,
-                "crop": self.data.size, "loss": asdict(self.loss_fn)}
+        identity = {"task": "prior", "architecture": self.architecture.to_dict(), "data": self.data_name,
+                    "crop": self.data.size, "loss": asdict(self.loss_fn)}
+        return {**identity, "init": self.init.identity()} if self.init is not None else identity
 
     def batch(self, size: int, generator: torch.Generator) -> Tensor:
         return to_prior(self.data.sample(size, generator))
@@ -131,5 +187,8 @@ class PriorTask:
         config = NativeConfig(self.architecture, "edm", dict(SCHEDULE), DATA_RANGE, self.loss_fn.sigma_data,
                               symmetry=AUGMENTATION)
         save_native(out, network, config)
-        text = model_card(describe(self.architecture), network, self.data_name, self.validation_name, record, self.card)
+        card = self.card if self.init is None else {
+            **self.card, "init": f"`{self.init.source}` (model.safetensors sha256 {self.init.sha256[:16]}...): "
+                                 "this run fine-tunes it; its own training is in its model card"}
+        text = model_card(describe(self.architecture), network, self.data_name, self.validation_name, record, card)
         atomic_write(Path(out) / "MODEL_CARD.md", lambda tmp: tmp.write_text(text))
