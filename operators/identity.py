@@ -16,7 +16,6 @@ class Denoise(SVDOperator):
 
     name = "denoise"
     task = "denoise"
-    task = "denoise"
     example = {"noise": {"kind": "gaussian", "sigma": 0.1}}
 
     def forward(self, x: Tensor) -> Tensor:

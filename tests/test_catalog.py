@@ -50,8 +50,9 @@ def exact_problem(name):
     mixture = GaussianMixture(torch.ones(2, dtype=torch.float64), means,
                               variances=torch.tensor([0.05, 0.05], dtype=torch.float64), shape=(3, 4, 4))
     prior = Prior(mixture, name="mixture", shape=(3, 4, 4), data_range=(0.0, 1.0))
-    op = default_registry().get("operator", "denoise" if name == "tweedie" else "inpaint")(
-        **({} if name == "tweedie" else {"mask": "box"}), noise=GaussianNoise(0.05))
+    denoises = name in ("tweedie", "reverse-from-y")
+    op = default_registry().get("operator", "denoise" if denoises else "inpaint")(
+        **({} if denoises else {"mask": "box"}), noise=GaussianNoise(0.05))
     return Problem(prior, op, op.measure(torch.rand(1, 3, 4, 4, dtype=torch.float64)))
 
 

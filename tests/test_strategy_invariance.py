@@ -44,7 +44,7 @@ def mixture() -> GaussianMixture:
 
 #: The operator of the problem: a mask (which every built-in linear method can serve), or
 #: the identity for strategies that only denoise.
-OPERATOR = {"tweedie": "denoise"}
+OPERATOR = {"tweedie": "denoise", "reverse-from-y": "denoise"}
 
 
 def posed(name, data_range, y_prior, mask):

@@ -111,6 +111,12 @@ CATALOG: dict[str, StrategyFacts] = {f.name: f for f in (
         cost_note="one step in all (other steps are run as one, with a warning), times the size of the symmetry "
                   "group: 8 on dihedral priors such as default"),
     StrategyFacts(
+        "reverse-from-y", needs="the denoise operator with white Gaussian noise of known sigma_y",
+        assumes="white Gaussian noise (refuses anything else): y is the forward process at sigma_y",
+        fails="a true posterior sample, so its expected squared error is twice the posterior mean's (3 dB lower PSNR)",
+        nfe_per_step=1, backward_per_step=0,
+        cost_note="every step below sigma_y (the grid starts there, from y)"),
+    StrategyFacts(
         "classifier-guidance", needs="what the inner strategy needs, and a noise-aware classifier",
         assumes="the classifier was trained on the prior's noise schedule",
         fails="as the inner strategy; large scales leave the data manifold",

@@ -8,7 +8,8 @@ from restore.hookspecs import hookimpl
 from restore.plugins import gather
 
 #: Strategy modules of this package, each with a ``STRATEGIES`` mapping.
-MODULES = ("dps", "repaint", "guidance", "conditional", "pigdm", "ddrm", "ddnm", "diffpir", "dpir", "daps", "tweedie")
+MODULES = ("dps", "repaint", "guidance", "conditional", "pigdm", "ddrm", "ddnm", "diffpir", "dpir", "daps", "tweedie",
+           "reverse_from_y")
 
 
 @hookimpl

@@ -26,6 +26,18 @@ from restore.events import StepCallback
 from restore.strategies.base import Problem, Strategy, StrategyNotApplicable
 
 
+def require_gaussian_denoising(name: str, problem: Problem) -> None:
+    """Refuse, saying why, a problem that is not y = x + white Gaussian noise of a known sigma > 0."""
+    noise = problem.operator.noise
+    if problem.operator.task != "denoise":
+        task = problem.operator.task or "another"
+        raise StrategyNotApplicable(f"strategy {name!r} needs the denoise operator (y = x + n); "
+                                    f"{type(problem.operator).__name__} poses {task} task")
+    if not noise.is_gaussian or noise.noiseless:
+        raise StrategyNotApplicable(f"strategy {name!r} needs white Gaussian measurement noise with a known "
+                                    "sigma > 0 (give --noise / --sigma)")
+
+
 class Tweedie(Strategy):
     """E[x | y] = D(y, sigma_y) for Gaussian denoising, averaged over ``symmetry`` (a group
     of :mod:`restore.diffusion.symmetry`, or ``prior``, the default: the one the prior records)."""
@@ -39,14 +51,7 @@ class Tweedie(Strategy):
 
     def check(self, problem: Problem) -> None:
         super().check(problem)
-        noise = problem.operator.noise
-        if problem.operator.task != "denoise":
-            raise StrategyNotApplicable(f"strategy 'tweedie' needs the denoise operator (y = x + n); "
-                                        f"{type(problem.operator).__name__} poses {problem.operator.task or 'another'} "
-                                        "task")
-        if not noise.is_gaussian or noise.noiseless:
-            raise StrategyNotApplicable("strategy 'tweedie' needs white Gaussian measurement noise with a known "
-                                        "sigma > 0 (give --noise / --sigma)")
+        require_gaussian_denoising(self.name, problem)
 
     def sample(self, problem: Problem, denoiser: Denoiser, x: Tensor, sigmas: Tensor, *,
                generator: Optional[torch.Generator] = None, callback: StepCallback = None) -> Tensor:
