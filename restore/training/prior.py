@@ -188,7 +188,7 @@ class PriorTask:
                               symmetry=AUGMENTATION)
         save_native(out, network, config)
         card = self.card if self.init is None else {
-            **self.card, "init": f"`{self.init.source}` (model.safetensors sha256 {self.init.sha256[:16]}...): "
+            **self.card, "init": f"`{self.init.source}` ({WEIGHTS} sha256 {self.init.sha256[:16]}...): "
                                  "this run fine-tunes it; its own training is in its model card"}
         text = model_card(describe(self.architecture), network, self.data_name, self.validation_name, record, card)
         atomic_write(Path(out) / "MODEL_CARD.md", lambda tmp: tmp.write_text(text))
