@@ -70,7 +70,7 @@ PARAMS = {
 def test_every_strategy_restores_an_odd_size_image(name, kind):
     g = torch.Generator().manual_seed(0)
     x = torch.rand(1, *IMAGE, generator=g)
-    if name in ("tweedie", "reverse-from-y"):  # the strategies that only denoise
+    if REGISTRY.get("strategy", name).only_task == "denoise":
         op = REGISTRY.get("operator", "denoise")(noise=GaussianNoise(0.05))
     else:
         op = REGISTRY.get("operator", "inpaint")(mask="box", noise=GaussianNoise(0.0 if name in ("ddnm", "repaint")

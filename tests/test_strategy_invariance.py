@@ -42,9 +42,10 @@ def mixture() -> GaussianMixture:
                            variances=torch.tensor([0.05, 0.05], dtype=torch.float64), shape=SHAPE)
 
 
-#: The operator of the problem: a mask (which every built-in linear method can serve), or
-#: the identity for strategies that only denoise.
-OPERATOR = {"tweedie": "denoise", "reverse-from-y": "denoise"}
+def denoises_only(name):
+    """The problem's operator is a mask (which every built-in linear method can serve), or the
+    identity for the strategies that only denoise (``Strategy.only_task``)."""
+    return REGISTRY.get("strategy", name).only_task == "denoise"
 
 
 def posed(name, data_range, y_prior, mask):
@@ -52,7 +53,7 @@ def posed(name, data_range, y_prior, mask):
     y = (y_prior - lo A(1)) / (hi - lo), noise SIGMA_PRIOR / (hi - lo)."""
     lo, hi = data_range
     noise = GaussianNoise(SIGMA_PRIOR / (hi - lo))
-    if OPERATOR.get(name) == "denoise":
+    if denoises_only(name):
         op = REGISTRY.get("operator", "denoise")(noise=noise)
     else:
         op = REGISTRY.get("operator", "inpaint")(mask=mask, noise=noise)
@@ -69,7 +70,7 @@ def test_two_data_ranges_give_identical_samples(name):
     mask = (torch.rand(SHAPE, generator=g) > 0.4).to(torch.float64)
     x_true = 0.4 + 0.2 * torch.randn(2, *SHAPE, generator=g, dtype=torch.float64)
     noisy = x_true + SIGMA_PRIOR * torch.randn(x_true.shape, generator=g, dtype=torch.float64)
-    y_prior = noisy if OPERATOR.get(name) == "denoise" else mask * noisy
+    y_prior = noisy if denoises_only(name) else mask * noisy
     samples = []
     for data_range in ((0.0, 1.0), (-1.0, 1.0)):
         problem = posed(name, data_range, y_prior, mask)

@@ -237,6 +237,10 @@ class Strategy:
     #: False for a strategy that is one evaluation at the measurement's noise level, whatever the
     #: grid (``tweedie``): the front doors run other ``steps`` as 1, say so and record 1 (:mod:`restore.pipeline`).
     takes_steps: ClassVar[bool] = True
+    #: The one operator task (``Operator.task``) the strategy serves, where its derivation holds for
+    #: no other (``tweedie``, ``reverse-from-y``: denoise); None: any operator ``requires`` allows.
+    #: :meth:`check` refuses another.
+    only_task: ClassVar[Optional[str]] = None
 
     def __init__(self, *, symmetry: Optional[str] = None, warm_start: Optional[str] = None,
                  t0: Optional[float] = None) -> None:
@@ -270,6 +274,10 @@ class Strategy:
     def check(self, problem: Problem) -> None:
         """Refuse, naming what is missing, when the problem is outside this strategy's reach."""
         caps = problem.operator.capabilities()
+        if self.only_task is not None and problem.operator.task != self.only_task:
+            raise StrategyNotApplicable(f"strategy {self.name!r} needs the {self.only_task} operator; "
+                                        f"{type(problem.operator).__name__} poses "
+                                        f"{problem.operator.task or 'another'} task")
         missing = [c for c in self.requires if not caps.get(c, False)]
         if missing:
             raise StrategyNotApplicable(

@@ -38,7 +38,7 @@ from restore.diffusion.samplers import sample_ddpm, sample_euler_maruyama
 from restore.diffusion.schedules import karras_sigmas
 from restore.events import StepCallback
 from restore.strategies.base import Problem, Strategy, StrategyNotApplicable
-from restore.strategies.tweedie import require_gaussian_denoising
+from restore.strategies.tweedie import require_gaussian_noise
 
 #: The stochastic samplers that can run from y (an ODE would not sample the posterior).
 SDE_SAMPLERS = {"ddpm": sample_ddpm, "euler-maruyama": sample_euler_maruyama}
@@ -49,6 +49,7 @@ class ReverseFromY(Strategy):
     from y at sigma_y down to 0 with the unconditional prior (module docstring)."""
 
     name = "reverse-from-y"
+    only_task = "denoise"
     needs_pixel_prior = True
     default_steps = 20
 
@@ -60,7 +61,7 @@ class ReverseFromY(Strategy):
 
     def check(self, problem: Problem) -> None:
         super().check(problem)
-        require_gaussian_denoising(self.name, problem)
+        require_gaussian_noise(self.name, problem)
         if self.warm_start != "none":
             raise StrategyNotApplicable(f"strategy {self.name!r} starts from y itself at sigma_y: "
                                         f"warm_start={self.warm_start} does not apply")

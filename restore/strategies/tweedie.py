@@ -26,13 +26,10 @@ from restore.events import StepCallback
 from restore.strategies.base import Problem, Strategy, StrategyNotApplicable
 
 
-def require_gaussian_denoising(name: str, problem: Problem) -> None:
-    """Refuse, saying why, a problem that is not y = x + white Gaussian noise of a known sigma > 0."""
+def require_gaussian_noise(name: str, problem: Problem) -> None:
+    """Refuse, saying why, a problem whose noise is not white Gaussian of a known sigma > 0 (the
+    denoise task itself is the strategy's ``only_task``, refused by ``Strategy.check``)."""
     noise = problem.operator.noise
-    if problem.operator.task != "denoise":
-        task = problem.operator.task or "another"
-        raise StrategyNotApplicable(f"strategy {name!r} needs the denoise operator (y = x + n); "
-                                    f"{type(problem.operator).__name__} poses {task} task")
     if not noise.is_gaussian or noise.noiseless:
         raise StrategyNotApplicable(f"strategy {name!r} needs white Gaussian measurement noise with a known "
                                     "sigma > 0 (give --noise / --sigma)")
@@ -43,6 +40,7 @@ class Tweedie(Strategy):
     of :mod:`restore.diffusion.symmetry`, or ``prior``, the default: the one the prior records)."""
 
     name = "tweedie"
+    only_task = "denoise"
     needs_pixel_prior = True
     default_steps = 1
     posterior_mean = True
@@ -51,7 +49,7 @@ class Tweedie(Strategy):
 
     def check(self, problem: Problem) -> None:
         super().check(problem)
-        require_gaussian_denoising(self.name, problem)
+        require_gaussian_noise(self.name, problem)
 
     def sample(self, problem: Problem, denoiser: Denoiser, x: Tensor, sigmas: Tensor, *,
                generator: Optional[torch.Generator] = None, callback: StepCallback = None) -> Tensor:
