@@ -153,7 +153,7 @@ def toolkit_run(task: str, method: str, steps: int, weights: Path, x: torch.Tens
     architecture.write_text(json.dumps(config(x.shape[-1])))
     prior, used = prepare(f"adm:{weights}:{architecture}",
                           lambda spec: load_prior(spec, device=device, registry=registry), FastPath(), device,
-                          operator_kind(operator))
+                          operator_kind(operator, tuple(x.shape[1:])))
     y = operator.measure(x.to(device), generator=torch.Generator(device).manual_seed(0))
 
     nfe = [0]

@@ -4,6 +4,7 @@ same 8-bit measurements.
 
     .venv/bin/python benchmarks/restoration.py [--mode screen|full] [--prior default]
         [--data ../shared/data/test/cbsd68] [--images N] [--size 256] [--tasks sr4,deblur-gaussian,...]
+        [--tasks-file benchmarks/restoration_tasks.json]
         [--strategies ddnm+,dpir:symmetry=none,...] [--nfe 20,100] [--targets fidelity,perceptual]
         [--fidelity-samples 4] [--baselines bicubic,wiener,...] [--metrics psnr,ssim,lpips-alex]
         [--out out/restoration] [--table benchmarks/results/restoration_X.md] [--cached-only]
@@ -21,7 +22,10 @@ clipped to [0, 1] and rounded to 8 bits (the task file's ``bits``); the strategi
 the toolkit reads a file (the rounding error q / sqrt(12) added to the noise model:
 ``restore.measurement.with_quantization_noise``), the baselines get the same pixels.
 ``--prior adm:ffhq_10m.pt:ffhq256-dps`` with ``--data ../shared/data/test/ffhq256`` is the
-DPS / DiffPIR face protocol.
+DPS / DiffPIR face protocol.  ``--tasks-file`` reads another task file of the same format, whose
+masks and kernels may name no file (made by their generator at every size):
+``benchmarks/inpaint_mask_tasks.json`` holds the mask screen behind
+``restore.strategies.catalog.HOLE_FRACTION`` (run on CBSD432 training crops).
 
 Targets (``docs/STRATEGIES.md``, the perception-distortion trade-off).  ``perceptual``: one
 posterior sample of a sampler.  ``fidelity``: an estimate of the posterior mean, the output of
@@ -151,7 +155,7 @@ def write_task_files(doc: dict[str, Any], root: Path = HERE) -> list[Path]:
     written = []
     for task in doc["tasks"].values():
         for kind in ("kernel", "mask"):
-            if kind in task:
+            if kind in task and "file" in task[kind]:
                 path = root / task[kind]["file"]
                 path.parent.mkdir(parents=True, exist_ok=True)
                 np.save(path, generated(kind, task[kind], doc["size"]).numpy(), allow_pickle=False)
@@ -161,14 +165,16 @@ def write_task_files(doc: dict[str, Any], root: Path = HERE) -> list[Path]:
 
 def build_operator(registry: Any, doc: dict[str, Any], name: str, size: int) -> Any:
     """The task's operator for size x size images: the stored kernel; the stored mask at the
-    reference size, else the same generator and options at this size."""
+    reference size, else (or where the task names no file) the same generator and options at this
+    size."""
     task = doc["tasks"][name]
     params = dict(task["params"], noise={"kind": "gaussian", "sigma": task["sigma_y"]})
     if "kernel" in task:
-        params["kernel"] = torch.from_numpy(np.load(HERE / task["kernel"]["file"]))
+        params["kernel"] = torch.from_numpy(np.load(HERE / task["kernel"]["file"])) if "file" in task["kernel"] \
+            else generated("kernel", task["kernel"], size)
     if "mask" in task:
-        stored = HERE / task["mask"]["file"]
-        params["mask"] = torch.from_numpy(np.load(stored)) if size == doc["size"] else \
+        stored = task["mask"].get("file")
+        params["mask"] = torch.from_numpy(np.load(HERE / stored)) if stored and size == doc["size"] else \
             generated("mask", task["mask"], size, doc["size"])
     return registry.get("operator", task["operator"])(**params)
 
@@ -586,6 +592,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         "completes an earlier one's images (benchmarks/merge_tables.py combines their tables)")
     p.add_argument("--size", type=int, default=None, help="centre-crop size (default 256; --quick: 64)")
     p.add_argument("--tasks", default=None, help="comma-separated task names (default: all)")
+    p.add_argument("--tasks-file", type=Path, default=TASKS_FILE,
+                   help="task file (default: benchmarks/restoration_tasks.json; a mask or kernel without "
+                        "'file' comes from its generator)")
     p.add_argument("--strategies", default=None,
                    help="comma-separated strategies, name or name:key=value,... (default: the catalog's defaults; "
                         "screen: every registered one)")
@@ -750,7 +759,7 @@ def summary(records: list[dict[str, Any]], metric_names: list[str], target: str)
 
 def main(argv: Optional[list[str]] = None) -> dict[str, dict[str, dict[str, Any]]]:
     args = parse_args(argv)
-    doc = load_tasks()
+    doc = load_tasks(args.tasks_file)
     if args.write_tasks:
         for path in write_task_files(doc):
             print(f"wrote {path.relative_to(HERE.parent)}")
@@ -807,8 +816,9 @@ def main(argv: Optional[list[str]] = None) -> dict[str, dict[str, dict[str, Any]
         print(f"\n{task_name}: {doc['tasks'][task_name]['operator']} {json.dumps(op.params())}")
         task_key = f"{task_name}-{task_digest(doc['tasks'][task_name])}"
         tuned = tuned_values(args, registry, doc, task_name, size, root / "tuning.json")
-        task_prior, task_prior_key = fast_prior(args.precision, prior, prior_key, op, device)
-        methods = methods_for(args, registry, task_prior, task_prior_key, doc["tasks"][task_name], op, device, tuned)
+        bound = op.bound_to((3, size, size))  # the catalog's kind of a mask depends on the image size
+        task_prior, task_prior_key = fast_prior(args.precision, prior, prior_key, bound, device)
+        methods = methods_for(args, registry, task_prior, task_prior_key, doc["tasks"][task_name], bound, device, tuned)
         setup[task_name] = (op, with_quantization_noise(op, doc["bits"])[0], root / task_key, methods)
     records: dict[str, dict[str, list[dict[str, Any]]]] = {t: {m.label: [] for m in s[3]} for t, s in setup.items()}
     shown: dict[str, list[tuple[str, Tensor, dict[str, float], Tensor]]] = {t: [] for t in tasks}

@@ -62,8 +62,11 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PRECISIONS = ("auto", *DTYPES)
 #: Operator kinds (:func:`restore.strategies.catalog.operator_kind`) whose default runs keep the
 #: rule in bf16 (docs/PERFORMANCE.md, measured with ``benchmarks/precision.py`` on every benchmark
-#: task of the kind, both targets): ``auto`` runs their network in bf16 where bf16 is fast.
-AUTO_BF16_KINDS: frozenset[str] = frozenset({"denoise", "deblur", "inpaint", "inpaint-noisy", "sr"})
+#: task of the kind, both targets): ``auto`` runs their network in bf16 where bf16 is fast.  Two
+#: defaults came after that measurement and keep their kind's verdict unmeasured in bf16 (no bf16
+#: machine since): ``reverse-from-y`` (denoise) and the cold DDNM+ sample of the hole kinds.
+AUTO_BF16_KINDS: frozenset[str] = frozenset({"denoise", "deblur", "inpaint", "inpaint-noisy", "inpaint-hole",
+                                             "inpaint-hole-noisy", "sr"})
 NORMS = (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._BatchNorm)
 #: Attributes through which priors reach their network (denoiser.network, sizing and label
 #: wrappers' .network, the diffusers adapter's .unet).

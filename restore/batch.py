@@ -539,13 +539,14 @@ class Runner:
         self.report(f"{', '.join(m.item.key for m in members)}: {record['strategy']['name']}, {record['steps']} steps, "
                     f"NFE {done.nfe}" + "".join(f"; warning: {note}" for note in done.warnings))
 
-    def prior_for(self, operator: Any) -> Any:
+    def prior_for(self, measurement: Measurement) -> Any:
         """The prior with the fast path applied as the commands and the API apply it for
-        ``operator`` (``auto`` precision by its kind: :func:`restore.accel.resolve`), so a batch
-        item restores as the same command would; one accelerated copy per distinct result."""
+        ``measurement``'s operator (``auto`` precision by its kind: :func:`restore.accel.resolve`),
+        so a batch item restores as the same command would; one accelerated copy per distinct result."""
         from restore.strategies.catalog import operator_kind
 
-        acceleration = resolve(self.settings.fast, self.prior, self.device, operator_kind(operator), self.report)
+        kind = operator_kind(measurement.operator, measurement.image_shape)
+        acceleration = resolve(self.settings.fast, self.prior, self.device, kind, self.report)
         if acceleration not in self.accelerated:
             self.accelerated[acceleration] = self.prior if acceleration == Acceleration() else \
                 accelerate(detached(self.prior), acceleration, warn=self.report)
@@ -554,9 +555,10 @@ class Runner:
     def solve(self, members: list[Loaded]) -> pipeline.Run:
         """One run of :func:`restore.pipeline.run` on the batch, sample s of each item seeded
         :func:`item_seed` + s (the default run's samples: :func:`restore.pipeline.default_samples`)."""
-        samples = pipeline.default_samples(members[0].measurement.operator, self.settings.method,
-                                           self.settings.quality, self.settings.target, self.prior)
-        prior = self.prior_for(members[0].measurement.operator)
+        first = members[0].measurement
+        samples = pipeline.default_samples(first.operator, self.settings.method, self.settings.quality,
+                                           self.settings.target, self.prior, first.image_shape)
+        prior = self.prior_for(first)
         return pipeline.run([m.measurement for m in members], prior, prior_spec=self.settings.prior,
                             method=self.settings.method, steps=self.settings.steps,
                             params=self.settings.method_params, quality=self.settings.quality,

@@ -55,6 +55,11 @@ class Measurement:
     sidecar_sha256: Optional[str] = None
     sigma_estimated: Optional[float] = None
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the image behind ``y`` (:func:`image_shape`)."""
+        return image_shape(self.operator, self.y)
+
     def describe(self) -> dict[str, Any]:
         """The run record's ``input`` entry."""
         return {"path": None if self.path is None else str(self.path),

@@ -96,15 +96,15 @@ class Plan:
 
 
 def plan_run(operator: Any, y: Tensor, prior: Prior, *, method: Optional[str], steps: Optional[int],
-             params: Optional[Mapping[str, Any]], quality: str, registry: Any, target: str = "fidelity") -> Plan:
+             params: Optional[Mapping[str, Any]], quality: str, registry: Any, choice: Any) -> Plan:
     """The image shape behind ``y`` (:func:`image_shape`), channel spreading for a grey
-    image with a colour prior (:func:`spread_channels`), and the strategy: ``method`` or
-    :func:`restore.strategies.catalog.default_run` for ``quality``, ``target`` and ``prior``, whose
-    hyperparameters (overridden by ``params``) apply when no ``method`` is given, and whose
-    steps apply when neither ``method`` nor ``steps`` is given (else the strategy's own
-    default)."""
+    image with a colour prior (:func:`spread_channels`), and the strategy: ``method`` or the
+    default run ``choice`` (:func:`restore.strategies.catalog.default_run` for ``quality``, the
+    target and the prior, decided by :func:`run` on the whole image, so that a crop around a
+    hole, which hides more of itself, keeps the image's run), whose hyperparameters (overridden
+    by ``params``) apply when no ``method`` is given, and whose steps apply when neither
+    ``method`` nor ``steps`` is given (else the strategy's own default)."""
     from restore.priors.spec import prior_channels
-    from restore.strategies.catalog import default_run
 
     shape = image_shape(operator, y)
     run_op, run_y = operator, y
@@ -112,7 +112,6 @@ def plan_run(operator: Any, y: Tensor, prior: Prior, *, method: Optional[str], s
     if have is not None and have != shape[0]:
         run_op, run_y = spread_channels(operator, y, shape, have)
         shape = (have, *shape[1:])
-    choice = default_run(run_op, quality, target, prior)
     if method is None:
         params = {**dict(choice.params), **dict(params or {})}
         steps = choice.steps if steps is None else steps
@@ -138,13 +137,14 @@ def valid_target(target: str) -> str:
     return target
 
 
-def default_samples(operator: Any, method: Optional[str], quality: str, target: str, prior: Any = None) -> int:
-    """The number of samples when none is given: the default run's for ``prior`` (the
-    fidelity target's mean of samples, where its default is a sampler) without a ``method``,
-    else 1."""
+def default_samples(operator: Any, method: Optional[str], quality: str, target: str, prior: Any = None,
+                    shape: Optional[tuple[int, ...]] = None) -> int:
+    """The number of samples when none is given: the default run's for ``prior`` on images of
+    ``shape`` (the fidelity target's mean of samples, where its default is a sampler) without a
+    ``method``, else 1."""
     from restore.strategies.catalog import default_run
 
-    return default_run(operator, quality, target, prior).samples if method is None else 1
+    return default_run(operator, quality, target, prior, shape).samples if method is None else 1
 
 
 def refuse_an_estimate_as_samples(registry: Any, method: str, samples: int, target: str) -> None:
@@ -235,20 +235,21 @@ def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[st
     device, dtype = pick_device(device), pick_dtype(dtype)
     y = torch.cat([m.y for m in group])
     operator = group[0].operator
+    shape = image_shape(operator, y)
     if fast is None:
         loaded = load(prior, registry, device, dtype)
     else:
         from restore.strategies.catalog import operator_kind
 
         loaded = accel.prepare(prior, lambda spec: load(spec, registry, device, dtype), fast, device,
-                               operator_kind(operator))[0]
-    if samples is None:
-        samples = default_samples(operator, method, quality, target, loaded)
-    if method is not None or samples > 1:  # the defaults are estimators only for fidelity, of one sample
-        from restore.strategies.catalog import default_run
+                               operator_kind(operator, shape))[0]
+    from restore.strategies.catalog import default_run
 
-        refuse_an_estimate_as_samples(registry, method or default_run(operator, quality, target, loaded).method,
-                                      samples, target)
+    choice = default_run(operator, quality, target, loaded, shape)  # of the whole image, crops or not
+    if samples is None:
+        samples = default_samples(operator, method, quality, target, loaded, shape)
+    if method is not None or samples > 1:  # the defaults are estimators only for fidelity, of one sample
+        refuse_an_estimate_as_samples(registry, method or choice.method, samples, target)
     count = samples * y.shape[0]
     if seeds is not None and len(seeds) != count:
         raise ValueError(f"{len(seeds)} seeds for {count} items (samples x batch)")
@@ -257,7 +258,7 @@ def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[st
         item_seeds = list(seeds) if seeds is not None else [base + k for k in range(count)]
         return solve_items(part, op, loaded, item_seeds, samples=samples, device=device, dtype=dtype, method=method,
                            steps=steps, params=params, quality=quality, registry=registry, listeners=listeners,
-                           target=target)
+                           target=target, choice=choice)
 
     with warnings.catch_warnings(record=True) as caught, accel.threads(threads) as used_threads:
         warnings.simplefilter("always")
@@ -283,8 +284,10 @@ def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[st
 
 def solve_items(y: Tensor, operator: Any, prior: Prior, seeds: Sequence[int], *, samples: int, device: torch.device,
                 dtype: torch.dtype, method: Optional[str], steps: Optional[int], params: Optional[Mapping[str, Any]],
-                quality: str, registry: Any, listeners: Iterable[Any] = (), target: str = "fidelity") -> dict[str, Any]:
-    """One engine run on the (B, C, H, W) measurement ``y``, item k seeded ``seeds[k]``: a dict
+                quality: str, registry: Any, choice: Any, listeners: Iterable[Any] = (),
+                target: str = "fidelity") -> dict[str, Any]:
+    """One engine run on the (B, C, H, W) measurement ``y``, item k seeded ``seeds[k]``, with the
+    default run ``choice`` where no ``method`` is given (:func:`plan_run`): a dict
     with ``mean``, ``samples`` (S, B, C, H, W), ``std``, ``nfe``, ``seconds`` and
     ``provenance`` (strategy, steps, nfe, seeds, channels_spread, seconds), tensors on the CPU
     in float32 (the contract :mod:`restore.cropping` runs box by box)."""
@@ -294,7 +297,7 @@ def solve_items(y: Tensor, operator: Any, prior: Prior, seeds: Sequence[int], *,
 
     batch = y.shape[0]
     plan = plan_run(operator, y, prior, method=method, steps=steps, params=params, quality=quality, registry=registry,
-                    target=target)
+                    choice=choice)
     problem = Problem(prior, plan.operator, plan.y.to(device=device, dtype=dtype).repeat(samples, 1, 1, 1), samples)
     started = time.perf_counter()
     result = solve(problem, plan.strategy, steps=plan.steps, shape=None if prior.latent else plan.shape,

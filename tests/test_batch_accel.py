@@ -283,7 +283,8 @@ def test_auto_precision_of_a_run_follows_its_operator_kind(unet_dir, registry, m
     monkeypatch.setattr(accel, "fast_bf16", lambda device: (True, ""))
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     common = {"prior": f"unet:{unet_dir}", "seed": 0, "registry": registry, "steps": 2}
-    assert accel.AUTO_BF16_KINDS == frozenset({"denoise", "deblur", "inpaint", "inpaint-noisy", "sr"})
+    assert accel.AUTO_BF16_KINDS == frozenset({"denoise", "deblur", "inpaint", "inpaint-noisy", "inpaint-hole",
+                                               "inpaint-hole-noisy", "sr"})
     assert restore(x, "denoise", noise=0.1, **{**common, "steps": None}).provenance["fast_path"]["precision"] == "bf16"
     blurred = restore(x, "blur", method="ddrm", noise=0.05, **common,
                       operator_options={"kernel": "gaussian", "std": 1.0, "size": 5})

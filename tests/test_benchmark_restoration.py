@@ -79,6 +79,20 @@ def tiny_adm_spec(shared_dir, tmp_path_factory):
     return f"adm:{folder / 'tiny.pt'}:{folder / 'tiny.json'}"
 
 
+def test_a_task_file_without_stored_masks_generates_them_at_every_size(bench):
+    """--tasks-file: the mask screen's task file stores no mask; its operators carry the generator's
+    mask at the size asked (a centred box of 16 at 256, scaled at 64)."""
+    from restore.plugins import default_registry
+
+    doc = bench.load_tasks(bench.HERE / "inpaint_mask_tasks.json")
+    assert all("file" not in task["mask"] for task in doc["tasks"].values())
+    assert bench.parse_args(["--tasks-file", str(bench.HERE / "inpaint_mask_tasks.json")]).tasks_file.is_file()
+    for size, side in ((256, 16), (64, 4)):
+        op = bench.build_operator(default_registry(), doc, "hole-box16", size)
+        mask = op.mask_for(size, size)[0]
+        assert (mask == 0).sum() == side * side and mask[size // 2, size // 2] == 0, size
+
+
 def test_quick_runs_resumes_and_measures_the_stated_protocol(bench, tiny_adm_spec, shared_dir, tmp_path, capsys):
     data = shared_dir / "data" / "test" / "ffhq256"
     if not data.is_dir():
@@ -472,20 +486,107 @@ def test_reverse_from_y_took_the_fast_perceptual_denoising_default_and_ddrm_kept
     assert runs == {"fast": Default("reverse-from-y", 20), "high": Default("ddrm", 100)}
 
 
-def tables_by_kind(bench, tasks: dict) -> dict[str, list[dict]]:
-    """A parsed results table's task rows (``merge_tables.parse_table``), grouped by the operator
-    kind of the task (:func:`restore.strategies.catalog.operator_kind`)."""
+#: The benchmark's tasks of the hole kinds (catalog.operator_kind at the benchmark's size).
+HOLE_TASKS = {"inpaint-box96": "inpaint-hole", "inpaint-box": "inpaint-hole-noisy"}
+#: The warm-started DDNM+ of the mask kinds, as the tables label it.
+WARM = "ddnm+:warm_start=dpir,t0=0.2"
+
+
+def test_a_cold_start_took_the_perceptual_defaults_of_large_holes(bench, merge_tables):
+    """On the boxes a cold DDNM+ sample at 20 NFE has a lower mean LPIPS than the warm-started
+    run the rule had chosen for the masks, at 20 and at 100 steps, on all images of both sets
+    (restoration_box_cold_*_cpu.md against restoration_quality_*_cpu.md): it took the hole kinds'
+    perceptual ``fast`` and ``high`` (the challenger rule: a win on both sets at the budget), and
+    ``high`` is the cold run at 5x the steps where that won on both sets (the 96 x 96 box),
+    else ``fast`` (the noisy box lost on Kodak24); the fidelity runs stay the mask kinds'; the
+    random masks stay in the warm kinds; the docs and README quote the means."""
+    from restore.strategies.catalog import DEFAULTS
+
+    results = ROOT / "benchmarks" / "results"
+    docs = (ROOT / "docs" / "STRATEGIES.md").read_text().replace("\n", " ")
+    readme = (ROOT / "README.md").read_text().replace("\n", " ")
+    assert {task: task_kind(bench, task) for task in bench.load_tasks()["tasks"] if "-hole" in task_kind(bench, task)} \
+        == HOLE_TASKS
+    cold_sets = []
+    for data, images in (("kodak24", 24), ("cbsd68", 68)):
+        _, cold = merge_tables.parse_table((results / f"restoration_box_cold_{data}_cpu.md").read_text())
+        cold_sets.append((cold, images))
+        _, old = merge_tables.parse_table((results / f"restoration_quality_{data}_cpu.md").read_text())
+        for task in HOLE_TASKS:
+            challenger, classical = cold[task][2]["ddnm+, 20 NFE"], cold[task][2]["biharmonic"]
+            incumbents = [old[task][2][f"{WARM}, {steps} NFE"] for steps in (20, 100)]
+            assert {row["images"] for row in (challenger, classical, *incumbents)} == {images}, (data, task)
+            assert all(challenger["lpips-alex"] < row["lpips-alex"] for row in incumbents), (data, task)
+            for row in (challenger, classical, *incumbents):
+                assert f"{row['lpips-alex']:.4f}" in docs, (data, task)
+        box = cold["inpaint-box96"][2]
+        assert f"{box['ddnm+, 20 NFE']['lpips-alex'] / box['biharmonic']['lpips-alex']:.2f}x" in readme, data
+    for task, kind in HOLE_TASKS.items():
+        assert DEFAULTS[kind]["perceptual"]["fast"] == Default("ddnm+", 20), kind
+        check_high_rule(DEFAULTS[kind], [([cold[task][2]], images) for cold, images in cold_sets], docs, kind,
+                        targets=("perceptual",))
+        assert DEFAULTS[kind]["fidelity"] == DEFAULTS[kind.replace("-hole", "")]["fidelity"], kind
+
+
+def test_the_hole_fraction_is_the_screens_choice(bench, merge_tables):
+    """catalog.HOLE_FRACTION is the largest fraction of the image hidden by a mask on which the cold
+    start won the perceptual target (mean LPIPS) on the training-crop screen
+    (restoration_masks_cbsd432_cpu.md: centred boxes, free-form strokes, an outpainted half,
+    random dropout; 10 CBSD432 crops, no noise, 20 NFE), and every mask on which the warm start won
+    hid more: the rule separates the screen.  The docs quote the means."""
+    from restore.strategies.catalog import HOLE_FRACTION
+
+    doc = bench.load_tasks(ROOT / "benchmarks" / "inpaint_mask_tasks.json")
+    header, tasks = merge_tables.parse_table(
+        (ROOT / "benchmarks" / "results" / "restoration_masks_cbsd432_cpu.md").read_text())
+    assert set(tasks) == set(doc["tasks"]) and "cbsd432" in " ".join(header)
+    docs = (ROOT / "docs" / "STRATEGIES.md").read_text().replace("\n", " ")
+    hidden, cold_won = {}, {}
+    for name, (_, _, rows) in tasks.items():
+        hidden[name] = 1 - float(bench.generated("mask", doc["tasks"][name]["mask"], doc["size"]).double().mean())
+        cold, warm = rows["ddnm+, 20 NFE"], rows[f"{WARM}, 20 NFE"]
+        assert cold["images"] == warm["images"] == 10, name
+        cold_won[name] = cold["lpips-alex"] < warm["lpips-alex"]
+        assert f"{cold['lpips-alex']:.4f} / {warm['lpips-alex']:.4f}" in docs, name
+    assert HOLE_FRACTION == max(hidden[name] for name in hidden if cold_won[name])
+    assert all(hidden[name] > HOLE_FRACTION for name in hidden if not cold_won[name]) and not all(cold_won.values())
+    # the size of the largest hole would not separate them (the docs say so): a dropout the warm
+    # start won has a larger all-missing square than a box the cold start won, and the strokes one more
+
+    def largest_square(name: str) -> int:
+        known = bench.generated("mask", doc["tasks"][name]["mask"], doc["size"]).float()[None, None]
+        return max(k for k in range(1, 33) if (torch.nn.functional.max_pool2d(known, k, stride=1) == 0).any())
+
+    assert (largest_square("hole-random90"), largest_square("hole-strokes0"), largest_square("hole-box8")) == (9, 10, 8)
+    assert not cold_won["hole-random90"] and cold_won["hole-strokes0"] and cold_won["hole-box8"]
+
+
+def task_kind(bench, task: str, as_chosen: bool = False) -> str:
+    """The operator kind of a benchmark task at the reference size
+    (:func:`restore.strategies.catalog.operator_kind`); ``as_chosen``: the kind as the rule chose
+    the defaults from the quality and screen tables, before the masks were split by hole size
+    (a hole kind took its mask kind's runs until the cold start's challenge,
+    test_a_cold_start_took_the_perceptual_defaults_of_large_holes)."""
     from restore.plugins import default_registry
     from restore.strategies.catalog import operator_kind
 
-    doc, registry = bench.load_tasks(), default_registry()
+    doc = bench.load_tasks()
+    op = bench.build_operator(default_registry(), doc, task, doc["size"])
+    kind = operator_kind(op, (3, doc["size"], doc["size"]))
+    return kind.replace("-hole", "") if as_chosen else kind
+
+
+def tables_by_kind(bench, tasks: dict) -> dict[str, list[dict]]:
+    """A parsed results table's task rows (``merge_tables.parse_table``), grouped by the operator
+    kind of the task as the rule chose the defaults (:func:`task_kind`)."""
     by_kind: dict[str, list[dict]] = {}
     for task, (_, _, rows) in tasks.items():
-        by_kind.setdefault(operator_kind(bench.build_operator(registry, doc, task, doc["size"])), []).append(rows)
+        by_kind.setdefault(task_kind(bench, task, as_chosen=True), []).append(rows)
     return by_kind
 
 
-def check_high_rule(defaults: dict, sets: list[tuple[list[dict], int]], docs: str, what: str) -> None:
+def check_high_rule(defaults: dict, sets: list[tuple[list[dict], int]], docs: str, what: str,
+                    targets: tuple[str, ...] = ("fidelity", "perceptual")) -> None:
     """``defaults[target]["high"]`` is ``fast`` at HIGH_FACTOR x the steps where that run beat
     ``fast`` on the mean over the task tables (a task's rows by label; PSNR for fidelity, LPIPS
     for perceptual) of every set in ``sets`` ((tables, the set's image count), all images), else
@@ -500,6 +601,8 @@ def check_high_rule(defaults: dict, sets: list[tuple[list[dict], int]], docs: st
         return f"{choice.spec}, {budget} NFE"
 
     for target, metric, sign in (("fidelity", "psnr", 1), ("perceptual", "lpips-alex", -1)):
+        if target not in targets:
+            continue
         fast, high = defaults[target]["fast"], defaults[target]["high"]
         if fast.steps == 1:  # a one-step estimator (Tweedie): no more steps to take
             assert high == fast, what
@@ -545,20 +648,18 @@ def test_auto_bf16_kinds_are_the_rules_choice_on_the_native_measurement(bench):
     measured with both targets, on all 68 CBSD68 images; docs/PERFORMANCE.md quotes the CBSD68
     figures, and all 24 Kodak24 images keep the rule on every row (the docs quote those too)."""
     from restore.accel import AUTO_BF16_KINDS
-    from restore.plugins import default_registry
-    from restore.strategies.catalog import operator_kind
 
     spec = importlib.util.spec_from_file_location("precision_benchmark", ROOT / "benchmarks" / "precision.py")
     precision = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(precision)
     text = (ROOT / "benchmarks" / "results" / "precision_native_cbsd68_cpu.txt").read_text()
     rows = {tuple(row.split()): deltas for row, deltas in precision.read_deltas(text).items()}
-    doc, registry = bench.load_tasks(), default_registry()
+    doc = bench.load_tasks()
     performance = (ROOT / "docs" / "PERFORMANCE.md").read_text()
     passes: dict[str, list[bool]] = {}
     for (task, target), deltas in rows.items():
         assert len(deltas) == 68, (task, target)  # the whole set
-        kind = operator_kind(bench.build_operator(registry, doc, task, doc["size"]))
+        kind = task_kind(bench, task)
         mean_psnr, mean_lpips = (sum(d[k] for d in deltas) / len(deltas) for k in (0, 1))
         keeps = -mean_psnr <= precision.RULE_PSNR and abs(mean_lpips) <= precision.RULE_LPIPS
         passes.setdefault(kind, []).append(keeps)

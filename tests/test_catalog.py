@@ -50,7 +50,7 @@ def exact_problem(name):
     mixture = GaussianMixture(torch.ones(2, dtype=torch.float64), means,
                               variances=torch.tensor([0.05, 0.05], dtype=torch.float64), shape=(3, 4, 4))
     prior = Prior(mixture, name="mixture", shape=(3, 4, 4), data_range=(0.0, 1.0))
-    denoises = name in ("tweedie", "reverse-from-y")
+    denoises = default_registry().get("strategy", name).only_task == "denoise"
     op = default_registry().get("operator", "denoise" if denoises else "inpaint")(
         **({} if denoises else {"mask": "box"}), noise=GaussianNoise(0.05))
     return Problem(prior, op, op.measure(torch.rand(1, 3, 4, 4, dtype=torch.float64)))
@@ -100,9 +100,14 @@ def test_default_method_follows_the_natural_image_benchmark():
     assert default_method(make("denoise")) == ("tweedie", 1)  # the posterior mean is PSNR-optimal
     assert default_method(make("denoise"), target="perceptual") == ("reverse-from-y", 20)  # sampled from y
     assert default_method(registry.get("operator", "denoise")())[0] == "dpir"  # no noise: the data step keeps y
-    assert default_run(registry.get("operator", "inpaint")(mask="box")) == Default("dpir", 20)  # noiseless
-    assert default_run(make("inpaint", mask="box")) == Default("ddnm+", 20, 2, (("warm_start", "dpir"), ("t0", 0.2)))
-    assert default_method(make("inpaint", mask="box"), target="perceptual") == ("ddnm+", 20)
+    image = (3, 256, 256)
+    assert default_run(registry.get("operator", "inpaint")(mask="box"), shape=image) == Default("dpir", 20)  # noiseless
+    warm = (("warm_start", "dpir"), ("t0", 0.2))
+    assert default_run(make("inpaint", mask="box"), shape=image) == Default("ddnm+", 20, 2, warm)
+    # a hole in a mostly known image: the sample starts cold; a sparse sampling keeps the warm start
+    perceptual = {"target": "perceptual", "shape": image}
+    assert default_run(make("inpaint", mask="box"), **perceptual) == Default("ddnm+", 20)
+    assert default_run(make("inpaint", mask="random"), **perceptual) == Default("ddnm+", 20, 1, warm)
     assert default_run(make("sr", scale=2)) == Default("dpir", 20, params=(("lambda_", 0.1),))
     assert default_method(make("sr", scale=2), target="perceptual") == ("ddrm", 20)  # DDNM+ breaks down on blur
     assert default_method(make("denoise"), "high", "perceptual") == ("ddrm", 100)  # beat reverse-from-y at 100

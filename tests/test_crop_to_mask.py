@@ -81,6 +81,22 @@ def test_crop_to_mask_on_a_small_image_with_samples(prior):
     assert shapes.shapes[-1] == (3, 200, 260)
 
 
+def test_a_crop_keeps_the_default_run_of_the_whole_image(prior):
+    """The default run follows how much of the image the mask hides (catalog.operator_kind); a
+    crop around a hole hides more of itself, yet restores with the whole image's run."""
+    from restore.strategies.catalog import HOLE_FRACTION
+
+    side, hole = 600, 330
+    known = known_with_holes(side, side, [(135, 135, hole, hole)])
+    crop = hole + 2 * PADDING
+    assert hole**2 / side**2 <= HOLE_FRACTION < hole**2 / crop**2  # a hole of the image, not of its crop
+    photo = np.random.default_rng(3).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    result = restore.inpaint(photo, 1 - known, prior=prior, steps=2, seed=0, target="perceptual", crop_to_mask=True)
+    assert result.provenance["crop_to_mask"]["boxes"] == [[135 - PADDING, 135 - PADDING, 135 + hole + PADDING,
+                                                           135 + hole + PADDING]]
+    assert "warm_start" not in result.provenance["strategy"]["params"]  # the hole kind's cold start
+
+
 def test_crop_to_mask_needs_a_user_mask(prior):
     with pytest.raises(ValueError, match="crop to mask needs inpainting with a mask"):
         restore.inpaint(torch.rand(1, 3, 16, 16), "box", prior=prior, steps=2, crop_to_mask=True)

@@ -323,17 +323,22 @@ def test_openapi_page_and_page_files_are_served_from_here_only(client):
 
 
 def test_defaults_are_the_clis(client):
-    from restore.strategies.catalog import default_run
+    from restore.strategies.catalog import HOLE_FRACTION, default_run
 
     for task in ("inpaint", "sr", "deblur", "denoise", "colorize"):
         chosen = client.get(f"/api/defaults?task={task}").json()
         assert chosen["method"] in client.get("/api/options").json()["methods"]
     inpaint = restore.operators.inpaint.Inpaint(mask="box")
     for target in ("fidelity", "perceptual"):
-        expected = default_run(inpaint, "high", target)
+        expected = default_run(inpaint, "high", target, shape=(3, 256, 256))  # hides a quarter, the default
         chosen = client.get(f"/api/defaults?task=inpaint&quality=high&target={target}").json()
-        assert (chosen["method"], chosen["steps"], chosen["samples"]) == (expected.method, expected.steps,
-                                                                          expected.samples)
+        assert (chosen["method"], chosen["params"], chosen["steps"], chosen["samples"]) == \
+            (expected.method, dict(expected.params), expected.steps, expected.samples), target
+    # a mask that hides more than HOLE_FRACTION (a sparse sampling) has its own: the warm start
+    cold, warm = (client.get(f"/api/defaults?task=inpaint&target=perceptual&hidden={hidden}").json()["params"]
+                  for hidden in (HOLE_FRACTION, HOLE_FRACTION + 0.01))
+    assert warm == {"warm_start": "dpir", "t0": 0.2} and cold == {}
+    assert client.get("/api/defaults?task=inpaint&hidden=1.5").status_code == 400
     assert client.get("/api/defaults?task=inpaint&method=ddrm").json()["samples"] == 1  # a named method: one sample
     # an estimate (the noiseless inpaint default dpir, or a named tweedie) takes no samples; a sampler does
     assert client.get("/api/defaults?task=inpaint").json()["estimator"] is True
@@ -343,7 +348,7 @@ def test_defaults_are_the_clis(client):
     assert client.get("/api/defaults?task=inpaint&target=best").status_code == 400
     # A mask's defaults follow its noise, as the CLI's do.
     noisy = restore.operators.inpaint.Inpaint(mask="box", noise={"kind": "gaussian", "sigma": 0.05})
-    expected = default_run(noisy, "fast", "fidelity")
+    expected = default_run(noisy, "fast", "fidelity", shape=(3, 256, 256))
     chosen = client.get("/api/defaults?task=inpaint&noise=0.05").json()
     assert (chosen["method"], chosen["steps"], chosen["samples"]) == (expected.method, expected.steps, expected.samples)
     assert chosen != client.get("/api/defaults?task=inpaint&noise=0").json()

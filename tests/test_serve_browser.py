@@ -112,11 +112,15 @@ def painted(page) -> int:
     }""")
 
 
-def test_paint_restore_download_in_chromium(tmp_path):
+def needs_browser() -> None:
     pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (pip install -e '.[test]')")
     pytest.importorskip("fastapi", reason="restore serve needs the web extra: pip install -e '.[web]'")
     if not os.path.exists(CHROMIUM):
         pytest.skip("no Chromium at /usr/bin/chromium: apt-get install -y chromium chromium-driver (.ci/run does)")
+
+
+def test_paint_restore_download_in_chromium(tmp_path):
+    needs_browser()
     from PIL import Image
 
     from restore.operators.io import decode_pixels
@@ -130,15 +134,15 @@ def test_paint_restore_download_in_chromium(tmp_path):
         page.fill("#steps", "4")
         page.fill("#seed", "3")
         default = "document.querySelector(\"#method option[value='']\").textContent"
-        page.wait_for_function(f"{default}.includes('dpir')")  # a noiseless mask's default
+        page.wait_for_function(f"{default}.startsWith('default (dpir')")  # a noiseless mask's default
         assert page.is_disabled("#samples")  # an estimate: one deterministic result
         for noise, method in (("0.05", "ddnm+"), ("", "dpir")):  # a noisy mask has its own
             page.fill("#noise", noise)
             page.dispatch_event("#noise", "change")
-            page.wait_for_function(f"{default}.includes('{method}')")
+            page.wait_for_function(f"{default}.startsWith('default ({method}')")
             assert page.is_disabled("#samples") == (method == "dpir")  # the mean of ddnm+ samples takes samples
         page.select_option("#prior", "default-sr3x4")  # a prior's own defaults, and the measurements it serves
-        page.wait_for_function(f"{default}.includes('conditional')")
+        page.wait_for_function(f"{default}.startsWith('default (conditional')")
         page.wait_for_function("document.getElementById('noise').value === '0.025'")
         assert [page.input_value(f"#{field}") for field in ("task", "scale")] == ["sr", "4"]
         assert page.text_content("#prior-note") == ("default-sr3x4 restores only sr (scale 4, method bicubic) "
@@ -148,7 +152,7 @@ def test_paint_restore_download_in_chromium(tmp_path):
         page.select_option("#task", "inpaint")
         page.fill("#noise", "")
         page.dispatch_event("#noise", "change")
-        page.wait_for_function(f"{default}.includes('dpir')")
+        page.wait_for_function(f"{default}.startsWith('default (dpir')")
         box = page.locator("#mask-canvas").bounding_box()
         cell = box["width"] / 16  # screen pixels per image pixel
 
@@ -192,6 +196,41 @@ def test_paint_restore_download_in_chromium(tmp_path):
     assert (result[8, 4:12] != image[8, 4:12]).any(axis=-1).all()  # the painted stroke was filled in
     assert record["seed"] == 3 and record["steps"] == 4 and record["operator"]["name"] == "inpaint"
     assert record["invocation"]["upload"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_default_follows_how_much_of_the_image_the_mask_hides(tmp_path):
+    """Painting more than catalog.HOLE_FRACTION of the image turns the perceptual default from a
+    cold-started sample (holes in a mostly known image, catalog.operator_kind) to the warm start,
+    and undo turns it back."""
+    needs_browser()
+    from PIL import Image
+
+    side = 40
+    path = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)).save(path)
+    with served("--prior", f"gaussian:3x{side}x{side}") as url, browser() as page:
+        open_image(page, url, path)
+        page.select_option("#target", "perceptual")
+        default = "document.querySelector(\"#method option[value='']\").textContent"
+        warm, cold = "default (ddnm+, warm_start dpir, t0 0.2)", "default (ddnm+)"
+        page.wait_for_function(f"{default} === {cold!r}")  # nothing hidden yet
+        box = page.locator("#mask-canvas").bounding_box()
+        cell = box["width"] / side
+
+        def rectangle(top: int, bottom: int) -> None:  # whole rows top..bottom
+            page.mouse.move(box["x"] + 0.1, box["y"] + top * cell + 0.1)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] - 0.1, box["y"] + bottom * cell + 0.1, steps=4)
+            page.mouse.up()
+
+        page.click("[data-tool=rect]")
+        rectangle(0, 16)  # 40 %
+        page.wait_for_timeout(300)
+        assert page.evaluate(default) == cold
+        rectangle(16, 28)  # 70 %: more than HOLE_FRACTION
+        page.wait_for_function(f"{default} === {warm!r}")
+        page.click("#undo")
+        page.wait_for_function(f"{default} === {cold!r}")
 
 
 def screenshot(target: Path) -> None:

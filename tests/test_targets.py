@@ -76,7 +76,7 @@ def test_a_mean_of_warm_samples_computes_the_estimate_once(monkeypatch):
     mask = torch.zeros(1, 1, 8, 8)
     mask[..., 2:6, 2:6] = 1
     result = restore.inpaint(y, mask, prior="gaussian:3x8x8:0.5", noise=0.05, seed=0, samples=3)
-    choice = default_run(result_operator(mask, 0.05), "fast", "fidelity")
+    choice = default_run(result_operator(mask, 0.05), "fast", "fidelity", shape=(3, 8, 8))
     assert dict(choice.params).get("warm_start") == "dpir" and result.provenance["samples"] == 3
     assert estimated == [1] and tuple(result.tensors["samples"].shape) == (3, 1, 3, 8, 8)
 
@@ -137,19 +137,34 @@ def test_a_bad_target_is_one_line_exit_2(work):
 
 
 def test_masks_with_noise_get_their_own_defaults():
-    """A mask's default follows its noise (catalog.operator_kind): noiseless masks (as a mask read
-    from a file is) DPIR, noisy ones the mean of two warm-started DDNM+ samples, where the
-    benchmark's rule picked it (docs/STRATEGIES.md)."""
-    from restore.strategies.catalog import operator_kind
+    """A mask's default follows its noise and how much of the image it hides
+    (catalog.operator_kind): noiseless masks (as a mask read from a file is) DPIR, noisy ones the
+    mean of two warm-started DDNM+ samples, where the benchmark's rule picked it
+    (docs/STRATEGIES.md); a mask that hides at most catalog.HOLE_FRACTION is a hole kind (its
+    perceptual sample starts cold), and a generated mask's fraction depends on the image size."""
+    from restore.strategies.catalog import HOLE_FRACTION, operator_kind
 
     get = default_registry().get
-    cases = [(get("operator", "inpaint")(mask="box"), "inpaint"),
-             (get("operator", "inpaint")(mask="box", noise={"kind": "gaussian", "sigma": 0.025}), "inpaint-noisy"),
-             (get("operator", "inpaint")(mask="random", noise={"kind": "poisson", "rate": 100.0}), "inpaint-noisy")]
-    for op, kind in cases:
-        assert operator_kind(op) == kind, op
-    assert default_run(cases[0][0]).method == "dpir"
-    noisy = default_run(cases[2][0])
+    image, small = (3, 256, 256), (3, 128, 128)
+    box = get("operator", "inpaint")(mask="box", size=[100, 100])  # hides 15 % of 256 x 256, 61 % of 128 x 128
+    noisy_box = get("operator", "inpaint")(mask="box", size=[100, 100], noise={"kind": "gaussian", "sigma": 0.025})
+    half = get("operator", "inpaint")(mask="outpaint", fraction=HOLE_FRACTION)
+    cases = [(box, image, "inpaint-hole"),
+             (box, small, "inpaint"),
+             (get("operator", "inpaint")(mask="random"), image, "inpaint"),
+             (noisy_box, image, "inpaint-hole-noisy"),
+             (noisy_box, small, "inpaint-noisy"),
+             (get("operator", "inpaint")(mask="random", noise={"kind": "poisson", "rate": 100.0}), image,
+              "inpaint-noisy"),
+             (half, image, "inpaint-hole"),  # the bound is a hole
+             (get("operator", "inpaint")(mask="outpaint", fraction=HOLE_FRACTION + 0.01), image, "inpaint")]
+    for op, shape, kind in cases:
+        assert operator_kind(op, shape) == kind, (op, shape)
+        assert operator_kind(op.bound_to(shape)) == kind, (op, shape)  # a bound operator knows its shape
+    with pytest.raises(ValueError, match="give the image shape"):
+        operator_kind(cases[0][0])
+    assert default_run(box, shape=image).method == default_run(box, shape=small).method == "dpir"
+    noisy = default_run(cases[5][0], shape=image)
     assert (noisy.method, noisy.samples, dict(noisy.params)) == ("ddnm+", 2, {"warm_start": "dpir", "t0": 0.2})
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     mask = torch.zeros(16, 16)
@@ -159,3 +174,27 @@ def test_masks_with_noise_get_their_own_defaults():
     assert torch.equal(result.image, result.tensors["samples"].mean(dim=0))
     clean = restore.inpaint(x, mask, prior="gaussian:3x16x16", steps=3, seed=0)
     assert clean.provenance["strategy"]["name"] == "dpir" and clean.provenance["samples"] == 1
+
+
+@pytest.mark.parametrize("mask_kind, warm", [("box", False), ("random", True)])
+def test_the_three_front_doors_take_the_masks_perceptual_run_from_what_it_hides(work, mask_kind, warm):
+    """The API, ``restore inpaint`` and ``restore batch`` run the same perceptual default on the same
+    image and mask file: a cold DDNM+ sample where the mask hides at most catalog.HOLE_FRACTION
+    (a box), the warm start where it hides more (a 70 % random dropout)."""
+    from PIL import Image
+
+    from restore.operators.masks import GENERATORS
+
+    known = GENERATORS[mask_kind](16, 16, seed=0)
+    Image.fromarray(((~known).numpy() * 255).astype("uint8")).save(work / "mask.png")  # white: fill
+    common = ["--prior", "gaussian:3x16x16", "--steps", "2", "--seed", "0", "--target", "perceptual", "-q"]
+    assert runner.invoke(app, ["inpaint", "img.png", "--mask", "mask.png", "-o", "out.png", *common]).exit_code == 0
+    (work / "in").mkdir()
+    (work / "img.png").rename(work / "in" / "img.png")
+    out = runner.invoke(app, ["batch", "in", "-o", "batch", "--op", "inpaint", "--mask", "mask.png", *common])
+    assert out.exit_code == 0, out.output
+    api = restore.inpaint(work / "in" / "img.png", work / "mask.png", prior="gaussian:3x16x16", steps=2, seed=0,
+                          target="perceptual")
+    records = [json.loads((work / name).read_text())["strategy"] for name in ("out.json", "batch/img.json")]
+    for strategy in (*records, api.provenance["strategy"]):
+        assert strategy["name"] == "ddnm+" and ("warm_start" in strategy["params"]) == warm, strategy

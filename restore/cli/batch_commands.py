@@ -163,7 +163,8 @@ def check_before_work(source: Path, output: Path, items: list, method: Optional[
                 measurements.read_file(item.image, item.op, options=item.params, noise=noise)
         except Exception:  # noqa: BLE001  (an unreadable item fails on its own turn, with its reason)
             continue
-        check_method_params(method, method_params, measurement.operator, quality, target, prior=prior)
+        check_method_params(method, method_params, measurement.operator, quality, target, prior=prior,
+                            shape=measurement.image_shape)
 
 
 def rio_operator_name(sidecar: Path) -> str:

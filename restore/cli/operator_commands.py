@@ -67,16 +67,17 @@ def check_keywords(op: str, factory: Callable[..., Any], params: dict[str, Any],
 
 
 def check_method_params(method: Optional[str], params: dict[str, Any], operator: Any, quality: str,
-                        target: str = "fidelity", flag: str = "--param", prior: Any = None) -> None:
+                        target: str = "fidelity", flag: str = "--param", prior: Any = None,
+                        shape: Optional[tuple[int, ...]] = None) -> None:
     """Refuse, before any work, a hyperparameter that the strategy does not take: ``method``,
-    or the default run for ``operator`` and the loaded ``prior``
+    or the default run for ``operator`` on images of ``shape`` and the loaded ``prior``
     (:func:`restore.strategies.catalog.default_run`; None: a prior that is not conditional)."""
     from restore.plugins import default_registry
     from restore.strategies.catalog import default_run
 
     if not params:
         return
-    name = method or default_run(operator, quality, target, prior).method
+    name = method or default_run(operator, quality, target, prior, shape).method
     check_keywords(name, default_registry().get("strategy", name), params, {}, kind="strategy", flag=flag)
 
 

@@ -208,9 +208,11 @@ def run_restoration(
         raise fail("--device cuda: CUDA is not available on this machine; use --device cpu")
     # the prior before the defaults that depend on it (a conditional network's run: catalog.default_run)
     loaded_prior, _ = prepare(prior, lambda spec: load(spec, registry, torch_device, torch_dtype), fast,
-                              torch_device, operator_kind(measurement.operator))
-    samples = samples or pipeline.default_samples(measurement.operator, method, quality, target, loaded_prior)
-    check_method_params(method, params, measurement.operator, quality, target, prior=loaded_prior)
+                              torch_device, operator_kind(measurement.operator, measurement.image_shape))
+    samples = samples or pipeline.default_samples(measurement.operator, method, quality, target, loaded_prior,
+                                                  measurement.image_shape)
+    check_method_params(method, params, measurement.operator, quality, target, prior=loaded_prior,
+                        shape=measurement.image_shape)
     planned, sources = output_plan(output, samples, measurement, [*inputs, *prior_files(prior)])
     check_outputs(planned, sources, overwrite=overwrite)
     check_previews(preview, overwrite)

@@ -114,16 +114,22 @@ def _package_files(folder: Any, names: Mapping[str, str]) -> dict[str, tuple[byt
     return {name: ((folder / name).read_bytes(), media) for name, media in names.items()}
 
 
-def example_operator(task: str, noise: Optional[float] = None) -> Any:
+def example_operator(task: str, noise: Optional[float] = None, hidden: float = 0.25) -> Any:
     """An operator of ``task`` as a job builds it (default parameters; measurement noise
     ``noise``, sigma on [0, 1], where the task takes one), to ask the catalog for the task's
-    defaults: a mask's depend on its noise."""
+    defaults: a mask's depend on its noise and on the fraction ``hidden`` of the image it hides
+    (catalog.operator_kind; by default a quarter, DPS's 128 x 128 box in a 256 x 256 image)."""
+    import torch
+
     from restore.plugins import default_registry
     from restore.serve.jobs import deblur_kernel
 
     get = default_registry().get
     if task == "inpaint":
-        return get("operator", "inpaint")(mask="box", noise={"kind": "gaussian", "sigma": noise or 0.0})
+        known = torch.ones(1, 100, 100)
+        known.view(-1)[:round(hidden * known.numel())] = 0
+        return get("operator", "inpaint")(mask=known, noise={"kind": "gaussian", "sigma": noise or 0.0},
+                                          shape=[3, 100, 100])
     if task == "sr":
         return get("operator", "sr")(scale=Options.scale)
     if task == "deblur":
@@ -190,9 +196,7 @@ def create_app(settings: Settings) -> FastAPI:
     def options() -> dict[str, Any]:
         """What the page offers: tasks, the server's priors, methods and the CLI's defaults."""
         from restore.plugins import default_registry
-        from restore.strategies.catalog import DEFAULTS
-
-        from restore.strategies.catalog import TARGETS
+        from restore.strategies.catalog import DEFAULTS, TARGETS
 
         return {"tasks": list(TASKS), "targets": list(TARGETS), "priors": list(settings.priors),
                 "methods": default_registry().names("strategy"),
@@ -203,10 +207,11 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/api/defaults")
     def defaults(task: str = "inpaint", quality: str = "fast", target: str = "fidelity",
                  method: Optional[str] = None, noise: Optional[float] = None,
-                 prior: Optional[str] = None) -> dict[str, Any]:
-        """The method, steps and samples a job of ``task`` with measurement noise ``noise``
-        under ``prior`` (one of the server's; None: the first) gets when it names none
-        (samples: with ``method`` when it names one): the CLI's
+                 prior: Optional[str] = None, hidden: float = 0.25) -> dict[str, Any]:
+        """The method, its parameters, steps and samples a job of ``task`` with measurement noise
+        ``noise`` under ``prior`` (one of the server's; None: the first) gets when it names none
+        (samples: with ``method`` when it names one); for inpainting, ``hidden``: the fraction of
+        the image the mask hides (as the page counts it on the painted mask).  The CLI's
         (:func:`restore.strategies.catalog.default_run`, :func:`restore.pipeline.default_samples`);
         ``trained_for``: the operator (registry name and attributes) and noise sigma that a
         conditional prior's network serves, the only measurements it restores (None for an
@@ -222,15 +227,17 @@ def create_app(settings: Settings) -> FastAPI:
                           f"target {' or '.join(TARGETS)}")
         if noise is not None and not 0 <= noise <= 1:
             raise Refused(f"defaults: noise must be a sigma in [0, 1], got {noise}")
+        if not 0 <= hidden <= 1:
+            raise Refused(f"defaults: hidden must be a fraction in [0, 1], got {hidden}")
         if prior is not None and prior not in settings.priors:
             raise Refused(f"defaults: prior must be one of the server's: {', '.join(settings.priors)}")
         loaded = settings.priors[prior or next(iter(settings.priors))]
-        operator = example_operator(task, noise)
+        operator = example_operator(task, noise, hidden)
         chosen = default_run(operator, quality, target, loaded)
         network = loaded.denoiser if is_conditional(loaded) else None
         strategies = default_registry()
         runs = method if method in strategies.names("strategy") else chosen.method
-        return {"method": chosen.method, "steps": chosen.steps,
+        return {"method": chosen.method, "params": dict(chosen.params), "steps": chosen.steps,
                 "estimator": bool(strategies.get("strategy", runs).posterior_mean),
                 "samples": default_samples(operator, method or None, quality, target, loaded),
                 "trained_for": None if network is None else {"operator": network.measurement_operator,

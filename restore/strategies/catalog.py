@@ -180,6 +180,10 @@ WARM_DDNM = (("warm_start", "dpir"), ("t0", 0.2))
 #: challenger wins on both sets at that budget: ``reverse-from-y`` took denoising's perceptual
 #: ``fast`` from DDRM at 20 NFE, and DDRM at 100 kept ``high``
 #: (``restoration_denoise_reverse_kodak24_cpu.md``, ``restoration_denoise_reverse_cbsd68_cpu.md``).
+#: The hole kinds (:data:`HOLE_FRACTION`) split from the mask kinds after those choices and took their
+#: runs; a cold DDNM+ sample at 20 NFE beat the warm start at 20 and 100 steps on both boxes of
+#: both sets (``restoration_box_cold_kodak24_cpu.md``, ``restoration_box_cold_cbsd68_cpu.md``), so
+#: it took both of their perceptual qualities.
 DEFAULTS: dict[str, dict[str, dict[str, Default]]] = {
     "denoise": {"fidelity": _both(Default("tweedie", 1)),
                 "perceptual": {"fast": Default("reverse-from-y", 20), "high": Default("ddrm", 100)}},
@@ -187,6 +191,9 @@ DEFAULTS: dict[str, dict[str, dict[str, Default]]] = {
                 "perceptual": _both(Default("ddnm+", 20, params=WARM_DDNM), 100)},
     "inpaint-noisy": {"fidelity": _both(Default("ddnm+", 20, 2, params=WARM_DDNM)),
                       "perceptual": _both(Default("ddnm+", 20, params=WARM_DDNM), 100)},
+    "inpaint-hole": {"fidelity": _both(Default("dpir", 20)), "perceptual": _both(Default("ddnm+", 20))},
+    "inpaint-hole-noisy": {"fidelity": _both(Default("ddnm+", 20, 2, params=WARM_DDNM)),
+                           "perceptual": _both(Default("ddnm+", 20))},
     "sr": {"fidelity": _both(Default("dpir", 20, params=(("lambda_", 0.1),))),
            "perceptual": _both(Default("ddrm", 20))},
     "deblur": {"fidelity": _both(Default("ddrm", 20, 2)), "perceptual": _both(Default("ddrm", 20), 100)},
@@ -195,16 +202,30 @@ DEFAULTS: dict[str, dict[str, dict[str, Default]]] = {
     "other": {"fidelity": _both(Default("dps", 100), 1000), "perceptual": _both(Default("dps", 100), 1000)},
 }
 
-def operator_kind(operator: Any) -> str:
-    """Which row of :data:`DEFAULTS` serves ``operator``: ``denoise`` (y = x + Gaussian noise),
-    ``inpaint`` (linear with an SVD and a 0/1 mask: inpainting, Bayer; without measurement noise,
-    as a mask read from a file is: the rounding of known pixels is not noise to a mask,
-    :func:`restore.measurement.with_quantization_noise`), ``inpaint-noisy`` (such a mask with
-    noise: the benchmark's rule picks another estimator there), ``sr`` and ``deblur``
-    (linear with an SVD, of those tasks: the benchmark measures them apart), ``svd`` (other
-    linear operators with an SVD: colorization, compressed sensing, matrices), ``linear``
-    (linear without an SVD: blur with a reflect or valid boundary, third-party operators) or
-    ``other`` (nonlinear)."""
+#: A mask that hides at most this fraction of the image's entries (pixels x channels) leaves holes
+#: in a mostly known image (kinds ``inpaint-hole`` and ``inpaint-hole-noisy``), where a cold-started
+#: sample beats the warm start; chosen on CBSD432 training crops (docs/STRATEGIES.md, "Large holes
+#: want a cold start"): the largest fraction a screened mask on which the cold start won hid (an
+#: outpainted half), below every one on which the warm start won (random dropout, 70 to 90 %).
+HOLE_FRACTION = 0.5
+
+
+def operator_kind(operator: Any, shape: Optional[tuple[int, ...]] = None) -> str:
+    """Which row of :data:`DEFAULTS` serves ``operator`` on images of ``shape`` (C, H, W):
+    ``denoise`` (y = x + Gaussian noise); for a linear 0/1 mask with an SVD (inpainting, Bayer),
+    ``inpaint`` (without measurement noise, as a mask read from a file is: the rounding of known
+    pixels is not noise to a mask, :func:`restore.measurement.with_quantization_noise`) or
+    ``inpaint-noisy`` (with noise: the benchmark's rule picks another estimator there), and
+    ``inpaint-hole`` / ``inpaint-hole-noisy`` where the mask hides at most :data:`HOLE_FRACTION`
+    of the image (boxes, strokes, an outpainted side, not a sparse sampling of the image: a
+    cold-started sample beats the warm start there); ``sr`` and ``deblur`` (linear with an SVD, of those tasks: the
+    benchmark measures them apart), ``svd`` (other linear operators with an SVD: colorization,
+    compressed sensing, matrices), ``linear`` (linear without an SVD: blur with a reflect or
+    valid boundary, third-party operators) or ``other`` (nonlinear).
+
+    A mask's kind needs the image shape (``shape``, else the operator's bound shape): a
+    generated mask depends on the image size, and the mask is A(1) (a mask operator's
+    A x = m * x); without either a mask operator raises ValueError."""
     caps = operator.capabilities()
     noise = operator.noise
     task = getattr(operator, "task", None)
@@ -212,9 +233,22 @@ def operator_kind(operator: Any) -> str:
         return "denoise"
     if caps.get("linear") and caps.get("has_svd"):
         if caps.get("is_mask"):
-            return "inpaint" if noise.is_gaussian and noise.noiseless else "inpaint-noisy"
+            hole = "-hole" if hidden_fraction(operator, shape) <= HOLE_FRACTION else ""
+            return f"inpaint{hole}" + ("" if noise.is_gaussian and noise.noiseless else "-noisy")
         return {"super-resolution": "sr", "deblur": "deblur"}.get(task, "svd")
     return "linear" if caps.get("linear") else "other"
+
+
+def hidden_fraction(operator: Any, shape: Optional[tuple[int, ...]]) -> float:
+    """The fraction of the entries of an image of ``shape`` (C, H, W) that the mask operator
+    hides: the zeros of its mask A(1)."""
+    import torch
+
+    shape = operator.shape if shape is None else shape
+    if shape is None:
+        raise ValueError(f"the default run for the mask operator {getattr(operator, 'name', operator)!r} depends on "
+                         "how much of the image it hides: give the image shape (C, H, W)")
+    return float((operator.forward(torch.ones(1, *shape)) == 0).double().mean())
 
 
 #: The default run of a conditional prior (:func:`is_conditional`), by target and quality: the
@@ -241,14 +275,16 @@ def is_conditional(prior: Any) -> bool:
 
 
 def default_method(operator: Any, quality: Quality = "fast", target: Target = "fidelity",
-                   prior: Any = None) -> tuple[str, int]:
+                   prior: Any = None, shape: Optional[tuple[int, ...]] = None) -> tuple[str, int]:
     """(strategy name, steps) of :func:`default_run`."""
-    choice = default_run(operator, quality, target, prior)
+    choice = default_run(operator, quality, target, prior, shape)
     return choice.method, choice.steps
 
 
-def default_run(operator: Any, quality: Quality = "fast", target: Target = "fidelity", prior: Any = None) -> Default:
-    """The default run for ``operator``, ``quality`` and ``target``: :data:`DEFAULTS`; for a
+def default_run(operator: Any, quality: Quality = "fast", target: Target = "fidelity", prior: Any = None,
+                shape: Optional[tuple[int, ...]] = None) -> Default:
+    """The default run for ``operator`` on images of ``shape`` (C, H, W; needed for masks,
+    :func:`operator_kind`), ``quality`` and ``target``: :data:`DEFAULTS`; for a
     conditional ``prior`` (:func:`is_conditional`) :data:`CONDITIONAL_DEFAULTS`, whatever the
     operator (the strategy refuses one the network was not trained for, saying so).
 
@@ -274,14 +310,16 @@ def default_run(operator: Any, quality: Quality = "fast", target: Target = "fide
         raise ValueError(f"target must be 'fidelity' or 'perceptual', got {target!r}")
     if is_conditional(prior):
         return CONDITIONAL_DEFAULTS[target][quality]
-    return DEFAULTS[operator_kind(operator)][target][quality]
+    return DEFAULTS[operator_kind(operator, shape)][target][quality]
 
 
 #: What each operator kind of :data:`DEFAULTS` covers, for :func:`defaults_table`.
 KINDS = {
     "denoise": "denoise with Gaussian noise",
-    "inpaint": "masks with an SVD (inpaint, Bayer), no noise",
-    "inpaint-noisy": "masks with an SVD, with measurement noise",
+    "inpaint": f"masks with an SVD hiding more than {HOLE_FRACTION:.0%} (random dropout, Bayer), no noise",
+    "inpaint-noisy": f"masks with an SVD hiding more than {HOLE_FRACTION:.0%}, with measurement noise",
+    "inpaint-hole": f"masks hiding at most {HOLE_FRACTION:.0%} (boxes, strokes, outpainting), no noise",
+    "inpaint-hole-noisy": f"masks hiding at most {HOLE_FRACTION:.0%}, with measurement noise",
     "sr": "super-resolution",
     "deblur": "circular blur",
     "svd": "other linear with an SVD (colorize, cs, matrix; denoise without noise)",

@@ -7,6 +7,7 @@ const state = {
   file: null, width: 0, height: 0, previewUrl: null,
   tool: "brush", zoom: 1, panX: 0, panY: 0, spaceDown: false,
   undo: [], redo: [], job: null, events: null,
+  hidden: 0,  // the fraction of the image the mask hides (maskChanged)
 };
 const imageCanvas = $("image-canvas"), maskCanvas = $("mask-canvas");
 const imageCtx = imageCanvas.getContext("2d");
@@ -53,9 +54,11 @@ async function showDefaults() {
   const query = new URLSearchParams({ task: $("task").value, quality: $("quality").value, target: $("target").value,
     method: current, prior: $("prior").value });  // a conditional network's defaults are its own
   if ($("noise").value !== "") query.set("noise", $("noise").value);  // a mask's defaults depend on its noise
+  query.set("hidden", state.hidden);  // and on how much of the image it hides
   const chosen = await api(`/api/defaults?${query}`);
   if (asked !== defaultsAsked) return chosen;  // stale: the page shows the later answer
-  fill($("method"), [["", `default (${chosen.method})`], ...state.methods.map((m) => [m, m])]);
+  const params = Object.entries(chosen.params).map(([key, value]) => `, ${key} ${value}`).join("");
+  fill($("method"), [["", `default (${chosen.method}${params})`], ...state.methods.map((m) => [m, m])]);
   $("method").value = state.methods.includes(current) ? current : "";
   $("steps").placeholder = `default (${chosen.steps})`;
   const samples = $("samples");  // an estimate is one deterministic result: no samples, no spread to show
@@ -116,6 +119,7 @@ async function openImage(file) {
   $("result").hidden = true;
   fit();
   drawOverlay();
+  maskChanged();  // a new image starts with an empty mask
 }
 
 function loadImage(url) {
@@ -152,6 +156,7 @@ async function openMask(file) {
   remember();
   maskCtx.putImageData(pixels, 0, 0);
   drawOverlay();
+  maskChanged();
 }
 
 // ------------------------------------------------------------------ painting
@@ -167,6 +172,17 @@ function restoreFrom(from, to) {
   to.push(maskCtx.getImageData(0, 0, mask.width, mask.height));
   maskCtx.putImageData(from.pop(), 0, 0);
   drawOverlay();
+  maskChanged();
+}
+
+// A mask's defaults depend on how much of the image it hides (restore.strategies.catalog.operator_kind):
+// asked again after each change of the painted mask.
+function maskChanged() {
+  const alpha = maskCtx.getImageData(0, 0, mask.width, mask.height).data;
+  let painted = 0;
+  for (let i = 3; i < alpha.length; i += 4) painted += alpha[i] >= 128;  // as the server reads it: fill
+  state.hidden = painted / (mask.width * mask.height || 1);
+  showDefaults();
 }
 
 function drawOverlay(rect) {
@@ -239,6 +255,7 @@ maskCanvas.addEventListener("pointerup", (event) => {
     maskCtx.fillRect(r.x, r.y, r.w, r.h);
     drawOverlay();
   }
+  if (drag && !drag.panning) maskChanged();
   drag = null;
 });
 
@@ -385,7 +402,9 @@ $("restore").addEventListener("click", submit);
 $("cancel").addEventListener("click", () => state.job && api(`/api/jobs/${state.job}/cancel`, { method: "POST" }).catch((e) => say(e.message)));
 $("undo").addEventListener("click", () => restoreFrom(state.undo, state.redo));
 $("redo").addEventListener("click", () => restoreFrom(state.redo, state.undo));
-$("clear").addEventListener("click", () => { remember(); maskCtx.clearRect(0, 0, mask.width, mask.height); drawOverlay(); });
+$("clear").addEventListener("click", () => {
+  remember(); maskCtx.clearRect(0, 0, mask.width, mask.height); drawOverlay(); maskChanged();
+});
 $("zoom-in").addEventListener("click", () => zoomAt(1.25, ...centre()));
 $("zoom-out").addEventListener("click", () => zoomAt(1 / 1.25, ...centre()));
 $("zoom-fit").addEventListener("click", fit);
