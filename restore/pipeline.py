@@ -262,6 +262,8 @@ def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[st
 
     with warnings.catch_warnings(record=True) as caught, accel.threads(threads) as used_threads:
         warnings.simplefilter("always")
+        # the garbage collector's, at any moment, about objects the run did not make: not the run's
+        warnings.simplefilter("ignore", ResourceWarning)
         if seeds is not None:
             out = solve_once(y, operator, None)
         else:

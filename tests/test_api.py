@@ -74,6 +74,22 @@ def test_samples_mean_and_std(prior):
     assert result.provenance["samples"] == 3 and result.nfe == 2
 
 
+def test_the_record_keeps_the_runs_warnings_not_the_garbage_collectors(prior):
+    """A ResourceWarning (the garbage collector's, whenever it runs, about a file some other code
+    left open) is not the run's: the record's warnings leave it out and keep the run's own."""
+    import warnings
+
+    class Noisy:
+        @hookimpl
+        def restore_run_start(self, info):
+            warnings.warn("unclosed file <_io.BufferedReader name=13>", ResourceWarning)
+            warnings.warn("the run's own warning", UserWarning)
+
+    result = restore.deblur(torch.rand(1, 3, 12, 12), "gaussian", kernel_options={"size": 3, "std": 1.0}, prior=prior,
+                            steps=2, seed=0, listeners=[Noisy()])
+    assert result.provenance["warnings"] == ["the run's own warning"]
+
+
 def test_listeners_hear_every_step(prior):
     class Counter:
         def __init__(self):
