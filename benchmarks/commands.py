@@ -5,7 +5,9 @@
 
 Each case is a command and the measurement it is given, one per operator kind of
 ``restore.strategies.catalog.DEFAULTS`` (the benchmark's noise where it has one):
-inpaint (a centred box, no noise), inpaint-noisy (the box with --noise 0.025), sr x4 and
+inpaint (a 70 % random dropout, no noise), inpaint-noisy (the dropout with --noise 0.025),
+inpaint-hole (a centred box of half each side, no noise), inpaint-hole-noisy (the box with
+--noise 0.025), sr x4 and
 deblur gaussian:2 (--noise 0.025), denoise (sigma 0.05, estimated from the image) and
 colorize.  For each case, target (``--target``) and output size WxH a degraded input is made
 from scikit-image's ``chelsea`` photo, and the command runs with its default method, steps
@@ -29,6 +31,7 @@ import torch
 
 #: case -> (command, extra arguments): one case per operator kind of the catalog's DEFAULTS.
 CASES = {"inpaint": ("inpaint", []), "inpaint-noisy": ("inpaint", ["--noise", "0.025"]),
+         "inpaint-hole": ("inpaint-hole", []), "inpaint-hole-noisy": ("inpaint-hole", ["--noise", "0.025"]),
          "sr": ("sr", ["--noise", "0.025"]), "deblur": ("deblur", ["--noise", "0.025"]),
          "denoise": ("denoise", []), "colorize": ("colorize", [])}
 TARGETS = ("fidelity", "perceptual")
@@ -43,16 +46,21 @@ def photo(width: int, height: int) -> torch.Tensor:
 
 
 def prepare(command: str, width: int, height: int, folder: Path) -> list[str]:
-    """Write the degraded input (and mask) for ``command`` into ``folder``; its arguments."""
+    """Write the degraded input (and mask) for ``command`` into ``folder``; its arguments
+    (``inpaint``: a 70 % random dropout; ``inpaint-hole``: a centred box of half each side)."""
     from restore.operators.io import write_image
+    from restore.operators.masks import random_mask
     from restore.plugins import default_registry
 
     x = photo(width, height)
     registry = default_registry()
     image = folder / "input.png"
-    if command == "inpaint":
+    if command in ("inpaint", "inpaint-hole"):
         fill = torch.zeros(1, 1, height, width)
-        fill[..., height // 4: 3 * height // 4, width // 4: 3 * width // 4] = 1
+        if command == "inpaint":
+            fill[0, 0] = (~random_mask(height, width, seed=0, ratio=0.7)).float()
+        else:
+            fill[..., height // 4: 3 * height // 4, width // 4: 3 * width // 4] = 1
         write_image(folder / "mask.png", fill)
         write_image(image, x * (1 - fill))
         return ["inpaint", str(image), "--mask", str(folder / "mask.png")]
@@ -105,7 +113,7 @@ def main() -> None:
         return run_one(opts.one)
     sizes = ["32x32", "48x32"] if opts.quick else opts.sizes
     print(f"prior {opts.prior}, device {opts.device}, torch threads {torch.get_num_threads()}")
-    print(f"{'case':13s} {'target':10s} {'size':>8s} {'method':>8s} {'steps':>5s} {'samples':>7s} {'NFE':>5s} "
+    print(f"{'case':18s} {'target':10s} {'size':>8s} {'method':>8s} {'steps':>5s} {'samples':>7s} {'NFE':>5s} "
           f"{'wall s':>8s} {'peak RSS MiB':>12s} {'CUDA MiB':>9s}")
     for case in opts.cases:
         command, extra = CASES[case]
@@ -122,10 +130,10 @@ def main() -> None:
                     lines = child.stdout.strip().splitlines()
                     row = json.loads(lines[-1]) if lines else {"error": child.stderr.strip().splitlines()[-1:]}
                 if "error" in row:
-                    print(f"{case:13s} {target:10s} {size:>8s}  failed: {row['error']}")
+                    print(f"{case:18s} {target:10s} {size:>8s}  failed: {row['error']}")
                     continue
                 cuda = "-" if row["cuda_mib"] is None else f"{row['cuda_mib']:.0f}"
-                print(f"{case:13s} {target:10s} {size:>8s} {row['method']:>8s} {row['steps']:>5d} {row['samples']:>7d} "
+                print(f"{case:18s} {target:10s} {size:>8s} {row['method']:>8s} {row['steps']:>5d} {row['samples']:>7d} "
                       f"{row['nfe']:>5d} {row['seconds']:>8.1f} {row['rss_mib']:>12.0f} {cuda:>9s}", flush=True)
 
 

@@ -16,11 +16,12 @@ def test_benchmark_quick_run(tmp_path):
     torch.manual_seed(0)
     net = CompactUNet(UNetConfig(channels=3, base_channels=8, channel_mult=(1, 2), num_res_blocks=1, groups=4))
     prior = f"unet:{save_native(tmp_path, net, NativeConfig(net.config))}"
-    out = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--prior", prior, "--cases", "inpaint",
-                          "inpaint-noisy", "--device", "cpu"], capture_output=True, text=True, timeout=600)
+    cases = ("inpaint", "inpaint-noisy", "inpaint-hole", "inpaint-hole-noisy")
+    out = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--prior", prior, "--cases", *cases,
+                          "--device", "cpu"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     rows = [line.split() for line in out.stdout.splitlines() if line.startswith("inpaint")]
-    assert [tuple(r[:3]) for r in rows] == [(case, target, size) for case in ("inpaint", "inpaint-noisy")
+    assert [tuple(r[:3]) for r in rows] == [(case, target, size) for case in cases
                                            for target in ("fidelity", "perceptual") for size in ("32x32", "48x32")]
     for case, target, _, method, steps, samples, nfe, seconds, *_ in rows:  # each the command's default run
         default = DEFAULTS[case][target]["fast"]
