@@ -205,8 +205,9 @@ DEFAULTS: dict[str, dict[str, dict[str, Default]]] = {
 #: A mask that hides at most this fraction of the image's entries (pixels x channels) leaves holes
 #: in a mostly known image (kinds ``inpaint-hole`` and ``inpaint-hole-noisy``), where a cold-started
 #: sample beats the warm start; chosen on CBSD432 training crops (docs/STRATEGIES.md, "Large holes
-#: want a cold start"): the largest fraction a screened mask on which the cold start won hid (an
-#: outpainted half), below every one on which the warm start won (random dropout, 70 to 90 %).
+#: want a cold start"): the largest fraction hidden by a screened mask on which the cold start won
+#: (an outpainted half), below every one on which the warm start won (random dropout, 80 and 90 %;
+#: the test sets' 70 %).
 HOLE_FRACTION = 0.5
 
 
@@ -293,10 +294,12 @@ def default_run(operator: Any, quality: Quality = "fast", target: Target = "fide
     of ``samples`` posterior samples); ``perceptual`` the best LPIPS, i.e. one posterior
     sample.  ``quality`` is the budget within the target: ``fast`` is the rule's choice within
     60 s per 256 x 256 image on a 2-core CPU; ``high`` is the same run at 5x the steps where
-    that beat ``fast`` on the benchmark (the perceptual target of every measured kind but SR),
-    and ``fast`` itself where it did not (SR's perceptual target, and the fidelity target: more
-    steps of DPIR or of a sampler's mean scored no higher PSNR); on the kinds not measured on
-    images it is 5x the steps.
+    that beat ``fast`` on the benchmark (the perceptual target of blur and of the masks that hide
+    more than :data:`HOLE_FRACTION`), a challenger that won at that budget (denoising's DDRM at
+    100 steps, where ``fast`` is ``reverse-from-y``), and ``fast`` itself where neither did (the
+    perceptual target of SR and of the hole kinds, and the fidelity target: more steps of DPIR
+    or of a sampler's mean scored no higher PSNR); on the kinds not measured on images it is 5x
+    the steps.
 
     Linear operators without an SVD (blur with a non-circular boundary, third-party ones) get
     DPIR for fidelity (its data step by conjugate gradients) and DPS for perceptual; nonlinear
