@@ -539,14 +539,13 @@ class Runner:
         self.report(f"{', '.join(m.item.key for m in members)}: {record['strategy']['name']}, {record['steps']} steps, "
                     f"NFE {done.nfe}" + "".join(f"; warning: {note}" for note in done.warnings))
 
-    def prior_for(self, measurement: Measurement) -> Any:
+    def prior_for(self, operator: Any, shape: tuple[int, int, int]) -> Any:
         """The prior with the fast path applied as the commands and the API apply it for
-        ``measurement``'s operator (``auto`` precision by its kind: :func:`restore.accel.resolve`),
+        ``operator`` on images of ``shape`` (``auto`` precision by its kind: :func:`restore.accel.resolve`),
         so a batch item restores as the same command would; one accelerated copy per distinct result."""
         from restore.strategies.catalog import operator_kind
 
-        kind = operator_kind(measurement.operator, measurement.image_shape)
-        acceleration = resolve(self.settings.fast, self.prior, self.device, kind, self.report)
+        acceleration = resolve(self.settings.fast, self.prior, self.device, operator_kind(operator, shape), self.report)
         if acceleration not in self.accelerated:
             self.accelerated[acceleration] = self.prior if acceleration == Acceleration() else \
                 accelerate(detached(self.prior), acceleration, warn=self.report)
@@ -556,9 +555,10 @@ class Runner:
         """One run of :func:`restore.pipeline.run` on the batch, sample s of each item seeded
         :func:`item_seed` + s (the default run's samples: :func:`restore.pipeline.default_samples`)."""
         first = members[0].measurement
+        shape = first.image_shape  # a mask's default run depends on how much of the image it hides
         samples = pipeline.default_samples(first.operator, self.settings.method, self.settings.quality,
-                                           self.settings.target, self.prior, first.image_shape)
-        prior = self.prior_for(first)
+                                           self.settings.target, self.prior, shape)
+        prior = self.prior_for(first.operator, shape)
         return pipeline.run([m.measurement for m in members], prior, prior_spec=self.settings.prior,
                             method=self.settings.method, steps=self.settings.steps,
                             params=self.settings.method_params, quality=self.settings.quality,

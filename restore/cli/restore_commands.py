@@ -207,12 +207,11 @@ def run_restoration(
     if torch_device.type == "cuda" and not torch.cuda.is_available():
         raise fail("--device cuda: CUDA is not available on this machine; use --device cpu")
     # the prior before the defaults that depend on it (a conditional network's run: catalog.default_run)
+    shape = measurement.image_shape  # a mask's default run depends on how much of the image it hides
     loaded_prior, _ = prepare(prior, lambda spec: load(spec, registry, torch_device, torch_dtype), fast,
-                              torch_device, operator_kind(measurement.operator, measurement.image_shape))
-    samples = samples or pipeline.default_samples(measurement.operator, method, quality, target, loaded_prior,
-                                                  measurement.image_shape)
-    check_method_params(method, params, measurement.operator, quality, target, prior=loaded_prior,
-                        shape=measurement.image_shape)
+                              torch_device, operator_kind(measurement.operator, shape))
+    samples = samples or pipeline.default_samples(measurement.operator, method, quality, target, loaded_prior, shape)
+    check_method_params(method, params, measurement.operator, quality, target, prior=loaded_prior, shape=shape)
     planned, sources = output_plan(output, samples, measurement, [*inputs, *prior_files(prior)])
     check_outputs(planned, sources, overwrite=overwrite)
     check_previews(preview, overwrite)
