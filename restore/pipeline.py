@@ -226,6 +226,7 @@ def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[st
     this run (None: the process's setting).  The record's ``fast_path`` says what was used."""
     from restore.cropping import restore_around_mask
     from restore.plugins import default_registry
+    from restore.strategies.catalog import default_run, operator_kind
 
     group = [measurements] if isinstance(measurements, Measurement) else list(measurements)
     valid_target(target)
@@ -239,12 +240,8 @@ def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[st
     if fast is None:
         loaded = load(prior, registry, device, dtype)
     else:
-        from restore.strategies.catalog import operator_kind
-
         loaded = accel.prepare(prior, lambda spec: load(spec, registry, device, dtype), fast, device,
                                operator_kind(operator, shape))[0]
-    from restore.strategies.catalog import default_run
-
     choice = default_run(operator, quality, target, loaded, shape)  # of the whole image, crops or not
     if samples is None:
         samples = default_samples(operator, method, quality, target, loaded, shape)
