@@ -216,6 +216,28 @@ def test_a_mask_starts_from_the_biharmonic_fill_at_49_over_255():
         DPIR(start="zeros")
 
 
+def test_channels_that_share_a_mask_are_filled_as_each_alone():
+    """``Problem.filled`` solves the channels sharing a mask in one call: per channel it is
+    scikit-image's fill of that channel alone, whichever channels share (here the first and last,
+    not the middle one, as on a Bayer mosaic), and a channel hidden entirely is mid-range."""
+    from skimage.restoration import inpaint_biharmonic
+
+    gen = torch.Generator().manual_seed(7)
+    size = 10
+    shared, own = (torch.rand(2, size, size, generator=gen) > 0.5).float()
+    prior = load_prior(f"gaussian:3x{size}x{size}:0.2")
+    x = torch.rand(2, 3, size, size, generator=gen, dtype=torch.float64)
+    for masks in [(shared, own, shared), (shared, torch.zeros(size, size), own)]:
+        op = default_registry().get("operator", "inpaint")(mask=torch.stack(masks))
+        y = op.measure(x, generator=gen)
+        filled = Problem(prior, op, y).filled(x)
+        for b in range(2):
+            for c, mask in enumerate(masks):
+                expected = (np.full((size, size), 0.5) if not mask.any() else
+                            inpaint_biharmonic(y[b, c].numpy(), (mask == 0).numpy()))
+                np.testing.assert_allclose(filled[b, c].numpy(), expected, rtol=0, atol=1e-12)
+
+
 def test_the_self_ensemble_turns_iteration_k_by_the_group_element_k_mod_8_at_no_extra_nfe():
     """Each call's input, turned back by g_k^{-1}, is a data-step output: on a noiseless random
     mask its measured pixels are y's (to the data step's weight on the iterate, under 1e-5 with
