@@ -243,8 +243,8 @@ def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[st
         loaded = accel.prepare(prior, lambda spec: load(spec, registry, device, dtype), fast, device,
                                operator_kind(operator, shape))[0]
     choice = default_run(operator, quality, target, loaded, shape)  # of the whole image, crops or not
-    if samples is None:
-        samples = default_samples(operator, method, quality, target, loaded, shape)
+    if samples is None:  # default_samples, from the choice made once
+        samples = 1 if method is not None else choice.samples
     if method is not None or samples > 1:  # the defaults are estimators only for fidelity, of one sample
         refuse_an_estimate_as_samples(registry, method or choice.method, samples, target)
     count = samples * y.shape[0]
