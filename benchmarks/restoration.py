@@ -25,7 +25,7 @@ the toolkit reads a file (the rounding error q / sqrt(12) added to the noise mod
 DPS / DiffPIR face protocol.  ``--tasks-file`` reads another task file of the same format, whose
 masks and kernels may name no file (made by their generator at every size):
 ``benchmarks/inpaint_mask_tasks.json`` holds the mask screen behind
-``restore.strategies.catalog.HOLE_FRACTION`` (run on CBSD432 training crops).
+``restore.strategies.catalog.HOLE_DEPTH`` (run on CBSD432 training crops).
 
 Targets (``docs/STRATEGIES.md``, the perception-distortion trade-off).  ``perceptual``: one
 posterior sample of a sampler.  ``fidelity``: an estimate of the posterior mean, the output of

@@ -555,7 +555,7 @@ class Runner:
         """One run of :func:`restore.pipeline.run` on the batch, sample s of each item seeded
         :func:`item_seed` + s (the default run's samples: :func:`restore.pipeline.default_samples`)."""
         first = members[0].measurement
-        shape = first.image_shape  # a mask's default run depends on how much of the image it hides
+        shape = first.image_shape  # a mask's default run depends on the depth of its holes at this size
         samples = pipeline.default_samples(first.operator, self.settings.method, self.settings.quality,
                                            self.settings.target, self.prior, shape)
         prior = self.prior_for(first.operator, shape)

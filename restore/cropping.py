@@ -105,7 +105,7 @@ def restore_cropped(y: Tensor, operator: Any, run: Run, seed: Optional[int], pad
     if not boxes:
         raise ValueError("the mask marks no pixel to fill, so there is nothing to restore")
     fill = (operator.user_mask < 0.5).expand(y.shape[1], -1, -1)
-    mean, samples, std, out = y.clone(), None, torch.zeros_like(y), {}
+    mean, samples, std, first = y.clone(), None, torch.zeros_like(y), None
     nfe, seconds = 0, 0.0
     for top, left, bottom, right in boxes:
         out = run(y[..., top:bottom, left:right].contiguous(), box_operator(operator, (top, left, bottom, right)),
@@ -117,7 +117,8 @@ def restore_cropped(y: Tensor, operator: Any, run: Run, seed: Optional[int], pad
             whole[..., top:bottom, left:right] = torch.where(where, part, whole[..., top:bottom, left:right])
         samples[..., top:bottom, left:right] = torch.where(where, out["samples"], samples[..., top:bottom, left:right])
         nfe, seconds = nfe + out["nfe"], seconds + out["seconds"]
-    provenance = {**out["provenance"], "nfe": nfe, "seconds": round(seconds, 3),
+        first = first or out["provenance"]
+    provenance = {**first, "nfe": nfe, "seconds": round(seconds, 3),
                   "operator": {"name": operator.name, "params": operator.params(),
                                "tensors": sorted(operator.tensors())},
                   "crop_to_mask": {"boxes": [list(b) for b in boxes], "padding": padding}}

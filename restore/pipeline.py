@@ -100,8 +100,8 @@ def plan_run(operator: Any, y: Tensor, prior: Prior, *, method: Optional[str], s
     """The image shape behind ``y`` (:func:`image_shape`), channel spreading for a grey
     image with a colour prior (:func:`spread_channels`), and the strategy: ``method`` or the
     default run ``choice`` (:func:`restore.strategies.catalog.default_run` for ``quality``, the
-    target and the prior, decided by :func:`run` on the whole image, so that a crop around a
-    hole, which hides more of itself, keeps the image's run), whose hyperparameters (overridden
+    target and the prior, decided by :func:`run` on the whole image, so that every crop around
+    a hole keeps the image's run, whatever the holes in the crop alone), whose hyperparameters (overridden
     by ``params``) apply when no ``method`` is given, and whose steps apply when neither
     ``method`` nor ``steps`` is given (else the strategy's own default)."""
     from restore.priors.spec import prior_channels

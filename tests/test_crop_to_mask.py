@@ -11,6 +11,7 @@ import restore
 from restore.cli import app
 from restore.cropping import AUTO_PIXELS, PADDING, fill_boxes, merge_boxes
 from restore.hookspecs import hookimpl
+from restore.plugins import default_registry
 from restore.priors.native import NativeConfig, save_native
 from restore.priors.unet import CompactUNet, UNetConfig
 
@@ -82,18 +83,21 @@ def test_crop_to_mask_on_a_small_image_with_samples(prior):
 
 
 def test_a_crop_keeps_the_default_run_of_the_whole_image(prior):
-    """The default run follows how much of the image the mask hides (catalog.operator_kind); a
-    crop around a hole hides more of itself, yet restores with the whole image's run."""
-    from restore.strategies.catalog import HOLE_FRACTION
+    """The default run follows how deep the mask's holes are (catalog.operator_kind), decided once
+    on the whole image: the crop around a lone missing pixel, a sparse mask of its own, restores
+    with the cold start of the image's deep hole.  The record is the first box's: the pixel's."""
+    from restore.strategies.catalog import HOLE_DEPTH, hole_depth
 
-    side, hole = 600, 330
-    known = known_with_holes(side, side, [(135, 135, hole, hole)])
-    crop = hole + 2 * PADDING
-    assert hole**2 / side**2 <= HOLE_FRACTION < hole**2 / crop**2  # a hole of the image, not of its crop
+    side, hole = 400, 200
+    known = known_with_holes(side, side, [(20, 20, 1, 1), (180, 180, hole, hole)])
+    speck = known[:, :20 + 1 + PADDING, :20 + 1 + PADDING]
+    inpaint = default_registry().get("operator", "inpaint")
+    assert hole_depth(inpaint(mask=speck), (3, *speck.shape[1:])) < HOLE_DEPTH <= hole_depth(inpaint(mask=known),
+                                                                                             (3, side, side))
     photo = np.random.default_rng(3).integers(0, 256, (side, side, 3), dtype=np.uint8)
     result = restore.inpaint(photo, 1 - known, prior=prior, steps=2, seed=0, target="perceptual", crop_to_mask=True)
-    assert result.provenance["crop_to_mask"]["boxes"] == [[135 - PADDING, 135 - PADDING, 135 + hole + PADDING,
-                                                           135 + hole + PADDING]]
+    assert result.provenance["crop_to_mask"]["boxes"] == [[0, 0, 20 + 1 + PADDING, 20 + 1 + PADDING],
+                                                          [180 - PADDING, 180 - PADDING, side, side]]
     assert "warm_start" not in result.provenance["strategy"]["params"]  # the hole kind's cold start
 
 

@@ -323,22 +323,26 @@ def test_openapi_page_and_page_files_are_served_from_here_only(client):
 
 
 def test_defaults_are_the_clis(client):
-    from restore.strategies.catalog import HOLE_FRACTION, default_run
+    from restore.strategies.catalog import HOLE_DEPTH, default_run
 
     for task in ("inpaint", "sr", "deblur", "denoise", "colorize"):
         chosen = client.get(f"/api/defaults?task={task}").json()
         assert chosen["method"] in client.get("/api/options").json()["methods"]
     inpaint = restore.operators.inpaint.Inpaint(mask="box")
     for target in ("fidelity", "perceptual"):
-        expected = default_run(inpaint, "high", target, shape=(3, 256, 256))  # hides a quarter, the default
-        chosen = client.get(f"/api/defaults?task=inpaint&quality=high&target={target}").json()
-        assert (chosen["method"], chosen["params"], chosen["steps"], chosen["samples"]) == \
-            (expected.method, dict(expected.params), expected.steps, expected.samples), target
-    # a mask that hides more than HOLE_FRACTION (a sparse sampling) has its own: the warm start
-    cold, warm = (client.get(f"/api/defaults?task=inpaint&target=perceptual&hidden={hidden}").json()["params"]
-                  for hidden in (HOLE_FRACTION, HOLE_FRACTION + 0.01))
+        for noise in (0, 0.025):
+            operator = restore.operators.inpaint.Inpaint(mask="box", noise={"kind": "gaussian", "sigma": noise})
+            expected = default_run(operator, "high", target, shape=(3, 256, 256))  # DPS's box, the default
+            chosen = client.get(f"/api/defaults?task=inpaint&quality=high&target={target}&noise={noise}").json()
+            assert (chosen["method"], chosen["params"], chosen["steps"], chosen["samples"]) == \
+                (expected.method, dict(expected.params), expected.steps, expected.samples), (target, noise)
+    # a mask with shallower holes (a sparse sampling) has its own: the warm start
+    cold, warm = (client.get(f"/api/defaults?task=inpaint&target=perceptual&depth={depth}").json()["params"]
+                  for depth in (HOLE_DEPTH, HOLE_DEPTH - 0.01))
     assert warm == {"warm_start": "dpir", "t0": 0.2} and cold == {}
-    assert client.get("/api/defaults?task=inpaint&hidden=1.5").status_code == 400
+    assert default_run(inpaint, "fast", "perceptual", shape=(3, 256, 256)).params == ()
+    for bad in ("-1", "inf", "nan"):
+        assert client.get(f"/api/defaults?task=inpaint&depth={bad}").status_code == 400, bad
     assert client.get("/api/defaults?task=inpaint&method=ddrm").json()["samples"] == 1  # a named method: one sample
     # an estimate (the noiseless inpaint default dpir, or a named tweedie) takes no samples; a sampler does
     assert client.get("/api/defaults?task=inpaint").json()["estimator"] is True

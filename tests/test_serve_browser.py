@@ -198,39 +198,50 @@ def test_paint_restore_download_in_chromium(tmp_path):
     assert record["invocation"]["upload"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_the_default_follows_how_much_of_the_image_the_mask_hides(tmp_path):
-    """Painting more than catalog.HOLE_FRACTION of the image turns the perceptual default from a
-    cold-started sample (holes in a mostly known image, catalog.operator_kind) to the warm start,
+def test_the_default_follows_how_deep_the_masks_holes_are(tmp_path):
+    """The page measures its mask's holes as catalog.hole_depth does: a painted band turns the
+    perceptual default from the warm start (nothing painted yet, or a random dropout loaded
+    from a file: a sparse sampling) to a cold-started sample (a hole, catalog.operator_kind),
     and undo turns it back."""
     needs_browser()
     from PIL import Image
 
+    import torch
+
+    from restore.operators.masks import random_mask
+    from restore.plugins import default_registry
+    from restore.strategies.catalog import HOLE_DEPTH, hole_depth
+
     side = 40
-    path = tmp_path / "photo.png"
+    path, dropout = tmp_path / "photo.png", tmp_path / "dropout.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)).save(path)
+    known = random_mask(side, side, seed=0, ratio=0.3)
+    Image.fromarray(((~known).numpy() * 255).astype("uint8")).save(dropout)  # white: fill
+    band = torch.ones(1, side, side)
+    band[:, :16] = 0
+    inpaint = default_registry().get("operator", "inpaint")
+    depths = [hole_depth(inpaint(mask=mask), (3, side, side)) for mask in (band, known[None].float())]
+    assert depths[1] < HOLE_DEPTH <= depths[0] == 8.5  # rows 16 to 1 from the first kept row
     with served("--prior", f"gaussian:3x{side}x{side}") as url, browser() as page:
         open_image(page, url, path)
         page.select_option("#target", "perceptual")
         default = "document.querySelector(\"#method option[value='']\").textContent"
         warm, cold = "default (ddnm+, warm_start dpir, t0 0.2)", "default (ddnm+)"
-        page.wait_for_function(f"{default} === {cold!r}")  # nothing hidden yet
+        page.wait_for_function(f"{default} === {warm!r}")  # nothing hidden yet
         box = page.locator("#mask-canvas").bounding_box()
         cell = box["width"] / side
-
-        def rectangle(top: int, bottom: int) -> None:  # whole rows top..bottom
-            page.mouse.move(box["x"] + 0.1, box["y"] + top * cell + 0.1)
-            page.mouse.down()
-            page.mouse.move(box["x"] + box["width"] - 0.1, box["y"] + bottom * cell + 0.1, steps=4)
-            page.mouse.up()
-
         page.click("[data-tool=rect]")
-        rectangle(0, 16)  # 40 %
-        page.wait_for_timeout(300)
-        assert page.evaluate(default) == cold
-        rectangle(16, 28)  # 70 %: more than HOLE_FRACTION
-        page.wait_for_function(f"{default} === {warm!r}")
-        page.click("#undo")
+        page.mouse.move(box["x"] + 0.1, box["y"] + 0.1)  # whole rows 0 to 15
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] - 0.1, box["y"] + 16 * cell + 0.1, steps=4)
+        page.mouse.up()
         page.wait_for_function(f"{default} === {cold!r}")
+        assert page.evaluate("state.depth") == depths[0]
+        page.click("#undo")
+        page.wait_for_function(f"{default} === {warm!r}")
+        page.set_input_files("#mask-file", str(dropout))
+        page.wait_for_function(f"state.depth > 0 && {default} === {warm!r}")
+        assert page.evaluate("state.depth") == pytest.approx(depths[1], abs=1e-12)
 
 
 def screenshot(target: Path) -> None:

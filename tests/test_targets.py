@@ -15,7 +15,8 @@ from restore.api import RestoreError
 from restore.cli import app
 from restore.operators import io as rio
 from restore.plugins import default_registry
-from restore.strategies.catalog import CONDITIONAL_DEFAULTS, DEFAULTS, QUALITIES, TARGETS, default_run, defaults_table
+from restore.strategies.catalog import (CONDITIONAL_DEFAULTS, DEFAULTS, QUALITIES, TARGETS, default_run, defaults_table,
+                                       hole_depth, operator_kind)
 
 runner = CliRunner()
 
@@ -137,18 +138,16 @@ def test_a_bad_target_is_one_line_exit_2(work):
 
 
 def test_masks_with_noise_get_their_own_defaults():
-    """A mask's default follows its noise and how much of the image it hides
-    (catalog.operator_kind): noiseless masks (as a mask read from a file is) DPIR, noisy ones the
-    mean of two warm-started DDNM+ samples, where the benchmark's rule picked it
-    (docs/STRATEGIES.md); a mask that hides at most catalog.HOLE_FRACTION is a hole kind (its
-    perceptual sample starts cold), and a generated mask's fraction depends on the image size."""
-    from restore.strategies.catalog import HOLE_FRACTION, operator_kind
-
+    """A mask's default follows its noise and how deep its holes are (catalog.operator_kind):
+    noiseless masks (as a mask read from a file is) DPIR, noisy ones the mean of two
+    warm-started DDNM+ samples, where the benchmark's rule picked it (docs/STRATEGIES.md); a
+    mask whose holes are at least catalog.HOLE_DEPTH deep is a hole kind (its perceptual sample
+    starts cold) however little or much of the image it hides, a random dropout is not however
+    sparse, and a generated mask's depth depends on the image size."""
     get = default_registry().get
-    image, small = (3, 256, 256), (3, 128, 128)
-    box = get("operator", "inpaint")(mask="box", size=[100, 100])  # hides 15 % of 256 x 256, 61 % of 128 x 128
-    noisy_box = get("operator", "inpaint")(mask="box", size=[100, 100], noise={"kind": "gaussian", "sigma": 0.025})
-    half = get("operator", "inpaint")(mask="outpaint", fraction=HOLE_FRACTION)
+    image, small = (3, 256, 256), (3, 6, 6)
+    box = get("operator", "inpaint")(mask="box")  # half of each side: 128 x 128, or 3 x 3 in 6 x 6
+    noisy_box = get("operator", "inpaint")(mask="box", noise={"kind": "gaussian", "sigma": 0.025})
     cases = [(box, image, "inpaint-hole"),
              (box, small, "inpaint"),
              (get("operator", "inpaint")(mask="random"), image, "inpaint"),
@@ -156,8 +155,10 @@ def test_masks_with_noise_get_their_own_defaults():
              (noisy_box, small, "inpaint-noisy"),
              (get("operator", "inpaint")(mask="random", noise={"kind": "poisson", "rate": 100.0}), image,
               "inpaint-noisy"),
-             (half, image, "inpaint-hole"),  # the bound is a hole
-             (get("operator", "inpaint")(mask="outpaint", fraction=HOLE_FRACTION + 0.01), image, "inpaint")]
+             (get("operator", "inpaint")(mask="random", ratio=0.3), image, "inpaint"),  # hides little, sparsely
+             (get("operator", "inpaint")(mask="outpaint", fraction=0.6), image, "inpaint-hole"),  # hides much, in one
+             (get("operator", "inpaint")(mask="box", size=[16, 16], margin=[120, 120]), image, "inpaint-hole"),
+             (get("operator", "inpaint")(mask="box", size=[8, 8], margin=[124, 124]), image, "inpaint")]  # 1.875
     for op, shape, kind in cases:
         assert operator_kind(op, shape) == kind, (op, shape)
         assert operator_kind(op.bound_to(shape)) == kind, (op, shape)  # a bound operator knows its shape
@@ -176,16 +177,36 @@ def test_masks_with_noise_get_their_own_defaults():
     assert clean.provenance["strategy"]["name"] == "dpir" and clean.provenance["samples"] == 1
 
 
-@pytest.mark.parametrize("mask_kind, warm", [("box", False), ("random", True)])
-def test_the_three_front_doors_take_the_masks_perceptual_run_from_what_it_hides(work, mask_kind, warm):
+def test_the_depth_of_a_masks_holes_counts_from_the_nearest_kept_pixel_of_its_channel():
+    """catalog.hole_depth: the mean chessboard distance of a hidden entry to the nearest kept
+    entry of its channel; a channel that keeps nothing counts max(H, W) an entry."""
+    get = default_registry().get
+    box8 = get("operator", "inpaint")(mask="box", size=[8, 8], margin=[124, 124])
+    assert hole_depth(box8, (3, 256, 256)) == (28 * 1 + 20 * 2 + 12 * 3 + 4 * 4) / 64  # rings 1 to 4 deep
+    mask = torch.ones(3, 6, 7)
+    mask[0, 2:4, 2:4] = 0  # four entries next to kept ones
+    mask[1] = 0  # nothing kept: 42 entries, 7 each
+    assert hole_depth(get("operator", "inpaint")(mask=mask), (3, 6, 7)) == (4 * 1 + 42 * 7) / (4 + 42)
+    assert hole_depth(get("operator", "inpaint")(mask=torch.ones(1, 6, 7)), (3, 6, 7)) == 0
+    diagonal = torch.ones(1, 5, 5)
+    diagonal[0, 1:4, 1:4] = 0
+    diagonal[0, 2, 2] = 1  # a ring around one kept pixel: every hidden entry touches it or the outside
+    assert hole_depth(get("operator", "inpaint")(mask=diagonal), (1, 5, 5)) == 1
+
+
+@pytest.mark.parametrize("mask_kind, options, warm", [("box", {"size": [12, 12], "margin": [2, 2]}, False),
+                                                     ("box", {"size": [8, 8], "margin": [4, 4]}, True),
+                                                     ("random", {}, True)])
+def test_the_three_front_doors_take_the_masks_perceptual_run_from_its_holes(work, mask_kind, options, warm):
     """The API, ``restore inpaint`` and ``restore batch`` run the same perceptual default on the same
-    image and mask file: a cold DDNM+ sample where the mask hides at most catalog.HOLE_FRACTION
-    (a box), the warm start where it hides more (a 70 % random dropout)."""
+    image and mask file: a cold DDNM+ sample where the mask's holes are at least
+    catalog.HOLE_DEPTH deep (a 12 x 12 box, 2.53 deep), the warm start where they are shallower
+    (an 8 x 8 box, 1.875; a 70 % random dropout)."""
     from PIL import Image
 
     from restore.operators.masks import GENERATORS
 
-    known = GENERATORS[mask_kind](16, 16, seed=0)
+    known = GENERATORS[mask_kind](16, 16, seed=0, **options)
     Image.fromarray(((~known).numpy() * 255).astype("uint8")).save(work / "mask.png")  # white: fill
     common = ["--prior", "gaussian:3x16x16", "--steps", "2", "--seed", "0", "--target", "perceptual", "-q"]
     assert runner.invoke(app, ["inpaint", "img.png", "--mask", "mask.png", "-o", "out.png", *common]).exit_code == 0

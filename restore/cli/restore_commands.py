@@ -207,7 +207,7 @@ def run_restoration(
     if torch_device.type == "cuda" and not torch.cuda.is_available():
         raise fail("--device cuda: CUDA is not available on this machine; use --device cpu")
     # the prior before the defaults that depend on it (a conditional network's run: catalog.default_run)
-    shape = measurement.image_shape  # a mask's default run depends on how much of the image it hides
+    shape = measurement.image_shape  # a mask's default run depends on the depth of its holes at this size
     loaded_prior, _ = prepare(prior, lambda spec: load(spec, registry, torch_device, torch_dtype), fast,
                               torch_device, operator_kind(measurement.operator, shape))
     samples = samples or pipeline.default_samples(measurement.operator, method, quality, target, loaded_prior, shape)

@@ -114,22 +114,19 @@ def _package_files(folder: Any, names: Mapping[str, str]) -> dict[str, tuple[byt
     return {name: ((folder / name).read_bytes(), media) for name, media in names.items()}
 
 
-def example_operator(task: str, noise: Optional[float] = None, hidden: float = 0.25) -> Any:
-    """An operator of ``task`` as a job builds it (default parameters; measurement noise
-    ``noise``, sigma on [0, 1], where the task takes one), to ask the catalog for the task's
-    defaults: a mask's depend on its noise and on the fraction ``hidden`` of the image it hides
-    (catalog.operator_kind; by default a quarter, DPS's 128 x 128 box in a 256 x 256 image)."""
-    import torch
+#: How deep the holes of DPS's 128 x 128 box in a 256 x 256 image are
+#: (:func:`restore.strategies.catalog.hole_depth`): ``/api/defaults``' mask when none is given.
+DPS_BOX_DEPTH = 21.84
 
+
+def example_operator(task: str) -> Any:
+    """An operator of ``task`` other than inpainting as a job builds it (default parameters), to
+    ask the catalog for the task's defaults (a mask's kind comes from its noise and the depth of
+    its holes: :func:`restore.strategies.catalog.mask_kind`)."""
     from restore.plugins import default_registry
     from restore.serve.jobs import deblur_kernel
 
     get = default_registry().get
-    if task == "inpaint":
-        known = torch.ones(1, 100, 100)
-        known.view(-1)[:round(hidden * known.numel())] = 0
-        return get("operator", "inpaint")(mask=known, noise={"kind": "gaussian", "sigma": noise or 0.0},
-                                          shape=[3, 100, 100])
     if task == "sr":
         return get("operator", "sr")(scale=Options.scale)
     if task == "deblur":
@@ -207,39 +204,40 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/api/defaults")
     def defaults(task: str = "inpaint", quality: str = "fast", target: str = "fidelity",
                  method: Optional[str] = None, noise: Optional[float] = None,
-                 prior: Optional[str] = None, hidden: float = 0.25) -> dict[str, Any]:
+                 prior: Optional[str] = None, depth: float = DPS_BOX_DEPTH) -> dict[str, Any]:
         """The method, its parameters, steps and samples a job of ``task`` with measurement noise
         ``noise`` under ``prior`` (one of the server's; None: the first) gets when it names none
-        (samples: with ``method`` when it names one); for inpainting, ``hidden``: the fraction of
-        the image the mask hides (as the page counts it on the painted mask).  The CLI's
+        (samples: with ``method`` when it names one); for inpainting, ``depth``: how deep the
+        mask's holes are (:func:`restore.strategies.catalog.hole_depth`, as the page measures
+        its painted mask; by default DPS's 128 x 128 box in a 256 x 256 image).  The CLI's
         (:func:`restore.strategies.catalog.default_run`, :func:`restore.pipeline.default_samples`);
         ``trained_for``: the operator (registry name and attributes) and noise sigma that a
         conditional prior's network serves, the only measurements it restores (None for an
         unconditional prior); ``estimator``: whether the job's method (``method``, else the
         default) is a deterministic estimate of the posterior mean, which takes one sample and
         the fidelity target only (:func:`restore.pipeline.refuse_an_estimate_as_samples`)."""
-        from restore.pipeline import default_samples
         from restore.plugins import default_registry
-        from restore.strategies.catalog import QUALITIES, TARGETS, default_run, is_conditional
+        from restore.strategies.catalog import QUALITIES, TARGETS, is_conditional, kind_run, mask_kind, operator_kind
 
         if task not in TASKS or quality not in QUALITIES or target not in TARGETS:
             raise Refused(f"defaults: task must be one of {', '.join(TASKS)}, quality {' or '.join(QUALITIES)}, "
                           f"target {' or '.join(TARGETS)}")
         if noise is not None and not 0 <= noise <= 1:
             raise Refused(f"defaults: noise must be a sigma in [0, 1], got {noise}")
-        if not 0 <= hidden <= 1:
-            raise Refused(f"defaults: hidden must be a fraction in [0, 1], got {hidden}")
+        if not 0 <= depth < float("inf"):
+            raise Refused(f"defaults: depth must be a number of pixels, at least 0, got {depth}")
         if prior is not None and prior not in settings.priors:
             raise Refused(f"defaults: prior must be one of the server's: {', '.join(settings.priors)}")
         loaded = settings.priors[prior or next(iter(settings.priors))]
-        operator = example_operator(task, noise, hidden)
-        chosen = default_run(operator, quality, target, loaded)
         network = loaded.denoiser if is_conditional(loaded) else None
+        kind = (None if network is not None else mask_kind(depth, not noise) if task == "inpaint"
+                else operator_kind(example_operator(task)))
+        chosen = kind_run(kind, quality, target)
         strategies = default_registry()
         runs = method if method in strategies.names("strategy") else chosen.method
         return {"method": chosen.method, "params": dict(chosen.params), "steps": chosen.steps,
                 "estimator": bool(strategies.get("strategy", runs).posterior_mean),
-                "samples": default_samples(operator, method or None, quality, target, loaded),
+                "samples": chosen.samples if method is None else 1,
                 "trained_for": None if network is None else {"operator": network.measurement_operator,
                                                              "noise": network.measurement_sigma}}
 

@@ -180,7 +180,7 @@ WARM_DDNM = (("warm_start", "dpir"), ("t0", 0.2))
 #: challenger wins on both sets at that budget: ``reverse-from-y`` took denoising's perceptual
 #: ``fast`` from DDRM at 20 NFE, and DDRM at 100 kept ``high``
 #: (``restoration_denoise_reverse_kodak24_cpu.md``, ``restoration_denoise_reverse_cbsd68_cpu.md``).
-#: The hole kinds (:data:`HOLE_FRACTION`) split from the mask kinds after those choices and took their
+#: The hole kinds (:data:`HOLE_DEPTH`) split from the mask kinds after those choices and took their
 #: runs; a cold DDNM+ sample at 20 NFE beat the warm start at 20 and 100 steps on both boxes of
 #: both sets (``restoration_box_cold_kodak24_cpu.md``, ``restoration_box_cold_cbsd68_cpu.md``), so
 #: it took both of their perceptual qualities.
@@ -202,27 +202,23 @@ DEFAULTS: dict[str, dict[str, dict[str, Default]]] = {
     "other": {"fidelity": _both(Default("dps", 100), 1000), "perceptual": _both(Default("dps", 100), 1000)},
 }
 
-#: A mask that hides at most this fraction of the image's entries (pixels x channels) leaves holes
-#: in a mostly known image (kinds ``inpaint-hole`` and ``inpaint-hole-noisy``), where a cold-started
-#: sample beats the warm start; chosen on CBSD432 training crops (docs/STRATEGIES.md, "Large holes
-#: want a cold start"): the largest fraction hidden by a screened mask on which the cold start won
-#: (an outpainted half), below every one on which the warm start won (random dropout, 80 and 90 %;
-#: the test sets' 70 %).
-HOLE_FRACTION = 0.5
+#: A mask whose hidden entries lie on average at least this many pixels from the nearest entry of
+#: their channel that it keeps (:func:`hole_depth`) leaves holes in the image (kinds ``inpaint-hole``
+#: and ``inpaint-hole-noisy``: boxes, strokes, an outpainted side), where a cold-started sample beats
+#: the warm start; a shallower one samples the image sparsely (random dropout, Bayer), where DPIR's
+#: estimate is close to the truth and the warm start wins.  Chosen on CBSD432 training crops
+#: (docs/STRATEGIES.md, "Large holes want a cold start"): the depth, midway between two screened
+#: masks, that loses the least LPIPS summed over the screen against the better start on each mask.
+HOLE_DEPTH = 2.3
 
 
 def operator_kind(operator: Any, shape: Optional[tuple[int, ...]] = None) -> str:
     """Which row of :data:`DEFAULTS` serves ``operator`` on images of ``shape`` (C, H, W):
-    ``denoise`` (y = x + Gaussian noise); for a linear 0/1 mask with an SVD (inpainting, Bayer),
-    ``inpaint`` (without measurement noise, as a mask read from a file is: the rounding of known
-    pixels is not noise to a mask, :func:`restore.measurement.with_quantization_noise`) or
-    ``inpaint-noisy`` (with noise: the benchmark's rule picks another estimator there), and
-    ``inpaint-hole`` / ``inpaint-hole-noisy`` where the mask hides at most :data:`HOLE_FRACTION`
-    of the image (boxes, strokes, an outpainted side, not a sparse sampling of the image: a
-    cold-started sample beats the warm start there); ``sr`` and ``deblur`` (linear with an SVD, of those tasks: the
-    benchmark measures them apart), ``svd`` (other linear operators with an SVD: colorization,
-    compressed sensing, matrices), ``linear`` (linear without an SVD: blur with a reflect or
-    valid boundary, third-party operators) or ``other`` (nonlinear).
+    ``denoise`` (y = x + Gaussian noise); for a linear 0/1 mask with an SVD (inpainting, Bayer)
+    :func:`mask_kind` of its :func:`hole_depth`; ``sr`` and ``deblur`` (linear with an SVD, of
+    those tasks: the benchmark measures them apart), ``svd`` (other linear operators with an SVD:
+    colorization, compressed sensing, matrices), ``linear`` (linear without an SVD: blur with a
+    reflect or valid boundary, third-party operators) or ``other`` (nonlinear).
 
     A mask's kind needs the image shape (``shape``, else the operator's bound shape): a
     generated mask depends on the image size, and the mask is A(1) (a mask operator's
@@ -234,22 +230,46 @@ def operator_kind(operator: Any, shape: Optional[tuple[int, ...]] = None) -> str
         return "denoise"
     if caps.get("linear") and caps.get("has_svd"):
         if caps.get("is_mask"):
-            hole = "-hole" if hidden_fraction(operator, shape) <= HOLE_FRACTION else ""
-            return f"inpaint{hole}" + ("" if noise.is_gaussian and noise.noiseless else "-noisy")
+            return mask_kind(hole_depth(operator, shape), noise.is_gaussian and noise.noiseless)
         return {"super-resolution": "sr", "deblur": "deblur"}.get(task, "svd")
     return "linear" if caps.get("linear") else "other"
 
 
-def hidden_fraction(operator: Any, shape: Optional[tuple[int, ...]]) -> float:
-    """The fraction of the entries of an image of ``shape`` (C, H, W) that the mask operator
-    hides: the zeros of its mask A(1)."""
+def mask_kind(depth: float, noiseless: bool) -> str:
+    """The row of :data:`DEFAULTS` of a mask whose :func:`hole_depth` is ``depth``:
+    ``inpaint-hole`` where it is at least :data:`HOLE_DEPTH` (holes: a cold-started sample beats
+    the warm start), else ``inpaint`` (a sparse sampling); ``-noisy`` appended where the
+    measurement is not ``noiseless`` (the benchmark's rule picks another estimator there; a
+    mask read from a file is noiseless: the rounding of known pixels is not noise to a mask,
+    :func:`restore.measurement.with_quantization_noise`)."""
+    return "inpaint" + ("-hole" if depth >= HOLE_DEPTH else "") + ("" if noiseless else "-noisy")
+
+
+def hole_depth(operator: Any, shape: Optional[tuple[int, ...]]) -> float:
+    """How deep the holes of a mask operator are on images of ``shape`` (C, H, W): the mean, over
+    the entries it hides (the zeros of its mask A(1)), of the chessboard distance in pixels to
+    the nearest entry of the same channel that it keeps (1 next to a known pixel, diagonals
+    included); an entry of a channel that keeps nothing counts max(H, W); 0 when nothing is
+    hidden.  A random dropout of 30 to 95 % is 1.0 to 2.1 deep, a centred 8 x 8 box 1.875, a
+    16 x 16 one 3.2, a 96 x 96 one 16.5 (the web page measures its painted
+    mask the same way, ``maskDepth`` in ``restore/serve/static/app.js``)."""
     import torch
+    from scipy.ndimage import distance_transform_cdt
 
     shape = operator.shape if shape is None else shape
     if shape is None:
         raise ValueError(f"the default run for the mask operator {getattr(operator, 'name', operator)!r} depends on "
-                         "how much of the image it hides: give the image shape (C, H, W)")
-    return float((operator.forward(torch.ones(1, *shape)) == 0).double().mean())
+                         "the shape of its holes: give the image shape (C, H, W)")
+    hidden = (operator.forward(torch.ones(1, *shape)) == 0)[0].numpy()
+    if not hidden.any():
+        return 0.0
+    total = 0.0
+    for channel in hidden:
+        if channel.all():
+            total += channel.size * max(channel.shape)
+        elif channel.any():
+            total += float(distance_transform_cdt(channel, metric="chessboard")[channel].sum())
+    return total / int(hidden.sum())
 
 
 #: The default run of a conditional prior (:func:`is_conditional`), by target and quality: the
@@ -294,8 +314,8 @@ def default_run(operator: Any, quality: Quality = "fast", target: Target = "fide
     of ``samples`` posterior samples); ``perceptual`` the best LPIPS, i.e. one posterior
     sample.  ``quality`` is the budget within the target: ``fast`` is the rule's choice within
     60 s per 256 x 256 image on a 2-core CPU; ``high`` is the same run at 5x the steps where
-    that beat ``fast`` on the benchmark (the perceptual target of blur and of the masks that hide
-    more than :data:`HOLE_FRACTION`), a challenger that won at that budget (denoising's DDRM at
+    that beat ``fast`` on the benchmark (the perceptual target of blur and of the sparse masks,
+    :data:`HOLE_DEPTH`), a challenger that won at that budget (denoising's DDRM at
     100 steps, where ``fast`` is ``reverse-from-y``), and ``fast`` itself where neither did (the
     perceptual target of SR and of the hole kinds, and the fidelity target: more steps of DPIR
     or of a sampler's mean scored no higher PSNR); on the kinds not measured on images it is 5x
@@ -307,22 +327,26 @@ def default_run(operator: Any, quality: Quality = "fast", target: Target = "fide
     operator without one (``jpeg``, ``saturation``, plugins) needs ``zeta`` given, and DPS
     says so.
     """
+    return kind_run(None if is_conditional(prior) else operator_kind(operator, shape), quality, target)
+
+
+def kind_run(kind: Optional[str], quality: Quality = "fast", target: Target = "fidelity") -> Default:
+    """The default run of the operator kind ``kind`` (a row of :data:`DEFAULTS`; None: a
+    conditional prior's, :data:`CONDITIONAL_DEFAULTS`) for ``quality`` and ``target``."""
     if quality not in QUALITIES:
         raise ValueError(f"quality must be 'fast' or 'high', got {quality!r}")
     if target not in TARGETS:
         raise ValueError(f"target must be 'fidelity' or 'perceptual', got {target!r}")
-    if is_conditional(prior):
-        return CONDITIONAL_DEFAULTS[target][quality]
-    return DEFAULTS[operator_kind(operator, shape)][target][quality]
+    return CONDITIONAL_DEFAULTS[target][quality] if kind is None else DEFAULTS[kind][target][quality]
 
 
 #: What each operator kind of :data:`DEFAULTS` covers, for :func:`defaults_table`.
 KINDS = {
     "denoise": "denoise with Gaussian noise",
-    "inpaint": f"masks with an SVD hiding more than {HOLE_FRACTION:.0%} (random dropout, Bayer), no noise",
-    "inpaint-noisy": f"masks with an SVD hiding more than {HOLE_FRACTION:.0%}, with measurement noise",
-    "inpaint-hole": f"masks hiding at most {HOLE_FRACTION:.0%} (boxes, strokes, outpainting), no noise",
-    "inpaint-hole-noisy": f"masks hiding at most {HOLE_FRACTION:.0%}, with measurement noise",
+    "inpaint": f"sparse masks with an SVD (random dropout, Bayer: holes under {HOLE_DEPTH} px deep), no noise",
+    "inpaint-noisy": f"sparse masks with an SVD (holes under {HOLE_DEPTH} px deep), with measurement noise",
+    "inpaint-hole": f"masks with holes (boxes, strokes, outpainting: at least {HOLE_DEPTH} px deep), no noise",
+    "inpaint-hole-noisy": f"masks with holes (at least {HOLE_DEPTH} px deep), with measurement noise",
     "sr": "super-resolution",
     "deblur": "circular blur",
     "svd": "other linear with an SVD (colorize, cs, matrix; denoise without noise)",

@@ -7,7 +7,7 @@ const state = {
   file: null, width: 0, height: 0, previewUrl: null,
   tool: "brush", zoom: 1, panX: 0, panY: 0, spaceDown: false,
   undo: [], redo: [], job: null, events: null,
-  hidden: 0,  // the fraction of the image the mask hides (maskChanged)
+  depth: 0,  // how deep the mask's holes are (maskChanged)
 };
 const imageCanvas = $("image-canvas"), maskCanvas = $("mask-canvas");
 const imageCtx = imageCanvas.getContext("2d");
@@ -54,7 +54,7 @@ async function showDefaults() {
   const query = new URLSearchParams({ task: $("task").value, quality: $("quality").value, target: $("target").value,
     method: current, prior: $("prior").value });  // a conditional network's defaults are its own
   if ($("noise").value !== "") query.set("noise", $("noise").value);  // a mask's defaults depend on its noise
-  query.set("hidden", state.hidden);  // and on how much of the image it hides
+  query.set("depth", state.depth);  // and on how deep its holes are
   const chosen = await api(`/api/defaults?${query}`);
   if (asked !== defaultsAsked) return chosen;  // stale: the page shows the later answer
   const params = Object.entries(chosen.params).map(([key, value]) => `, ${key} ${value}`).join("");
@@ -175,14 +175,44 @@ function restoreFrom(from, to) {
   maskChanged();
 }
 
-// A mask's defaults depend on how much of the image it hides (restore.strategies.catalog.operator_kind):
+// A mask's defaults depend on how deep its holes are (restore.strategies.catalog.operator_kind):
 // asked again after each change of the painted mask.
 function maskChanged() {
   const alpha = maskCtx.getImageData(0, 0, mask.width, mask.height).data;
-  let painted = 0;
-  for (let i = 3; i < alpha.length; i += 4) painted += alpha[i] >= 128;  // as the server reads it: fill
-  state.hidden = painted / (mask.width * mask.height || 1);
+  state.depth = maskDepth(alpha, mask.width, mask.height);
   showDefaults();
+}
+
+// restore.strategies.catalog.hole_depth of the mask whose alpha (RGBA bytes) is >= 128 where it
+// fills: the mean, over the filled pixels, of the chessboard distance to the nearest kept pixel
+// (exact in two raster passes, each pixel taking the least of its scanned neighbours' + 1).
+function maskDepth(alpha, width, height) {
+  const far = width + height;  // beyond any distance inside the image
+  const distance = new Int32Array(width * height);
+  let hidden = 0;
+  for (let i = 0; i < distance.length; i++) {
+    const fill = alpha[4 * i + 3] >= 128;  // as the server reads it
+    distance[i] = fill ? far : 0;
+    hidden += fill;
+  }
+  if (hidden === 0) return 0;
+  if (hidden === distance.length) return Math.max(width, height);  // nothing kept
+  const at = (y, x) => (y >= 0 && y < height && x >= 0 && x < width ? distance[y * width + x] : far);
+  for (let y = 0; y < height; y++) {  // from the kept pixels above and to the left
+    for (let x = 0; x < width; x++) {
+      const i = y * width + x;
+      if (distance[i] > 0) distance[i] = Math.min(distance[i], at(y, x - 1) + 1, at(y - 1, x - 1) + 1, at(y - 1, x) + 1, at(y - 1, x + 1) + 1);
+    }
+  }
+  for (let y = height - 1; y >= 0; y--) {  // and from those below and to the right
+    for (let x = width - 1; x >= 0; x--) {
+      const i = y * width + x;
+      if (distance[i] > 0) distance[i] = Math.min(distance[i], at(y, x + 1) + 1, at(y + 1, x + 1) + 1, at(y + 1, x) + 1, at(y + 1, x - 1) + 1);
+    }
+  }
+  let total = 0;
+  for (let i = 0; i < distance.length; i++) if (alpha[4 * i + 3] >= 128) total += distance[i];
+  return total / hidden;
 }
 
 function drawOverlay(rect) {
