@@ -58,3 +58,19 @@ def test_startup_reports_every_phase_in_order():
                           "second network call", "done"]
     walls = [row[0] for row in rows.values()]
     assert walls == sorted(walls) and all(row[0] == row[1] and row[2] == row[3] for row in rows.values())
+
+
+def test_every_default_command_is_within_the_budget():
+    """benchmarks/results/commands_cpu.txt, the committed measurement on the 2-core CPU: at 256 x 256
+    every case runs its kind's ``fast`` default of both targets (method and samples; colorize is
+    the ``svd`` kind), each within issue 16's 60 s a command."""
+    text = (Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "commands_cpu.txt").read_text()
+    rows = [line.split() for line in text.splitlines() if line.split()[2:3] == ["256x256"]]
+    kinds = {"colorize": "svd"}
+    assert {(r[0], r[1]) for r in rows} == {(case, target) for case in (*DEFAULTS.keys() - {"svd", "linear", "other"},
+                                                                         "colorize")
+                                            for target in ("fidelity", "perceptual")}
+    for case, target, _, method, steps, samples, nfe, seconds, *_ in rows:
+        default = DEFAULTS[kinds.get(case, case)][target]["fast"]
+        assert (method, int(steps), int(samples)) == (default.method, default.steps, default.samples), (case, target)
+        assert float(seconds) <= 60, (case, target)

@@ -101,10 +101,14 @@ def test_default_method_follows_the_natural_image_benchmark():
     assert default_method(make("denoise"), target="perceptual") == ("reverse-from-y", 20)  # sampled from y
     assert default_method(registry.get("operator", "denoise")())[0] == "dpir"  # no noise: the data step keeps y
     image = (3, 256, 256)
-    assert default_run(registry.get("operator", "inpaint")(mask="box"), shape=image) == Default("dpir", 20)  # noiseless
+    sparse = registry.get("operator", "inpaint")(mask="random")
+    assert default_run(sparse, shape=image) == Default("dpir", 20)  # noiseless
     warm = (("warm_start", "dpir"), ("t0", 0.2))
-    assert default_run(make("inpaint", mask="box"), shape=image) == Default("ddnm+", 20, 2, warm)
-    # a hole in a mostly known image: the sample starts cold; a sparse sampling keeps the warm start
+    assert default_run(make("inpaint", mask="random"), shape=image) == Default("ddnm+", 20, 2, warm)
+    # a hole: the mean of cold samples, with or without noise
+    assert default_run(registry.get("operator", "inpaint")(mask="box"), shape=image) == Default("ddnm+", 20, 4)
+    assert default_run(make("inpaint", mask="box"), shape=image) == Default("ddnm+", 20, 4)
+    # a hole's sample starts cold; a sparse sampling keeps the warm start
     perceptual = {"target": "perceptual", "shape": image}
     assert default_run(make("inpaint", mask="box"), **perceptual) == Default("ddnm+", 20)
     assert default_run(make("inpaint", mask="random"), **perceptual) == Default("ddnm+", 20, 1, warm)

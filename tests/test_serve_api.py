@@ -344,18 +344,21 @@ def test_defaults_are_the_clis(client):
     for bad in ("-1", "inf", "nan"):
         assert client.get(f"/api/defaults?task=inpaint&depth={bad}").status_code == 400, bad
     assert client.get("/api/defaults?task=inpaint&method=ddrm").json()["samples"] == 1  # a named method: one sample
-    # an estimate (the noiseless inpaint default dpir, or a named tweedie) takes no samples; a sampler does
-    assert client.get("/api/defaults?task=inpaint").json()["estimator"] is True
+    # an estimate (the noiseless default dpir of a sparse mask, or a named tweedie) takes no samples; a sampler
+    # (the mean of 4 cold samples of a box) does
+    assert client.get("/api/defaults?task=inpaint&depth=1").json()["estimator"] is True
+    assert {key: value for key, value in client.get("/api/defaults?task=inpaint").json().items()
+            if key in ("method", "samples", "estimator")} == {"method": "ddnm+", "samples": 4, "estimator": False}
     assert client.get("/api/defaults?task=inpaint&method=ddrm").json()["estimator"] is False
     assert client.get("/api/defaults?task=inpaint&target=perceptual").json()["estimator"] is False
     assert client.get("/api/defaults?task=denoise&method=tweedie").json()["estimator"] is True
     assert client.get("/api/defaults?task=inpaint&target=best").status_code == 400
-    # A mask's defaults follow its noise, as the CLI's do.
-    noisy = restore.operators.inpaint.Inpaint(mask="box", noise={"kind": "gaussian", "sigma": 0.05})
+    # A mask's defaults follow its noise, as the CLI's do (a sparse mask's: a box gets the same fidelity run).
+    noisy = restore.operators.inpaint.Inpaint(mask="random", noise={"kind": "gaussian", "sigma": 0.05})
     expected = default_run(noisy, "fast", "fidelity", shape=(3, 256, 256))
-    chosen = client.get("/api/defaults?task=inpaint&noise=0.05").json()
+    chosen = client.get("/api/defaults?task=inpaint&noise=0.05&depth=1").json()
     assert (chosen["method"], chosen["steps"], chosen["samples"]) == (expected.method, expected.steps, expected.samples)
-    assert chosen != client.get("/api/defaults?task=inpaint&noise=0").json()
+    assert chosen != client.get("/api/defaults?task=inpaint&noise=0&depth=1").json()
     assert client.get("/api/defaults?task=inpaint&noise=2").status_code == 400
     assert client.get("/api/defaults?task=sr&prior=nosuch").status_code == 400
 

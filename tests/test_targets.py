@@ -15,8 +15,8 @@ from restore.api import RestoreError
 from restore.cli import app
 from restore.operators import io as rio
 from restore.plugins import default_registry
-from restore.strategies.catalog import (CONDITIONAL_DEFAULTS, DEFAULTS, QUALITIES, TARGETS, default_run, defaults_table,
-                                       hole_depth, operator_kind)
+from restore.strategies.catalog import (CONDITIONAL_DEFAULTS, DEFAULTS, QUALITIES, TARGETS, Default, default_run,
+                                       defaults_table, hole_depth, operator_kind)
 
 runner = CliRunner()
 
@@ -139,11 +139,11 @@ def test_a_bad_target_is_one_line_exit_2(work):
 
 def test_masks_with_noise_get_their_own_defaults():
     """A mask's default follows its noise and how deep its holes are (catalog.operator_kind):
-    noiseless masks (as a mask read from a file is) DPIR, noisy ones the mean of two
+    sparse noiseless masks (as a mask read from a file is) DPIR, noisy ones the mean of two
     warm-started DDNM+ samples, where the benchmark's rule picked it (docs/STRATEGIES.md); a
-    mask whose holes are at least catalog.HOLE_DEPTH deep is a hole kind (its perceptual sample
-    starts cold) however little or much of the image it hides, a random dropout is not however
-    sparse, and a generated mask's depth depends on the image size."""
+    mask whose holes are at least catalog.HOLE_DEPTH deep is a hole kind (the mean of 4 cold
+    samples, a cold perceptual sample) however little or much of the image it hides, a random
+    dropout is not however sparse, and a generated mask's depth depends on the image size."""
     get = default_registry().get
     image, small = (3, 256, 256), (3, 6, 6)
     box = get("operator", "inpaint")(mask="box")  # half of each side: 128 x 128, or 3 x 3 in 6 x 6
@@ -164,7 +164,7 @@ def test_masks_with_noise_get_their_own_defaults():
         assert operator_kind(op.bound_to(shape)) == kind, (op, shape)  # a bound operator knows its shape
     with pytest.raises(ValueError, match="give the image shape"):
         operator_kind(cases[0][0])
-    assert default_run(box, shape=image).method == default_run(box, shape=small).method == "dpir"
+    assert default_run(box, shape=image) == Default("ddnm+", 20, 4) and default_run(box, shape=small).method == "dpir"
     noisy = default_run(cases[5][0], shape=image)
     assert (noisy.method, noisy.samples, dict(noisy.params)) == ("ddnm+", 2, {"warm_start": "dpir", "t0": 0.2})
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
