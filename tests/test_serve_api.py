@@ -323,7 +323,10 @@ def test_openapi_page_and_page_files_are_served_from_here_only(client):
 
 
 def test_defaults_are_the_clis(client):
-    from restore.strategies.catalog import HOLE_DEPTH, default_run
+    from restore.serve.app import DPS_BOX_DEPTH
+    from restore.strategies.catalog import HOLE_DEPTH, default_run, hole_depth
+
+    assert DPS_BOX_DEPTH == round(hole_depth(restore.operators.inpaint.Inpaint(mask="box"), (3, 256, 256)), 2)
 
     for task in ("inpaint", "sr", "deblur", "denoise", "colorize"):
         chosen = client.get(f"/api/defaults?task={task}").json()
