@@ -159,7 +159,7 @@ class Problem:
         out = y.detach().double().cpu().numpy().copy()
         lo, hi = self.prior.data_range
         for b in range(out.shape[0]):
-            for channels in _channels_by_mask(holes[b]):
+            for channels in channels_by_mask(holes[b]):
                 hole = holes[b, channels[0]]
                 if hole.all():
                     out[b, channels] = (lo + hi) / 2
@@ -176,7 +176,7 @@ class Problem:
         return self.operator.prox_l2(z, self.y_prior(tuple(z.shape[1:])).to(z), rho)
 
 
-def _channels_by_mask(holes: np.ndarray) -> list[list[int]]:
+def channels_by_mask(holes: np.ndarray) -> list[list[int]]:
     """The channels of ``holes`` (C, H, W) grouped by equal masks, in order of first appearance."""
     groups: list[list[int]] = []
     for c in range(holes.shape[0]):

@@ -256,6 +256,8 @@ def hole_depth(operator: Any, shape: Optional[tuple[int, ...]]) -> float:
     import torch
     from scipy.ndimage import distance_transform_cdt
 
+    from restore.strategies.base import channels_by_mask
+
     shape = operator.shape if shape is None else shape
     if shape is None:
         raise ValueError(f"the default run for the mask operator {getattr(operator, 'name', operator)!r} depends on "
@@ -264,11 +266,12 @@ def hole_depth(operator: Any, shape: Optional[tuple[int, ...]]) -> float:
     if not hidden.any():
         return 0.0
     total = 0.0
-    for channel in hidden:
+    for channels in channels_by_mask(hidden):  # one transform for the channels sharing a mask
+        channel = hidden[channels[0]]
         if channel.all():
-            total += channel.size * max(channel.shape)
+            total += len(channels) * channel.size * max(channel.shape)
         elif channel.any():
-            total += float(distance_transform_cdt(channel, metric="chessboard")[channel].sum())
+            total += len(channels) * float(distance_transform_cdt(channel, metric="chessboard")[channel].sum())
     return total / int(hidden.sum())
 
 
