@@ -194,6 +194,21 @@ def test_the_depth_of_a_masks_holes_counts_from_the_nearest_kept_pixel_of_its_ch
     assert hole_depth(get("operator", "inpaint")(mask=diagonal), (1, 5, 5)) == 1
 
 
+def test_a_run_measures_its_masks_holes_once(monkeypatch):
+    """The pipeline asks for the mask's kind more than once (the fast path's precision, the
+    default run, its samples): the distance transform runs once per operator and image shape."""
+    import scipy.ndimage
+
+    calls = []
+    transform = scipy.ndimage.distance_transform_cdt
+    monkeypatch.setattr(scipy.ndimage, "distance_transform_cdt", lambda *a, **k: calls.append(1) or transform(*a, **k))
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(16, 16)
+    mask[2:14, 2:14] = 1  # the hole: 12 x 12, one mask shared by the three channels
+    result = restore.inpaint(x, mask, prior="gaussian:3x16x16", steps=2, seed=0, precision="auto")
+    assert len(calls) == 1 and result.provenance["samples"] == 4  # a hole's fidelity run: the mean of 4
+
+
 @pytest.mark.parametrize("mask_kind, options, warm", [("box", {"size": [12, 12], "margin": [2, 2]}, False),
                                                      ("box", {"size": [8, 8], "margin": [4, 4]}, True),
                                                      ("random", {}, True)])

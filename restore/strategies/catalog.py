@@ -251,17 +251,22 @@ def hole_depth(operator: Any, shape: Optional[tuple[int, ...]]) -> float:
     the nearest entry of the same channel that it keeps (1 next to a known pixel, diagonals
     included); an entry of a channel that keeps nothing counts max(H, W); 0 when nothing is
     hidden.  A random dropout of 30 to 95 % is 1.0 to 2.1 deep, a centred 8 x 8 box 1.875, a
-    16 x 16 one 3.2, a 96 x 96 one 16.5 (the web page measures its painted
-    mask the same way, ``maskDepth`` in ``restore/serve/static/app.js``)."""
+    16 x 16 one 3.2, a 96 x 96 one 16.5 (the web page measures its painted mask the same way,
+    ``maskDepth`` in ``restore/serve/static/app.js``).  Computed once per operator and shape
+    (the operator's ``memo``): a run asks for its kind more than once."""
+    shape = operator.shape if shape is None else shape
+    if shape is None:
+        raise ValueError(f"the default run for the mask operator {getattr(operator, 'name', operator)!r} depends on "
+                         "the shape of its holes: give the image shape (C, H, W)")
+    return operator.memo(("hole_depth", tuple(shape)), lambda: _mean_depth(operator, tuple(shape)))
+
+
+def _mean_depth(operator: Any, shape: tuple[int, ...]) -> float:
     import torch
     from scipy.ndimage import distance_transform_cdt
 
     from restore.strategies.base import channels_by_mask
 
-    shape = operator.shape if shape is None else shape
-    if shape is None:
-        raise ValueError(f"the default run for the mask operator {getattr(operator, 'name', operator)!r} depends on "
-                         "the shape of its holes: give the image shape (C, H, W)")
     hidden = (operator.forward(torch.ones(1, *shape)) == 0)[0].numpy()
     if not hidden.any():
         return 0.0
