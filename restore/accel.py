@@ -38,12 +38,21 @@ compiler is unavailable or fails there, :class:`CompiledNetwork` prints one line
 and runs the network uncompiled from then on.  A compiled prior loaded from a spec is kept
 for later calls in the same process (:func:`prepare`), so the compilation is paid once.
 
+Batches on a CPU: a network call on a batch of more than :data:`CPU_CHUNK_PIXELS` pixels
+(batch x height x width) runs as chunks of at most that many, one after another
+(:class:`ChunkedNetwork`): the same function, since a diffusion network treats each image of a
+batch alone (group norms and attention act within one image), and on a CPU faster per image
+than one large call from 128 x 128 up (measured: docs/PERFORMANCE.md,
+``benchmarks/batch_speed.py``).  The mean of N samples and the symmetry average run their
+images as one batch, so they gain; a GPU runs the whole batch at once.
+
 Threads: :func:`default_threads` (measured: docs/PERFORMANCE.md) and :func:`threads`.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
 import platform
 import sys
@@ -67,6 +76,11 @@ PRECISIONS = ("auto", *DTYPES)
 #: machine since): ``reverse-from-y`` (denoise) and the cold DDNM+ sample of the hole kinds.
 AUTO_BF16_KINDS: frozenset[str] = frozenset({"denoise", "deblur", "inpaint", "inpaint-noisy", "inpaint-hole",
                                              "inpaint-hole-noisy", "sr"})
+#: The most pixels (batch x height x width) one network call computes on a CPU (module docstring;
+#: at least one image per call).  On the project's 2-core VM (AVX2, 2 threads, the default prior,
+#: ``benchmarks/results/batch_speed_cpu.txt``) a call's time per image grows with the batch from
+#: 128 x 128 up and shrinks with it only below.
+CPU_CHUNK_PIXELS = 128 * 128
 NORMS = (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._BatchNorm)
 #: Attributes through which priors reach their network (denoiser.network, sizing and label
 #: wrappers' .network, the diffusers adapter's .unet).
@@ -101,15 +115,18 @@ class FastPath:
 
 @dataclass(frozen=True)
 class Acceleration:
-    """What :func:`accelerate` applies: network dtype, channels_last, torch.compile."""
+    """What :func:`accelerate` applies: network dtype, channels_last, torch.compile, and
+    ``chunk_pixels`` (None: every call on its whole batch; else :class:`ChunkedNetwork`'s limit)."""
 
     dtype: torch.dtype = torch.float32
     channels_last: bool = False
     compile: bool = False
+    chunk_pixels: Optional[int] = None
 
     def describe(self) -> dict[str, Any]:
         """The run record's entry: what was actually used."""
-        return {"precision": dtype_name(self.dtype), "channels_last": self.channels_last, "compile": self.compile}
+        return {"precision": dtype_name(self.dtype), "channels_last": self.channels_last, "compile": self.compile,
+                "chunk_pixels": self.chunk_pixels}
 
 
 def say_once(message: str, warn: Optional[Callable[[str], None]] = None) -> None:
@@ -161,8 +178,8 @@ def resolve(fast: FastPath, prior: Prior, device: torch.device, kind: Optional[s
     ``auto`` -> bf16 for :data:`AUTO_BF16_KINDS`, else fp32;
     bf16 without fast hardware -> fp32 (said once when bf16 was asked for; silently for auto, whose
     choice the run record shows); fp16 only on CUDA; channels_last by default
-    on for networks.  A prior without a network (analytic) runs as it is; asking it for reduced
-    precision or compile is a ValueError."""
+    on for networks; on a CPU, batches in chunks of :data:`CPU_CHUNK_PIXELS`.  A prior without
+    a network (analytic) runs as it is; asking it for reduced precision or compile is a ValueError."""
     if not has_network(prior):
         if fast.precision in ("bf16", "fp16") or fast.compile:
             raise ValueError(f"prior {prior.name!r} has no neural network: --precision {fast.precision} and "
@@ -179,7 +196,8 @@ def resolve(fast: FastPath, prior: Prior, device: torch.device, kind: Optional[s
             say_once(f"note: {why}, where bf16 is slower than float32: running the network in float32", warn)
             precision = "fp32"
     channels_last = True if fast.channels_last is None else fast.channels_last
-    return Acceleration(DTYPES[precision], channels_last, fast.compile)
+    chunk = CPU_CHUNK_PIXELS if device.type == "cpu" else None
+    return Acceleration(DTYPES[precision], channels_last, fast.compile, chunk)
 
 
 class Float32Norm(nn.Module):
@@ -208,6 +226,38 @@ class CastNetwork(nn.Module):
         if self.channels_last and inner.ndim == 4:
             inner = inner.contiguous(memory_format=torch.channels_last)
         return self.network(inner, *args, **kwargs).to(x.dtype)
+
+
+class ChunkedNetwork(nn.Module):
+    """``network`` called on chunks of the batch of at most ``pixels`` pixels each (batch x
+    height x width; at least one image per call), the outputs concatenated along the batch.
+    The arguments after x that are tensors with x's batch size (the time or noise level per
+    image, class labels) are cut with it; the others pass whole.  ``network`` may be any
+    callable (a :class:`CompiledNetwork` too)."""
+
+    def __init__(self, network: Callable[..., Tensor], pixels: int) -> None:
+        super().__init__()
+        if pixels < 1:
+            raise ValueError(f"pixels must be >= 1, got {pixels}")
+        self.network = network
+        self.pixels = pixels
+
+    def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        batch = x.shape[0]
+        per_call = max(1, self.pixels // math.prod(x.shape[2:]))
+        if batch <= per_call:
+            return self.network(x, *args, **kwargs)
+
+        def cut(value: Any, part: slice) -> Any:
+            aligned = isinstance(value, Tensor) and value.ndim > 0 and value.shape[0] == batch
+            return value[part] if aligned else value
+
+        outputs = []
+        for start in range(0, batch, per_call):
+            part = slice(start, start + per_call)
+            outputs.append(self.network(x[part], *[cut(a, part) for a in args],
+                                        **{k: cut(v, part) for k, v in kwargs.items()}))
+        return torch.cat(outputs)
 
 
 def to_half_precision(network: nn.Module, dtype: torch.dtype) -> nn.Module:
@@ -277,8 +327,8 @@ def network_holder(prior: Prior) -> tuple[Any, str, nn.Module]:
 def accelerate(prior: Prior, acceleration: Acceleration, *, warn: Callable[[str], None] = None) -> Prior:
     """Apply ``acceleration`` to the prior's network in place (see the module docstring); returns the prior.
 
-    float32 without channels_last or compile leaves the prior untouched (any prior, analytic
-    ones included)."""
+    float32 without channels_last, compile or chunks leaves the prior untouched (any prior,
+    analytic ones included)."""
     if acceleration == Acceleration():
         return prior
     holder, attribute, network = network_holder(prior)
@@ -292,6 +342,8 @@ def accelerate(prior: Prior, acceleration: Acceleration, *, warn: Callable[[str]
         wrapped = CastNetwork(network, acceleration.dtype, acceleration.channels_last)
     if acceleration.compile:
         wrapped = CompiledNetwork(wrapped, warn)
+    if acceleration.chunk_pixels is not None:
+        wrapped = ChunkedNetwork(wrapped, acceleration.chunk_pixels)
     setattr(holder, attribute, wrapped)
     prior.info["acceleration"] = acceleration.describe()
     return prior

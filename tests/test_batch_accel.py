@@ -78,7 +78,8 @@ def test_half_precision_keeps_norms_and_output_in_float32(unet_dir, registry):
     out, ref = prior.denoiser(x, sigma), reference.denoiser(x, sigma)
     assert out.dtype == torch.float32  # the sampler state stays float32
     assert (out - ref).norm() / ref.norm() < 2e-2
-    assert prior.info["acceleration"] == {"precision": "bf16", "channels_last": False, "compile": False}
+    assert prior.info["acceleration"] == {"precision": "bf16", "channels_last": False, "compile": False,
+                                          "chunk_pixels": None}
 
 
 @pytest.mark.parametrize("norm", [nn.GroupNorm(4, 8), nn.LayerNorm(20), nn.BatchNorm2d(8).eval()],
@@ -202,6 +203,77 @@ def said(monkeypatch):
     return accel.SAID
 
 
+class Recording:
+    """``network``, recording the shape of every call's x and of its other tensor arguments."""
+
+    def __init__(self, network):
+        self.network, self.calls = network, []
+
+    def __call__(self, x, *args, **kwargs):
+        self.calls.append([tuple(x.shape)] + [tuple(a.shape) for a in [*args, *kwargs.values()]
+                                               if isinstance(a, torch.Tensor)])
+        return self.network(x, *args, **kwargs)
+
+
+def test_a_network_in_chunks_is_the_network_on_the_whole_batch(adm_spec, registry):
+    """x and the per-image time (and class labels) are cut together, a scalar passes whole; on
+    an ADM network the output and the input gradient (DPS) equal the whole batch's."""
+    network = accel.network_holder(load_prior(adm_spec, registry=registry))[2]
+    recording = Recording(network)
+    chunked = accel.ChunkedNetwork(recording, pixels=2 * 16 * 16 + 5)  # two 16 x 16 images per call
+    g = torch.Generator().manual_seed(0)
+    x, t = torch.randn(5, 3, 16, 16, generator=g), torch.tensor([10.0, 200.0, 400.0, 600.0, 990.0])
+    x_whole, x_parts = x.clone().requires_grad_(), x.clone().requires_grad_()
+    whole, parts = network(x_whole, t), chunked(x_parts, t)
+    assert [c[:2] for c in recording.calls] == [[(2, 3, 16, 16), (2,)], [(2, 3, 16, 16), (2,)], [(1, 3, 16, 16), (1,)]]
+    assert torch.allclose(parts, whole, atol=1e-5)
+    whole.square().sum().backward()
+    parts.square().sum().backward()
+    assert torch.allclose(x_parts.grad, x_whole.grad, atol=1e-4)
+    recording.calls.clear()
+    chunked(x[:2], torch.tensor(300.0))  # within one chunk: one call, the scalar time whole
+    assert recording.calls == [[(2, 3, 16, 16), ()]]
+    labels = Recording(lambda x, t, y: x + y[:, None, None, None])
+    out = accel.ChunkedNetwork(labels, pixels=1)(x[:3], t[:3], y=torch.arange(3.0))  # one image per call
+    assert labels.calls == [[(1, 3, 16, 16), (1,), (1,)]] * 3
+    assert torch.equal(out, x[:3] + torch.arange(3.0)[:, None, None, None])
+    with pytest.raises(ValueError, match="pixels must be >= 1"):
+        accel.ChunkedNetwork(network, pixels=0)
+
+
+def test_batches_run_in_chunks_on_a_cpu_only(unet_dir, registry):
+    prior = load_prior(f"unet:{unet_dir}", registry=registry)
+    assert accel.resolve(accel.FastPath(), prior, torch.device("cpu"), "inpaint").chunk_pixels == accel.CPU_CHUNK_PIXELS
+    assert accel.resolve(accel.FastPath("fp32"), prior, torch.device("cuda"), "inpaint").chunk_pixels is None
+
+
+def test_the_mean_of_samples_runs_its_batch_in_chunks_and_is_unchanged(unet_dir, monkeypatch):
+    """The API's mean of 3 samples on 16 x 16 images with a one-image chunk: the network sees
+    one image per call, the run record says so, and the estimate equals the unchunked run's."""
+    from restore.api import restore
+
+    image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    calls = []
+    original = accel.ChunkedNetwork.forward
+
+    def spy(self, x, *args, **kwargs):
+        calls.append(x.shape[0])
+        return original(self, x, *args, **kwargs)
+
+    def run():
+        return restore(image, "denoise", prior=f"unet:{unet_dir}", noise=0.1, seed=0, method="ddrm", steps=3,
+                       samples=3, precision="fp32", threads=1)
+
+    monkeypatch.setattr(accel.ChunkedNetwork, "forward", spy)
+    monkeypatch.setattr(accel, "CPU_CHUNK_PIXELS", 16 * 16)
+    chunked = run()
+    assert calls == [3] * 3 and chunked.provenance["fast_path"]["chunk_pixels"] == 16 * 16
+    monkeypatch.setattr(accel, "CPU_CHUNK_PIXELS", 3 * 16 * 16)
+    whole = run()
+    assert whole.provenance["fast_path"]["chunk_pixels"] == 3 * 16 * 16
+    assert torch.allclose(chunked.image, whole.image, atol=1e-5)
+
+
 def test_channels_last_adm_equals_contiguous(adm_spec, registry):
     prior = accelerate(load_prior(adm_spec, registry=registry), Acceleration(channels_last=True))
     reference = load_prior(adm_spec, registry=registry)
@@ -214,7 +286,7 @@ def test_bf16_falls_back_to_fp32_saying_so_once(unet_dir, registry, monkeypatch,
     prior, messages = load_prior(f"unet:{unet_dir}", registry=registry), []
     for _ in range(3):
         used = accel.resolve(accel.FastPath("bf16"), prior, torch.device("cpu"), "denoise", messages.append)
-        assert used == Acceleration(torch.float32, channels_last=True)
+        assert used == Acceleration(torch.float32, channels_last=True, chunk_pixels=accel.CPU_CHUNK_PIXELS)
     assert messages == ["note: this CPU (test) has no bfloat16 instructions, where bf16 is slower than float32: "
                         "running the network in float32"]
 
@@ -226,7 +298,8 @@ def test_auto_precision_follows_the_kind_rule_and_the_hardware(unet_dir, registr
     assert accel.resolve(accel.FastPath(), prior, cpu, "deblur").dtype is torch.bfloat16
     assert accel.resolve(accel.FastPath(), prior, cpu, "inpaint").dtype is torch.float32
     assert accel.resolve(accel.FastPath("fp32"), prior, cpu, "deblur").dtype is torch.float32
-    assert accel.resolve(accel.FastPath(channels_last=False), prior, cpu, "inpaint") == Acceleration()
+    assert accel.resolve(accel.FastPath(channels_last=False), prior, cpu, "inpaint") == \
+        Acceleration(chunk_pixels=accel.CPU_CHUNK_PIXELS)
     monkeypatch.setattr(accel, "fast_bf16", lambda device: (False, "no bf16 here"))
     messages = []
     assert accel.resolve(accel.FastPath(), prior, cpu, "deblur", messages.append).dtype is torch.float32
@@ -421,7 +494,8 @@ def test_every_restoration_command_speaks_one_fast_path_vocabulary(name, files):
     result = runner.invoke(app, command_line(name, files, "--threads", "1", "--no-channels-last"))
     assert result.exit_code == 0, result.output
     record = json.loads((files["folder"] / f"{name}.json").read_text())
-    assert record["fast_path"] == {"precision": "fp32", "channels_last": False, "compile": False, "threads": 1}
+    assert record["fast_path"] == {"precision": "fp32", "channels_last": False, "compile": False, "chunk_pixels": None,
+                                  "threads": 1}
 
 
 def test_the_api_speaks_the_same_vocabulary(unet_dir):
@@ -434,7 +508,8 @@ def test_the_api_speaks_the_same_vocabulary(unet_dir):
         old = restore(image, "denoise", prior=f"unet:{unet_dir}", noise=0.1, seed=0, dtype="float32", threads=1)
     new = restore(image, "denoise", prior=f"unet:{unet_dir}", noise=0.1, seed=0, precision="fp32", threads=1)
     assert torch.equal(old.tensors["mean"], new.tensors["mean"])
-    assert new.provenance["fast_path"] == {"precision": "fp32", "channels_last": True, "compile": False, "threads": 1}
+    assert new.provenance["fast_path"] == {"precision": "fp32", "channels_last": True, "compile": False,
+                                         "chunk_pixels": accel.CPU_CHUNK_PIXELS, "threads": 1}
     with pytest.raises(RestoreError, match="unknown dtype 'float64'"):
         restore(image, "denoise", prior=f"unet:{unet_dir}", noise=0.1, dtype="float64")
 

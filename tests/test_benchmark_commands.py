@@ -44,6 +44,22 @@ def test_network_speed_lists_every_fast_path_configuration_with_its_error():
     assert all(0 < float(rows[name][2]) < 0.05 for name in list(rows)[2:])
 
 
+def test_batch_speed_times_one_function_whole_and_in_chunks():
+    """benchmarks/batch_speed.py: a row per size and batch within --max-pixels; the batch of two
+    128 x 128 images is two calls in chunks, and its output is the whole call's to float rounding."""
+    script = SCRIPT.parent / "batch_speed.py"
+    out = subprocess.run([sys.executable, str(script), "--sizes", "16", "128", "--batches", "1", "2", "4",
+                          "--repeats", "1", "--threads", "1", "--max-pixels", str(2 * 128 * 128)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert [tuple(r[:2]) for r in rows] == [("16x16", "1"), ("16x16", "2"), ("16x16", "4"), ("128x128", "1"),
+                                           ("128x128", "2")]
+    for row in rows:
+        whole, chunked, ratio, diff = map(float, row[2:])
+        assert whole > 0 and chunked > 0 and abs(ratio - chunked / whole) < 0.01 + 0.01 * ratio and diff < 1e-5
+
+
 def test_startup_reports_every_phase_in_order():
     """benchmarks/startup.py: one timed process (after the untimed one that writes the bytecode
     cache) gives each phase's wall and CPU seconds, in the order the command reaches them."""
