@@ -13,7 +13,9 @@ colorize.  For each case, target (``--target``) and output size WxH a degraded i
 from scikit-image's ``chelsea`` photo, and the command runs with its default method, steps
 and samples in a fresh Python process (so peak memory is that run's): wall time of the command
 as the process measures it (prior loading included), NFE and samples from the sidecar, peak
-resident memory of the process (``ru_maxrss``) and, on CUDA, peak allocated device memory.
+resident memory of the process (``ru_maxrss``), on CUDA peak allocated device memory, and the
+CPU threads the command ran on (the sidecar's ``fast_path.threads``: the commands choose it from
+the idle cores, so a row measured on a busy machine, or a miscount, shows here).
 ``--quick`` uses 32x32 and 48x32 images and 2 steps, to check the script on a tiny prior.
 """
 from __future__ import annotations
@@ -96,7 +98,7 @@ def run_one(args: list[str]) -> None:
     print(json.dumps({"seconds": seconds, "nfe": sidecar["nfe"], "method": sidecar["strategy"]["name"],
                       "steps": sidecar["steps"], "samples": sidecar["samples"],
                       "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "cuda_mib": cuda}))
+                      "cuda_mib": cuda, "threads": sidecar["fast_path"]["threads"]}))
 
 
 def main() -> None:
@@ -112,9 +114,9 @@ def main() -> None:
     if opts.one:
         return run_one(opts.one)
     sizes = ["32x32", "48x32"] if opts.quick else opts.sizes
-    print(f"prior {opts.prior}, device {opts.device}, torch threads {torch.get_num_threads()}")
+    print(f"prior {opts.prior}, device {opts.device}")
     print(f"{'case':18s} {'target':10s} {'size':>8s} {'method':>8s} {'steps':>5s} {'samples':>7s} {'NFE':>5s} "
-          f"{'wall s':>8s} {'peak RSS MiB':>12s} {'CUDA MiB':>9s}")
+          f"{'wall s':>8s} {'peak RSS MiB':>12s} {'CUDA MiB':>9s} {'threads':>7s}")
     for case in opts.cases:
         command, extra = CASES[case]
         for target in opts.targets:
@@ -134,7 +136,8 @@ def main() -> None:
                     continue
                 cuda = "-" if row["cuda_mib"] is None else f"{row['cuda_mib']:.0f}"
                 print(f"{case:18s} {target:10s} {size:>8s} {row['method']:>8s} {row['steps']:>5d} {row['samples']:>7d} "
-                      f"{row['nfe']:>5d} {row['seconds']:>8.1f} {row['rss_mib']:>12.0f} {cuda:>9s}", flush=True)
+                      f"{row['nfe']:>5d} {row['seconds']:>8.1f} {row['rss_mib']:>12.0f} {cuda:>9s} "
+                      f"{row['threads']:>7d}", flush=True)
 
 
 if __name__ == "__main__":

@@ -412,15 +412,19 @@ def default_threads(cores: Optional[int] = None, busy: Optional[int] = None) -> 
 
 
 def busy_cores(samples: int = 3, interval_s: float = 0.005) -> int:
-    """How many cores other processes keep busy now: on Linux the fewest runnable tasks over
-    ``samples`` reads of /proc/loadavg's fourth field (an instantaneous count, where the
-    1-minute load average would still count a run that just ended), less this process; elsewhere
-    the 1-minute load average, rounded; 0 where neither is available."""
+    """How many cores other processes keep busy now: on Linux the fewest, over ``samples`` reads,
+    of the runnable tasks in /proc/loadavg's fourth field (an instantaneous count, where the
+    1-minute load average would still count a run that just ended) less this process's own
+    runnable threads (:func:`own_runnable`: after a parallel region torch's OpenMP workers
+    spin, runnable, for a while, so a command that has already read its image counted one or
+    two of its own threads as another process's and took 1 thread on an idle 2-core machine);
+    elsewhere the 1-minute load average, rounded; 0 where neither is available."""
     try:
         counts = []
         for k in range(samples):
             with open("/proc/loadavg") as f:
-                counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+                runnable = int(f.read().split()[3].split("/")[0])
+            counts.append(runnable - own_runnable())
             if k + 1 < samples:
                 time.sleep(interval_s)
         return max(0, min(counts))
@@ -430,6 +434,24 @@ def busy_cores(samples: int = 3, interval_s: float = 0.005) -> int:
         return max(0, round(os.getloadavg()[0]))
     except (AttributeError, OSError):
         return 0
+
+
+def own_runnable(tasks: str = "/proc/self/task") -> int:
+    """This process's threads in state R (running or runnable) by /proc/self/task/*/stat, at
+    least 1 (the calling thread); 1 where the folder cannot be read."""
+    running = 0
+    try:
+        names = os.listdir(tasks)
+    except OSError:
+        return 1
+    for name in names:
+        try:
+            with open(f"{tasks}/{name}/stat") as f:
+                stat = f.read()
+        except OSError:  # the thread ended
+            continue
+        running += stat[stat.rindex(")") + 2:].startswith("R")
+    return max(1, running)
 
 
 @contextlib.contextmanager

@@ -443,7 +443,30 @@ def test_busy_cores_do_not_count_this_process(monkeypatch):
     real_open = builtins.open
     monkeypatch.setattr(builtins, "open", lambda path, *a, **k: io.StringIO(next(readings))
                         if path == "/proc/loadavg" else real_open(path, *a, **k))
+    monkeypatch.setattr(accel, "own_runnable", lambda: 1)
     assert accel.busy_cores(samples=3, interval_s=0) == 1  # fewest runnable (2), less this process
+
+
+def test_busy_cores_do_not_count_this_processs_spinning_threads(monkeypatch):
+    """Three runnable tasks in the system, all three this process's threads (its OpenMP workers
+    spinning after a parallel region): no other process is busy, the idle cores are all free."""
+    import builtins
+    import io
+
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: io.StringIO("0.50 0.40 0.30 3/200 999\n")
+                        if path == "/proc/loadavg" else real_open(path, *a, **k))
+    monkeypatch.setattr(accel, "own_runnable", lambda: 3)
+    assert accel.busy_cores(samples=2, interval_s=0) == 0 and accel.default_threads(cores=2) == 2
+
+
+def test_own_runnable_counts_the_threads_in_state_r(tmp_path):
+    for tid, state in (("11", "R"), ("12", "S"), ("13", "R"), ("14", "D")):
+        (tmp_path / tid).mkdir()
+        (tmp_path / tid / "stat").write_text(f"{tid} (python3 (x) y) {state} 1 2 3 4\n")  # ")" inside the name
+    assert accel.own_runnable(str(tmp_path)) == 2
+    assert accel.own_runnable(str(tmp_path / "absent")) == 1
+    assert accel.own_runnable() >= 1  # this process, read live
 
 
 COMMANDS = {  # command -> arguments that make it reach the fast path on a small input
