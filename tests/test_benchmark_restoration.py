@@ -535,32 +535,47 @@ HOLE_FIDELITY_INCUMBENTS = {"inpaint-box96": ("restoration_targets_{}_cpu.md", "
                             "inpaint-box": ("restoration_noisy_inpaint_{}_cpu.md", f"{WARM} mean of 2, 20 NFE each")}
 
 
-def test_the_mean_of_four_cold_samples_took_the_fidelity_defaults_of_large_holes(merge_tables):
+#: The samples of the hole kinds' fidelity mean, by benchmark task: each mean measured on all images
+#: of both sets (restoration_box_cold_*_cpu.md), the default the largest.
+HOLE_FIDELITY_MEANS = {"inpaint-box96": (4, 6, 8), "inpaint-box": (4,)}
+
+
+def test_the_mean_of_cold_samples_took_the_fidelity_defaults_of_large_holes(merge_tables):
     """On both boxes the mean of 4 cold DDNM+ samples at 20 NFE each has a higher mean PSNR than
     the run the hole kind took from its mask kind (DPIR without noise, the mean of 2 warm samples
     with), on all images of both sets (restoration_box_cold_*_cpu.md against the tables of
-    HOLE_FIDELITY_INCUMBENTS), within the 60 s budget: it took the hole kinds' fidelity ``fast``
-    and, the incumbents' ``high`` being their ``fast``, ``high`` too (the mean at 100 steps was not
-    measured).  The docs and README quote the means."""
+    HOLE_FIDELITY_INCUMBENTS), and on the noiseless box the mean of 6 beats that of 4 and the mean
+    of 8 that of 6: each kind's largest measured mean holds its fidelity ``fast`` and, the
+    incumbents' ``high`` being their ``fast``, ``high`` too (means at 100 steps were not measured;
+    the commands' time: test_benchmark_commands.py).  The docs quote every mean and the README the
+    largest's gain over biharmonic."""
     from restore.strategies.catalog import DEFAULTS
 
     results = ROOT / "benchmarks" / "results"
     docs = (ROOT / "docs" / "STRATEGIES.md").read_text().replace("\n", " ")
     readme = (ROOT / "README.md").read_text().replace("\n", " ")
-    label = "ddnm+ mean of 4, 20 NFE each"
     for data, images in (("kodak24", 24), ("cbsd68", 68)):
         _, cold = merge_tables.parse_table((results / f"restoration_box_cold_{data}_cpu.md").read_text())
         for task, (table, incumbent) in HOLE_FIDELITY_INCUMBENTS.items():
             _, old = merge_tables.parse_table((results / table.format(data)).read_text())
-            challenger, was = cold[task][2][label], old[task][2][incumbent]
-            assert challenger["images"] == was["images"] == images, (data, task)
-            assert challenger["psnr"] > was["psnr"] and challenger["seconds"] < 60, (data, task)
-            for row in (challenger, was):
+            was = old[task][2][incumbent]
+            means = [cold[task][2][f"ddnm+ mean of {n}, 20 NFE each"] for n in HOLE_FIDELITY_MEANS[task]]
+            assert all(row["images"] == images for row in [was, *means]), (data, task)
+            psnr = [was["psnr"]] + [row["psnr"] for row in means]
+            assert psnr == sorted(psnr) and len(set(psnr)) == len(psnr), (data, task, psnr)
+            for row in (was, *means):
                 assert f"{row['psnr']:.2f} / {row['ssim']:.3f}" in docs, (data, task)
-            gain = challenger["psnr"] - cold[task][2]["biharmonic"]["psnr"]
+            gain = means[-1]["psnr"] - cold[task][2]["biharmonic"]["psnr"]
             assert f"{gain:+.2f}" in readme and f"{gain:+.2f}" in docs, (data, task)
-    for kind in HOLE_TASKS.values():
-        assert DEFAULTS[kind]["fidelity"] == {"fast": Default("ddnm+", 20, 4), "high": Default("ddnm+", 20, 4)}, kind
+        # the committed records of the noiseless box's samples and means give the table's rows
+        records = [json.loads(line) for line in (results / "records" / f"box96_cold_{data}.jsonl").open()]
+        for n in HOLE_FIDELITY_MEANS["inpaint-box96"]:
+            psnr = [r["psnr"] for r in records if r["method"].endswith(f"/mean{n}")]
+            row = cold["inpaint-box96"][2][f"ddnm+ mean of {n}, 20 NFE each"]
+            assert len(psnr) == images and abs(sum(psnr) / images - row["psnr"]) <= 0.005, (data, n)
+    for task, kind in HOLE_TASKS.items():
+        largest = Default("ddnm+", 20, HOLE_FIDELITY_MEANS[task][-1])
+        assert DEFAULTS[kind]["fidelity"] == {"fast": largest, "high": largest}, kind
 
 
 def test_the_hole_depth_is_the_screens_choice(bench, merge_tables):

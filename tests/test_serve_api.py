@@ -348,10 +348,10 @@ def test_defaults_are_the_clis(client):
         assert client.get(f"/api/defaults?task=inpaint&depth={bad}").status_code == 400, bad
     assert client.get("/api/defaults?task=inpaint&method=ddrm").json()["samples"] == 1  # a named method: one sample
     # an estimate (the noiseless default dpir of a sparse mask, or a named tweedie) takes no samples; a sampler
-    # (the mean of 4 cold samples of a box) does
+    # (the mean of 8 cold samples of a noiseless box) does
     assert client.get("/api/defaults?task=inpaint&depth=1").json()["estimator"] is True
     assert {key: value for key, value in client.get("/api/defaults?task=inpaint").json().items()
-            if key in ("method", "samples", "estimator")} == {"method": "ddnm+", "samples": 4, "estimator": False}
+            if key in ("method", "samples", "estimator")} == {"method": "ddnm+", "samples": 8, "estimator": False}
     assert client.get("/api/defaults?task=inpaint&method=ddrm").json()["estimator"] is False
     assert client.get("/api/defaults?task=inpaint&target=perceptual").json()["estimator"] is False
     assert client.get("/api/defaults?task=denoise&method=tweedie").json()["estimator"] is True

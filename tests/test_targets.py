@@ -141,8 +141,8 @@ def test_masks_with_noise_get_their_own_defaults():
     """A mask's default follows its noise and how deep its holes are (catalog.operator_kind):
     sparse noiseless masks (as a mask read from a file is) DPIR, noisy ones the mean of two
     warm-started DDNM+ samples, where the benchmark's rule picked it (docs/STRATEGIES.md); a
-    mask whose holes are at least catalog.HOLE_DEPTH deep is a hole kind (the mean of 4 cold
-    samples, a cold perceptual sample) however little or much of the image it hides, a random
+    mask whose holes are at least catalog.HOLE_DEPTH deep is a hole kind (the mean of 8 cold
+    samples, 4 with noise, a cold perceptual sample) however little or much of the image it hides, a random
     dropout is not however sparse, and a generated mask's depth depends on the image size."""
     get = default_registry().get
     image, small = (3, 256, 256), (3, 6, 6)
@@ -164,7 +164,8 @@ def test_masks_with_noise_get_their_own_defaults():
         assert operator_kind(op.bound_to(shape)) == kind, (op, shape)  # a bound operator knows its shape
     with pytest.raises(ValueError, match="give the image shape"):
         operator_kind(cases[0][0])
-    assert default_run(box, shape=image) == Default("ddnm+", 20, 4) and default_run(box, shape=small).method == "dpir"
+    assert default_run(box, shape=image) == Default("ddnm+", 20, 8) and default_run(box, shape=small).method == "dpir"
+    assert default_run(noisy_box, shape=image) == Default("ddnm+", 20, 4)
     noisy = default_run(cases[5][0], shape=image)
     assert (noisy.method, noisy.samples, dict(noisy.params)) == ("ddnm+", 2, {"warm_start": "dpir", "t0": 0.2})
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
@@ -206,7 +207,7 @@ def test_a_run_measures_its_masks_holes_once(monkeypatch):
     mask = torch.zeros(16, 16)
     mask[2:14, 2:14] = 1  # the hole: 12 x 12, one mask shared by the three channels
     result = restore.inpaint(x, mask, prior="gaussian:3x16x16", steps=2, seed=0, precision="auto")
-    assert len(calls) == 1 and result.provenance["samples"] == 4  # a hole's fidelity run: the mean of 4
+    assert len(calls) == 1 and result.provenance["samples"] == 8  # a noiseless hole's fidelity run: the mean of 8
 
 
 @pytest.mark.parametrize("mask_kind, options, warm", [("box", {"size": [12, 12], "margin": [2, 2]}, False),
