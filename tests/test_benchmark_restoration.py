@@ -568,7 +568,8 @@ def test_the_mean_of_cold_samples_took_the_fidelity_defaults_of_large_holes(merg
             gain = means[-1]["psnr"] - cold[task][2]["biharmonic"]["psnr"]
             assert f"{gain:+.2f}" in readme and f"{gain:+.2f}" in docs, (data, task)
         # the committed records of the noiseless box's samples and means give the table's rows
-        records = [json.loads(line) for line in (results / "records" / f"box96_cold_{data}.jsonl").open()]
+        lines = (results / "records" / f"box96_cold_{data}.jsonl").read_text().splitlines()
+        records = [json.loads(line) for line in lines]
         for n in HOLE_FIDELITY_MEANS["inpaint-box96"]:
             psnr = [r["psnr"] for r in records if r["method"].endswith(f"/mean{n}")]
             row = cold["inpaint-box96"][2][f"ddnm+ mean of {n}, 20 NFE each"]
