@@ -179,7 +179,7 @@ class Result:
     ``samples`` (each sample, a list in the input's kind), ``std`` (per-pixel standard
     deviation over the samples on the [0, 1] scale, in the input's layout as float32; zeros
     for one sample), ``nfe``
-    (network evaluations), ``seconds`` (wall time), ``provenance`` (everything needed to
+    (network evaluations per image, each sample counted), ``seconds`` (wall time), ``provenance`` (everything needed to
     reproduce it) and ``tensors`` (the same as float tensors: ``mean`` (B, C, H, W),
     ``samples`` (S, B, C, H, W), ``std`` (B, C, H, W), ``alpha`` or None)."""
 

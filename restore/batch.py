@@ -523,7 +523,7 @@ class Runner:
             for member in members:  # find the bad one: each image on its own
                 self.solve_and_write([member], todo)
             return
-        self.summary.network_calls += done.nfe
+        self.summary.network_calls += done.calls
         measurements = [m.measurement for m in members]
         for index, member in enumerate(members):
             if member.item.key not in todo:

@@ -90,7 +90,7 @@ def box_operator(operator: Any, box: Box) -> Any:
 def restore_cropped(y: Tensor, operator: Any, run: Run, seed: Optional[int], padding: int = PADDING) -> dict[str, Any]:
     """:func:`restore.pipeline.solve_items`'s result for (B, C, H, W) ``y`` computed box by box
     (module docstring): ``mean``, ``samples`` and ``std`` are ``y`` (std: 0) outside the
-    pixels to fill; ``nfe`` and ``seconds`` add up over the boxes; ``provenance`` is the
+    pixels to fill; ``nfe``, ``calls`` and ``seconds`` add up over the boxes; ``provenance`` is the
     first box's with the full operator and ``crop_to_mask`` (boxes and padding) added.  Every
     box runs with the same ``seed`` (a random one, drawn once, when None)."""
     import secrets
@@ -106,7 +106,7 @@ def restore_cropped(y: Tensor, operator: Any, run: Run, seed: Optional[int], pad
         raise ValueError("the mask marks no pixel to fill, so there is nothing to restore")
     fill = (operator.user_mask < 0.5).expand(y.shape[1], -1, -1)
     mean, samples, std, first = y.clone(), None, torch.zeros_like(y), None
-    nfe, seconds = 0, 0.0
+    nfe, calls, seconds = 0, 0, 0.0
     for top, left, bottom, right in boxes:
         out = run(y[..., top:bottom, left:right].contiguous(), box_operator(operator, (top, left, bottom, right)),
                   seed)
@@ -116,13 +116,14 @@ def restore_cropped(y: Tensor, operator: Any, run: Run, seed: Optional[int], pad
         for whole, part in ((mean, out["mean"]), (std, out["std"])):
             whole[..., top:bottom, left:right] = torch.where(where, part, whole[..., top:bottom, left:right])
         samples[..., top:bottom, left:right] = torch.where(where, out["samples"], samples[..., top:bottom, left:right])
-        nfe, seconds = nfe + out["nfe"], seconds + out["seconds"]
+        nfe, calls, seconds = nfe + out["nfe"], calls + out["calls"], seconds + out["seconds"]
         first = first or out["provenance"]
     provenance = {**first, "nfe": nfe, "seconds": round(seconds, 3),
                   "operator": {"name": operator.name, "params": operator.params(),
                                "tensors": sorted(operator.tensors())},
                   "crop_to_mask": {"boxes": [list(b) for b in boxes], "padding": padding}}
-    return {"mean": mean, "samples": samples, "std": std, "nfe": nfe, "seconds": seconds, "provenance": provenance}
+    return {"mean": mean, "samples": samples, "std": std, "nfe": nfe, "calls": calls, "seconds": seconds,
+            "provenance": provenance}
 
 
 def restore_around_mask(y: Tensor, operator: Any, run: Run, seed: Optional[int],

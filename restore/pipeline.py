@@ -180,9 +180,10 @@ def make_strategy(registry: Any, name: str, params: Optional[Mapping[str, Any]])
 class Run:
     """A finished run: ``mean`` (B, C, H, W; the estimate of the target: the mean of the
     samples for ``fidelity``, the first sample for ``perceptual``), ``samples`` (S, B, C, H, W)
-    and ``std`` (B, C, H, W) as float32 CPU tensors over the items of all measurements in order; ``nfe``,
-    ``seconds``, ``warnings`` (first lines, once each) and ``records``: one run record per
-    measurement (docs/RUN_RECORD.md), ``invocation`` and ``outputs`` left for the front door."""
+    and ``std`` (B, C, H, W) as float32 CPU tensors over the items of all measurements in order; ``nfe``
+    (network evaluations per image, every sample counted), ``seconds``, ``warnings`` (first lines, once
+    each), ``records``: one run record per measurement (docs/RUN_RECORD.md), ``invocation`` and
+    ``outputs`` left for the front door, and ``calls``: the network calls on the run's batches."""
 
     mean: Tensor
     samples: Tensor
@@ -191,6 +192,7 @@ class Run:
     seconds: float
     warnings: list[str]
     records: list[dict[str, Any]] = field(default_factory=list)
+    calls: int = 0
 
     def items(self, index: int, measurements: Sequence[Measurement]) -> slice:
         """The batch items of measurement ``index``."""
@@ -267,7 +269,7 @@ def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[st
             base = secrets.randbelow(2**31) if seed is None else int(seed)
             out = restore_around_mask(y, operator, solve_once, base, crop_to_mask)
     notes = list(dict.fromkeys(str(w.message).splitlines()[0] for w in caught))
-    result = Run(out["mean"], out["samples"], out["std"], out["nfe"], out["seconds"], notes)
+    result = Run(out["mean"], out["samples"], out["std"], out["nfe"], out["seconds"], notes, calls=out["calls"])
     spec = prior if isinstance(prior, str) else prior_spec or prior.name
     for index, measurement in enumerate(group):
         items = result.items(index, group)
@@ -287,7 +289,8 @@ def solve_items(y: Tensor, operator: Any, prior: Prior, seeds: Sequence[int], *,
                 target: str = "fidelity") -> dict[str, Any]:
     """One engine run on the (B, C, H, W) measurement ``y``, item k seeded ``seeds[k]``, with the
     default run ``choice`` where no ``method`` is given (:func:`plan_run`): a dict
-    with ``mean``, ``samples`` (S, B, C, H, W), ``std``, ``nfe``, ``seconds`` and
+    with ``mean``, ``samples`` (S, B, C, H, W), ``std``, ``nfe`` (per image, each of its S samples
+    counted), ``calls`` (on the batch), ``seconds`` and
     ``provenance`` (strategy, steps, nfe, seeds, channels_spread, seconds), tensors on the CPU
     in float32 (the contract :mod:`restore.cropping` runs box by box)."""
     from restore.diffusion.randomness import ItemGenerators
@@ -309,8 +312,8 @@ def solve_items(y: Tensor, operator: Any, prior: Prior, seeds: Sequence[int], *,
     provenance = {"strategy": {"name": plan.method, "params": jsonable(plan.strategy.params())}, "steps": plan.steps,
                   "nfe": result.nfe, "seeds": [int(s) for s in seeds], "channels_spread": plan.spread,
                   "seconds": round(seconds, 3)}
-    return {"mean": mean, "samples": draws, "std": std, "nfe": result.nfe, "seconds": seconds,
-            "provenance": provenance}
+    return {"mean": mean, "samples": draws, "std": std, "nfe": result.nfe, "calls": result.calls,
+            "seconds": seconds, "provenance": provenance}
 
 
 # ----------------------------------------------------------------------------- the run record

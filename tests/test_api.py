@@ -71,7 +71,7 @@ def test_samples_mean_and_std(prior):
     assert draws.shape == (3, 1, 3, 8, 8) and len(result.samples) == 3
     assert torch.allclose(result.image, draws.mean(0)) and torch.allclose(result.std, draws.std(0, correction=0))
     assert result.provenance["operator"]["params"]["noise"] == {"kind": "gaussian", "sigma": 0.1}
-    assert result.provenance["samples"] == 3 and result.nfe == 2
+    assert result.provenance["samples"] == 3 and result.nfe == 6  # per image: 2 steps for each of 3 samples
 
 
 def test_the_record_keeps_the_runs_warnings_not_the_garbage_collectors(prior):
@@ -111,10 +111,11 @@ def test_listeners_hear_every_step(prior):
     restore.deblur(torch.rand(1, 3, 12, 12), "gaussian", kernel_options={"size": 3, "std": 1.0}, prior=prior,
                    steps=4, seed=0, listeners=[counter, bar])
     assert counter.started == counter.ended == 1 and [s for s, _ in counter.steps] == [0, 1, 2, 3]
-    assert counter.steps[-1][1] == 4 and bar.progress is None  # the bar closed itself at the end
+    # per image, each sample counted: 4 steps for each of the fidelity default's 2 samples
+    assert counter.steps[-1][1] == 8 and bar.progress is None  # the bar closed itself at the end
     result = restore.deblur(torch.rand(1, 3, 12, 12), "gaussian", kernel_options={"size": 3, "std": 1.0},
                             prior=prior, steps=2, seed=0)
-    assert result.nfe == 2  # listeners are gone after their run
+    assert result.nfe == 4 and len(counter.steps) == 4  # the listeners are gone after their run
 
 
 @pytest.mark.parametrize(

@@ -139,7 +139,9 @@ def test_a_warm_start_computes_its_estimate_once_per_measurement(image_problem):
     shared, shared_rows = spied(3)
     alone, alone_rows = spied(1)
     assert shared_rows == [2] * DPIR.default_steps + [6] * 10 and alone_rows == [6] * (DPIR.default_steps + 10)
-    assert shared.nfe == alone.nfe == DPIR.default_steps + 10
+    # per measured image: the shared estimate once, the sampler's 10 steps for each of 3 samples
+    assert (shared.nfe, alone.nfe) == (DPIR.default_steps + 3 * 10, DPIR.default_steps + 10)
+    assert shared.calls == alone.calls == DPIR.default_steps + 10
     torch.testing.assert_close(shared.sample, alone.sample, rtol=0, atol=1e-10)
     assert not torch.allclose(shared.sample[:2], shared.sample[2:4])  # the samples still differ
     with pytest.raises(ValueError, match="cannot hold 4 copies"):

@@ -61,7 +61,7 @@ def test_inpaint_samples_std_sidecar_and_byte_identical_reruns(work, prior):
     assert std.shape == (3, 16, 20) and np.all(std[:, ~fill] == 0) and std[:, fill].mean() > 0
     sidecar = json.loads((work / "a.json").read_text())
     assert sidecar["invocation"]["command"] == "inpaint" and sidecar["seed"] == 7
-    assert sidecar["steps"] == 3 and sidecar["nfe"] == 3
+    assert sidecar["steps"] == 3 and sidecar["nfe"] == 6  # per image: 3 steps for each of its 2 samples
     assert sidecar["strategy"]["name"] == "ddnm+" and "eta" in sidecar["strategy"]["params"]
     assert sidecar["prior"]["spec"] == prior and len(sidecar["prior"]["weights_sha256"]) == 64
     assert sidecar["versions"]["torch"] == torch.__version__

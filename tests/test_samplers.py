@@ -135,7 +135,8 @@ def test_sampler_counts_its_evaluations_and_reports_each_step(name):
     counting, events = CountingDenoiser(mixture), []
     x = mixture.init_noise((4, 8), float(sigmas[0]), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     SAMPLERS[name](counting, x, sigmas, generator=torch.Generator().manual_seed(1), callback=events.append)
-    assert counting.nfe == NFE_OF_LEVELS[name](7)
+    assert counting.calls == NFE_OF_LEVELS[name](7)  # of each of the 4 independent samples
+    assert counting.nfe == 4 * counting.calls  # the 4 samples counted as draws of one image
     assert [e.step for e in events] == list(range(7)) and all(e.total == 7 for e in events)
     assert [e.sigma for e in events] == [float(s) for s in sigmas[1:]]
 

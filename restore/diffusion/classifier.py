@@ -84,9 +84,9 @@ class GuidedDenoiser(DelegatingDenoiser):
 
     ``labels``: one class index for the whole batch or one per batch item.  When x itself
     requires grad (DPS differentiates the denoiser) the shift is kept in the graph, so the
-    caller's gradient includes the guidance term's dependence on x.  ``classifier_calls``
-    counts the classifier's evaluations (each a forward and a backward pass); the engine
-    reports them as ``evaluations["classifier"]`` next to the NFE.
+    caller's gradient includes the guidance term's dependence on x.  ``classifier_items``
+    counts the batch items the classifier evaluated (each a forward and a backward pass); the
+    engine reports them per measured image as ``evaluations["classifier"]`` next to the NFE.
     """
 
     def __init__(self, inner: Denoiser, classifier: NoisyClassifier, labels: Union[int, Sequence[int], Tensor],
@@ -95,15 +95,15 @@ class GuidedDenoiser(DelegatingDenoiser):
         self.classifier = classifier
         self.labels = torch.as_tensor(labels, dtype=torch.long)
         self.scale = scale
-        self.classifier_calls = 0
+        self.classifier_items = 0
 
     def evaluations(self) -> dict[str, int]:
         counts = self.inner.evaluations()
-        return {**counts, "classifier": counts.get("classifier", 0) + self.classifier_calls}
+        return {**counts, "classifier": counts.get("classifier", 0) + self.classifier_items}
 
     def class_score(self, x: Tensor, sigma: Tensor) -> Tensor:
         """grad_x log p_sigma(labels | x)."""
-        self.classifier_calls += 1
+        self.classifier_items += x.shape[0]
         labels = self.labels.to(x.device).expand(x.shape[0])
         if x.requires_grad:
             log_prob = self.classifier.log_prob(x, sigma, labels).sum()

@@ -65,8 +65,9 @@ class Denoiser:
         return scale * randn(shape, generator, device=device, dtype=dtype)
 
     def evaluations(self) -> dict[str, int]:
-        """Counts of evaluations of other networks made on the way (a guiding classifier's
-        ``"classifier"``), which the engine reports next to the NFE; none by default."""
+        """Batch items evaluated by other networks on the way (a guiding classifier's
+        ``"classifier"``), which the engine reports per measured image next to the NFE; none by
+        default."""
         return {}
 
 
