@@ -339,7 +339,8 @@ def test_defaults_are_the_clis(client):
             chosen = client.get(f"/api/defaults?task=inpaint&quality=high&target={target}&noise={noise}").json()
             assert (chosen["method"], chosen["params"], chosen["steps"], chosen["samples"]) == \
                 (expected.method, dict(expected.params), expected.steps, expected.samples), (target, noise)
-    # a mask with shallower holes (a sparse sampling) has its own: the warm start
+    # a mask with shallower holes (a sparse sampling) has its own: the warm start; the page learns the line
+    assert client.get("/api/options").json()["hole_depth"] == HOLE_DEPTH
     cold, warm = (client.get(f"/api/defaults?task=inpaint&target=perceptual&depth={depth}").json()["params"]
                   for depth in (HOLE_DEPTH, HOLE_DEPTH - 0.01))
     assert warm == {"warm_start": "dpir", "t0": 0.2} and cold == {}

@@ -202,7 +202,8 @@ def test_the_default_follows_how_deep_the_masks_holes_are(tmp_path):
     """The page measures its mask's holes as catalog.hole_depth does: a painted band turns the
     perceptual default from the warm start (nothing painted yet, or a random dropout loaded
     from a file: a sparse sampling) to a cold-started sample (a hole, catalog.operator_kind),
-    and undo turns it back."""
+    and undo turns it back.  It asks /api/defaults again only when a change crosses
+    catalog.HOLE_DEPTH: widening the band (deeper, still a hole) asks nothing."""
     needs_browser()
     from PIL import Image
 
@@ -223,6 +224,8 @@ def test_the_default_follows_how_deep_the_masks_holes_are(tmp_path):
     depths = [hole_depth(inpaint(mask=mask), (3, side, side)) for mask in (band, known[None].float())]
     assert depths[1] < HOLE_DEPTH <= depths[0] == 8.5  # rows 16 to 1 from the first kept row
     with served("--prior", f"gaussian:3x{side}x{side}") as url, browser() as page:
+        asked = []
+        page.on("request", lambda request: asked.append(request.url) if "/api/defaults" in request.url else None)
         open_image(page, url, path)
         page.select_option("#target", "perceptual")
         default = "document.querySelector(\"#method option[value='']\").textContent"
@@ -230,15 +233,27 @@ def test_the_default_follows_how_deep_the_masks_holes_are(tmp_path):
         page.wait_for_function(f"{default} === {warm!r}")  # nothing hidden yet
         box = page.locator("#mask-canvas").bounding_box()
         cell = box["width"] / side
+
+        def paint_rows(top: int, bottom: int) -> None:  # whole rows top to bottom - 1
+            page.mouse.move(box["x"] + 0.1, box["y"] + top * cell + 0.1)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] - 0.1, box["y"] + bottom * cell + 0.1, steps=4)
+            page.mouse.up()
+
         page.click("[data-tool=rect]")
-        page.mouse.move(box["x"] + 0.1, box["y"] + 0.1)  # whole rows 0 to 15
-        page.mouse.down()
-        page.mouse.move(box["x"] + box["width"] - 0.1, box["y"] + 16 * cell + 0.1, steps=4)
-        page.mouse.up()
+        before = len(asked)
+        paint_rows(0, 16)
         page.wait_for_function(f"{default} === {cold!r}")
-        assert page.evaluate("state.depth") == depths[0]
+        assert page.evaluate("state.depth") == depths[0] and len(asked) == before + 1
+        paint_rows(16, 18)  # a deeper hole, the same kind: nothing to ask
+        page.wait_for_function(f"state.depth > {depths[0]}")
+        page.wait_for_timeout(300)
+        assert len(asked) == before + 1 and page.evaluate(default) == cold
+        page.click("#undo")
+        page.wait_for_function(f"state.depth === {depths[0]}")
         page.click("#undo")
         page.wait_for_function(f"{default} === {warm!r}")
+        assert len(asked) == before + 2
         page.set_input_files("#mask-file", str(dropout))
         page.wait_for_function(f"state.depth > 0 && {default} === {warm!r}")
         assert page.evaluate("state.depth") == pytest.approx(depths[1], abs=1e-12)

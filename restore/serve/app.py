@@ -1,7 +1,8 @@
 """The ASGI application of ``restore serve`` (FastAPI): the page and the REST API under ``/api``.
 
     GET  /                              the page (static/index.html; app.js, style.css under /static/)
-    GET  /api/options                   tasks, the server's priors, methods, the CLI's defaults, limits
+    GET  /api/options                   tasks, the server's priors, methods, the CLI's defaults, limits,
+                                        the hole depth from which a mask takes the hole defaults
     GET  /api/defaults                  the method, steps and samples of a task, target, quality and prior;
                                         what a conditional prior was trained for
     POST /api/preview                   an image file -> its size, bit depth and an 8-bit PNG to show
@@ -191,13 +192,16 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/api/options")
     def options() -> dict[str, Any]:
-        """What the page offers: tasks, the server's priors, methods and the CLI's defaults."""
+        """What the page offers: tasks, the server's priors, methods, the CLI's defaults and
+        ``hole_depth`` (:data:`restore.strategies.catalog.HOLE_DEPTH`: the page asks
+        ``/api/defaults`` again only when its painted mask crosses it)."""
         from restore.plugins import default_registry
-        from restore.strategies.catalog import DEFAULTS, TARGETS
+        from restore.strategies.catalog import DEFAULTS, HOLE_DEPTH, TARGETS
 
         return {"tasks": list(TASKS), "targets": list(TARGETS), "priors": list(settings.priors),
                 "methods": default_registry().names("strategy"),
                 "defaults": DEFAULTS, "task_defaults": {"scale": Options.scale, "kernel": Options.kernel},
+                "hole_depth": HOLE_DEPTH,
                 "limits": {"max_bytes": settings.limits.max_bytes, "max_pixels": settings.limits.max_pixels},
                 "queue": {"size": settings.size, "workers": settings.workers}}
 

@@ -8,6 +8,7 @@ const state = {
   tool: "brush", zoom: 1, panX: 0, panY: 0, spaceDown: false,
   undo: [], redo: [], job: null, events: null,
   depth: 0,  // how deep the mask's holes are (maskChanged)
+  holeDepth: Infinity,  // the depth from which a mask's holes take the hole defaults (/api/options)
 };
 const imageCanvas = $("image-canvas"), maskCanvas = $("mask-canvas");
 const imageCtx = imageCanvas.getContext("2d");
@@ -37,6 +38,7 @@ async function loadOptions() {
   state.methods = options.methods;
   $("scale").value = options.task_defaults.scale;
   $("kernel").value = options.task_defaults.kernel;
+  state.holeDepth = options.hole_depth;
   await showDefaults();
   showTask();
 }
@@ -175,12 +177,13 @@ function restoreFrom(from, to) {
   maskChanged();
 }
 
-// A mask's defaults depend on how deep its holes are (restore.strategies.catalog.operator_kind):
-// asked again after each change of the painted mask.
+// A mask's defaults depend on whether its holes are deep (restore.strategies.catalog.mask_kind):
+// asked again when a change of the painted mask crosses that line, not after every stroke.
 function maskChanged() {
   const alpha = maskCtx.getImageData(0, 0, mask.width, mask.height).data;
+  const wasHole = state.depth >= state.holeDepth;
   state.depth = maskDepth(alpha, mask.width, mask.height);
-  showDefaults();
+  if ((state.depth >= state.holeDepth) !== wasHole) showDefaults();
 }
 
 // restore.strategies.catalog.hole_depth of the mask whose alpha (RGBA bytes) is >= 128 where it
