@@ -392,6 +392,20 @@ def two_classes(tmp_path_factory) -> Path:
     return root
 
 
+def test_labelled_crops_come_from_their_class_and_are_seeded(two_classes):
+    """Every crop is of its label's subfolder (red: channel 0 brightest, blue: channel 2) and a
+    seed gives the same batch."""
+    from restore.training.data import LabelledCropSampler
+
+    sampler = LabelledCropSampler.from_folder(two_classes, 16, 3)
+    crops, labels = sampler.sample(64, torch.Generator().manual_seed(3))
+    again = sampler.sample(64, torch.Generator().manual_seed(3))
+    assert sampler.classes == ["blue", "red"] and crops.shape == (64, 3, 16, 16) and labels.shape == (64,)
+    assert torch.equal(crops, again[0]) and torch.equal(labels, again[1]) and 0 < labels.sum() < 64
+    brightest = crops.mean(dim=(2, 3)).argmax(dim=1)
+    assert torch.equal(brightest, torch.where(labels == 1, 0, 2))
+
+
 def test_train_classifier_learns_a_toy_task_and_guides(two_classes, tmp_path):
     from restore.priors.classifier import load_classifier
 

@@ -147,7 +147,8 @@ def load_validation(folder: Path, channels: int, count: int, crop: Optional[int]
 
 class LabelledCropSampler:
     """Crops of a folder with one subfolder per class (sorted names are the classes 0..K-1),
-    drawn with classes equally likely; ``sample`` returns (crops, labels)."""
+    drawn with classes equally likely; ``sample`` returns (crops, labels), drawing each
+    class's crops in one call of its :class:`CropSampler` (K calls a batch, not one per crop)."""
 
     def __init__(self, classes: Sequence[str], samplers: Sequence[CropSampler]) -> None:
         if len(classes) < 2:
@@ -169,5 +170,9 @@ class LabelledCropSampler:
 
     def sample(self, batch: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         labels = torch.randint(0, len(self.classes), (batch,), generator=generator, device=generator.device)
-        crops = torch.cat([self.samplers[k].sample(1, generator) for k in labels.tolist()])
+        counts = torch.bincount(labels, minlength=len(self.classes)).tolist()  # one host sync a batch
+        crops = torch.empty(batch, self.samplers[0].channels, self.size, self.size, device=generator.device)
+        for k, count in enumerate(counts):
+            if count:
+                crops[labels == k] = self.samplers[k].sample(count, generator)
         return crops, labels
