@@ -170,6 +170,38 @@ def test_resume_continues_step_for_step(folder, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_loss_that_turns_non_finite_stops_training_and_keeps_the_last_checkpoint(folder, tmp_path):
+    """Losses stay on the device between progress lines; the first read after a NaN loss (at
+    the latest before a validation or checkpoint) raises, and the checkpoint on disk is the
+    last good one, not weights the NaN spoiled.  Here: the resumed run's first line reads step 3;
+    NaN from step 5; no line is due again (an hour apart), so the read before the final
+    validation raises for steps 4 to 19."""
+    from restore.distributed import World
+    from restore.training.loop import CHECKPOINT, RunOptions, train
+    from restore.training.prior import PriorTask
+
+    def task(poison_from: int) -> PriorTask:
+        made = PriorTask(UNetConfig(channels=3, base_channels=8, channel_mult=(1, 2), num_res_blocks=1, groups=4),
+                         CropSampler.from_folder(folder, 16, 3), "tiny", validation=[torch.rand(1, 3, 24, 24)])
+        plain, calls = made.loss, []
+
+        def loss(network, batch, generator):
+            calls.append(1)
+            value = plain(network, batch, generator)
+            return value * float("nan") if len(calls) > poison_from else value
+
+        made.loss = loss
+        return made
+
+    world = World(0, 1, torch.device("cpu"))
+    options = dict(out=tmp_path, images=40, batch_size=2, log_seconds=3600, quiet=True)
+    train(task(poison_from=100), RunOptions(**options, max_steps=3), world)
+    kept = (tmp_path / CHECKPOINT).read_bytes()
+    with pytest.raises(FloatingPointError, match=r"training loss is nan in steps 4 to 19; lower --lr"):
+        train(task(poison_from=2), RunOptions(**options), world)
+    assert (tmp_path / CHECKPOINT).read_bytes() == kept
+
+
 def test_resume_refuses_another_architecture(folder, tmp_path):
     _train(folder, tmp_path / "p", "--images", "4")
     result = CliRunner().invoke(app, ["train", "prior", "--data", str(folder), "-o", str(tmp_path / "p"),

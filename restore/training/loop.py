@@ -20,6 +20,9 @@ an export); :func:`train` owns everything else:
   rerun continues from there (:class:`StopRequest`; a second Ctrl-C stops at once);
 * torch.distributed under torchrun (DistributedDataParallel; gloo on CPU, nccl on GPU):
   each rank draws its own batches, rank 0 validates, checkpoints and exports;
+* no wait on the device in a step: the losses are summed where they are computed and read
+  at each progress line, validation and checkpoint, where a non-finite one stops the run
+  with FloatingPointError before the weights it spoiled are saved (:class:`_Log`);
 * bf16 autocast on request (``precision="bf16"``) for the loss and the validation, the
   weights and optimiser in fp32: on GPUs, and on CPUs with bf16 instructions (AVX512-BF16,
   AMX, Arm BF16; :func:`restore.accel.fast_bf16`); elsewhere bf16 is slower than float32,
@@ -218,26 +221,55 @@ def hardware(world: World) -> dict:
 
 class _Log:
     """Progress lines on stderr: step, images, loss, lr, images/s and ETA, for the first
-    step and then every ``log_seconds``."""
+    step and then every ``log_seconds``.
+
+    The losses stay on the training device between lines (:meth:`add` sums them there), so a
+    step does not wait for the device: :meth:`settle` reads the sum once (averaged over the
+    ranks), at each line and before every validation and checkpoint, and raises
+    FloatingPointError if any loss since the last read was not finite, before weights it
+    spoiled are validated or saved (the checkpoint on disk stays the last good one)."""
 
     def __init__(self, options: RunOptions, world: World) -> None:
         self.enabled = world.main and not options.quiet
+        self.world = world
         self.every = options.log_seconds
         self.last = -float("inf")
-        self.losses: list[float] = []
+        self.total: Optional[Tensor] = None
+        self.steps: list[int] = []
+        self.lr = options.lr
 
     def line(self, text: str) -> None:
         if self.enabled:
             print(text, file=sys.stderr, flush=True)
 
-    def step(self, progress: Progress, loss: float, lr: float, rate: float, eta: float) -> None:
-        self.losses.append(loss)
-        now = time.monotonic()
-        if now - self.last < self.every:
+    def add(self, progress: Progress, loss: Tensor) -> None:
+        """The loss of step ``progress.step`` (the step just taken), added on its device."""
+        loss = loss.detach().float()
+        self.total = loss if self.total is None else self.total + loss
+        self.steps.append(progress.step)
+
+    def due(self) -> bool:
+        """Whether a line is due (on every rank when one's clock says so)."""
+        return self.world.any(time.monotonic() - self.last >= self.every)
+
+    def settle(self) -> Optional[float]:
+        """The mean loss since the last read (None when no step was taken), checked finite."""
+        if self.total is None:
+            return None
+        mean = self.world.mean(float(self.total)) / len(self.steps)
+        first, last = self.steps[0], self.steps[-1]
+        self.total, self.steps = None, []
+        if not torch.isfinite(torch.tensor(mean)):
+            raise FloatingPointError(f"training loss is {mean} in steps {first} to {last}; lower --lr (now "
+                                     f"{self.lr}) or check the data; the last checkpoint was kept")
+        return mean
+
+    def step(self, progress: Progress, lr: float, rate: float, eta: float) -> None:
+        """A progress line if one is due."""
+        if not self.due():
             return
-        self.last = now
-        mean = sum(self.losses) / len(self.losses)
-        self.losses.clear()
+        self.last = time.monotonic()
+        mean = self.settle()
         self.line(f"step {progress.step}  images {progress.images}  loss {mean:.4f}  lr {lr:.2e}  "
                   f"{rate:.1f} img/s  eta {eta / 60:.1f} min")
 
@@ -276,6 +308,7 @@ def train(task: Task, options: RunOptions, world: World) -> dict:
     autocast = options.precision == "bf16" and bf16_is_fast(world.device)
 
     def save() -> None:
+        log.settle()
         if world.main:
             payload = {"identity": identity, "step": progress.step, "images": progress.images,
                        "seconds": progress.seconds, "history": progress.history, "network": network.state_dict(),
@@ -297,6 +330,7 @@ def train(task: Task, options: RunOptions, world: World) -> dict:
         atomic_write(out / HISTORY, lambda tmp: tmp.write_text(json.dumps(rec, indent=2) + "\n"))
 
     def validate() -> None:
+        log.settle()
         if world.main:
             shadow = copy.deepcopy(network)
             shadow.load_state_dict(ema.state_for(network))
@@ -332,21 +366,18 @@ def train(task: Task, options: RunOptions, world: World) -> dict:
                 group["lr"] = lr
             with torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=autocast):
                 loss = task.loss(wrapped, batch, generator)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss is {loss.item()} at step {progress.step}; "
-                                         f"lower --lr (now {options.lr}) or check the data")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if options.grad_clip:
                 nn.utils.clip_grad_norm_(network.parameters(), options.grad_clip)
             optimizer.step()
             ema.update(network)
+            log.add(progress, loss)
             progress.step += 1
             progress.images += options.batch_size * world.size
             progress.seconds += time.monotonic() - tick
             rate = (progress.images - first_images) / max(time.monotonic() - start, 1e-9)
-            log.step(progress, world.mean(float(loss.detach())), lr, rate,
-                     (options.images - progress.images) / max(rate, 1e-9))
+            log.step(progress, lr, rate, (options.images - progress.images) / max(rate, 1e-9))
             if progress.images >= next_validation:
                 validate()
                 network.train()
