@@ -120,6 +120,30 @@ def test_a_batch_is_one_gather_of_windows_of_the_images():
     assert all(abs(counts[k] - expected[k]) < 4 * expected[k].sqrt() for k in range(3))
 
 
+def test_a_folder_too_large_for_the_device_stays_on_the_host_and_says_so(folder, monkeypatch):
+    """Where the pixels do not fit (data.fits_on), they stay on the host with a warning and the
+    crops are those the device would have drawn (the copy to a GPU: the CUDA test below)."""
+    from restore.training import data
+
+    fitted = CropSampler.from_folder(folder, 16, 3).sample(8, torch.Generator().manual_seed(4))
+    monkeypatch.setattr(data, "fits_on", lambda device, nbytes: False)
+    sampler = CropSampler.from_folder(folder, 16, 3)
+    with pytest.warns(UserWarning, match="stay in host memory and each batch is gathered there"):
+        kept = sampler.sample(8, torch.Generator().manual_seed(4))
+    assert torch.equal(kept, fitted)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: host-gathered crops copied to it")
+def test_host_gathered_crops_equal_the_devices(folder, monkeypatch):
+    from restore.training import data
+
+    fitted = CropSampler.from_folder(folder, 16, 3).sample(8, torch.Generator("cuda").manual_seed(4))
+    monkeypatch.setattr(data, "fits_on", lambda device, nbytes: False)
+    with pytest.warns(UserWarning, match="stay in host memory"):
+        kept = CropSampler.from_folder(folder, 16, 3).sample(8, torch.Generator("cuda").manual_seed(4))
+    assert kept.device.type == "cuda" and torch.equal(kept, fitted)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: batches and validation on the device")
 def test_a_step_and_its_validation_run_on_the_gpu(folder):
     from restore.training.prior import EDMLoss, PriorTask

@@ -7,11 +7,16 @@ crops are drawn from a caller-owned ``torch.Generator``, so a run is reproducibl
 and resumable step for step (:mod:`restore.training.loop` reseeds it per step), and on
 that generator's device: a batch is one gather there, not a Python loop on the CPU and a
 copy (1.8-1.9x the images per second on an H200: benchmarks/results/training_gpu_h200.md).
+A folder too large for the GPU (:data:`DEVICE_SHARE` of its free memory) stays on the host
+instead, and says so: the crop positions are still drawn on the device, so the crops are the
+same either way (:meth:`CropSampler.sample`).
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Optional, Sequence
+
+import warnings
 
 import numpy as np
 import torch
@@ -44,6 +49,20 @@ def read_uint8(path: Path, channels: int) -> Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
+#: The largest part of a GPU's free memory a training folder's pixels may take there; a larger
+#: folder stays in host memory and each batch is gathered there and copied over.
+DEVICE_SHARE = 0.25
+
+
+def fits_on(device: torch.device, nbytes: int) -> bool:
+    """Whether ``nbytes`` of training pixels may be copied to ``device``: always for the CPU,
+    up to :data:`DEVICE_SHARE` of a CUDA device's free memory."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= DEVICE_SHARE * free
+
+
 #: The augmentation group of :class:`CropSampler`, recorded in exported priors
 #: (:mod:`restore.diffusion.symmetry`).
 AUGMENTATION = "dihedral"
@@ -51,8 +70,9 @@ AUGMENTATION = "dihedral"
 
 class CropSampler:
     """Random augmented crops of a set of in-memory images, as float tensors in [0, 1], drawn
-    on the device of the caller's generator (the images are copied there once, as uint8: the
-    training folder's pixels must fit in that device's memory, 200 MB for CBSD432).
+    on the device of the caller's generator (the images are copied there once, as uint8, 200 MB
+    for CBSD432; a folder larger than :data:`DEVICE_SHARE` of a GPU's free memory stays on
+    the host, with a warning, and each batch's crops are gathered there and copied over).
 
     One batch is one gather: crop ``b``'s pixel (i, j) is the source pixel
     (top_b + u, left_b + v), where (u, v) is the image of (i, j) under the crop's element of
@@ -87,14 +107,28 @@ class CropSampler:
         return len(self._host["sizes"])
 
     def _tensors(self, device: torch.device) -> dict[str, Tensor]:
+        """The images' tensors on ``device``; the pixels stay on the host (pinned where a GPU
+        is present) when they do not fit there (:func:`fits_on`), and a warning says so once."""
         if device not in self._on:
-            self._on[device] = {k: v.to(device) for k, v in self._host.items()}
+            pixels = self._host["pixels"]
+            on = {k: v.to(device) for k, v in self._host.items() if k != "pixels"}
+            if fits_on(device, pixels.numel()):
+                on["pixels"] = pixels.to(device)
+            else:
+                warnings.warn(f"the training images take {pixels.numel() / 2**30:.1f} GiB, more than "
+                              f"{DEVICE_SHARE:.0%} of {device}'s free memory: they stay in host memory and each "
+                              "batch is gathered there and copied over (slower; the crops are the same)",
+                              stacklevel=3)
+                on["pixels"] = pixels.pin_memory() if torch.cuda.is_available() else pixels
+            self._on[device] = on
         return self._on[device]
 
     def sample(self, batch: int, generator: torch.Generator) -> Tensor:
         """(batch, C, size, size) float32 crops in [0, 1] on ``generator.device``: an image
         drawn in proportion to its area, a uniform position, a uniform element of the dihedral
-        group."""
+        group.  The draws are made on that device; the gather where the pixels are (the same
+        device, or the host for a folder too large for it: then the draws are copied to the
+        host and the crops back, the same crops)."""
         device = generator.device
         t = self._tensors(device)
         picks = torch.multinomial(t["weights"], batch, replacement=True, generator=generator)
@@ -102,12 +136,17 @@ class CropSampler:
         top = (torch.rand(batch, generator=generator, device=device) * (h - self.size + 1)).long()
         left = (torch.rand(batch, generator=generator, device=device) * (w - self.size + 1)).long()
         element = torch.randint(0, 8, (batch,), generator=generator, device=device)
+        where = t["pixels"].device
+        starts, h, w, top, left, element = (v.to(where) for v in (t["starts"][picks], h, w, top, left, element))
         u, v = dihedral_source(self.size, element // 2, element % 2 == 1)        # (batch, size, size) each
-        c = torch.arange(self.channels, device=device).reshape(1, -1, 1, 1)
-        index = (t["starts"][picks].reshape(-1, 1, 1, 1) + c * (h * w).reshape(-1, 1, 1, 1)
+        c = torch.arange(self.channels, device=where).reshape(1, -1, 1, 1)
+        index = (starts.reshape(-1, 1, 1, 1) + c * (h * w).reshape(-1, 1, 1, 1)
                  + (top.reshape(-1, 1, 1) + u).unsqueeze(1) * w.reshape(-1, 1, 1, 1)
                  + (left.reshape(-1, 1, 1) + v).unsqueeze(1))
-        return t["pixels"][index].float().div_(255.0)
+        crops = t["pixels"][index]
+        if where != device:
+            crops = crops.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else crops.to(device)
+        return crops.float().div_(255.0)
 
 
 def dihedral_source(size: int, turns: Tensor, flip: Tensor) -> tuple[Tensor, Tensor]:
