@@ -184,11 +184,11 @@ WARM_DDNM = (("warm_start", "dpir"), ("t0", 0.2))
 #: runs; a cold DDNM+ sample at 20 NFE beat the warm start at 20 and 100 steps on both boxes of
 #: both sets (``restoration_box_cold_kodak24_cpu.md``, ``restoration_box_cold_cbsd68_cpu.md``), so
 #: it took both of their perceptual qualities, and the mean of 4 such samples beat DPIR (no noise)
-#: and the mean of 2 warm samples (noise) in PSNR there, so it took both fidelity qualities; on the
-#: noiseless box the mean of 6 beat that of 4, and the mean of 8 that of 6, on both sets, and the mean
-#: of 8 runs within the 60 s once the CPU runs a batch in chunks (:data:`restore.accel.CPU_CHUNK_PIXELS`;
-#: ``benchmarks/results/commands_cpu.txt``), so it holds the noiseless kind's fidelity (more samples,
-#: and more than 4 with noise, were not measured).
+#: and the mean of 2 warm samples (noise) in PSNR there, so it took both fidelity qualities; on
+#: both boxes (noiseless and noisy) the mean of 6 beat that of 4, and the mean of 8 that of 6, on
+#: both sets, and the mean of 8 runs within the 60 s once the CPU runs a batch in chunks
+#: (:data:`restore.accel.CPU_CHUNK_PIXELS`; ``benchmarks/results/commands_cpu.txt``), so it holds
+#: the fidelity of both hole kinds (more samples were not measured).
 DEFAULTS: dict[str, dict[str, dict[str, Default]]] = {
     "denoise": {"fidelity": _both(Default("tweedie", 1)),
                 "perceptual": {"fast": Default("reverse-from-y", 20), "high": Default("ddrm", 100)}},
@@ -197,7 +197,7 @@ DEFAULTS: dict[str, dict[str, dict[str, Default]]] = {
     "inpaint-noisy": {"fidelity": _both(Default("ddnm+", 20, 2, params=WARM_DDNM)),
                       "perceptual": _both(Default("ddnm+", 20, params=WARM_DDNM), 100)},
     "inpaint-hole": {"fidelity": _both(Default("ddnm+", 20, 8)), "perceptual": _both(Default("ddnm+", 20))},
-    "inpaint-hole-noisy": {"fidelity": _both(Default("ddnm+", 20, 4)), "perceptual": _both(Default("ddnm+", 20))},
+    "inpaint-hole-noisy": {"fidelity": _both(Default("ddnm+", 20, 8)), "perceptual": _both(Default("ddnm+", 20))},
     "sr": {"fidelity": _both(Default("dpir", 20, params=(("lambda_", 0.1),))),
            "perceptual": _both(Default("ddrm", 20))},
     "deblur": {"fidelity": _both(Default("ddrm", 20, 2)), "perceptual": _both(Default("ddrm", 20), 100)},
