@@ -13,10 +13,9 @@ same either way (:meth:`CropSampler.sample`).
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
-
-import warnings
 
 import numpy as np
 import torch
