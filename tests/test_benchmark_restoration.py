@@ -581,6 +581,23 @@ def test_the_mean_of_cold_samples_took_the_fidelity_defaults_of_large_holes(merg
         assert DEFAULTS[kind]["fidelity"] == {"fast": largest, "high": largest}, kind
 
 
+def test_steps_beat_samples_at_the_same_cost_on_the_screen(merge_tables):
+    """restoration_box_samples_cbsd432_cpu.md (10 CBSD432 crops): on both boxes the default's mean
+    of 8 samples of 20 NFE beats the mean of 16 of 10 NFE, the same 160 NFE; the docs quote both."""
+    from restore.strategies.catalog import DEFAULTS
+
+    _, tasks = merge_tables.parse_table(
+        (ROOT / "benchmarks" / "results" / "restoration_box_samples_cbsd432_cpu.md").read_text())
+    docs = (ROOT / "docs" / "STRATEGIES.md").read_text().replace("\n", " ")
+    for task, kind in HOLE_TASKS.items():
+        rows = tasks[task][2]
+        default, halved = rows["ddnm+ mean of 8, 20 NFE each"], rows["ddnm+ mean of 16, 10 NFE each"]
+        assert default["nfe"] == halved["nfe"] == 160 and default["images"] == halved["images"] == 10
+        assert default["psnr"] > halved["psnr"], task
+        assert f"{default['psnr']:.2f}" in docs and f"{halved['psnr']:.2f}" in docs, task
+        assert DEFAULTS[kind]["fidelity"]["fast"] == Default("ddnm+", 20, 8), kind
+
+
 def test_the_hole_depth_is_the_screens_choice(bench, merge_tables):
     """catalog.HOLE_DEPTH is, to 0.1 px, the threshold on catalog.hole_depth midway between two
     screened masks that loses the least mean LPIPS summed over the training-crop screen against the
