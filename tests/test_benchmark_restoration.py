@@ -583,7 +583,8 @@ def test_the_mean_of_cold_samples_took_the_fidelity_defaults_of_large_holes(merg
 
 def test_steps_beat_samples_at_the_same_cost_on_the_screen(merge_tables):
     """restoration_box_samples_cbsd432_cpu.md (10 CBSD432 crops): on both boxes the default's mean
-    of 8 samples of 20 NFE beats the mean of 16 of 10 NFE, the same 160 NFE; the docs quote both."""
+    of 8 samples of 20 NFE beats the mean of 16 of 10 NFE, the same 160 NFE, and the mean of 4 of
+    40 NFE (also 160) is within 0.1 dB of it; the docs quote all three."""
     from restore.strategies.catalog import DEFAULTS
 
     _, tasks = merge_tables.parse_table(
@@ -592,9 +593,10 @@ def test_steps_beat_samples_at_the_same_cost_on_the_screen(merge_tables):
     for task, kind in HOLE_TASKS.items():
         rows = tasks[task][2]
         default, halved = rows["ddnm+ mean of 8, 20 NFE each"], rows["ddnm+ mean of 16, 10 NFE each"]
-        assert default["nfe"] == halved["nfe"] == 160 and default["images"] == halved["images"] == 10
-        assert default["psnr"] > halved["psnr"], task
-        assert f"{default['psnr']:.2f}" in docs and f"{halved['psnr']:.2f}" in docs, task
+        doubled = rows["ddnm+ mean of 4, 40 NFE each"]
+        assert all(r["nfe"] == 160 and r["images"] == 10 for r in (default, halved, doubled)), task
+        assert default["psnr"] > halved["psnr"] and abs(doubled["psnr"] - default["psnr"]) < 0.1, task
+        assert all(f"{r['psnr']:.2f}" in docs for r in (default, halved, doubled)), task
         assert DEFAULTS[kind]["fidelity"]["fast"] == Default("ddnm+", 20, 8), kind
 
 
