@@ -143,8 +143,8 @@ class CropSampler:
                  + (top.reshape(-1, 1, 1) + u).unsqueeze(1) * w.reshape(-1, 1, 1, 1)
                  + (left.reshape(-1, 1, 1) + v).unsqueeze(1))
         crops = t["pixels"][index]
-        if where != device:
-            crops = crops.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else crops.to(device)
+        if where != device:  # pixels kept on the host: only for a CUDA device (fits_on)
+            crops = crops.pin_memory().to(device, non_blocking=True)
         return crops.float().div_(255.0)
 
 
