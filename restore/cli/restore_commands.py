@@ -20,11 +20,14 @@ User mistakes end with one line on stderr and exit status 2 (:func:`user_errors`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import inspect
 import json
 import math
 import sys
+import typing
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Iterator, List, Optional, Sequence
 
 import typer
 
@@ -102,6 +105,65 @@ MASK_HELP = ("Mask where WHITE (or 1, in a .npy mask) marks the region to fill (
              "Example: restore inpaint photo.png --mask holes.png -o filled.png")
 
 
+@dataclasses.dataclass(frozen=True)
+class CommandOptions:
+    """The options every restoration command takes, in one object: :func:`restoration_command`
+    adds them to each command's own (image, operator, ``--noise``) and hands them over as this."""
+    prior: str
+    method: Optional[str]
+    quality: str
+    target: str
+    steps: Optional[int]
+    seed: Optional[int]
+    device: str
+    output: Optional[Path]
+    param: Optional[List[str]]
+    samples: Optional[int]
+    preview: Optional[Path]
+    preview_every: int
+    quiet: bool
+    as_json: bool
+    overwrite: bool
+    precision: str
+    channels_last: Optional[bool]
+    compile_network: bool
+    threads: Optional[int]
+    dtype: Optional[str]
+
+
+#: Each :class:`CommandOptions` field's command-line declaration, in the order ``--help`` lists them.
+SHARED_OPTIONS = {
+    "prior": PRIOR, "method": METHOD, "quality": QUALITY, "target": TARGET, "steps": STEPS, "seed": SEED,
+    "device": DEVICE, "output": OUTPUT, "param": PARAM, "samples": SAMPLES, "preview": PREVIEW,
+    "preview_every": PREVIEW_EVERY, "quiet": QUIET, "as_json": JSON, "overwrite": OVERWRITE,
+    "precision": PRECISION, "channels_last": CHANNELS_LAST, "compile_network": COMPILE, "threads": THREADS,
+    "dtype": DTYPE,
+}
+
+
+def restoration_command(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register ``body(options, **own)`` as the command ``name``: typer sees the body's own
+    parameters, then those of :data:`SHARED_OPTIONS`; the body gets the latter as one
+    :class:`CommandOptions`.  One declaration of the shared options for every command."""
+    types = typing.get_type_hints(CommandOptions)
+
+    def register(body: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(body, eval_str=True)
+        _, *own = signature.parameters.values()  # the first is ``options``
+        shared = [inspect.Parameter(field, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=types[field])
+                  for field, option in SHARED_OPTIONS.items()]
+
+        def command(**values: Any) -> None:
+            body(CommandOptions(**{field: values.pop(field) for field in SHARED_OPTIONS}), **values)
+
+        command.__signature__ = signature.replace(parameters=[*own, *shared])  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in [*own, *shared]}
+        command.__name__, command.__doc__ = body.__name__, body.__doc__
+        return app.command(name)(command)
+
+    return register
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn the errors a user's input causes into one line on stderr and exit status 2."""
@@ -174,15 +236,12 @@ def default_output(measurement: Path) -> Path:
     return Path(f"{measurement.stem}_restored{suffix}")
 
 
-def run_restoration(
-    *, measurement: Any, command: str, prior: str, method: Optional[str], quality: str, target: str,
-    steps: Optional[int], seed: Optional[int], device: str, fast: Any, output: Optional[Path],
-    param: Optional[List[str]], samples: Optional[int], preview: Optional[Path], preview_every: int, quiet: bool,
-    as_json: bool, crop_to_mask: Optional[bool] = None, overwrite: bool = False, inputs: Sequence[Any] = (),
-) -> None:
+def run_restoration(measurement: Any, command: str, options: CommandOptions, *, inputs: Sequence[Any] = (),
+                    crop_to_mask: Optional[bool] = None) -> None:
     """What every restoration command does once its measurement is read: every option checked,
     then (the options valid) the estimated noise level printed where it was estimated, one run of
-    :func:`restore.pipeline.run`, then :func:`restore.pipeline.write_outputs` (module docstring)."""
+    :func:`restore.pipeline.run`, then :func:`restore.pipeline.write_outputs` (module docstring).
+    ``inputs``: the command's own input files, (option, path), which no output may replace."""
     import torch
 
     from restore import pipeline
@@ -192,46 +251,51 @@ def run_restoration(
     from restore.files import check_outputs, check_target, protect
     from restore.plugins import default_registry
 
-    if quality not in ("fast", "high"):
-        raise fail(f"--quality must be fast or high, got {quality!r}")
-    if target not in ("fidelity", "perceptual"):
-        raise fail(f"--target must be fidelity or perceptual, got {target!r}")
-    params = parse_params(param)
-    output = output or default_output(measurement.path)
+    fast = fast_path(options.precision, options.channels_last, options.compile_network, options.threads,
+                     options.dtype)
+    if options.quality not in ("fast", "high"):
+        raise fail(f"--quality must be fast or high, got {options.quality!r}")
+    if options.target not in ("fidelity", "perceptual"):
+        raise fail(f"--target must be fidelity or perceptual, got {options.target!r}")
+    params = parse_params(options.param)
+    output = options.output or default_output(measurement.path)
     suffix = output.suffix.lower()
     if suffix not in (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".npy"):
         raise fail(f"-o {output}: write the result as .png, .tif, .jpg or .npy, not {suffix or 'no suffix'!r}")
     check_target(output)
     registry = default_registry()
-    torch_device, torch_dtype = pick_device(device), pick_dtype(None)  # the sampler state: float32
+    torch_device, torch_dtype = pick_device(options.device), pick_dtype(None)  # the sampler state: float32
     if torch_device.type == "cuda" and not torch.cuda.is_available():
         raise fail("--device cuda: CUDA is not available on this machine; use --device cpu")
     # the prior before the defaults that depend on it (a conditional network's run: catalog.default_run)
     shape = measurement.image_shape  # a mask's default run depends on the depth of its holes at this size
-    loaded_prior, _ = prepare(prior, lambda spec: load(spec, registry, torch_device, torch_dtype), fast,
+    loaded_prior, _ = prepare(options.prior, lambda spec: load(spec, registry, torch_device, torch_dtype), fast,
                               torch_device, operator_kind(measurement.operator, shape))
-    samples = samples or pipeline.default_samples(measurement.operator, method, quality, target, loaded_prior, shape)
-    check_method_params(method, params, measurement.operator, quality, target, prior=loaded_prior, shape=shape)
-    planned, sources = output_plan(output, samples, measurement, [*inputs, *prior_files(prior)])
-    check_outputs(planned, sources, overwrite=overwrite)
-    check_previews(preview, overwrite)
+    samples = options.samples or pipeline.default_samples(measurement.operator, options.method, options.quality,
+                                                          options.target, loaded_prior, shape)
+    check_method_params(options.method, params, measurement.operator, options.quality, options.target,
+                        prior=loaded_prior, shape=shape)
+    planned, sources = output_plan(output, samples, measurement, [*inputs, *prior_files(options.prior)])
+    check_outputs(planned, sources, overwrite=options.overwrite)
+    check_previews(options.preview, options.overwrite)
     listeners: list[Any] = []
-    if not (quiet or as_json) and sys.stderr.isatty():
+    if not (options.quiet or options.as_json) and sys.stderr.isatty():
         listeners.append(ProgressBar())
     viewer = None
-    if preview is not None:
+    if options.preview is not None:
         def to_image(x0: Any) -> Any:
             return loaded_prior.to_image(loaded_prior.decode(x0))
 
-        viewer = Preview(preview, preview_every, to_image)
+        viewer = Preview(options.preview, options.preview_every, to_image)
         listeners.append(viewer)
-    if measurement.sigma_estimated is not None and not as_json:  # every option checked: nothing printed before
+    if measurement.sigma_estimated is not None and not options.as_json:  # every option checked first
         typer.echo(f"estimated noise sigma: {measurement.sigma_estimated:.4f} (on [0, 1]; pass --sigma to override)",
-                   err=quiet)
+                   err=options.quiet)
     try:
-        done = pipeline.run(measurement, loaded_prior, prior_spec=prior, method=method, steps=steps, seed=seed,
-                            samples=samples, device=torch_device, dtype=torch_dtype, params=params, quality=quality,
-                            listeners=listeners, registry=registry, crop_to_mask=crop_to_mask, target=target)
+        done = pipeline.run(measurement, loaded_prior, prior_spec=options.prior, method=options.method,
+                            steps=options.steps, seed=options.seed, samples=samples, device=torch_device,
+                            dtype=torch_dtype, params=params, quality=options.quality, listeners=listeners,
+                            registry=registry, crop_to_mask=crop_to_mask, target=options.target)
     except BaseException as exc:
         for path in viewer.written if viewer else []:
             path.unlink(missing_ok=True)
@@ -241,16 +305,16 @@ def run_restoration(
     finally:
         for listener in listeners:
             getattr(listener, "close", lambda: None)()
-    if not (quiet or as_json):
+    if not (options.quiet or options.as_json):
         for note in done.warnings:
             typer.secho(f"warning: {note}", fg=typer.colors.YELLOW, err=True)
     extra = {"previews": [str(p) for p in viewer.written]} if viewer is not None else {}
-    with protect(planned, sources, overwrite=overwrite):
+    with protect(planned, sources, overwrite=options.overwrite):
         record = pipeline.write_outputs(output, done, 0, [measurement], extra=extra,
                                         invocation={"interface": "cli", "command": command, "argv": sys.argv[1:]})
-    if as_json:
+    if options.as_json:
         typer.echo(json.dumps(record, indent=2))
-    elif not quiet:
+    elif not options.quiet:
         typer.echo(f"wrote {output} and {output.with_suffix('.json')} ({record['strategy']['name']}, "
                    f"{record['steps']} steps, {record['nfe']} NFE, seed {record['seed']}, {record['seconds']:.1f} s)")
 
@@ -303,8 +367,9 @@ def make_operator(name: str, params: dict[str, Any], noise: Optional[float]) -> 
     return build_operator(name, factory, user_options(factory, params))
 
 
-@app.command("inpaint")
+@restoration_command("inpaint")
 def inpaint(
+    options: CommandOptions,
     image: Path = typer.Argument(..., help="Image with holes to fill (.png, .jpg, .tif, .npy)."),
     mask: Path = typer.Option(..., "--mask", help=MASK_HELP),
     mask_white_known: bool = typer.Option(False, "--mask-white-known",
@@ -312,14 +377,7 @@ def inpaint(
     crop_to_mask: Optional[bool] = typer.Option(
         None, "--crop-to-mask/--no-crop-to-mask", help=f"Restore only a box around each hole ({PADDING} pixels of "
         f"context) and paste it back, known pixels untouched; default: on above {AUTO_PIXELS:,} pixels."),
-    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET,
-    steps: Optional[int] = STEPS,
-    seed: Optional[int] = SEED, device: str = DEVICE, dtype: Optional[str] = DTYPE, output: Optional[Path] = OUTPUT,
-    precision: str = PRECISION, channels_last: Optional[bool] = CHANNELS_LAST, compile_network: bool = COMPILE,
-    threads: Optional[int] = THREADS,
-    param: Optional[List[str]] = PARAM, noise: Optional[float] = NOISE, samples: int = SAMPLES,
-    preview: Optional[Path] = PREVIEW, preview_every: int = PREVIEW_EVERY, quiet: bool = QUIET, as_json: bool = JSON,
-    overwrite: bool = OVERWRITE,
+    noise: Optional[float] = NOISE,
 ) -> None:
     """Fill the region a mask marks: white = fill.
 
@@ -328,54 +386,34 @@ def inpaint(
     with user_errors():
         check_image_file(str(mask), "--mask")
         operator = make_operator("inpaint", {"mask": str(mask), "invert": mask_white_known}, noise)
-        run_restoration(measurement=read_file(image, operator), command="inpaint", crop_to_mask=crop_to_mask,
-            inputs=[("--mask", mask)],
-            prior=prior, method=method, quality=quality, target=target, steps=steps, seed=seed, device=device,
-            fast=fast_path(precision, channels_last, compile_network, threads, dtype),
-            output=output, param=param, samples=samples, preview=preview, preview_every=preview_every,
-            quiet=quiet, as_json=as_json, overwrite=overwrite)
+        run_restoration(read_file(image, operator), "inpaint", options, inputs=[("--mask", mask)],
+                        crop_to_mask=crop_to_mask)
 
 
-@app.command("deblur")
+@restoration_command("deblur")
 def deblur(
+    options: CommandOptions,
     image: Path = typer.Argument(..., help="Blurred image."),
     kernel: str = typer.Option(..., "--kernel", help=KERNEL_HELP),
     boundary: str = typer.Option("circular", "--boundary",
                                  help="circular (has an SVD: fast methods), reflect or valid."),
-    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET,
-    steps: Optional[int] = STEPS,
-    seed: Optional[int] = SEED, device: str = DEVICE, dtype: Optional[str] = DTYPE, output: Optional[Path] = OUTPUT,
-    precision: str = PRECISION, channels_last: Optional[bool] = CHANNELS_LAST, compile_network: bool = COMPILE,
-    threads: Optional[int] = THREADS,
-    param: Optional[List[str]] = PARAM, noise: Optional[float] = NOISE, samples: int = SAMPLES,
-    preview: Optional[Path] = PREVIEW, preview_every: int = PREVIEW_EVERY, quiet: bool = QUIET, as_json: bool = JSON,
-    overwrite: bool = OVERWRITE,
+    noise: Optional[float] = NOISE,
 ) -> None:
     """Remove a known blur."""
     with user_errors():
         operator = make_operator("blur", {"kernel": kernel, "boundary": boundary}, noise)
-        run_restoration(measurement=read_file(image, operator), command="deblur",
-            inputs=file_params({"kernel": kernel}, origin={"kernel": "--kernel"}),
-            prior=prior, method=method, quality=quality, target=target, steps=steps, seed=seed, device=device,
-            fast=fast_path(precision, channels_last, compile_network, threads, dtype),
-            output=output, param=param, samples=samples, preview=preview, preview_every=preview_every,
-            quiet=quiet, as_json=as_json, overwrite=overwrite)
+        run_restoration(read_file(image, operator), "deblur", options,
+                        inputs=file_params({"kernel": kernel}, origin={"kernel": "--kernel"}))
 
 
-@app.command("sr")
+@restoration_command("sr")
 def sr(
+    options: CommandOptions,
     image: Path = typer.Argument(..., help="Low-resolution image."),
     scale: int = typer.Option(..., "--scale", min=1,
                               help="Integer upscaling factor (the result is SCALE times larger)."),
     kernel: str = typer.Option("bicubic", "--downsampling", help="How the image was made small: bicubic or box."),
-    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET,
-    steps: Optional[int] = STEPS,
-    seed: Optional[int] = SEED, device: str = DEVICE, dtype: Optional[str] = DTYPE, output: Optional[Path] = OUTPUT,
-    precision: str = PRECISION, channels_last: Optional[bool] = CHANNELS_LAST, compile_network: bool = COMPILE,
-    threads: Optional[int] = THREADS,
-    param: Optional[List[str]] = PARAM, noise: Optional[float] = NOISE, samples: int = SAMPLES,
-    preview: Optional[Path] = PREVIEW, preview_every: int = PREVIEW_EVERY, quiet: bool = QUIET, as_json: bool = JSON,
-    overwrite: bool = OVERWRITE,
+    noise: Optional[float] = NOISE,
 ) -> None:
     """Super-resolve an image by an integer factor."""
     with user_errors():
@@ -383,30 +421,18 @@ def sr(
         from restore.operators.io import load_image
 
         small = load_image(image).image.shape
-        check_memory((small[1], small[2] * scale, small[3] * scale), samples, pick_device(device))
+        check_memory((small[1], small[2] * scale, small[3] * scale), options.samples, pick_device(options.device))
         operator = make_operator("sr", {"scale": scale, "method": kernel}, noise)
-        run_restoration(measurement=read_file(image, operator), command="sr",
-            prior=prior, method=method, quality=quality, target=target, steps=steps, seed=seed, device=device,
-            fast=fast_path(precision, channels_last, compile_network, threads, dtype),
-            output=output, param=param, samples=samples, preview=preview, preview_every=preview_every,
-            quiet=quiet, as_json=as_json, overwrite=overwrite)
+        run_restoration(read_file(image, operator), "sr", options)
 
 
-@app.command("denoise")
+@restoration_command("denoise")
 def denoise(
+    options: CommandOptions,
     image: Path = typer.Argument(..., help="Noisy image."),
     sigma: Optional[float] = typer.Option(None, "--sigma", min=0.0, help="Gaussian noise sigma on [0, 1]. Default: "
                                           "estimated (scikit-image's wavelet estimator) and printed."),
-    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET,
-    steps: Optional[int] = STEPS,
-    seed: Optional[int] = SEED, device: str = DEVICE, dtype: Optional[str] = DTYPE, output: Optional[Path] = OUTPUT,
-    precision: str = PRECISION, channels_last: Optional[bool] = CHANNELS_LAST, compile_network: bool = COMPILE,
-    threads: Optional[int] = THREADS,
-    param: Optional[List[str]] = PARAM, noise: Optional[float] = typer.Option(None, "--noise", min=0.0,
-                                                                            help="Same as --sigma."),
-    samples: int = SAMPLES, preview: Optional[Path] = PREVIEW, preview_every: int = PREVIEW_EVERY,
-    quiet: bool = QUIET, as_json: bool = JSON,
-    overwrite: bool = OVERWRITE,
+    noise: Optional[float] = typer.Option(None, "--noise", min=0.0, help="Same as --sigma."),
 ) -> None:
     """Remove Gaussian noise (its level given, or estimated from the image)."""
     with user_errors():
@@ -414,51 +440,31 @@ def denoise(
             raise fail(f"--sigma {sigma} and --noise {noise} disagree; give one")
         level = sigma if sigma is not None else noise
         measurement = read_file(image, make_operator("denoise", {}, level), noise="estimate" if level is None else None)
-        run_restoration(measurement=measurement, command="denoise",
-            prior=prior, method=method, quality=quality, target=target, steps=steps, seed=seed, device=device,
-            fast=fast_path(precision, channels_last, compile_network, threads, dtype),
-            output=output, param=param, samples=samples, preview=preview, preview_every=preview_every,
-            quiet=quiet, as_json=as_json, overwrite=overwrite)
+        run_restoration(measurement, "denoise", options)
 
 
-@app.command("colorize")
+@restoration_command("colorize")
 def colorize(
+    options: CommandOptions,
     image: Path = typer.Argument(..., help="Grey image (1 channel, or 3 equal channels)."),
     weights: str = typer.Option("mean", "--weights", help="How the grey image was made: mean or luma (BT.601)."),
-    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET,
-    steps: Optional[int] = STEPS,
-    seed: Optional[int] = SEED, device: str = DEVICE, dtype: Optional[str] = DTYPE, output: Optional[Path] = OUTPUT,
-    precision: str = PRECISION, channels_last: Optional[bool] = CHANNELS_LAST, compile_network: bool = COMPILE,
-    threads: Optional[int] = THREADS,
-    param: Optional[List[str]] = PARAM, noise: Optional[float] = NOISE, samples: int = SAMPLES,
-    preview: Optional[Path] = PREVIEW, preview_every: int = PREVIEW_EVERY, quiet: bool = QUIET, as_json: bool = JSON,
-    overwrite: bool = OVERWRITE,
+    noise: Optional[float] = NOISE,
 ) -> None:
     """Colour a grey image (the result has 3 channels)."""
     with user_errors():
         operator = make_operator("colorize", {"weights": weights}, noise)
-        run_restoration(measurement=read_file(image, operator), command="colorize",
-            prior=prior, method=method, quality=quality, target=target, steps=steps, seed=seed, device=device,
-            fast=fast_path(precision, channels_last, compile_network, threads, dtype),
-            output=output, param=param, samples=samples, preview=preview, preview_every=preview_every,
-            quiet=quiet, as_json=as_json, overwrite=overwrite)
+        run_restoration(read_file(image, operator), "colorize", options)
 
 
-@app.command("run")
+@restoration_command("run")
 def run(
+    options: CommandOptions,
     image: Optional[Path] = typer.Argument(None, help="Degraded image (omit with --from)."),
     op: Optional[str] = typer.Option(None, "--op", help="Operator name (see `restore list`), any plugin's."),
     op_param: Optional[List[str]] = typer.Option(None, "--op-param", help="Operator parameter. " + PARAM_HELP),
     source: Optional[Path] = typer.Option(None, "--from", help="A measurement sidecar y.json made by "
                                           "`restore degrade`: restores y with the exact operator it records."),
-    prior: str = PRIOR, method: Optional[str] = METHOD, quality: str = QUALITY, target: str = TARGET,
-    steps: Optional[int] = STEPS,
-    seed: Optional[int] = SEED, device: str = DEVICE, dtype: Optional[str] = DTYPE, output: Optional[Path] = OUTPUT,
-    precision: str = PRECISION, channels_last: Optional[bool] = CHANNELS_LAST, compile_network: bool = COMPILE,
-    threads: Optional[int] = THREADS,
-    param: Optional[List[str]] = PARAM, noise: Optional[float] = NOISE, samples: int = SAMPLES,
-    preview: Optional[Path] = PREVIEW, preview_every: int = PREVIEW_EVERY, quiet: bool = QUIET, as_json: bool = JSON,
-    overwrite: bool = OVERWRITE,
+    noise: Optional[float] = NOISE,
 ) -> None:
     """Restore with any operator: IMG --op NAME --op-param KEY=VALUE, or --from y.json."""
     from restore.measurement import read_sidecar
@@ -474,9 +480,4 @@ def run(
             if image is None:
                 raise fail("give the image to restore, or --from y.json")
             measurement = read_file(image, make_operator(op, parse_params(op_param), noise))
-        run_restoration(measurement=measurement, command="run",
-            inputs=file_params(parse_params(op_param), "--op-param"),
-            prior=prior, method=method, quality=quality, target=target, steps=steps, seed=seed, device=device,
-            fast=fast_path(precision, channels_last, compile_network, threads, dtype),
-            output=output, param=param, samples=samples, preview=preview, preview_every=preview_every,
-            quiet=quiet, as_json=as_json, overwrite=overwrite)
+        run_restoration(measurement, "run", options, inputs=file_params(parse_params(op_param), "--op-param"))
