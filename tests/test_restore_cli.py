@@ -206,3 +206,29 @@ def test_mask_white_known_reads_the_mask_the_other_way(work, prior):
     ok("inpaint", "img.png", "--mask", "mask.png", *common, "-o", "a.png")
     ok("inpaint", "img.png", "--mask", "known.png", "--mask-white-known", *common, "-o", "b.png")
     assert (work / "a.png").read_bytes() == (work / "b.png").read_bytes()
+
+
+def test_every_restoration_command_takes_the_shared_options_and_its_own():
+    """restoration_command gives each command the shared options (one declaration) after its own;
+    a shared option reaches the body inside CommandOptions, not as a parameter of its own."""
+    import typer.main
+
+    from restore.cli.restore_commands import SHARED_OPTIONS
+
+    group = typer.main.get_command(app)
+    own = {"inpaint": {"image", "mask", "mask_white_known", "crop_to_mask", "noise"},
+           "deblur": {"image", "kernel", "boundary", "noise"}, "sr": {"image", "scale", "kernel", "noise"},
+           "denoise": {"image", "sigma", "noise"}, "colorize": {"image", "weights", "noise"},
+           "run": {"image", "op", "op_param", "source", "noise"}}
+    for name, expected in own.items():
+        names = [p.name for p in group.commands[name].params]
+        assert set(names[:len(expected)]) == expected, name
+        assert names[len(expected):] == list(SHARED_OPTIONS), name
+
+
+def test_a_shared_option_reaches_the_run(work, prior):
+    """--quality is shared: a bad value is refused by every command the same way."""
+    for argv in (["inpaint", "img.png", "--mask", "mask.png"], ["denoise", "img.png", "--sigma", "0.1"],
+                 ["sr", "img.png", "--scale", "2"]):
+        result = runner.invoke(app, [*argv, "--prior", prior, "--quality", "slow"])
+        assert result.exit_code == 2 and "--quality must be fast or high, got 'slow'" in result.output, argv
