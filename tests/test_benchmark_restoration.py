@@ -246,7 +246,9 @@ def test_modes_and_the_rule(bench):
             "d": row("perceptual", 25, 0.2), "e": row("perceptual", 28, 0.25), "wiener": row("-", 33, 0.5)}
     assert bench.pick(rows, "fidelity") == "a" and bench.pick(rows, "perceptual") == "d"
     assert bench.pick(rows, "fidelity", budget_s=100) == "b"
-    assert "fidelity: a (best classical: wiener)" in bench.rule_line(rows)
+    assert "fidelity: a (best classical: wiener) [over 60 s / image, better: b];" in bench.rule_line(rows)
+    assert bench.rule_line(rows).endswith("perceptual: d (best classical: wiener)")  # e is worse: not listed
+    assert "fidelity: b (best classical: wiener); " in bench.rule_line(rows, budget_s=100)
     # --common-images: every row of a task scored on the images all its rows have
     partial = {"a": [{"image": "1"}, {"image": "2"}], "b": [{"image": "2"}, {"image": "3"}], "c": []}
     assert bench.common_images(partial) == {"a": [{"image": "2"}], "b": [{"image": "2"}], "c": []}
