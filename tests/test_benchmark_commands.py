@@ -64,9 +64,10 @@ def test_batch_speed_times_one_function_whole_and_in_chunks():
     rows = [line.split() for line in out.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert [tuple(r[:2]) for r in rows] == [("16x16", "1"), ("16x16", "2"), ("16x16", "4"), ("128x128", "1"),
                                            ("128x128", "2")]
-    for row in rows:
+    for row in rows:  # the ratio agrees with the times within their printed rounding (0.05 ms, 0.005)
         whole, chunked, ratio, diff = map(float, row[2:])
-        assert whole > 0 and chunked > 0 and abs(ratio - chunked / whole) < 0.01 + 0.01 * ratio and diff < 1e-5
+        assert whole > 0.05 and chunked > 0 and diff < 1e-5, row
+        assert (chunked - 0.05) / (whole + 0.05) - 0.005 <= ratio <= (chunked + 0.05) / (whole - 0.05) + 0.005, row
 
 
 def test_startup_reports_every_phase_in_order():
