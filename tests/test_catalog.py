@@ -102,7 +102,7 @@ def test_default_method_follows_the_natural_image_benchmark():
     assert default_method(registry.get("operator", "denoise")())[0] == "dpir"  # no noise: the data step keeps y
     image = (3, 256, 256)
     sparse = registry.get("operator", "inpaint")(mask="random")
-    assert default_run(sparse, shape=image) == Default("dpir", 20)  # noiseless
+    assert default_run(sparse, shape=image) == Default("dpir", 40)  # noiseless
     warm = (("warm_start", "dpir"), ("t0", 0.2))
     assert default_run(make("inpaint", mask="random"), shape=image) == Default("ddnm+", 20, 2, warm)
     # a hole: the mean of 8 cold samples, with noise or without
