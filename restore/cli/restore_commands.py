@@ -105,40 +105,41 @@ MASK_HELP = ("Mask where WHITE (or 1, in a .npy mask) marks the region to fill (
              "Example: restore inpaint photo.png --mask holes.png -o filled.png")
 
 
+def shared(option: Any) -> Any:
+    """A :class:`CommandOptions` field declared on the command line by ``option``."""
+    return dataclasses.field(metadata={"option": option})
+
+
 @dataclasses.dataclass(frozen=True)
 class CommandOptions:
     """The options every restoration command takes, in one object: :func:`restoration_command`
-    adds them to each command's own (image, operator, ``--noise``) and hands them over as this."""
-    prior: str
-    method: Optional[str]
-    quality: str
-    target: str
-    steps: Optional[int]
-    seed: Optional[int]
-    device: str
-    output: Optional[Path]
-    param: Optional[List[str]]
-    samples: Optional[int]
-    preview: Optional[Path]
-    preview_every: int
-    quiet: bool
-    as_json: bool
-    overwrite: bool
-    precision: str
-    channels_last: Optional[bool]
-    compile_network: bool
-    threads: Optional[int]
-    dtype: Optional[str]
+    adds them to each command's own (image, operator, ``--noise``) and hands them over as this.
+    Each field carries its command-line declaration (:func:`shared`), in the order ``--help``
+    lists them."""
+    prior: str = shared(PRIOR)
+    method: Optional[str] = shared(METHOD)
+    quality: str = shared(QUALITY)
+    target: str = shared(TARGET)
+    steps: Optional[int] = shared(STEPS)
+    seed: Optional[int] = shared(SEED)
+    device: str = shared(DEVICE)
+    output: Optional[Path] = shared(OUTPUT)
+    param: Optional[List[str]] = shared(PARAM)
+    samples: Optional[int] = shared(SAMPLES)
+    preview: Optional[Path] = shared(PREVIEW)
+    preview_every: int = shared(PREVIEW_EVERY)
+    quiet: bool = shared(QUIET)
+    as_json: bool = shared(JSON)
+    overwrite: bool = shared(OVERWRITE)
+    precision: str = shared(PRECISION)
+    channels_last: Optional[bool] = shared(CHANNELS_LAST)
+    compile_network: bool = shared(COMPILE)
+    threads: Optional[int] = shared(THREADS)
+    dtype: Optional[str] = shared(DTYPE)
 
 
-#: Each :class:`CommandOptions` field's command-line declaration, in the order ``--help`` lists them.
-SHARED_OPTIONS = {
-    "prior": PRIOR, "method": METHOD, "quality": QUALITY, "target": TARGET, "steps": STEPS, "seed": SEED,
-    "device": DEVICE, "output": OUTPUT, "param": PARAM, "samples": SAMPLES, "preview": PREVIEW,
-    "preview_every": PREVIEW_EVERY, "quiet": QUIET, "as_json": JSON, "overwrite": OVERWRITE,
-    "precision": PRECISION, "channels_last": CHANNELS_LAST, "compile_network": COMPILE, "threads": THREADS,
-    "dtype": DTYPE,
-}
+#: Each :class:`CommandOptions` field's command-line declaration, by field name.
+SHARED_OPTIONS = {field.name: field.metadata["option"] for field in dataclasses.fields(CommandOptions)}
 
 
 def restoration_command(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
