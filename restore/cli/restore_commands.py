@@ -151,14 +151,14 @@ def restoration_command(name: str) -> Callable[[Callable[..., None]], Callable[.
     def register(body: Callable[..., None]) -> Callable[..., None]:
         signature = inspect.signature(body, eval_str=True)
         _, *own = signature.parameters.values()  # the first is ``options``
-        shared = [inspect.Parameter(field, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=types[field])
+        common = [inspect.Parameter(field, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=types[field])
                   for field, option in SHARED_OPTIONS.items()]
 
         def command(**values: Any) -> None:
             body(CommandOptions(**{field: values.pop(field) for field in SHARED_OPTIONS}), **values)
 
-        command.__signature__ = signature.replace(parameters=[*own, *shared])  # type: ignore[attr-defined]
-        command.__annotations__ = {p.name: p.annotation for p in [*own, *shared]}
+        command.__signature__ = signature.replace(parameters=[*own, *common])  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in [*own, *common]}
         command.__name__, command.__doc__ = body.__name__, body.__doc__
         return app.command(name)(command)
 
