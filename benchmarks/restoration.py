@@ -875,15 +875,22 @@ BUDGET_S = 60.0
 RULE_METRIC = {"fidelity": ("psnr", 1), "perceptual": ("lpips-alex", -1)}
 
 
-def pick(rows: dict[str, dict[str, Any]], target: str, budget_s: float = BUDGET_S) -> Optional[str]:
-    """The rule of docs/STRATEGIES.md: among the strategy rows of ``target`` within
-    ``budget_s`` seconds per image, the highest mean PSNR (fidelity) or the lowest mean
-    LPIPS-alex (perceptual); rows with fewer images than the task's most are not compared."""
+def ranked(rows: dict[str, dict[str, Any]], target: str, budget_s: float = BUDGET_S) -> list[str]:
+    """The rows the rule of docs/STRATEGIES.md compares, best first: the strategy rows of
+    ``target`` within ``budget_s`` seconds per image, by mean PSNR (fidelity, highest first) or
+    mean LPIPS-alex (perceptual, lowest first), ties in table order; rows with fewer images than
+    the task's most are not compared."""
     metric, sign = RULE_METRIC[target]
     most = max((r["images"] for r in rows.values()), default=0)
-    fair = {k: r for k, r in rows.items() if r["target"] == target and r["images"] == most
-            and r["seconds"] <= budget_s and metric in r}
-    return max(fair, key=lambda k: sign * fair[k][metric]) if fair else None
+    fair = [k for k, r in rows.items() if r["target"] == target and r["images"] == most
+            and r["seconds"] <= budget_s and metric in r]
+    return sorted(fair, key=lambda k: -sign * rows[k][metric])
+
+
+def pick(rows: dict[str, dict[str, Any]], target: str, budget_s: float = BUDGET_S) -> Optional[str]:
+    """The row the rule picks: the first of :func:`ranked` (None where it ranks none)."""
+    order = ranked(rows, target, budget_s)
+    return order[0] if order else None
 
 
 def common_images(rows: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
@@ -906,9 +913,7 @@ def rule_line(rows: dict[str, dict[str, Any]], budget_s: float = BUDGET_S) -> st
         if chosen is None:
             continue
         metric, sign = RULE_METRIC[target]
-        better = sorted((k for k, r in rows.items() if r["target"] == target and r["seconds"] > budget_s and metric in r
-                         and r["images"] == rows[chosen]["images"] and sign * r[metric] > sign * rows[chosen][metric]),
-                        key=lambda k: -sign * rows[k][metric])
+        better = [k for k in ranked(rows, target, math.inf) if sign * rows[k][metric] > sign * rows[chosen][metric]]
         parts.append(f"{target}: {chosen}" + (f" (best classical: {classical})" if classical else "")
                      + (f" [over {budget_s:g} s / image, better: {', '.join(better)}]" if better else ""))
     return "rule (docs/STRATEGIES.md): " + ("; ".join(parts) if parts else "no strategy row")

@@ -246,6 +246,8 @@ def test_modes_and_the_rule(bench):
             "d": row("perceptual", 25, 0.2), "e": row("perceptual", 28, 0.25), "wiener": row("-", 33, 0.5)}
     assert bench.pick(rows, "fidelity") == "a" and bench.pick(rows, "perceptual") == "d"
     assert bench.pick(rows, "fidelity", budget_s=100) == "b"
+    assert bench.ranked(rows, "fidelity", budget_s=math.inf) == ["b", "a"]  # c has fewer images
+    assert bench.ranked({"x": row("fidelity", 30, 0.3), "y": row("fidelity", 30, 0.3)}, "fidelity") == ["x", "y"]
     assert "fidelity: a (best classical: wiener) [over 60 s / image, better: b];" in bench.rule_line(rows)
     assert bench.rule_line(rows).endswith("perceptual: d (best classical: wiener)")  # e is worse: not listed
     assert "fidelity: b (best classical: wiener); " in bench.rule_line(rows, budget_s=100)
