@@ -13,6 +13,7 @@ from restore.cli.progress import ProgressBar
 from restore.hookspecs import hookimpl
 from restore.priors.native import NativeConfig, save_native
 from restore.priors.unet import CompactUNet, UNetConfig
+from restore.strategies.catalog import DEFAULTS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -111,11 +112,13 @@ def test_listeners_hear_every_step(prior):
     restore.deblur(torch.rand(1, 3, 12, 12), "gaussian", kernel_options={"size": 3, "std": 1.0}, prior=prior,
                    steps=4, seed=0, listeners=[counter, bar])
     assert counter.started == counter.ended == 1 and [s for s, _ in counter.steps] == [0, 1, 2, 3]
-    # per image, each sample counted: 4 steps for each of the fidelity default's 2 samples
-    assert counter.steps[-1][1] == 8 and bar.progress is None  # the bar closed itself at the end
+    # per image, each sample counted: 4 steps for each of the fidelity default's samples
+    samples = DEFAULTS["deblur"]["fidelity"]["fast"].samples
+    assert samples > 1 and counter.steps[-1][1] == 4 * samples
+    assert bar.progress is None  # the bar closed itself at the end
     result = restore.deblur(torch.rand(1, 3, 12, 12), "gaussian", kernel_options={"size": 3, "std": 1.0},
                             prior=prior, steps=2, seed=0)
-    assert result.nfe == 4 and len(counter.steps) == 4  # the listeners are gone after their run
+    assert result.nfe == 2 * samples and len(counter.steps) == 4  # the listeners are gone after their run
 
 
 @pytest.mark.parametrize(
