@@ -20,7 +20,8 @@ and 70 % random inpainting without noise; denoising with sigma 25 / 255.  Images
 ``--size`` centre crops.  The measurement is what a user's PNG file holds: y = A x + n,
 clipped to [0, 1] and rounded to 8 bits (the task file's ``bits``); the strategies read it as
 the toolkit reads a file (the rounding error q / sqrt(12) added to the noise model:
-``restore.measurement.with_quantization_noise``), the baselines get the same pixels.
+``restore.measurement.with_quantization_noise``; the clipping known: ``Problem.clip_step``),
+the baselines get the same pixels.
 ``--prior adm:ffhq_10m.pt:ffhq256-dps`` with ``--data ../shared/data/test/ffhq256`` is the
 DPS / DiffPIR face protocol.  ``--tasks-file`` reads another task file of the same format, whose
 masks and kernels may name no file (made by their generator at every size):
@@ -371,10 +372,11 @@ def split_specs(text: str) -> list[str]:
 
 
 def strategy_rows(registry: Any, prior: Any, prior_key: str, spec: str, budget: int, targets: tuple[str, ...],
-                  samples: int, device: torch.device) -> list[Method]:
+                  samples: int, device: torch.device, clip_step: Optional[float] = None) -> list[Method]:
     """The rows of strategy ``spec`` at ``budget`` NFE per sample for ``targets``: an
     estimator's output (fidelity only), a sampler's sample 0 (perceptual) and the mean of
-    ``samples`` samples (fidelity)."""
+    ``samples`` samples (fidelity); ``clip_step``: the measurements' rounding step, as the
+    toolkit reads an integer file (``Problem.clip_step``)."""
     from restore.strategies.base import Problem
     from restore.strategies.catalog import facts
     from restore.strategies.engine import solve
@@ -387,7 +389,7 @@ def strategy_rows(registry: Any, prior: Any, prior_key: str, spec: str, budget: 
 
     def run(y: Tensor, op: Any, seed: int, image_shape: tuple[int, ...]) -> tuple[Tensor, Optional[int]]:
         generator = torch.Generator(device).manual_seed(seed)
-        result = solve(Problem(prior, op, y.to(device)), cls(**params), steps=steps,
+        result = solve(Problem(prior, op, y.to(device), clip_step=clip_step), cls(**params), steps=steps,
                        shape=None if prior.latent else image_shape, generator=generator)
         return result.image.detach().cpu().float(), result.nfe
 
@@ -424,9 +426,11 @@ def code_digest(cls: type, params: dict[str, Any]) -> str:
     can change without invalidating a run."""
     import inspect
 
-    from restore.strategies import dpir, warm
+    from restore.strategies import censored, dpir, warm
 
-    modules = [inspect.getmodule(cls)] + ([warm, dpir] if params.get("warm_start", "none") != "none" else [])
+    module = inspect.getmodule(cls)
+    modules = [module] + ([warm, dpir] if params.get("warm_start", "none") != "none" else []) \
+        + ([censored] if censored.__name__ in inspect.getsource(module) else [])
     return digest("".join(code_only(inspect.getsource(m)) for m in modules).encode())
 
 
@@ -697,7 +701,9 @@ def fast_prior(precision: str, prior: Any, prior_key: Optional[str], op: Any,
 
 
 def methods_for(args: argparse.Namespace, registry: Any, prior: Any, prior_key: Optional[str], task: dict[str, Any],
-                op: Any, device: torch.device, tuned: dict[str, float]) -> list[Method]:
+                op: Any, device: torch.device, tuned: dict[str, float], bits: int = 32) -> list[Method]:
+    from restore.measurement import clip_step
+
     methods = []
     wanted = task["baselines"] if args.baselines is None else \
         [b for b in args.baselines.split(",") if b in task["baselines"]]
@@ -716,7 +722,8 @@ def methods_for(args: argparse.Namespace, registry: Any, prior: Any, prior_key: 
             from restore.strategies.catalog import QUALITIES, default_run
 
             samples = max(default_run(op, q, target, prior).samples for q in QUALITIES)
-        for method in strategy_rows(registry, prior, prior_key, spec, budget, (target,), samples, device):
+        for method in strategy_rows(registry, prior, prior_key, spec, budget, (target,), samples, device,
+                                    clip_step(bits)):
             rows.setdefault((method.key, method.target), method)
     return methods + list(rows.values())
 
@@ -818,7 +825,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, dict[str, dict[str, Any]
         tuned = tuned_values(args, registry, doc, task_name, size, root / "tuning.json")
         bound = op.bound_to((3, size, size))  # the catalog's kind of a mask depends on the image size
         task_prior, task_prior_key = fast_prior(args.precision, prior, prior_key, bound, device)
-        methods = methods_for(args, registry, task_prior, task_prior_key, doc["tasks"][task_name], bound, device, tuned)
+        methods = methods_for(args, registry, task_prior, task_prior_key, doc["tasks"][task_name], bound, device, tuned,
+                              doc["bits"])
         setup[task_name] = (op, with_quantization_noise(op, doc["bits"])[0], root / task_key, methods)
     records: dict[str, dict[str, list[dict[str, Any]]]] = {t: {m.label: [] for m in s[3]} for t, s in setup.items()}
     shown: dict[str, list[tuple[str, Tensor, dict[str, float], Tensor]]] = {t: [] for t in tasks}

@@ -192,6 +192,13 @@ def read(source: Union[str, Path], operator: Any = None, **options: Any) -> Meas
     return read_file(source, operator, **options)
 
 
+def clip_step(bits: int) -> Optional[float]:
+    """The rounding step q = 1 / (2^bits - 1) of integer data (8 or 16 bits), which holds the
+    measurement clipped to [0, 1] (:attr:`restore.strategies.base.Problem.clip_step`); None for
+    float data (32 bits), which is neither rounded nor clipped."""
+    return 1.0 / (2**bits - 1) if bits in (8, 16) else None
+
+
 def with_quantization_noise(operator: Any, bits: int) -> tuple[Any, float]:
     """The operator with the rounding error of a ``bits``-bit input file added to its Gaussian
     noise: an integer file holds y rounded to steps of q = 1 / (2^bits - 1), an error uniform on
@@ -204,7 +211,7 @@ def with_quantization_noise(operator: Any, bits: int) -> tuple[Any, float]:
     known pixels exactly as the file has them, and a denoising sigma estimated from the image
     already contains the rounding."""
     unit_gain = operator.capabilities().get("is_mask") or getattr(operator, "task", None) == "denoise"
-    if bits not in (8, 16) or not isinstance(operator.noise, GaussianNoise) or unit_gain:
+    if clip_step(bits) is None or not isinstance(operator.noise, GaussianNoise) or unit_gain:
         return operator, 0.0
     q = 1.0 / ((2**bits - 1) * math.sqrt(12.0))
     return with_noise(operator, math.hypot(operator.noise.sigma, q)), q

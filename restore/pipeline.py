@@ -35,7 +35,7 @@ from torch import Tensor
 import restore as _package
 from restore import accel
 from restore.api import RestoreError, load, pick_device, pick_dtype, with_noise
-from restore.measurement import Measurement, image_shape
+from restore.measurement import Measurement, clip_step, image_shape
 from restore.operators import io as rio
 from restore.operators.noise import GaussianNoise, NoiseModel, PoissonNoise
 from restore.priors.base import Prior
@@ -253,11 +253,14 @@ def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[st
     if seeds is not None and len(seeds) != count:
         raise ValueError(f"{len(seeds)} seeds for {count} items (samples x batch)")
 
+    steps_of_data = [clip_step(m.bits) for m in group]  # integer data was clipped: the coarsest rounding
+    clipped_at = None if None in steps_of_data else max(steps_of_data)
+
     def solve_once(part: Tensor, op: Any, base: Optional[int]) -> dict[str, Any]:
         item_seeds = list(seeds) if seeds is not None else [base + k for k in range(count)]
         return solve_items(part, op, loaded, item_seeds, samples=samples, device=device, dtype=dtype, method=method,
                            steps=steps, params=params, quality=quality, registry=registry, listeners=listeners,
-                           target=target, choice=choice)
+                           target=target, choice=choice, clip_step=clipped_at)
 
     with warnings.catch_warnings(record=True) as caught, accel.threads(threads) as used_threads:
         warnings.simplefilter("always")
@@ -286,13 +289,14 @@ def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[st
 def solve_items(y: Tensor, operator: Any, prior: Prior, seeds: Sequence[int], *, samples: int, device: torch.device,
                 dtype: torch.dtype, method: Optional[str], steps: Optional[int], params: Optional[Mapping[str, Any]],
                 quality: str, registry: Any, choice: Any, listeners: Iterable[Any] = (),
-                target: str = "fidelity") -> dict[str, Any]:
+                target: str = "fidelity", clip_step: Optional[float] = None) -> dict[str, Any]:
     """One engine run on the (B, C, H, W) measurement ``y``, item k seeded ``seeds[k]``, with the
     default run ``choice`` where no ``method`` is given (:func:`plan_run`): a dict
     with ``mean``, ``samples`` (S, B, C, H, W), ``std``, ``nfe`` (per image, each of its S samples
     counted), ``calls`` (on the batch), ``seconds`` and
     ``provenance`` (strategy, steps, nfe, seeds, channels_spread, seconds), tensors on the CPU
-    in float32 (the contract :mod:`restore.cropping` runs box by box)."""
+    in float32 (the contract :mod:`restore.cropping` runs box by box).  ``clip_step``: the
+    rounding step of integer data, clipped to [0, 1] (``Problem.clip_step``); None for floats."""
     from restore.diffusion.randomness import ItemGenerators
     from restore.strategies.base import Problem
     from restore.strategies.engine import solve
@@ -300,7 +304,8 @@ def solve_items(y: Tensor, operator: Any, prior: Prior, seeds: Sequence[int], *,
     batch = y.shape[0]
     plan = plan_run(operator, y, prior, method=method, steps=steps, params=params, quality=quality, registry=registry,
                     choice=choice)
-    problem = Problem(prior, plan.operator, plan.y.to(device=device, dtype=dtype).repeat(samples, 1, 1, 1), samples)
+    problem = Problem(prior, plan.operator, plan.y.to(device=device, dtype=dtype).repeat(samples, 1, 1, 1), samples,
+                      clip_step)
     started = time.perf_counter()
     result = solve(problem, plan.strategy, steps=plan.steps, shape=None if prior.latent else plan.shape,
                    generator=ItemGenerators.from_seeds(seeds), registry=registry, listeners=listeners)

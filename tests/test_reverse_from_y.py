@@ -81,3 +81,26 @@ def test_it_refuses_what_is_not_gaussian_denoising(make, params, message):
 def test_an_ode_sampler_is_refused():
     with pytest.raises(ValueError, match="an ODE maps y to one point"):
         REGISTRY.get("strategy", "reverse-from-y")(sampler="heun")
+
+
+def test_clipped_samples_drawn_anew_bring_the_samples_to_the_posterior_under_clipping():
+    """On the clipped 8-bit measurement of a Gaussian prior near 1 (test_tweedie.censored_problem),
+    reading the samples at 1 as y leaves the mean of 32 samples 0.04 (rms) off the exact posterior
+    mean under clipping there; drawing them anew around the 4-pass EM estimate brings it within a
+    half of that (measured 0.013, the Monte Carlo error of 32 samples elsewhere: 0.012), for 4 more
+    NFE on one copy of the measurements.  Float data is not clipped: the same samples as without."""
+    from test_tweedie import censored_posterior_mean, censored_problem
+
+    prior, op, x, y, facts = censored_problem(REGISTRY)
+    exact, at_one, copies = censored_posterior_mean(y, *facts), y >= 1 - facts[3] / 2, 32
+    strategy = REGISTRY.get("strategy", "reverse-from-y")
+    errors, nfe = {}, {}
+    for passes in (1, 4):
+        problem = Problem(prior, op, y.repeat(copies, 1, 1, 1), copies, clip_step=facts[3])
+        result = solve(problem, strategy(clipped_passes=passes), steps=20, generator=torch.Generator().manual_seed(5))
+        mean = result.sample.double().reshape(copies, *y.shape).mean(0)
+        errors[passes], nfe[passes] = ((mean - exact)[at_one] ** 2).mean().sqrt(), result.nfe
+    assert errors[1] > 0.03 and errors[4] < errors[1] / 2 and nfe[4] - nfe[1] == 4
+    floats = [solve(Problem(prior, op, y), strategy(clipped_passes=passes), steps=5,
+                    generator=torch.Generator().manual_seed(5)) for passes in (1, 4)]
+    assert torch.equal(floats[0].sample, floats[1].sample) and floats[0].nfe == floats[1].nfe

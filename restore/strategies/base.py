@@ -79,12 +79,18 @@ class Problem:
     ``copies``: ``y`` is that many copies of one batch of measurements, ``y.repeat(copies, 1,
     1, 1)``, to draw several posterior samples of each in one run (:mod:`restore.pipeline`);
     a deterministic step, such as a warm start's estimate (:mod:`restore.strategies.warm`),
-    may then run on the first copy alone (:meth:`one_copy`) and be repeated."""
+    may then run on the first copy alone (:meth:`one_copy`) and be repeated.
+
+    ``clip_step``: for integer data (an 8- or 16-bit file), which holds A(x) + n clipped to
+    [0, 1] and rounded, the rounding step q = 1 / (2^bits - 1), so that a sample at 0 or 1
+    says only that A(x) + n lay below q / 2 or above 1 - q / 2 (:mod:`restore.strategies.censored`);
+    None for float data, which is not clipped."""
 
     prior: Prior
     operator: Operator
     y: Tensor
     copies: int = 1
+    clip_step: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.copies < 1 or self.y.shape[0] % self.copies:

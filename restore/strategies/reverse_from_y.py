@@ -25,9 +25,17 @@ down to the denoiser's sigma_min), where a cold-started sampler spends most of i
 (15 of the 20 levels of ``default``'s grid at sigma 25 / 255).  ``tweedie`` is this posterior's
 mean in one evaluation, D(y, sigma_y); this strategy draws from it.  Exact as the steps grow,
 given the exact denoiser (``tests/test_reverse_from_y.py``).
+
+An integer file's clipped samples are not a draw of the forward process
+(:mod:`restore.strategies.censored`).  ``clipped_passes`` = K > 1 first takes Tweedie's estimate
+with K EM passes over them (K NFE, on one copy of the measurements, shared by their samples),
+then draws each clipped sample from the normal around that estimate truncated beyond its edge
+(the data-augmentation step), and samples from that start; where nothing is clipped (float
+data), y itself, as with K = 1.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
 import torch
@@ -37,7 +45,9 @@ from restore.diffusion.denoiser import Denoiser
 from restore.diffusion.samplers import sample_ddpm, sample_euler_maruyama
 from restore.diffusion.schedules import karras_sigmas
 from restore.events import StepCallback
+from restore.operators.validation import check_int
 from restore.strategies.base import Problem, Strategy, StrategyNotApplicable
+from restore.strategies.censored import clipped, draw_unclipped, em_estimate
 from restore.strategies.tweedie import require_gaussian_noise
 
 #: The stochastic samplers that can run from y (an ODE would not sample the posterior).
@@ -46,18 +56,21 @@ SDE_SAMPLERS = {"ddpm": sample_ddpm, "euler-maruyama": sample_euler_maruyama}
 
 class ReverseFromY(Strategy):
     """Posterior samples of Gaussian denoising: ``sampler`` (``ddpm`` or ``euler-maruyama``) run
-    from y at sigma_y down to 0 with the unconditional prior (module docstring)."""
+    from y at sigma_y down to 0 with the unconditional prior; ``clipped_passes``: the EM passes
+    of the estimate whose truncated normals replace the clipped samples of integer data (module
+    docstring; default 1: y as it is)."""
 
     name = "reverse-from-y"
     only_task = "denoise"
     needs_pixel_prior = True
     default_steps = 20
 
-    def __init__(self, sampler: str = "ddpm") -> None:
+    def __init__(self, sampler: str = "ddpm", clipped_passes: int = 1) -> None:
         if sampler not in SDE_SAMPLERS:
             raise ValueError(f"strategy {self.name!r}: sampler must be one of {', '.join(SDE_SAMPLERS)} (a "
                              f"stochastic one: an ODE maps y to one point), got {sampler!r}")
         self.sampler = sampler
+        self.clipped_passes = check_int(self.name, "clipped_passes", clipped_passes, low=1)
 
     def check(self, problem: Problem) -> None:
         super().check(problem)
@@ -73,8 +86,21 @@ class ReverseFromY(Strategy):
     def sample(self, problem: Problem, denoiser: Denoiser, x: Tensor, sigmas: Tensor, *,
                generator: Optional[torch.Generator] = None, callback: StepCallback = None) -> Tensor:
         """The sampler from y at sigmas[0] (the engine's start draw ``x`` gives only the shape)."""
-        start = problem.y_prior(tuple(x.shape[1:])).to(x)
+        start = self.start(problem, denoiser, x, generator)
         return SDE_SAMPLERS[self.sampler](denoiser, start, sigmas, generator=generator, callback=callback)
+
+    def start(self, problem: Problem, denoiser: Denoiser, x: Tensor,
+              generator: Optional[torch.Generator] = None) -> Tensor:
+        """y in prior space, its clipped samples drawn anew around the EM estimate when
+        ``clipped_passes`` > 1 (module docstring)."""
+        step = problem.clip_step
+        if self.clipped_passes > 1 and step is not None and any(m.any() for m in clipped(problem.y, step)):
+            one = problem.one_copy()
+            estimate = em_estimate(one, denoiser, self.clipped_passes, x.dtype)
+            estimate = problem.prior.to_image(estimate).clamp(0, 1).repeat(problem.copies, 1, 1, 1)
+            drawn = draw_unclipped(problem.y, estimate, problem.operator.noise.proxy_sigma, step, generator)
+            problem = dataclasses.replace(problem, y=drawn)
+        return problem.y_prior(tuple(x.shape[1:])).to(x)
 
 
 STRATEGIES = {ReverseFromY.name: ReverseFromY}

@@ -12,6 +12,14 @@ than one sample (copies of one result) and the perceptual target
 (:func:`restore.pipeline.refuse_an_estimate_as_samples`).  Cost: one NFE, no gradient; by
 default averaged over the symmetry group the prior records (the common ``symmetry`` parameter
 of :mod:`restore.strategies.base`: |G| NFE, 8 on ``default``).
+
+An integer file holds y clipped to [0, 1], and its clipped samples are not y = x + n
+(:mod:`restore.strategies.censored`).  ``clipped_passes`` = K > 1 runs the EM fixed point for
+censored data: estimate, replace each clipped sample by its expected unclipped value under the
+estimate, estimate again, K passes in all (K times the NFE; one pass where nothing is clipped,
+as on float data).  The fixed point is not the exact posterior mean under the censored
+likelihood (the E-step takes the estimate for x, not x's posterior), so it is measured on
+photos against the single pass (docs/STRATEGIES.md).
 """
 from __future__ import annotations
 
@@ -21,9 +29,10 @@ import torch
 from torch import Tensor
 
 from restore.diffusion.denoiser import Denoiser
-from restore.diffusion.samplers import emit, predict_at
 from restore.events import StepCallback
+from restore.operators.validation import check_int
 from restore.strategies.base import Problem, Strategy, StrategyNotApplicable
+from restore.strategies.censored import em_estimate
 
 
 def require_gaussian_noise(name: str, problem: Problem) -> None:
@@ -37,7 +46,9 @@ def require_gaussian_noise(name: str, problem: Problem) -> None:
 
 class Tweedie(Strategy):
     """E[x | y] = D(y, sigma_y) for Gaussian denoising, averaged over ``symmetry`` (a group
-    of :mod:`restore.diffusion.symmetry`, or ``prior``, the default: the one the prior records)."""
+    of :mod:`restore.diffusion.symmetry`, or ``prior``, the default: the one the prior records);
+    ``clipped_passes``: passes of the EM fixed point over the clipped samples of integer data
+    (module docstring; default 1, Tweedie alone)."""
 
     name = "tweedie"
     only_task = "denoise"
@@ -47,16 +58,15 @@ class Tweedie(Strategy):
     takes_steps = False
     symmetry = "prior"
 
+    def __init__(self, clipped_passes: int = 1) -> None:
+        self.clipped_passes = check_int(self.name, "clipped_passes", clipped_passes, low=1)
+
     def check(self, problem: Problem) -> None:
         super().check(problem)
         require_gaussian_noise(self.name, problem)
 
     def sample(self, problem: Problem, denoiser: Denoiser, x: Tensor, sigmas: Tensor, *,
                generator: Optional[torch.Generator] = None, callback: StepCallback = None) -> Tensor:
-        y = problem.prior.to_prior(problem.y).to(x.dtype)
-        x0 = predict_at(denoiser, y, problem.sigma_y).x0
-        emit(callback, 0, torch.tensor([problem.sigma_y, 0.0]), x0, x0)
-        return x0
-
+        return em_estimate(problem, denoiser, self.clipped_passes, x.dtype, callback)
 
 STRATEGIES = {Tweedie.name: Tweedie}
