@@ -290,10 +290,12 @@ def test_the_docs_quote_the_measured_table():
                    for line in table.splitlines()), (label, psnr)
         assert psnr in strategies, psnr
         # the README quotes the defaults; the random mask's is DPIR at 40 NFE since
-        # (test_dpir_at_40_nfe_took_the_sparse_masks_fidelity_default), the deblurrings' the mean of
-        # 4 DDRM samples (test_the_mean_of_4_ddrm_samples_took_deblurrings_fidelity_default)
+        # (test_dpir_at_40_nfe_took_the_sparse_masks_fidelity_default), the deblurrings' the largest
+        # mean of DDRM samples (test_the_largest_mean_of_ddrm_samples_took_deblurrings_fidelity_default),
+        # the denoising's Tweedie with EM passes
+        # (test_em_passes_over_the_clipped_samples_took_denoisings_fidelity_default)
         superseded = {("dpir, 20 NFE", "29.37"), ("ddrm mean of 2, 20 NFE each", "25.31"),
-                      ("ddrm mean of 2, 20 NFE each", "27.12")}
+                      ("ddrm mean of 2, 20 NFE each", "27.12"), ("tweedie, 1 NFE", "31.17")}
         assert psnr in readme or (label, psnr) in superseded, psnr
     # The noiseless masks' runners-up.
     for label, psnr in [("dpir, 40 NFE", "29.52"), ("dpir, 40 NFE", "24.48"),
@@ -405,8 +407,9 @@ def test_the_docs_quote_the_whole_cbsd68_table():
                         ("tweedie, 1 NFE", "30.31"), ("cbm3d", "29.97"), ("ffdnet", "30.30")]:
         assert any(line.startswith(f"| {label} |") and f"| {psnr} |" in line for line in rows), (label, psnr)
         assert psnr in strategies, psnr
-    for gain in ("+1.00", "+1.21", "+3.40", "30.31", "30.30"):  # the deblurrings': the mean of 2 DDRM samples'
-        assert gain in strategies and (gain in readme or gain in ("+1.21", "+3.40")), gain
+    # the deblurrings': the mean of 2 DDRM samples'; the denoising's: Tweedie alone, the default before the EM passes
+    for gain in ("+1.00", "+1.21", "+3.40", "30.31", "30.30"):
+        assert gain in strategies and (gain in readme or gain in ("+1.21", "+3.40", "30.31", "30.30")), gain
     assert "+1.22" in strategies  # DPIR's at 20 NFE on random masks (README: DPIR's at 40, the default since)
     assert "+0.44" in strategies  # DPIR's on the box, the default before the mean of cold samples (README: that mean's)
 
@@ -473,10 +476,12 @@ def test_the_high_quality_defaults_are_the_rules_choice(bench, merge_tables):
 #: (kind, target) -> the runs the quality tables measured, by quality, where a challenger has
 #: since taken them (test_reverse_from_y_took_the_fast_perceptual_denoising_default_and_ddrm_kept_high,
 #: test_dpir_at_40_nfe_took_the_sparse_masks_fidelity_default,
-#: test_the_mean_of_4_ddrm_samples_took_deblurrings_fidelity_default).
+#: test_the_largest_mean_of_ddrm_samples_took_deblurrings_fidelity_default,
+#: test_em_passes_over_the_clipped_samples_took_denoisings_fidelity_default).
 CHALLENGED = {("denoise", "perceptual"): {"fast": Default("ddrm", 20)},
               ("inpaint", "fidelity"): {"fast": Default("dpir", 20), "high": Default("dpir", 20)},
-              ("deblur", "fidelity"): {"fast": Default("ddrm", 20, 2), "high": Default("ddrm", 20, 2)}}
+              ("deblur", "fidelity"): {"fast": Default("ddrm", 20, 2), "high": Default("ddrm", 20, 2)},
+              ("denoise", "fidelity"): {"fast": Default("tweedie", 1), "high": Default("tweedie", 1)}}
 
 
 def test_reverse_from_y_took_the_fast_perceptual_denoising_default_and_ddrm_kept_high(merge_tables):
@@ -498,8 +503,38 @@ def test_reverse_from_y_took_the_fast_perceptual_denoising_default_and_ddrm_kept
             high, kept = new["denoise"][2]["reverse-from-y, 100 NFE"], old["denoise"][2]["ddrm, 100 NFE"]
             assert high["images"] == kept["images"] == images and high["lpips-alex"] > kept["lpips-alex"]
             assert f"{high['lpips-alex']:.4f}" in docs
-    runs = DEFAULTS["denoise"]["perceptual"]
-    assert runs == {"fast": Default("reverse-from-y", 20), "high": Default("ddrm", 100)}
+    runs = DEFAULTS["denoise"]["perceptual"]  # fast: with the clipped samples drawn anew since (the test below)
+    assert (runs["fast"].method, runs["fast"].steps) == ("reverse-from-y", 20) and runs["high"] == Default("ddrm", 100)
+
+
+def test_drawn_clipped_samples_took_denoisings_fast_perceptual_default(merge_tables):
+    """restoration_rfy_clip_screen_cbsd432_cpu.md (10 CBSD432 crops): the rule picks the start with
+    the clipped samples drawn anew around the 4-pass EM estimate; on all images of both sets
+    (restoration_rfy_clip_*_cpu.md) it has a lower mean LPIPS than ``reverse-from-y`` reading y
+    as it is, whose rows are those of restoration_denoise_reverse_*_cpu.md (the same samples), so
+    it took denoising's perceptual ``fast``; ``high`` stays DDRM at 100 NFE (not challenged); the
+    records give the rows and the docs quote them."""
+    from restore.strategies.catalog import DEFAULTS
+
+    results = ROOT / "benchmarks" / "results"
+    docs = (ROOT / "docs" / "STRATEGIES.md").read_text().replace("\n", " ")
+    drawn, plain = "reverse-from-y:clipped_passes=4, 20 NFE", "reverse-from-y, 20 NFE"
+    screen = (results / "restoration_rfy_clip_screen_cbsd432_cpu.md").read_text()
+    assert f"rule (docs/STRATEGIES.md): perceptual: {drawn} " in screen
+    for data, images in (("kodak24", 24), ("cbsd68", 68)):
+        _, new = merge_tables.parse_table((results / f"restoration_rfy_clip_{data}_cpu.md").read_text())
+        _, old = merge_tables.parse_table((results / f"restoration_denoise_reverse_{data}_cpu.md").read_text())
+        rows = new["denoise"][2]
+        assert rows[plain]["lpips-alex"] == old["denoise"][2][plain]["lpips-alex"], data
+        challenger, incumbent = rows[drawn], rows[plain]
+        assert challenger["images"] == incumbent["images"] == images, data
+        assert challenger["lpips-alex"] < incumbent["lpips-alex"] and challenger["nfe"] == 24, data
+        assert f"{challenger['lpips-alex']:.4f}" in docs and f"{rows['ffdnet']['lpips-alex']:.4f}" in docs, data
+        records = map(json.loads, (results / "records" / f"rfy_clip_{data}.jsonl").read_text().splitlines())
+        lpips = [r["lpips-alex"] for r in records if "reverse-from-y_clipped_passes=4@" in r["method"]]
+        assert len(lpips) == images and abs(sum(lpips) / images - challenger["lpips-alex"]) <= 5e-5, data
+    assert DEFAULTS["denoise"]["perceptual"] == {"fast": Default("reverse-from-y", 20, params=(("clipped_passes", 4),)),
+                                                 "high": Default("ddrm", 100)}
 
 
 def test_dpir_at_40_nfe_took_the_sparse_masks_fidelity_default(bench, merge_tables):
@@ -675,42 +710,98 @@ def test_fewer_samples_of_more_steps_lost_on_the_whole_sets(merge_tables):
         assert DEFAULTS[kind]["fidelity"]["fast"] == Default("ddnm+", 20, 8), kind
 
 
-def test_the_mean_of_4_ddrm_samples_took_deblurrings_fidelity_default(bench, merge_tables):
-    """restoration_deblur_samples_*_cpu.md, all images of both sets: the mean of 4 DDRM samples
-    (20 NFE each) beat the default's mean of 2 on both deblurrings (Gaussian and motion: the
-    kind's mean, the rule's) on both sets, within the budget, so it took both of the blur kind's
-    fidelity qualities; the mean of 2 rows are those of restoration_targets_*_cpu.md to the
-    rounding, the committed records give the rows, and the docs quote them."""
+#: The means of DDRM samples measured on both deblurrings (restoration_deblur_samples_*_cpu.md),
+#: smallest first, each with the records file that holds its per-image rows; the largest is the default.
+DEBLUR_MEANS = {2: "deblur4_{}.jsonl", 4: "deblur4_{}.jsonl", 8: "deblur8_{}.jsonl"}
+
+
+def test_the_largest_mean_of_ddrm_samples_took_deblurrings_fidelity_default(bench, merge_tables):
+    """restoration_deblur_samples_*_cpu.md, all images of both sets: on both deblurrings (Gaussian
+    and motion) each measured mean of DDRM samples (20 NFE each) beats the one before it, so the
+    largest holds both of the blur kind's fidelity qualities (the rule's pick once the budget is
+    lifted: the table's s / image sums single-sample runs; the command, which runs the samples as
+    one batch, is within it: commands_cpu.txt); the mean of 2 rows are those of
+    restoration_targets_*_cpu.md to the rounding, the committed records give the rows, the docs
+    quote them and the README the largest's gain over the best classical method."""
     from restore.strategies.catalog import DEFAULTS
 
     results = ROOT / "benchmarks" / "results"
     docs = (ROOT / "docs" / "STRATEGIES.md").read_text().replace("\n", " ")
     readme = (ROOT / "README.md").read_text().replace("\n", " ")
-    two, four = "ddrm mean of 2, 20 NFE each", "ddrm mean of 4, 20 NFE each"
+    label = "ddrm mean of {}, 20 NFE each".format
+    largest = max(DEBLUR_MEANS)
     for data, images in (("kodak24", 24), ("cbsd68", 68)):
         _, tasks = merge_tables.parse_table((results / f"restoration_deblur_samples_{data}_cpu.md").read_text())
         _, before = merge_tables.parse_table((results / f"restoration_targets_{data}_cpu.md").read_text())
         assert set(tasks) == {"deblur-gaussian", "deblur-motion"}
-        gains = []
         for task, (_, _, rows) in tasks.items():
-            old = before[task][2][two]
-            assert abs(rows[two]["psnr"] - old["psnr"]) <= 0.01 + 1e-9 and abs(rows[two]["ssim"] - old["ssim"]) <= 1e-4
-            assert rows[four]["images"] == images and rows[four]["nfe"] == 80, (data, task)
-            assert bench.pick(rows, "fidelity") == four, (data, task)
-            gains.append(rows[four]["psnr"] - rows[two]["psnr"])
-            assert f"{rows[four]['psnr']:.2f} / {rows[four]['ssim']:.3f}" in docs, (data, task)
-            classical = max((r["psnr"] for r in rows.values() if r["target"] == "-"))
-            assert f"{rows[four]['psnr'] - classical:+.2f}" in readme, (data, task)
-            lines = (results / "records" / f"deblur4_{data}.jsonl").read_text().splitlines()
-            psnr = [r["psnr"] for r in map(json.loads, lines)
-                    if r["method"].endswith("/mean4") and task + "-" in r["folder"]]
-            assert len(psnr) == images and abs(sum(psnr) / images - rows[four]["psnr"]) <= 0.005, (data, task)
-        assert min(gains) > 0, data
-    assert DEFAULTS["deblur"]["fidelity"] == {"fast": Default("ddrm", 20, 4), "high": Default("ddrm", 20, 4)}
+            old, means = before[task][2][label(2)], [rows[label(n)] for n in DEBLUR_MEANS]
+            assert abs(means[0]["psnr"] - old["psnr"]) <= 0.01 + 1e-9 and abs(means[0]["ssim"] - old["ssim"]) <= 1e-4
+            assert [row["nfe"] for row in means] == [20 * n for n in DEBLUR_MEANS], (data, task)
+            assert all(row["images"] == images for row in means), (data, task)
+            psnr = [row["psnr"] for row in means]
+            assert psnr == sorted(psnr) and len(set(psnr)) == len(psnr), (data, task, psnr)
+            assert bench.pick(rows, "fidelity", math.inf) == label(largest), (data, task)
+            for row in means:
+                assert f"{row['psnr']:.2f} / {row['ssim']:.3f}" in docs, (data, task)
+            classical = max(r["psnr"] for r in rows.values() if r["target"] == "-")
+            assert f"{means[-1]['psnr'] - classical:+.2f}" in readme, (data, task)
+            for n, name in DEBLUR_MEANS.items():
+                records = map(json.loads, (results / "records" / name.format(data)).read_text().splitlines())
+                psnr = [r["psnr"] for r in records if r["method"].endswith(f"/mean{n}") and task + "-" in r["folder"]]
+                mean = rows[label(n)]["psnr"]
+                assert len(psnr) == images and abs(sum(psnr) / images - mean) <= 0.005, (data, task, n)
+    default = Default("ddrm", 20, largest)
+    assert DEFAULTS["deblur"]["fidelity"] == {"fast": default, "high": default}
     commands = (results / "commands_cpu.txt").read_text().splitlines()
     for size in ("256x256", "768x512"):  # the command's time, as the docs quote it
         row = next(line.split() for line in commands if line.split()[:3] == ["deblur", "fidelity", size])
-        assert row[5] == "4" and (f"takes {row[7]} s at" in docs or f"and {row[7]} s at" in docs), size
+        assert row[5] == str(largest) and (f"takes {row[7]} s at" in docs or f"and {row[7]} s at" in docs), size
+
+
+def test_em_passes_over_the_clipped_samples_took_denoisings_fidelity_default(bench, merge_tables):
+    """restoration_clip_screen_cbsd432_cpu.md (10 CBSD432 training crops): of 1 to 4 EM passes
+    over the clipped samples of the 8-bit measurement the rule picks 4; on all images of both
+    sets (restoration_clip_*_cpu.md) Tweedie with 4 passes beats Tweedie alone, whose rows and
+    the baselines' are those of restoration_targets_*_cpu.md to the rounding (the same
+    measurements), so it took both of denoising's fidelity qualities; the committed records give
+    the rows, the docs quote them and the README the gains over FFDNet and CBM3D."""
+    from restore.strategies.catalog import DEFAULTS
+
+    results = ROOT / "benchmarks" / "results"
+    docs = (ROOT / "docs" / "STRATEGIES.md").read_text().replace("\n", " ")
+    readme = (ROOT / "README.md").read_text().replace("\n", " ")
+    passes = "tweedie:clipped_passes=4, 1 NFE"
+    text = (results / "restoration_clip_screen_cbsd432_cpu.md").read_text()
+    rows = merge_tables.parse_table(text)[1]["denoise"][2]
+    assert {label for label, row in rows.items() if row["target"] == "fidelity"} == \
+        {"tweedie, 1 NFE"} | {f"tweedie:clipped_passes={k}, 1 NFE" for k in (2, 3, 4)}
+    assert rows[passes]["nfe"] == 32 and f"rule (docs/STRATEGIES.md): fidelity: {passes} " in text
+    screen = {}  # 3 and 4 passes tie to the table's rounding: the records rank them
+    for record in map(json.loads, (results / "records" / "screen_clip_cbsd432.jsonl").read_text().splitlines()):
+        screen.setdefault(record["method"].split("/")[1].split("@")[0], []).append(record["psnr"])
+    means = {name: sum(v) / len(v) for name, v in screen.items() if name.startswith("tweedie") and len(v) == 10}
+    assert max(means, key=means.get) == "tweedie_clipped_passes=4" and len(means) == 4
+    for data, images in (("kodak24", 24), ("cbsd68", 68)):
+        _, new = merge_tables.parse_table((results / f"restoration_clip_{data}_cpu.md").read_text())
+        _, old = merge_tables.parse_table((results / f"restoration_targets_{data}_cpu.md").read_text())
+        rows, before = new["denoise"][2], old["denoise"][2]
+        for label in ("tweedie, 1 NFE", "ffdnet", "cbm3d"):
+            assert abs(rows[label]["psnr"] - before[label]["psnr"]) <= 0.01 + 1e-9, (data, label)
+            assert abs(rows[label]["ssim"] - before[label]["ssim"]) <= 1e-4 + 1e-9, (data, label)
+        challenger, incumbent = rows[passes], rows["tweedie, 1 NFE"]
+        assert challenger["images"] == incumbent["images"] == images and challenger["psnr"] > incumbent["psnr"]
+        assert bench.pick(rows, "fidelity") == passes, data
+        for row in (challenger, incumbent):
+            assert f"{row['psnr']:.2f} / {row['ssim']:.3f}" in docs, data
+        for baseline in ("ffdnet", "cbm3d"):
+            gain = challenger["psnr"] - rows[baseline]["psnr"]
+            assert f"{gain:+.2f}" in readme and f"{gain:+.2f}" in docs, (data, baseline)
+        records = map(json.loads, (results / "records" / f"clip_{data}.jsonl").read_text().splitlines())
+        psnr = [r["psnr"] for r in records if "tweedie_clipped_passes=4@" in r["method"]]
+        assert len(psnr) == images and abs(sum(psnr) / images - challenger["psnr"]) <= 0.005, data
+    default = Default("tweedie", 1, params=(("clipped_passes", 4),))
+    assert DEFAULTS["denoise"]["fidelity"] == {"fast": default, "high": default}
 
 
 def test_the_hole_depth_is_the_screens_choice(bench, merge_tables):
