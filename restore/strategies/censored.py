@@ -40,6 +40,11 @@ def clipped(y: Tensor, step: float) -> tuple[Tensor, Tensor]:
     return y <= step / 2, y >= 1 - step / 2
 
 
+def has_clipped(problem: Problem) -> bool:
+    """Whether ``problem``'s measurement is integer data (``Problem.clip_step``) with a clipped sample."""
+    return problem.clip_step is not None and any(mask.any() for mask in clipped(problem.y, problem.clip_step))
+
+
 def _phi_over_ndtr(a: Tensor) -> Tensor:
     """phi(a) / Phi(a), from logarithms."""
     return torch.exp(-0.5 * a * a - 0.5 * math.log(2 * math.pi) - torch.special.log_ndtr(a))
@@ -80,7 +85,7 @@ def em_estimate(problem: Problem, denoiser: Denoiser, passes: int, dtype: torch.
     ``passes`` evaluations of ``denoiser``, one where ``problem.clip_step`` is None or no sample is
     clipped; each pass told to ``callback`` as a step."""
     prior, step = problem.prior, problem.clip_step
-    if step is None or not any(mask.any() for mask in clipped(problem.y, step)):
+    if not has_clipped(problem):
         passes = 1
     levels = torch.tensor([problem.sigma_y] * passes + [0.0])
     x0 = predict_at(denoiser, prior.to_prior(problem.y).to(dtype), problem.sigma_y).x0

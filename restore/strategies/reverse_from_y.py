@@ -47,7 +47,7 @@ from restore.diffusion.schedules import karras_sigmas
 from restore.events import StepCallback
 from restore.operators.validation import check_int
 from restore.strategies.base import Problem, Strategy, StrategyNotApplicable
-from restore.strategies.censored import clipped, draw_unclipped, em_estimate
+from restore.strategies.censored import draw_unclipped, em_estimate, has_clipped
 from restore.strategies.tweedie import require_gaussian_noise
 
 #: The stochastic samplers that can run from y (an ODE would not sample the posterior).
@@ -93,12 +93,11 @@ class ReverseFromY(Strategy):
               generator: Optional[torch.Generator] = None) -> Tensor:
         """y in prior space, its clipped samples drawn anew around the EM estimate when
         ``clipped_passes`` > 1 (module docstring)."""
-        step = problem.clip_step
-        if self.clipped_passes > 1 and step is not None and any(m.any() for m in clipped(problem.y, step)):
-            one = problem.one_copy()
-            estimate = em_estimate(one, denoiser, self.clipped_passes, x.dtype)
+        if self.clipped_passes > 1 and has_clipped(problem):
+            estimate = em_estimate(problem.one_copy(), denoiser, self.clipped_passes, x.dtype)
             estimate = problem.prior.to_image(estimate).clamp(0, 1).repeat(problem.copies, 1, 1, 1)
-            drawn = draw_unclipped(problem.y, estimate, problem.operator.noise.proxy_sigma, step, generator)
+            drawn = draw_unclipped(problem.y, estimate, problem.operator.noise.proxy_sigma, problem.clip_step,
+                                   generator)
             problem = dataclasses.replace(problem, y=drawn)
         return problem.y_prior(tuple(x.shape[1:])).to(x)
 
