@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> list[float]:
     from restore.metrics.fidelity import psnr
     from restore.operators.io import read_image
     from restore.plugins import default_registry
-    from restore.strategies.censored import expected_unclipped
+    from restore.strategies.censored import em_passes
 
     torch.set_num_threads(1)
     bench = restoration_benchmark()
@@ -53,13 +53,10 @@ def main(argv: list[str] | None = None) -> list[float]:
     scores, started = [], time.perf_counter()
     for path in files:
         x = bench.centre_crop(read_image(path), args.size, path)
-        x = x if x.dim() == 4 else x[None]
         y = bench.measurement(op, x, bench.item_seed(0, "denoise", path.name), doc["bits"])
-        estimate, row = ffdnet(y, op), []
-        for k in range(args.passes):
-            if k:
-                estimate = ffdnet(expected_unclipped(y, estimate.clamp(0, 1), op.noise.sigma, step), op)
-            row.append(float(psnr(estimate.clamp(0, 1), x)))
+        row: list[float] = []
+        em_passes(y, lambda v: ffdnet(v, op), lambda e: e, op.noise.sigma, step, args.passes,
+                  lambda k, estimate: row.append(float(psnr(estimate.clamp(0, 1), x))))
         scores.append(row)
     means = [float(v) for v in np.mean(scores, axis=0)]
     print(f"# {Path(sys.argv[0]).name} {' '.join(sys.argv[1:] if argv is None else argv)}: {len(files)} images, "

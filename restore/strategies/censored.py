@@ -24,6 +24,7 @@ Tanner & Wong (1987), around the EM estimate.
 from __future__ import annotations
 
 import math
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -78,20 +79,30 @@ def draw_unclipped(y: Tensor, measured: Tensor, sigma: float, step: float, gener
     return torch.where(high, above, torch.where(low, below, y.double())).to(y.dtype)
 
 
+def em_passes(y: Tensor, estimate: Callable[[Tensor], Tensor], image: Callable[[Tensor], Tensor], sigma: float,
+              step: float, passes: int, on_pass: Optional[Callable[[int, Tensor], None]] = None) -> Tensor:
+    """``estimate(y)``, then ``passes`` - 1 EM passes over the clipped samples of ``y``: each
+    replaced by its expected unclipped value (:func:`expected_unclipped`, noise ``sigma``) under
+    the last estimate (``image`` maps an estimate to [0, 1]), and estimated again; ``on_pass(k,
+    estimate)`` after each.  Any estimator of a Gaussian measurement (Tweedie's, a denoising
+    network's: ``benchmarks/declipped_ffdnet.py``) takes the passes."""
+    x = estimate(y)
+    for k in range(passes):
+        if k:
+            x = estimate(expected_unclipped(y, image(x).clamp(0, 1), sigma, step))
+        if on_pass is not None:
+            on_pass(k, x)
+    return x
+
+
 def em_estimate(problem: Problem, denoiser: Denoiser, passes: int, dtype: torch.dtype,
                 callback: StepCallback = None) -> Tensor:
-    """Tweedie's estimate D(y, sigma_y) of the denoising ``problem`` (prior space), then ``passes``
-    - 1 EM passes over the clipped samples (:func:`expected_unclipped`, the module docstring):
-    ``passes`` evaluations of ``denoiser``, one where ``problem.clip_step`` is None or no sample is
-    clipped; each pass told to ``callback`` as a step."""
-    prior, step = problem.prior, problem.clip_step
-    if not has_clipped(problem):
-        passes = 1
+    """Tweedie's estimate D(y, sigma_y) of the denoising ``problem`` (prior space) with
+    :func:`em_passes`: ``passes`` evaluations of ``denoiser``, one where ``problem.clip_step`` is
+    None or no sample is clipped; each pass told to ``callback`` as a step."""
+    prior = problem.prior
+    passes = passes if has_clipped(problem) else 1
     levels = torch.tensor([problem.sigma_y] * passes + [0.0])
-    x0 = predict_at(denoiser, prior.to_prior(problem.y).to(dtype), problem.sigma_y).x0
-    emit(callback, 0, levels, x0, x0)
-    for k in range(1, passes):
-        y = expected_unclipped(problem.y, prior.to_image(x0).clamp(0, 1), problem.operator.noise.proxy_sigma, step)
-        x0 = predict_at(denoiser, prior.to_prior(y).to(dtype), problem.sigma_y).x0
-        emit(callback, k, levels, x0, x0)
-    return x0
+    return em_passes(problem.y, lambda y: predict_at(denoiser, prior.to_prior(y).to(dtype), problem.sigma_y).x0,
+                     prior.to_image, problem.operator.noise.proxy_sigma, problem.clip_step, passes,
+                     lambda k, x0: emit(callback, k, levels, x0, x0))
