@@ -6,7 +6,7 @@ same 8-bit measurements.
         [--data ../shared/data/test/cbsd68] [--images N] [--size 256] [--tasks sr4,deblur-gaussian,...]
         [--tasks-file benchmarks/restoration_tasks.json]
         [--strategies ddnm+,dpir:symmetry=none,...] [--nfe 20,100] [--targets fidelity,perceptual]
-        [--fidelity-samples 4] [--baselines bicubic,wiener,...] [--metrics psnr,ssim,lpips-alex]
+        [--fidelity-samples 4] [--antithetic] [--baselines bicubic,wiener,...] [--metrics psnr,ssim,lpips-alex]
         [--out out/restoration] [--table benchmarks/results/restoration_X.md] [--cached-only]
         [--records benchmarks/results/records/X.jsonl]
         [--seed 0] [--device cpu] [--threads 1] [--precision fp32|auto|bf16] [--quick]
@@ -32,8 +32,10 @@ Targets (``docs/STRATEGIES.md``, the perception-distortion trade-off).  ``percep
 posterior sample of a sampler.  ``fidelity``: an estimate of the posterior mean, the output of
 an estimator (``Strategy.posterior_mean``: ``tweedie``, ``dpir``) or the mean of
 ``--fidelity-samples`` samples of a sampler (sample k seeded with the image's seed + k;
-sample 0 is the perceptual row's, so the two targets share it; mean of the clipped samples).
-Its NFE and seconds are the sum over the samples, its peak memory their maximum.
+sample 0 is the perceptual row's, so the two targets share it; mean of the clipped samples;
+with ``--antithetic``, sample 2j + 1 draws the negation of sample 2j's noise:
+``restore.diffusion.randomness.antithetic_pairs``, and the even samples are the independent
+run's).  Its NFE and seconds are the sum over the samples, its peak memory their maximum.
 
 Modes.  ``--mode screen``: every registered strategy (but ``conditional`` and
 ``classifier-guidance``, which need extra networks) at 20 and 100 NFE on the first 10 images,
@@ -374,11 +376,14 @@ def split_specs(text: str) -> list[str]:
 
 
 def strategy_rows(registry: Any, prior: Any, prior_key: str, spec: str, budget: int, targets: tuple[str, ...],
-                  samples: int, device: torch.device, clip_step: Optional[float] = None) -> list[Method]:
+                  samples: int, device: torch.device, clip_step: Optional[float] = None,
+                  antithetic: bool = False) -> list[Method]:
     """The rows of strategy ``spec`` at ``budget`` NFE per sample for ``targets``: an
     estimator's output (fidelity only), a sampler's sample 0 (perceptual) and the mean of
-    ``samples`` samples (fidelity); ``clip_step``: the measurements' rounding step, as the
+    ``samples`` samples (fidelity; ``antithetic``: in antithetic pairs, sample 2j + 1 the
+    negation of sample 2j's noise); ``clip_step``: the measurements' rounding step, as the
     toolkit reads an integer file (``Problem.clip_step``)."""
+    from restore.diffusion.randomness import ItemGenerators
     from restore.strategies.base import Problem
     from restore.strategies.catalog import facts
     from restore.strategies.engine import solve
@@ -389,13 +394,21 @@ def strategy_rows(registry: Any, prior: Any, prior_key: str, spec: str, budget: 
     steps = steps_for(cls(**params), budget, fact.nfe_per_step if fact else 1)
     base = f"{prior_key}/{slug(spec)}@{budget}-{code_digest(cls, params)}"
 
-    def run(y: Tensor, op: Any, seed: int, image_shape: tuple[int, ...]) -> tuple[Tensor, Optional[int]]:
-        generator = torch.Generator(device).manual_seed(seed)
+    def solved(y: Tensor, op: Any, generator: Any, image_shape: tuple[int, ...]) -> tuple[Tensor, Optional[int]]:
         result = solve(Problem(prior, op, y.to(device), clip_step=clip_step), cls(**params), steps=steps,
                        shape=None if prior.latent else image_shape, generator=generator)
         return result.image.detach().cpu().float(), result.nfe
 
+    def run(y: Tensor, op: Any, seed: int, image_shape: tuple[int, ...]) -> tuple[Tensor, Optional[int]]:
+        return solved(y, op, torch.Generator(device).manual_seed(seed), image_shape)
+
+    def run_negated(y: Tensor, op: Any, seed: int, image_shape: tuple[int, ...]) -> tuple[Tensor, Optional[int]]:
+        return solved(y, op, ItemGenerators([torch.Generator(device).manual_seed(seed)], signs=[-1]), image_shape)
+
     def sample(k: int, target: str) -> Method:
+        if antithetic and k % 2:  # the negation of sample k - 1's noise
+            return Method(f"{base}/sample{k - 1}-negated", f"{spec}, {budget} NFE", target, run_negated,
+                          strategy=True, seed_offset=k - 1, device=device)
         return Method(f"{base}/sample{k}", f"{spec}, {budget} NFE", target, run, strategy=True, seed_offset=k,
                       device=device)
 
@@ -403,7 +416,9 @@ def strategy_rows(registry: Any, prior: Any, prior_key: str, spec: str, budget: 
         return [sample(0, "fidelity")] if "fidelity" in targets else []
     rows = [sample(0, "perceptual")] if "perceptual" in targets else []
     if "fidelity" in targets:
-        rows.append(Method(f"{base}/mean{samples}", f"{spec} mean of {samples}, {budget} NFE each", "fidelity",
+        pairs = " in antithetic pairs" if antithetic and samples > 1 else ""
+        rows.append(Method(f"{base}/mean{samples}{'-antithetic' if pairs else ''}",
+                           f"{spec} mean of {samples}{pairs}, {budget} NFE each", "fidelity",
                            parts=tuple(sample(k, "perceptual") for k in range(samples)), strategy=True))
     return rows
 
@@ -608,6 +623,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    help="NFE budgets per sample (default 20,100,1000; --quick: 20; screen: 20,100)")
     p.add_argument("--targets", default=",".join(TARGETS), help="fidelity, perceptual or both (default)")
     p.add_argument("--fidelity-samples", type=int, default=4, help="samples averaged for a sampler's fidelity row")
+    p.add_argument("--antithetic", action="store_true",
+                   help="draw the fidelity row's samples in antithetic pairs (sample 2j + 1: -(2j's noise))")
     p.add_argument("--baselines", default=None, help="comma-separated baselines to run (default: each task's)")
     p.add_argument("--no-strategies", action="store_true", help="baselines only (no prior needed)")
     p.add_argument("--tune-image", type=Path, default=TUNE_IMAGE,
@@ -725,7 +742,7 @@ def methods_for(args: argparse.Namespace, registry: Any, prior: Any, prior_key: 
 
             samples = max(default_run(op, q, target, prior).samples for q in QUALITIES)
         for method in strategy_rows(registry, prior, prior_key, spec, budget, (target,), samples, device,
-                                    clip_step(bits)):
+                                    clip_step(bits), args.antithetic):
             rows.setdefault((method.key, method.target), method)
     return methods + list(rows.values())
 

@@ -333,6 +333,7 @@ def restore(
     channels_last: Optional[bool] = None,
     compile: bool = False,
     threads: Optional[int] = None,
+    antithetic: Optional[bool] = None,
 ) -> Result:
     """Restore ``image``, the measurement y = A(x) + n of operator ``operator`` (none for a
     ``restore degrade`` sidecar path, which brings its own).
@@ -344,7 +345,10 @@ def restore(
     strategy name; by default :func:`restore.strategies.catalog.default_run` for the operator,
     ``target``, ``quality`` (``"fast"`` or ``"high"``) and the prior (a conditional network,
     such as ``default-sr3x4``, runs the ``conditional`` strategy), which also gives the default
-    ``steps`` and ``samples`` (None: the default run's, else 1).  ``params``: the
+    ``steps`` and ``samples`` (None: the default run's, else 1) and whether they are drawn in
+    antithetic pairs (``antithetic``, None: as the default run draws them, else independently;
+    sample 2j + 1 the negation of sample 2j's noise, which averages to a better mean at the same
+    cost: docs/STRATEGIES.md).  ``params``: the
     strategy's hyperparameters.  ``noise``: the measurement's noise (a Gaussian sigma on
     [0, 1] or a noise dict), replacing the operator's.  ``listeners``: observer plugins
     (objects with ``restore_run_start`` / ``restore_step`` / ``restore_run_end`` hook
@@ -380,7 +384,7 @@ def restore(
                                                     registry=registry)
     done = pipeline.run(measurement, prior, method=method, steps=steps, params=params, quality=quality, seed=seed,
                         samples=samples, device=device, listeners=listeners, registry=registry,
-                        crop_to_mask=crop_to_mask, target=target, threads=threads,
+                        crop_to_mask=crop_to_mask, target=target, threads=threads, antithetic=antithetic,
                         fast=FastPath(precision if dtype is None else deprecated_dtype(dtype), channels_last, compile))
     for note in done.warnings:
         warnings.warn(note, stacklevel=2)

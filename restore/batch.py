@@ -70,6 +70,7 @@ import torch
 
 from restore import pipeline
 from restore.accel import Acceleration, FastPath, accelerate, detached, resolve
+from restore.diffusion.randomness import antithetic_seeds
 from restore.files import atomic_write
 from restore.operators import io as rio
 from restore.measurement import Measurement, read_file, read_sidecar
@@ -553,18 +554,21 @@ class Runner:
 
     def solve(self, members: list[Loaded]) -> pipeline.Run:
         """One run of :func:`restore.pipeline.run` on the batch, sample s of each item seeded
-        :func:`item_seed` + s (the default run's samples: :func:`restore.pipeline.default_samples`)."""
+        :func:`item_seed` + s (the default run's samples: :func:`restore.pipeline.default_samples`;
+        where it draws them in antithetic pairs, :func:`restore.pipeline.default_in_pairs`, sample
+        2j + 1 takes sample 2j's seed, as the commands' seeds do)."""
         first = members[0].measurement
         shape = first.image_shape  # a mask's default run depends on the depth of its holes at this size
-        samples = pipeline.default_samples(first.operator, self.settings.method, self.settings.quality,
-                                           self.settings.target, self.prior, shape)
+        how = (first.operator, self.settings.method, self.settings.quality, self.settings.target)
+        samples = pipeline.default_samples(*how, self.prior, shape)
+        pairs = pipeline.default_in_pairs(*how, samples, self.prior, shape)
+        seeds = [item_seed(self.settings.seed, m.item.key) + s for s in range(samples) for m in members]
         prior = self.prior_for(first.operator, shape)
         return pipeline.run([m.measurement for m in members], prior, prior_spec=self.settings.prior,
                             method=self.settings.method, steps=self.settings.steps,
                             params=self.settings.method_params, quality=self.settings.quality,
-                            target=self.settings.target, samples=samples,
-                            seeds=[item_seed(self.settings.seed, m.item.key) + s for s in range(samples)
-                                   for m in members], device=self.device,
+                            target=self.settings.target, samples=samples, antithetic=pairs,
+                            seeds=antithetic_seeds(seeds, samples) if pairs else seeds, device=self.device,
                             registry=self.registry, crop_to_mask=False)
 
     def write(self, member: Loaded, done: pipeline.Run, index: int, measurements: Sequence[Measurement]) -> None:

@@ -35,6 +35,7 @@ from torch import Tensor
 import restore as _package
 from restore import accel
 from restore.api import RestoreError, load, pick_device, pick_dtype, with_noise
+from restore.diffusion.randomness import ItemGenerators, antithetic_pairs, antithetic_seeds
 from restore.measurement import Measurement, clip_step, image_shape
 from restore.operators import io as rio
 from restore.operators.noise import GaussianNoise, NoiseModel, PoissonNoise
@@ -147,6 +148,23 @@ def default_samples(operator: Any, method: Optional[str], quality: str, target: 
     return default_run(operator, quality, target, prior, shape).samples if method is None else 1
 
 
+def in_pairs(antithetic: Optional[bool], choice: Any, method: Optional[str], samples: int) -> bool:
+    """Whether the samples are drawn in antithetic pairs (sample 2j + 1 the negation of sample
+    2j's noise: :func:`restore.diffusion.randomness.antithetic_pairs`): as ``antithetic`` asks,
+    else (None) as the default run ``choice`` draws them where no ``method`` is given, else not;
+    never for one sample."""
+    wanted = (method is None and choice.antithetic) if antithetic is None else antithetic
+    return bool(wanted) and samples > 1
+
+
+def default_in_pairs(operator: Any, method: Optional[str], quality: str, target: str, samples: int,
+                     prior: Any = None, shape: Optional[tuple[int, ...]] = None) -> bool:
+    """:func:`in_pairs` when nothing is asked, for the default run of :func:`default_samples`."""
+    from restore.strategies.catalog import default_run
+
+    return in_pairs(None, default_run(operator, quality, target, prior, shape), method, samples)
+
+
 def refuse_an_estimate_as_samples(registry: Any, method: str, samples: int, target: str) -> None:
     """A :class:`RestoreError` when an estimator of the posterior mean (``Strategy.posterior_mean``:
     deterministic) is asked for what only a sampler gives: ``samples`` > 1 (that many copies of
@@ -205,13 +223,17 @@ def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[st
         quality: str = "fast", seed: Optional[int] = None, seeds: Optional[Sequence[int]] = None,
         samples: Optional[int] = None, device: Any = None, dtype: Any = None, listeners: Iterable[Any] = (),
         registry: Any = None, crop_to_mask: Optional[bool] = None, prior_spec: Optional[str] = None,
-        target: str = "fidelity", fast: Any = None, threads: Optional[int] = None) -> Run:
+        target: str = "fidelity", fast: Any = None, threads: Optional[int] = None,
+        antithetic: Optional[bool] = None) -> Run:
     """Restore ``measurements`` (one, or several sharing one operator and size: solved as
     one batch) under ``prior`` (a spec or a loaded prior; ``prior_spec``: the spec a loaded
     one was loaded from, for the record) in one engine run.
 
     Seeds: item k (sample-major: item s * B + b is sample s of batch item b) draws from a
     generator seeded ``seeds[k]``; by default ``seed + k`` (``seed=None``: a random seed).
+    ``antithetic`` (:func:`in_pairs`; None: as the default run draws them, where no ``method``
+    is given): sample 2j + 1 draws the negation of sample 2j's noise, from sample 2j's seed (by
+    default the seeds of sample 2j + 1 are sample 2j's; given ``seeds`` must be so).
     ``listeners``: observer plugins of this run only (passed to ``solve``).  Inpainting with a user mask
     runs box by box around the holes when :func:`restore.cropping.wants_crop` says so
     (``crop_to_mask``; not with explicit ``seeds``).  Warnings raised during the run are
@@ -252,15 +274,20 @@ def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[st
     count = samples * y.shape[0]
     if seeds is not None and len(seeds) != count:
         raise ValueError(f"{len(seeds)} seeds for {count} items (samples x batch)")
+    pairs = in_pairs(antithetic, choice, method, samples)
+    if pairs and seeds is not None:
+        antithetic_pairs(seeds, samples)  # given seeds must pair: say which one does not, before the run
 
     steps_of_data = [clip_step(m.bits) for m in group]  # integer data was clipped: the coarsest rounding
     clipped_at = None if None in steps_of_data else max(steps_of_data)
 
     def solve_once(part: Tensor, op: Any, base: Optional[int]) -> dict[str, Any]:
         item_seeds = list(seeds) if seeds is not None else [base + k for k in range(count)]
+        if pairs and seeds is None:
+            item_seeds = antithetic_seeds(item_seeds, samples)
         return solve_items(part, op, loaded, item_seeds, samples=samples, device=device, dtype=dtype, method=method,
                            steps=steps, params=params, quality=quality, registry=registry, listeners=listeners,
-                           target=target, choice=choice, clip_step=clipped_at)
+                           target=target, choice=choice, clip_step=clipped_at, antithetic=pairs)
 
     with warnings.catch_warnings(record=True) as caught, accel.threads(threads) as used_threads:
         warnings.simplefilter("always")
@@ -289,15 +316,16 @@ def run(measurements: Union[Measurement, Sequence[Measurement]], prior: Union[st
 def solve_items(y: Tensor, operator: Any, prior: Prior, seeds: Sequence[int], *, samples: int, device: torch.device,
                 dtype: torch.dtype, method: Optional[str], steps: Optional[int], params: Optional[Mapping[str, Any]],
                 quality: str, registry: Any, choice: Any, listeners: Iterable[Any] = (),
-                target: str = "fidelity", clip_step: Optional[float] = None) -> dict[str, Any]:
+                target: str = "fidelity", clip_step: Optional[float] = None,
+                antithetic: bool = False) -> dict[str, Any]:
     """One engine run on the (B, C, H, W) measurement ``y``, item k seeded ``seeds[k]``, with the
     default run ``choice`` where no ``method`` is given (:func:`plan_run`): a dict
     with ``mean``, ``samples`` (S, B, C, H, W), ``std``, ``nfe`` (per image, each of its S samples
     counted), ``calls`` (on the batch), ``seconds`` and
     ``provenance`` (strategy, steps, nfe, seeds, channels_spread, seconds), tensors on the CPU
     in float32 (the contract :mod:`restore.cropping` runs box by box).  ``clip_step``: the
-    rounding step of integer data, clipped to [0, 1] (``Problem.clip_step``); None for floats."""
-    from restore.diffusion.randomness import ItemGenerators
+    rounding step of integer data, clipped to [0, 1] (``Problem.clip_step``); None for floats.
+    ``antithetic``: the samples in antithetic pairs (``seeds`` paired: :func:`antithetic_pairs`)."""
     from restore.strategies.base import Problem
     from restore.strategies.engine import solve
 
@@ -308,14 +336,16 @@ def solve_items(y: Tensor, operator: Any, prior: Prior, seeds: Sequence[int], *,
                       clip_step)
     started = time.perf_counter()
     result = solve(problem, plan.strategy, steps=plan.steps, shape=None if prior.latent else plan.shape,
-                   generator=ItemGenerators.from_seeds(seeds), registry=registry, listeners=listeners)
+                   generator=antithetic_pairs(seeds, samples) if antithetic else ItemGenerators.from_seeds(seeds),
+                   registry=registry, listeners=listeners)
     seconds = time.perf_counter() - started
     images = plan.gather(result.image.detach().to("cpu", torch.float32))
     draws = images.reshape(samples, batch, *images.shape[1:])
     mean = draws.mean(dim=0) if target == "fidelity" else draws[0]  # the estimate of the target
     std = draws.std(dim=0, correction=0) if samples > 1 else torch.zeros_like(mean)
     provenance = {"strategy": {"name": plan.method, "params": jsonable(plan.strategy.params())}, "steps": plan.steps,
-                  "nfe": result.nfe, "seeds": [int(s) for s in seeds], "channels_spread": plan.spread,
+                  "nfe": result.nfe, "seeds": [int(s) for s in seeds], "antithetic": antithetic,
+                  "channels_spread": plan.spread,
                   "seconds": round(seconds, 3)}
     return {"mean": mean, "samples": draws, "std": std, "nfe": result.nfe, "calls": result.calls,
             "seconds": seconds, "provenance": provenance}
@@ -342,6 +372,7 @@ def run_record(measurement: Measurement, solved: Mapping[str, Any], *, prior: Pr
         "sigma_estimated": measurement.sigma_estimated,
         "strategy": solved["strategy"], "steps": solved["steps"], "nfe": solved["nfe"], "quality": quality,
         "target": target, "samples": samples, "seed": int(seeds[0]), "seeds": [int(s) for s in seeds],
+        "antithetic": solved["antithetic"],
         "channels_spread": solved["channels_spread"],
         "warnings": list(warnings),
         "seconds": solved["seconds"],

@@ -18,7 +18,7 @@ through the network (vector-Jacobian products, each about twice a forward pass).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -142,17 +142,27 @@ TARGETS: tuple[str, ...] = ("fidelity", "perceptual")
 class Default:
     """A default run: ``method`` with hyperparameters ``params`` ((name, value) pairs) at
     ``steps``; ``samples`` > 1 (the fidelity target with a sampler) reports the mean of that
-    many posterior samples as the estimate."""
+    many posterior samples as the estimate, drawn in antithetic pairs where ``antithetic``
+    (sample 2j + 1 the negation of sample 2j's noise: :func:`restore.diffusion.randomness.antithetic_pairs`)."""
 
     method: str
     steps: int
     samples: int = 1
     params: tuple[tuple[str, Any], ...] = ()
+    antithetic: bool = False
 
     @property
     def spec(self) -> str:
         """``method`` or ``method:name=value,...``, as ``benchmarks/restoration.py`` names it."""
         return self.method + (":" + ",".join(f"{k}={v}" for k, v in self.params) if self.params else "")
+
+    @property
+    def mean(self) -> str:
+        """The estimate in words where it is a mean of samples (", mean of 8 samples in
+        antithetic pairs"), else ""."""
+        if self.samples == 1:
+            return ""
+        return f", mean of {self.samples} samples" + (" in antithetic pairs" if self.antithetic else "")
 
 
 #: ``high``'s candidate on the operator kinds the benchmark measures: ``fast`` at this many times the steps.
@@ -163,7 +173,7 @@ def _both(fast: Default, high_steps: Optional[int] = None) -> dict[str, Default]
     """``fast`` and, as ``high``, the same run at ``high_steps`` (None: ``fast`` itself, where the
     benchmark found that more steps do not help)."""
     return {"fast": fast, "high": fast if high_steps is None else
-            Default(fast.method, high_steps, fast.samples, fast.params)}
+            replace(fast, steps=high_steps)}
 
 
 #: DDNM+ started from DPIR's estimate at t0 = 0.2 (:mod:`restore.strategies.warm`): the mask sampler.
@@ -390,8 +400,7 @@ def defaults_table() -> str:
     and quality; last, the row of a conditional prior (:data:`CONDITIONAL_DEFAULTS`)."""
     def cell(choice: Default) -> str:
         params = f" ({', '.join(f'{k} = {v}' for k, v in choice.params)})" if choice.params else ""
-        mean = f", mean of {choice.samples} samples" if choice.samples > 1 else ""
-        return f"`{choice.method}`{params}, {choice.steps} step{'s' if choice.steps > 1 else ''}{mean}"
+        return f"`{choice.method}`{params}, {choice.steps} step{'s' if choice.steps > 1 else ''}{choice.mean}"
 
     head = ["operator", *[f"{t}, `{q}`" for t in TARGETS for q in QUALITIES]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
