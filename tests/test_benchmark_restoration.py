@@ -290,8 +290,8 @@ def test_the_docs_quote_the_measured_table():
                    for line in table.splitlines()), (label, psnr)
         assert psnr in strategies, psnr
         # the README quotes the defaults; the random mask's is DPIR at 40 NFE since
-        # (test_dpir_at_40_nfe_took_the_sparse_masks_fidelity_default), the deblurrings' the largest
-        # mean of DDRM samples (test_the_largest_mean_of_ddrm_samples_took_deblurrings_fidelity_default),
+        # (test_dpir_at_40_nfe_took_the_sparse_masks_fidelity_default), the deblurrings' the mean of
+        # 8 DDRM samples in antithetic pairs (test_antithetic_pairs_took_deblurrings_fidelity_default),
         # the denoising's Tweedie with EM passes
         # (test_em_passes_over_the_clipped_samples_took_denoisings_fidelity_default)
         superseded = {("dpir, 20 NFE", "29.37"), ("ddrm mean of 2, 20 NFE each", "25.31"),
@@ -476,7 +476,7 @@ def test_the_high_quality_defaults_are_the_rules_choice(bench, merge_tables):
 #: (kind, target) -> the runs the quality tables measured, by quality, where a challenger has
 #: since taken them (test_reverse_from_y_took_the_fast_perceptual_denoising_default_and_ddrm_kept_high,
 #: test_dpir_at_40_nfe_took_the_sparse_masks_fidelity_default,
-#: test_the_largest_mean_of_ddrm_samples_took_deblurrings_fidelity_default,
+#: test_antithetic_pairs_took_deblurrings_fidelity_default,
 #: test_em_passes_over_the_clipped_samples_took_denoisings_fidelity_default).
 CHALLENGED = {("denoise", "perceptual"): {"fast": Default("ddrm", 20)},
               ("inpaint", "fidelity"): {"fast": Default("dpir", 20), "high": Default("dpir", 20)},
@@ -710,26 +710,22 @@ def test_fewer_samples_of_more_steps_lost_on_the_whole_sets(merge_tables):
         assert DEFAULTS[kind]["fidelity"]["fast"] == Default("ddnm+", 20, 8), kind
 
 
-#: The means of DDRM samples measured on both deblurrings (restoration_deblur_samples_*_cpu.md),
-#: smallest first, each with the records file that holds its per-image rows; the largest is the default.
+#: The means of independent DDRM samples measured on both deblurrings (restoration_deblur_samples_*_cpu.md),
+#: smallest first, each with the records file that holds its per-image rows (the means of as many
+#: in antithetic pairs: restoration_deblur_antithetic_*_cpu.md).
 DEBLUR_MEANS = {2: "deblur4_{}.jsonl", 4: "deblur4_{}.jsonl", 8: "deblur8_{}.jsonl"}
 
 
-def test_the_largest_mean_of_ddrm_samples_took_deblurrings_fidelity_default(bench, merge_tables):
+def test_each_larger_mean_of_independent_ddrm_samples_deblurred_better(bench, merge_tables):
     """restoration_deblur_samples_*_cpu.md, all images of both sets: on both deblurrings (Gaussian
-    and motion) each measured mean of DDRM samples (20 NFE each) beats the one before it, so the
-    largest holds both of the blur kind's fidelity qualities (the rule's pick once the budget is
-    lifted: the table's s / image sums single-sample runs; the command, which runs the samples as
-    one batch, is within it: commands_cpu.txt); the mean of 2 rows are those of
-    restoration_targets_*_cpu.md to the rounding, the committed records give the rows, the docs
-    quote them and the README the largest's gain over the best classical method."""
-    from restore.strategies.catalog import DEFAULTS
-
+    and motion) each measured mean of independent DDRM samples (20 NFE each) beats the one before
+    it, and the largest is the rule's pick among them (once the budget is lifted: the table's
+    s / image sums single-sample runs; the command, which runs the samples as one batch, is within
+    it: commands_cpu.txt); the mean of 2 rows are those of restoration_targets_*_cpu.md to the
+    rounding, the committed records give the rows and the docs quote them."""
     results = ROOT / "benchmarks" / "results"
     docs = (ROOT / "docs" / "STRATEGIES.md").read_text().replace("\n", " ")
-    readme = (ROOT / "README.md").read_text().replace("\n", " ")
     label = "ddrm mean of {}, 20 NFE each".format
-    largest = max(DEBLUR_MEANS)
     for data, images in (("kodak24", 24), ("cbsd68", 68)):
         _, tasks = merge_tables.parse_table((results / f"restoration_deblur_samples_{data}_cpu.md").read_text())
         _, before = merge_tables.parse_table((results / f"restoration_targets_{data}_cpu.md").read_text())
@@ -741,22 +737,65 @@ def test_the_largest_mean_of_ddrm_samples_took_deblurrings_fidelity_default(benc
             assert all(row["images"] == images for row in means), (data, task)
             psnr = [row["psnr"] for row in means]
             assert psnr == sorted(psnr) and len(set(psnr)) == len(psnr), (data, task, psnr)
-            assert bench.pick(rows, "fidelity", math.inf) == label(largest), (data, task)
+            assert bench.pick(rows, "fidelity", math.inf) == label(max(DEBLUR_MEANS)), (data, task)
             for row in means:
                 assert f"{row['psnr']:.2f} / {row['ssim']:.3f}" in docs, (data, task)
-            classical = max(r["psnr"] for r in rows.values() if r["target"] == "-")
-            assert f"{means[-1]['psnr'] - classical:+.2f}" in readme, (data, task)
             for n, name in DEBLUR_MEANS.items():
-                records = map(json.loads, (results / "records" / name.format(data)).read_text().splitlines())
-                psnr = [r["psnr"] for r in records if r["method"].endswith(f"/mean{n}") and task + "-" in r["folder"]]
-                mean = rows[label(n)]["psnr"]
-                assert len(psnr) == images and abs(sum(psnr) / images - mean) <= 0.005, (data, task, n)
-    default = Default("ddrm", 20, largest)
+                records_mean(results / "records" / name.format(data), task, f"/mean{n}", rows[label(n)], images)
+
+
+def records_mean(path: Path, task: str, suffix: str, row: dict, images: int) -> float:
+    """The mean PSNR of the committed records of ``path`` for ``task`` and the method ending in
+    ``suffix``, one per image, which is the table ``row``'s to its rounding."""
+    records = map(json.loads, path.read_text().splitlines())
+    psnr = [r["psnr"] for r in records if r["method"].endswith(suffix) and task + "-" in r["folder"]]
+    assert len(psnr) == images and abs(sum(psnr) / images - row["psnr"]) <= 0.005, (path.name, task, suffix)
+    return sum(psnr) / images
+
+
+def test_antithetic_pairs_took_deblurrings_fidelity_default(bench, merge_tables):
+    """restoration_deblur_antithetic_*_cpu.md, all images of both sets: on both deblurrings the
+    mean of 2, 4 and 8 DDRM samples drawn in antithetic pairs (sample 2j + 1 the negation of
+    sample 2j's noise) each beats the mean of as many independent samples (whose rows are
+    restoration_deblur_samples_*'s: the even samples are the same), and the mean of 8 in pairs is
+    the rule's pick among all of them (ranked by the committed records' means: at the table's
+    rounding it ties the mean of 4 in pairs on Kodak24's motion blur), so it holds both of the
+    blur kind's fidelity qualities; the docs quote the rows and the README the default's gain over
+    the best classical method; the command (commands_cpu.txt) runs 8 samples."""
+    from restore.strategies.catalog import DEFAULTS
+
+    results = ROOT / "benchmarks" / "results"
+    docs = (ROOT / "docs" / "STRATEGIES.md").read_text().replace("\n", " ")
+    readme = (ROOT / "README.md").read_text().replace("\n", " ")
+    independent = "ddrm mean of {}, 20 NFE each".format
+    paired = "ddrm mean of {} in antithetic pairs, 20 NFE each".format
+    for data, images in (("kodak24", 24), ("cbsd68", 68)):
+        _, tasks = merge_tables.parse_table((results / f"restoration_deblur_antithetic_{data}_cpu.md").read_text())
+        _, before = merge_tables.parse_table((results / f"restoration_deblur_samples_{data}_cpu.md").read_text())
+        assert set(tasks) == {"deblur-gaussian", "deblur-motion"}
+        for task, (_, _, rows) in tasks.items():
+            exact = {}
+            for n, name in DEBLUR_MEANS.items():
+                old, new = rows[independent(n)], rows[paired(n)]
+                assert (old["psnr"], old["ssim"]) == pytest.approx((before[task][2][independent(n)]["psnr"],
+                                                                    before[task][2][independent(n)]["ssim"]), abs=1e-4)
+                assert new["psnr"] > old["psnr"] and new["ssim"] > old["ssim"], (data, task, n)
+                assert (new["nfe"], new["images"]) == (20 * n, images), (data, task, n)
+                assert f"{new['psnr']:.2f} / {new['ssim']:.3f}" in docs, (data, task, n)
+                exact[independent(n)] = records_mean(results / "records" / name.format(data), task, f"/mean{n}", old,
+                                                     images)
+                exact[paired(n)] = records_mean(results / "records" / f"deblur8_anti_{data}.jsonl", task,
+                                                f"/mean{n}-antithetic", new, images)
+            assert bench.pick(rows, "fidelity", math.inf) in (paired(4), paired(8)), (data, task)
+            assert max(exact, key=exact.get) == paired(8), (data, task)
+            classical = max(r["psnr"] for r in rows.values() if r["target"] == "-")
+            assert f"{rows[paired(8)]['psnr'] - classical:+.2f}" in readme, (data, task)
+    default = Default("ddrm", 20, 8, antithetic=True)
     assert DEFAULTS["deblur"]["fidelity"] == {"fast": default, "high": default}
     commands = (results / "commands_cpu.txt").read_text().splitlines()
     for size in ("256x256", "768x512"):  # the command's time, as the docs quote it
         row = next(line.split() for line in commands if line.split()[:3] == ["deblur", "fidelity", size])
-        assert row[5] == str(largest) and (f"takes {row[7]} s at" in docs or f"and {row[7]} s at" in docs), size
+        assert row[5] == "8" and (f"takes {row[7]} s at" in docs or f"and {row[7]} s at" in docs), size
 
 
 def test_em_passes_over_the_clipped_samples_took_denoisings_fidelity_default(bench, merge_tables):

@@ -89,6 +89,16 @@ def test_api_run_from_and_batch_give_the_same_image_and_run_record(runs, name):
     assert [r["invocation"]["interface"] for r in (api.provenance, cli_record, batch_record)] == ["api", "cli", "batch"]
 
 
+@pytest.mark.parametrize("name", ["png16", "float"])
+def test_the_deblurring_default_draws_antithetic_pairs_through_every_front_door(runs, name):
+    """The blur kind's fidelity default is a mean of samples in antithetic pairs (catalog): the
+    API, `run --from` and batch all pair sample 2j + 1 with sample 2j's seed."""
+    for record in (runs[name]["api"].provenance, json.loads(runs[name]["batch"].with_suffix(".json").read_text())):
+        seeds = record["seeds"]
+        assert record["antithetic"] is True and record["samples"] == len(seeds) == 8
+        assert seeds[1::2] == seeds[0::2] and len(set(seeds)) == 4
+
+
 @pytest.mark.parametrize("name", list(KINDS))
 def test_rounding_noise_follows_the_stored_bits(runs, name):
     """8 / 16-bit PNGs add q / sqrt(12); an exact float .npy adds none, through every front door."""
