@@ -124,9 +124,9 @@ def test_the_command_takes_antithetic_and_independent(tmp_path):
     records = {}
     for flag in ("--antithetic", "--independent"):
         out = tmp_path / f"{flag[2:]}.npy"
-        result = CliRunner().invoke(app, ["deblur", str(tmp_path / "y.npy"), "--kernel", "gaussian:1:5", "--noise", "0.02",
-                                          "--prior", "gaussian:3x16x16", "--method", "ddrm", "--steps", "10",
-                                          "--samples", "2", "--seed", "5", flag, "-o", str(out)])
+        result = CliRunner().invoke(app, ["deblur", str(tmp_path / "y.npy"), "--kernel", "gaussian:1:5",
+                                          "--noise", "0.02", "--prior", "gaussian:3x16x16", "--method", "ddrm",
+                                          "--steps", "10", "--samples", "2", "--seed", "5", flag, "-o", str(out)])
         assert result.exit_code == 0, result.output
         records[flag] = json.loads(out.with_suffix(".json").read_text())
     assert (records["--antithetic"]["seeds"], records["--antithetic"]["antithetic"]) == ([5, 5], True)

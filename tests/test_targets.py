@@ -165,7 +165,7 @@ def test_masks_with_noise_get_their_own_defaults():
     with pytest.raises(ValueError, match="give the image shape"):
         operator_kind(cases[0][0])
     assert default_run(box, shape=image) == Default("ddnm+", 20, 8) and default_run(box, shape=small).method == "dpir"
-    assert default_run(noisy_box, shape=image) == Default("ddnm+", 20, 8)
+    assert default_run(noisy_box, shape=image) == Default("ddnm+", 20, 8, antithetic=True)
     noisy = default_run(cases[5][0], shape=image)
     assert (noisy.method, noisy.samples, dict(noisy.params)) == ("ddnm+", 2, {"warm_start": "dpir", "t0": 0.2})
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
