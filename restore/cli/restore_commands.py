@@ -43,7 +43,8 @@ def _default(kind: str, quality: str, target: str = "fidelity") -> str:
     """The default run of operator kind ``kind`` (``conditional``: of a conditional prior), in words."""
     choice = (CONDITIONAL_DEFAULTS if kind == "conditional" else DEFAULTS[kind])[target][quality]
     params = f" ({', '.join(f'{k}={v}' for k, v in choice.params)})" if choice.params else ""
-    return f"{choice.method}{params}" + (f" at {choice.steps} steps{choice.mean}" if choice.steps > 1 else " (1 NFE)")
+    steps = f" at {choice.steps} steps{choice.mean_phrase}" if choice.steps > 1 else " (1 NFE)"
+    return f"{choice.method}{params}{steps}"
 
 
 DEFAULT_HELP = (

@@ -157,7 +157,7 @@ class Default:
         return self.method + (":" + ",".join(f"{k}={v}" for k, v in self.params) if self.params else "")
 
     @property
-    def mean(self) -> str:
+    def mean_phrase(self) -> str:
         """The estimate in words where it is a mean of samples (", mean of 8 samples in
         antithetic pairs"), else ""."""
         if self.samples == 1:
@@ -410,7 +410,7 @@ def defaults_table() -> str:
     and quality; last, the row of a conditional prior (:data:`CONDITIONAL_DEFAULTS`)."""
     def cell(choice: Default) -> str:
         params = f" ({', '.join(f'{k} = {v}' for k, v in choice.params)})" if choice.params else ""
-        return f"`{choice.method}`{params}, {choice.steps} step{'s' if choice.steps > 1 else ''}{choice.mean}"
+        return f"`{choice.method}`{params}, {choice.steps} step{'s' if choice.steps > 1 else ''}{choice.mean_phrase}"
 
     head = ["operator", *[f"{t}, `{q}`" for t in TARGETS for q in QUALITIES]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
