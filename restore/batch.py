@@ -555,13 +555,12 @@ class Runner:
     def solve(self, members: list[Loaded]) -> pipeline.Run:
         """One run of :func:`restore.pipeline.run` on the batch, sample s of each item seeded
         :func:`item_seed` + s (the default run's samples: :func:`restore.pipeline.default_samples`;
-        where it draws them in antithetic pairs, :func:`restore.pipeline.default_in_pairs`, sample
+        where it draws them in antithetic pairs, :func:`restore.pipeline.default_draws`, sample
         2j + 1 takes sample 2j's seed, as the commands' seeds do)."""
         first = members[0].measurement
         shape = first.image_shape  # a mask's default run depends on the depth of its holes at this size
-        how = (first.operator, self.settings.method, self.settings.quality, self.settings.target)
-        samples = pipeline.default_samples(*how, self.prior, shape)
-        pairs = pipeline.default_in_pairs(*how, samples, self.prior, shape)
+        samples, pairs = pipeline.default_draws(first.operator, self.settings.method, self.settings.quality,
+                                                self.settings.target, self.prior, shape)
         seeds = [item_seed(self.settings.seed, m.item.key) + s for s in range(samples) for m in members]
         prior = self.prior_for(first.operator, shape)
         return pipeline.run([m.measurement for m in members], prior, prior_spec=self.settings.prior,

@@ -157,12 +157,15 @@ def in_pairs(antithetic: Optional[bool], choice: Any, method: Optional[str], sam
     return bool(wanted) and samples > 1
 
 
-def default_in_pairs(operator: Any, method: Optional[str], quality: str, target: str, samples: int,
-                     prior: Any = None, shape: Optional[tuple[int, ...]] = None) -> bool:
-    """:func:`in_pairs` when nothing is asked, for the default run of :func:`default_samples`."""
+def default_draws(operator: Any, method: Optional[str], quality: str, target: str, prior: Any = None,
+                  shape: Optional[tuple[int, ...]] = None) -> tuple[int, bool]:
+    """The samples of :func:`default_samples` and whether they are drawn in antithetic pairs
+    (:func:`in_pairs` when nothing is asked), from one choice of the default run."""
     from restore.strategies.catalog import default_run
 
-    return in_pairs(None, default_run(operator, quality, target, prior, shape), method, samples)
+    choice = default_run(operator, quality, target, prior, shape)
+    samples = choice.samples if method is None else 1
+    return samples, in_pairs(None, choice, method, samples)
 
 
 def refuse_an_estimate_as_samples(registry: Any, method: str, samples: int, target: str) -> None:
