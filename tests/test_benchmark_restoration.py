@@ -415,8 +415,9 @@ def test_the_docs_quote_the_whole_cbsd68_table():
 
 
 def test_the_noisy_mask_default_is_the_rules_choice_on_both_sets(bench, merge_tables):
-    """The ``inpaint-noisy`` fidelity default (catalog) is the row the rule picks on both noisy
-    mask tables, all images of both sets; docs/STRATEGIES.md quotes them."""
+    """The ``inpaint-noisy`` fidelity default's run (catalog; drawn independently, as these tables
+    drew it: test_antithetic_pairs_took_the_noisy_sparse_masks_fidelity_default) is the row the
+    rule picks on both noisy mask tables, all images of both sets; docs/STRATEGIES.md quotes them."""
     from restore.strategies.catalog import DEFAULTS
 
     choice = DEFAULTS["inpaint-noisy"]["fidelity"]["fast"]
@@ -430,6 +431,44 @@ def test_the_noisy_mask_default_is_the_rules_choice_on_both_sets(bench, merge_ta
             assert {r["images"] for r in rows.values()} == {count}, (name, task)
             assert bench.pick(rows, "fidelity") == label, (name, task)
             assert f"{rows[label]['psnr']:.2f} / {rows[label]['ssim']:.3f}" in strategies, (name, task)
+
+
+def test_antithetic_pairs_took_the_noisy_sparse_masks_fidelity_default(bench, merge_tables):
+    """restoration_random_antithetic_*_cpu.md, all images of both sets: on the noisy 70 % random
+    mask the mean of 2 warm-started DDNM+ samples drawn as one antithetic pair beats the
+    independent mean (whose row is restoration_noisy_inpaint_*'s: sample 0 is the same) in PSNR
+    and SSIM, on every image (the committed records), and the rule picks it, so the noisy sparse
+    kind draws its 2 samples as a pair; the docs quote the rows and the README the gain over
+    biharmonic."""
+    from restore.strategies.catalog import DEFAULTS, WARM_DDNM, Default
+
+    results = ROOT / "benchmarks" / "results"
+    docs = (ROOT / "docs" / "STRATEGIES.md").read_text().replace("\n", " ")
+    readme = (ROOT / "README.md").read_text().replace("\n", " ")
+    independent = f"{WARM} mean of 2, 20 NFE each"
+    paired = f"{WARM} mean of 2 in antithetic pairs, 20 NFE each"
+    for data, images in (("kodak24", 24), ("cbsd68", 68)):
+        _, tasks = merge_tables.parse_table((results / f"restoration_random_antithetic_{data}_cpu.md").read_text())
+        _, before = merge_tables.parse_table((results / f"restoration_noisy_inpaint_{data}_cpu.md").read_text())
+        rows = tasks["inpaint-random"][2]
+        old, new = rows[independent], rows[paired]
+        was = before["inpaint-random"][2][independent]
+        assert (old["psnr"], old["ssim"]) == pytest.approx((was["psnr"], was["ssim"]), abs=1e-4), data
+        assert new["psnr"] > old["psnr"] and new["ssim"] > old["ssim"], data
+        assert (new["nfe"], new["images"]) == (old["nfe"], images), data
+        assert bench.pick(rows, "fidelity") == paired, data
+        for row in (old, new):
+            assert f"{row['psnr']:.2f} / {row['ssim']:.3f}" in docs, data
+        path = results / "records" / f"random_noisy_anti_{data}.jsonl"
+        records_mean(path, "inpaint-random", "/mean2-antithetic", new, images)
+        records_mean(path, "inpaint-random", "/mean2", old, images)
+        by_image = {}
+        for record in map(json.loads, path.read_text().splitlines()):
+            by_image.setdefault(record["image"], {})[record["method"].rsplit("/", 1)[1]] = record["psnr"]
+        assert all(r["mean2-antithetic"] > r["mean2"] for r in by_image.values()), data
+        assert f"{new['psnr'] - rows['biharmonic']['psnr']:+.2f}" in readme, data
+    default = Default("ddnm+", 20, 2, params=WARM_DDNM, antithetic=True)
+    assert DEFAULTS["inpaint-noisy"]["fidelity"] == {"fast": default, "high": default}
 
 
 def test_the_sr_lambda_is_the_screens_choice(bench, merge_tables):

@@ -104,7 +104,7 @@ def test_default_method_follows_the_natural_image_benchmark():
     sparse = registry.get("operator", "inpaint")(mask="random")
     assert default_run(sparse, shape=image) == Default("dpir", 40)  # noiseless
     warm = (("warm_start", "dpir"), ("t0", 0.2))
-    assert default_run(make("inpaint", mask="random"), shape=image) == Default("ddnm+", 20, 2, warm)
+    assert default_run(make("inpaint", mask="random"), shape=image) == Default("ddnm+", 20, 2, warm, antithetic=True)
     # a hole: the mean of 8 cold samples, with noise (in antithetic pairs) or without
     assert default_run(registry.get("operator", "inpaint")(mask="box"), shape=image) == Default("ddnm+", 20, 8)
     assert default_run(make("inpaint", mask="box"), shape=image) == Default("ddnm+", 20, 8, antithetic=True)
