@@ -932,12 +932,15 @@ def rule_line(rows: dict[str, dict[str, Any]], budget_s: float = BUDGET_S) -> st
     rows that would have beaten it but for the budget: a mean's s / image is the sum of its
     samples run one by one, where a command runs them as one batch (docs/STRATEGIES.md, the
     commands' time in ``benchmarks/results/commands_cpu.txt``), so the reader sees what the
-    budget on this column left out."""
+    budget on this column left out (all of them, best first, where none is within it)."""
     parts = []
     for target in TARGETS:
         chosen = pick(rows, target, budget_s)
         classical = pick({k: dict(r, target=target) for k, r in rows.items() if r["target"] == "-"}, target, math.inf)
         if chosen is None:
+            over = ranked(rows, target, math.inf)
+            if over:
+                parts.append(f"{target}: none within {budget_s:g} s / image [over it, best first: {', '.join(over)}]")
             continue
         metric, sign = RULE_METRIC[target]
         better = [k for k in ranked(rows, target, math.inf) if sign * rows[k][metric] > sign * rows[chosen][metric]]
