@@ -251,6 +251,10 @@ def test_modes_and_the_rule(bench):
     assert "fidelity: a (best classical: wiener) [over 60 s / image, better: b];" in bench.rule_line(rows)
     assert bench.rule_line(rows).endswith("perceptual: d (best classical: wiener)")  # e is worse: not listed
     assert "fidelity: b (best classical: wiener); " in bench.rule_line(rows, budget_s=100)
+    # none within the budget: the line says so and lists them, best first (perceptual has none at all)
+    slow = {"a": row("fidelity", 30, 0.3, seconds=70), "b": row("fidelity", 31, 0.3, seconds=90), "w": row("-", 29, 1)}
+    assert bench.rule_line(slow).endswith(": fidelity: none within 60 s / image [over it, best first: b, a]")
+    assert bench.rule_line({"w": row("-", 29, 1)}) == "rule (docs/STRATEGIES.md): no strategy row"
     # --common-images: every row of a task scored on the images all its rows have
     partial = {"a": [{"image": "1"}, {"image": "2"}], "b": [{"image": "2"}, {"image": "3"}], "c": []}
     assert bench.common_images(partial) == {"a": [{"image": "2"}], "b": [{"image": "2"}], "c": []}
@@ -671,16 +675,14 @@ def test_the_mean_of_cold_samples_took_the_fidelity_defaults_of_large_holes(merg
     HOLE_FIDELITY_INCUMBENTS), and on both boxes the mean of 6 beats that of 4 and the mean of 8
     that of 6: each kind's largest measured mean holds its fidelity ``fast`` and, the
     incumbents' ``high`` being their ``fast``, ``high`` too (means at 100 steps were not measured;
-    the commands' time: test_benchmark_commands.py), drawn in antithetic pairs where
-    HOLE_ANTITHETIC says.  The docs quote every mean and the README the largest's gain over
-    biharmonic where the default draws it independently (else the pairs' gain:
-    test_antithetic_pairs_took_the_noisy_holes_fidelity_default); the committed records of the
-    means give the tables' rows."""
+    the commands' time: test_benchmark_commands.py), since drawn in antithetic pairs
+    (test_antithetic_pairs_took_the_holes_fidelity_defaults, whose gains the README quotes).  The
+    docs quote every mean and its gain over biharmonic; the committed records of the means give
+    the tables' rows."""
     from restore.strategies.catalog import DEFAULTS
 
     results = ROOT / "benchmarks" / "results"
     docs = (ROOT / "docs" / "STRATEGIES.md").read_text().replace("\n", " ")
-    readme = (ROOT / "README.md").read_text().replace("\n", " ")
     for data, images in (("kodak24", 24), ("cbsd68", 68)):
         _, cold = merge_tables.parse_table((results / f"restoration_box_cold_{data}_cpu.md").read_text())
         for task, (table, incumbent) in HOLE_FIDELITY_INCUMBENTS.items():
@@ -693,7 +695,7 @@ def test_the_mean_of_cold_samples_took_the_fidelity_defaults_of_large_holes(merg
             for row in (was, *means):
                 assert f"{row['psnr']:.2f} / {row['ssim']:.3f}" in docs, (data, task)
             gain = means[-1]["psnr"] - cold[task][2]["biharmonic"]["psnr"]
-            assert f"{gain:+.2f}" in docs and (HOLE_ANTITHETIC[task] or f"{gain:+.2f}" in readme), (data, task)
+            assert f"{gain:+.2f}" in docs, (data, task)
         for task, name in HOLE_RECORDS.items():
             lines = (results / "records" / name.format(data)).read_text().splitlines()
             records = [json.loads(line) for line in lines]
@@ -702,40 +704,40 @@ def test_the_mean_of_cold_samples_took_the_fidelity_defaults_of_large_holes(merg
                 row = cold[task][2][f"ddnm+ mean of {n}, 20 NFE each"]
                 assert len(psnr) == images and abs(sum(psnr) / images - row["psnr"]) <= 0.005, (data, task, n)
     for task, kind in HOLE_TASKS.items():
-        largest = Default("ddnm+", 20, HOLE_FIDELITY_MEANS[task][-1], antithetic=HOLE_ANTITHETIC[task])
+        largest = Default("ddnm+", 20, HOLE_FIDELITY_MEANS[task][-1], antithetic=True)
         assert DEFAULTS[kind]["fidelity"] == {"fast": largest, "high": largest}, kind
 
 
-#: Whether each box's fidelity mean draws its samples in antithetic pairs
-#: (test_antithetic_pairs_took_the_noisy_holes_fidelity_default).
-HOLE_ANTITHETIC = {"inpaint-box96": False, "inpaint-box": True}
+#: The tables and records of each box's mean of 8 in antithetic pairs, all images of a set.
+HOLE_PAIRS = {"inpaint-box96": ("restoration_box96_antithetic_{}_cpu.md", "box96_anti_{}.jsonl"),
+              "inpaint-box": ("restoration_box_antithetic_{}_cpu.md", "box_noisy_anti_{}.jsonl")}
 
 
-def test_antithetic_pairs_took_the_noisy_holes_fidelity_default(merge_tables):
-    """restoration_box_antithetic_*_cpu.md, all images of both sets: on the noisy box the mean of
-    8 cold DDNM+ samples drawn in antithetic pairs beats the mean of 8 independent ones (whose row
-    is restoration_box_cold_*'s: the even samples are the same) in PSNR and SSIM, so the noisy hole
-    kind draws its fidelity mean in pairs; the noiseless box was screened only
-    (restoration_box_antithetic_cbsd432_cpu.md: a smaller gain) and keeps independent samples.
-    The committed records give the rows, the docs quote them and the README the gain over
-    biharmonic."""
+def test_antithetic_pairs_took_the_holes_fidelity_defaults(merge_tables):
+    """restoration_box_antithetic_*_cpu.md (noisy box) and restoration_box96_antithetic_*_cpu.md
+    (noiseless), all images of both sets: on both boxes the mean of 8 cold DDNM+ samples drawn in
+    antithetic pairs beats the mean of 8 independent ones (whose row is restoration_box_cold_*'s:
+    the even samples are the same) in PSNR and SSIM, so both hole kinds draw their fidelity mean
+    in pairs; the screen (restoration_box_antithetic_cbsd432_cpu.md) had shown the smaller gain
+    on the noiseless box.  The committed records give the rows, the docs quote them and the
+    README the gains over biharmonic."""
     results = ROOT / "benchmarks" / "results"
     docs = (ROOT / "docs" / "STRATEGIES.md").read_text().replace("\n", " ")
     readme = (ROOT / "README.md").read_text().replace("\n", " ")
     independent, paired = "ddnm+ mean of 8, 20 NFE each", "ddnm+ mean of 8 in antithetic pairs, 20 NFE each"
     for data, images in (("kodak24", 24), ("cbsd68", 68)):
-        _, tasks = merge_tables.parse_table((results / f"restoration_box_antithetic_{data}_cpu.md").read_text())
         _, cold = merge_tables.parse_table((results / f"restoration_box_cold_{data}_cpu.md").read_text())
-        rows = tasks["inpaint-box"][2]
-        old, new = rows[independent], rows[paired]
-        assert (old["psnr"], old["ssim"]) == (cold["inpaint-box"][2][independent]["psnr"],
-                                              cold["inpaint-box"][2][independent]["ssim"]), data
-        assert new["psnr"] > old["psnr"] and new["ssim"] > old["ssim"] and new["images"] == images, data
-        for row in (old, new):
-            assert f"{row['psnr']:.2f} / {row['ssim']:.3f}" in docs, data
-        records_mean(results / "records" / f"box_noisy_anti_{data}.jsonl", "inpaint-box", "/mean8-antithetic", new,
-                     images)
-        assert f"{new['psnr'] - rows['biharmonic']['psnr']:+.2f}" in readme, data
+        for task, (table, records) in HOLE_PAIRS.items():
+            _, tasks = merge_tables.parse_table((results / table.format(data)).read_text())
+            rows = tasks[task][2]
+            old, new = rows[independent], rows[paired]
+            assert (old["psnr"], old["ssim"]) == (cold[task][2][independent]["psnr"],
+                                                  cold[task][2][independent]["ssim"]), (data, task)
+            assert new["psnr"] > old["psnr"] and new["ssim"] > old["ssim"] and new["images"] == images, (data, task)
+            for row in (old, new):
+                assert f"{row['psnr']:.2f} / {row['ssim']:.3f}" in docs, (data, task)
+            records_mean(results / "records" / records.format(data), task, "/mean8-antithetic", new, images)
+            assert f"{new['psnr'] - rows['biharmonic']['psnr']:+.2f}" in readme, (data, task)
     _, screen = merge_tables.parse_table((results / "restoration_box_antithetic_cbsd432_cpu.md").read_text())
     gains = {task: screen[task][2][paired]["psnr"] - screen[task][2][independent]["psnr"] for task in HOLE_TASKS}
     assert 0 < gains["inpaint-box96"] < gains["inpaint-box"], gains
@@ -757,7 +759,7 @@ def test_steps_beat_samples_at_the_same_cost_on_the_screen(merge_tables):
         assert all(r["nfe"] == 160 and r["images"] == 10 for r in (default, halved, doubled)), task
         assert default["psnr"] > halved["psnr"] and abs(doubled["psnr"] - default["psnr"]) < 0.1, task
         assert all(f"{r['psnr']:.2f}" in docs for r in (default, halved, doubled)), task
-        assert DEFAULTS[kind]["fidelity"]["fast"] == Default("ddnm+", 20, 8, antithetic=HOLE_ANTITHETIC[task]), kind
+        assert DEFAULTS[kind]["fidelity"]["fast"] == Default("ddnm+", 20, 8, antithetic=True), kind
 
 
 def test_fewer_samples_of_more_steps_lost_on_the_whole_sets(merge_tables):
@@ -784,7 +786,7 @@ def test_fewer_samples_of_more_steps_lost_on_the_whole_sets(merge_tables):
         psnr = [r["psnr"] for r in map(json.loads, lines) if r["method"].endswith("/mean4") and folder in r["folder"]]
         assert len(psnr) == images and abs(sum(psnr) / images - challenger["psnr"]) <= 0.005, (data, task)
     for task, kind in HOLE_TASKS.items():
-        assert DEFAULTS[kind]["fidelity"]["fast"] == Default("ddnm+", 20, 8, antithetic=HOLE_ANTITHETIC[task]), kind
+        assert DEFAULTS[kind]["fidelity"]["fast"] == Default("ddnm+", 20, 8, antithetic=True), kind
 
 
 #: The means of independent DDRM samples measured on both deblurrings (restoration_deblur_samples_*_cpu.md),

@@ -164,15 +164,18 @@ def test_masks_with_noise_get_their_own_defaults():
         assert operator_kind(op.bound_to(shape)) == kind, (op, shape)  # a bound operator knows its shape
     with pytest.raises(ValueError, match="give the image shape"):
         operator_kind(cases[0][0])
-    assert default_run(box, shape=image) == Default("ddnm+", 20, 8) and default_run(box, shape=small).method == "dpir"
-    assert default_run(noisy_box, shape=image) == Default("ddnm+", 20, 8, antithetic=True)
+    for hole in (box, noisy_box):
+        assert default_run(hole, shape=image) == Default("ddnm+", 20, 8, antithetic=True)
+    assert default_run(box, shape=small).method == "dpir"
     noisy = default_run(cases[5][0], shape=image)
-    assert (noisy.method, noisy.samples, dict(noisy.params)) == ("ddnm+", 2, {"warm_start": "dpir", "t0": 0.2})
+    assert (noisy.method, noisy.samples, dict(noisy.params), noisy.antithetic) == \
+        ("ddnm+", 2, {"warm_start": "dpir", "t0": 0.2}, True)
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     mask = torch.zeros(16, 16)
     mask[4:12, 4:12] = 1  # the hole
     result = restore.inpaint(x, mask, noise=0.025, prior="gaussian:3x16x16", steps=3, seed=0)
     assert result.provenance["strategy"]["name"] == "ddnm+" and result.provenance["samples"] == 2
+    assert result.provenance["antithetic"] is True and result.provenance["seeds"] == [0, 0]
     assert torch.equal(result.image, result.tensors["samples"].mean(dim=0))
     clean = restore.inpaint(x, mask, prior="gaussian:3x16x16", steps=3, seed=0)
     assert clean.provenance["strategy"]["name"] == "dpir" and clean.provenance["samples"] == 1

@@ -201,32 +201,28 @@ WARM_DDNM = (("warm_start", "dpir"), ("t0", 0.2))
 #: sets, and the mean of 8 runs within the 60 s once the CPU runs a batch in chunks
 #: (:data:`restore.accel.CPU_CHUNK_PIXELS`; ``benchmarks/results/commands_cpu.txt``), so it holds
 #: the fidelity of both hole kinds (more samples were not measured); drawn in antithetic pairs the
-#: mean of 8 beat the independent one on the noisy box on both sets
-#: (``restoration_box_antithetic_kodak24_cpu.md``, ``restoration_box_antithetic_cbsd68_cpu.md``), so
-#: the noisy hole kind draws its 8 in pairs (the noiseless box, +0.04 dB on the CBSD432 screen, was
-#: not run on the test sets).  That left the noiseless sparse kind one task, the 70 % random mask,
-#: where DPIR at 40 NFE, the screen's choice (``restoration_dpir_screen_cbsd432_cpu.md``), beat DPIR
-#: at 20 on both sets (``restoration_dpir_random_kodak24_cpu.md``,
-#: ``restoration_dpir_random_cbsd68_cpu.md``) and took both of its fidelity qualities (DPIR at 100
-#: NFE, ``high``'s candidate, had lost to 20 on Kodak24). On both deblurrings the mean of 4 DDRM
-#: samples beat the mean of 2 in PSNR on every image of both sets, and the mean of 8 the mean of 4
-#: (``restoration_deblur_samples_kodak24_cpu.md``, ``restoration_deblur_samples_cbsd68_cpu.md``):
-#: the mean of 8 holds both of the blur kind's fidelity qualities (more samples were not measured);
-#: drawn in antithetic pairs (:func:`restore.diffusion.randomness.antithetic_pairs`) the mean of 8
-#: beat the independent one on both sets, and beat the means of 2 and 4 in pairs
-#: (``restoration_deblur_antithetic_kodak24_cpu.md``,
-#: ``restoration_deblur_antithetic_cbsd68_cpu.md``): the blur kind's fidelity draws its 8 in pairs.
-#: On denoising, Tweedie with 4 EM passes over the clipped samples of integer data
-#: (:mod:`restore.strategies.censored`; 4, the screen's choice on CBSD432 crops,
-#: ``restoration_clip_screen_cbsd432_cpu.md``) beat Tweedie alone on both sets
-#: (``restoration_clip_kodak24_cpu.md``, ``restoration_clip_cbsd68_cpu.md``) and took both of the
-#: kind's fidelity qualities; ``reverse-from-y`` with the clipped samples drawn anew around that
-#: estimate (``restoration_rfy_clip_screen_cbsd432_cpu.md``) beat it reading y as it is on both sets
-#: (``restoration_rfy_clip_kodak24_cpu.md``, ``restoration_rfy_clip_cbsd68_cpu.md``) and took the
-#: perceptual ``fast``.  On the noisy 70 % random mask the mean of 2 warm samples drawn as one
-#: antithetic pair beat the independent mean on every image of both sets
-#: (``restoration_random_antithetic_kodak24_cpu.md``, ``restoration_random_antithetic_cbsd68_cpu.md``),
-#: so the noisy sparse kind draws its 2 as a pair.
+#: mean of 8 beat the independent one on both boxes on both sets
+#: (``restoration_box_antithetic_kodak24_cpu.md``, ``restoration_box_antithetic_cbsd68_cpu.md``: noisy;
+#: ``restoration_box96_antithetic_kodak24_cpu.md``, ``restoration_box96_antithetic_cbsd68_cpu.md``:
+#: noiseless), so both hole kinds draw their 8 in pairs.  That left the noiseless sparse kind one task, the 70 % random
+#: mask, where DPIR at 40 NFE, the screen's choice (``restoration_dpir_screen_cbsd432_cpu.md``), beat DPIR at 20 on
+#: both sets (``restoration_dpir_random_kodak24_cpu.md``, ``restoration_dpir_random_cbsd68_cpu.md``) and took both of
+#: its fidelity qualities (DPIR at 100 NFE, ``high``'s candidate, had lost to 20 on Kodak24). On both deblurrings the
+#: mean of 4 DDRM samples beat the mean of 2 in PSNR on every image of both sets, and the mean of 8 the mean of 4
+#: (``restoration_deblur_samples_kodak24_cpu.md``, ``restoration_deblur_samples_cbsd68_cpu.md``): the mean of 8 holds
+#: both of the blur kind's fidelity qualities (more samples were not measured); drawn in antithetic pairs
+#: (:func:`restore.diffusion.randomness.antithetic_pairs`) the mean of 8 beat the independent one on both sets, and
+#: beat the means of 2 and 4 in pairs (``restoration_deblur_antithetic_kodak24_cpu.md``,
+#: ``restoration_deblur_antithetic_cbsd68_cpu.md``): the blur kind's fidelity draws its 8 in pairs. On denoising,
+#: Tweedie with 4 EM passes over the clipped samples of integer data (:mod:`restore.strategies.censored`; 4, the
+#: screen's choice on CBSD432 crops, ``restoration_clip_screen_cbsd432_cpu.md``) beat Tweedie alone on both sets
+#: (``restoration_clip_kodak24_cpu.md``, ``restoration_clip_cbsd68_cpu.md``) and took both of the kind's fidelity
+#: qualities; ``reverse-from-y`` with the clipped samples drawn anew around that estimate
+#: (``restoration_rfy_clip_screen_cbsd432_cpu.md``) beat it reading y as it is on both sets
+#: (``restoration_rfy_clip_kodak24_cpu.md``, ``restoration_rfy_clip_cbsd68_cpu.md``) and took the perceptual ``fast``.
+#: On the noisy 70 % random mask the mean of 2 warm samples drawn as one antithetic pair beat the independent mean on
+#: every image of both sets (``restoration_random_antithetic_kodak24_cpu.md``,
+#: ``restoration_random_antithetic_cbsd68_cpu.md``), so the noisy sparse kind draws its 2 as a pair.
 DEFAULTS: dict[str, dict[str, dict[str, Default]]] = {
     "denoise": {"fidelity": _both(Default("tweedie", 1, params=(("clipped_passes", 4),))),
                 "perceptual": {"fast": Default("reverse-from-y", 20, params=(("clipped_passes", 4),)),
@@ -235,7 +231,8 @@ DEFAULTS: dict[str, dict[str, dict[str, Default]]] = {
                 "perceptual": _both(Default("ddnm+", 20, params=WARM_DDNM), 100)},
     "inpaint-noisy": {"fidelity": _both(Default("ddnm+", 20, 2, params=WARM_DDNM, antithetic=True)),
                       "perceptual": _both(Default("ddnm+", 20, params=WARM_DDNM), 100)},
-    "inpaint-hole": {"fidelity": _both(Default("ddnm+", 20, 8)), "perceptual": _both(Default("ddnm+", 20))},
+    "inpaint-hole": {"fidelity": _both(Default("ddnm+", 20, 8, antithetic=True)),
+                     "perceptual": _both(Default("ddnm+", 20))},
     "inpaint-hole-noisy": {"fidelity": _both(Default("ddnm+", 20, 8, antithetic=True)),
                            "perceptual": _both(Default("ddnm+", 20))},
     "sr": {"fidelity": _both(Default("dpir", 20, params=(("lambda_", 0.1),))),
