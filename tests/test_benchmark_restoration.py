@@ -1076,6 +1076,37 @@ def test_a_conditional_priors_high_quality_is_the_rules_choice(merge_tables):
     check_high_rule(CONDITIONAL_DEFAULTS, sets, docs, "conditional")
 
 
+def test_antithetic_pairs_took_the_conditional_priors_fidelity_default(bench, merge_tables):
+    """restoration_sr3_antithetic_*_cpu.md, all images of both sets (SR x4, default-sr3x4): the
+    means of 2 and 4 SR3 samples drawn in antithetic pairs each beat the mean of as many
+    independent samples in PSNR and SSIM, and the rule picks the mean of 4 in pairs, so the
+    conditional prior's fidelity default draws its 4 in pairs; the independent mean of 4 is
+    restoration_sr3_*'s (bf16 there, float32 here) within 0.02 dB.  The committed records give
+    the rows, the docs quote them."""
+    from restore.strategies.catalog import CONDITIONAL_DEFAULTS, Default
+
+    results = ROOT / "benchmarks" / "results"
+    docs = (ROOT / "docs" / "STRATEGIES.md").read_text().replace("\n", " ")
+    independent = "conditional mean of {}, 20 NFE each".format
+    paired = "conditional mean of {} in antithetic pairs, 20 NFE each".format
+    for data, images in (("kodak24", 24), ("cbsd68", 68)):
+        header, tasks = merge_tables.parse_table((results / f"restoration_sr3_antithetic_{data}_cpu.md").read_text())
+        _, shipped = merge_tables.parse_table((results / f"restoration_sr3_{data}_cpu.md").read_text())
+        assert list(tasks) == ["sr4"] and "--prior default-sr3x4" in " ".join(header)
+        rows = tasks["sr4"][2]
+        assert abs(rows[independent(4)]["psnr"] - shipped["sr4"][2][independent(4)]["psnr"]) <= 0.02, data
+        for n in (2, 4):
+            old, new = rows[independent(n)], rows[paired(n)]
+            assert new["psnr"] > old["psnr"] and new["ssim"] > old["ssim"], (data, n)
+            assert (new["nfe"], new["images"], old["images"]) == (20 * n, images, images), (data, n)
+            for row, suffix in ((old, f"/mean{n}"), (new, f"/mean{n}-antithetic")):
+                assert f"{row['psnr']:.2f} / {row['ssim']:.3f}" in docs, (data, n)
+                records_mean(results / "records" / f"sr3_anti_{data}.jsonl", "sr4", suffix, row, images)
+        assert bench.pick(rows, "fidelity") == paired(4), data
+    default = Default("conditional", 20, 4, antithetic=True)
+    assert CONDITIONAL_DEFAULTS["fidelity"] == {"fast": default, "high": default}
+
+
 def test_auto_bf16_kinds_are_the_rules_choice_on_the_native_measurement(bench):
     """restore.accel.AUTO_BF16_KINDS holds exactly the operator kinds whose every measured task
     and target keeps the rule of docs/PERFORMANCE.md (mean PSNR loss <= 0.05 dB, mean |LPIPS

@@ -46,7 +46,8 @@ def test_a_conditional_prior_has_its_own_default_run_whatever_the_operator(sr3):
                 assert default_run(operator, quality, target, sr3) == CONDITIONAL_DEFAULTS[target][quality]
                 assert default_run(operator, quality, target, shape=(3, 64, 64)).method != "conditional"
     fast = CONDITIONAL_DEFAULTS["fidelity"]["fast"]
-    assert (fast.method, fast.steps, fast.samples) == ("conditional", 20, 4)  # the shipped network's measured run
+    # the shipped network's measured run, its samples in antithetic pairs
+    assert (fast.method, fast.steps, fast.samples, fast.antithetic) == ("conditional", 20, 4, True)
     assert CONDITIONAL_DEFAULTS["perceptual"]["fast"].samples == 1
     assert all(run.method != "conditional" for kind in DEFAULTS.values() for t in kind.values() for run in t.values())
 
@@ -55,6 +56,8 @@ def test_the_api_runs_the_conditional_strategy_when_no_method_is_named(sr3, meas
     y = read_image(measurement)
     fidelity = restore.sr(y, 4, noise=0.025, prior=sr3, steps=2, seed=0)
     assert fidelity.provenance["strategy"]["name"] == "conditional" and len(fidelity.samples) == 4
+    assert fidelity.provenance["antithetic"] is True and fidelity.provenance["seeds"] == [0, 0, 2, 2]
+    assert torch.equal(fidelity.image, fidelity.tensors["samples"].mean(dim=0))
     perceptual = restore.sr(y, 4, noise=0.025, prior=SR3, steps=2, seed=0, target="perceptual")
     assert perceptual.provenance["strategy"]["name"] == "conditional" and len(perceptual.samples) == 1
     # the operator it was not trained for is still refused, now without --method too
@@ -69,7 +72,7 @@ def test_the_command_runs_the_conditional_strategy_and_checks_its_parameters(mea
     done = runner.invoke(app, [*base, "-o", str(out)])
     assert done.exit_code == 0, done.output
     record = json.loads(out.with_suffix(".json").read_text())
-    assert record["strategy"]["name"] == "conditional" and record["samples"] == 4
+    assert record["strategy"]["name"] == "conditional" and record["samples"] == 4 and record["antithetic"] is True
     assert (tmp_path / "x.sample-3.png").is_file()
     # a hyperparameter of the conditional strategy is accepted without --method; one of DPIR's is not
     eta = runner.invoke(app, [*base, "--target", "perceptual", "--param", "eta=0", "-o", str(tmp_path / "e.png")])
@@ -93,6 +96,6 @@ def test_batch_runs_the_conditional_strategy_and_checks_its_parameters(measureme
     assert done.exit_code == 0, done.output
     assert len(loads) == 1, "the prior loaded for the --param check is the one the run uses"
     record = json.loads((tmp_path / "out" / "y.json").read_text())
-    assert record["strategy"]["name"] == "conditional" and record["samples"] == 4
+    assert record["strategy"]["name"] == "conditional" and record["samples"] == 4 and record["antithetic"] is True
     wrong = runner.invoke(app, [*base, "-o", str(tmp_path / "bad"), "--param", "lambda_=0.1"])
     assert wrong.exit_code == 2 and "strategy 'conditional' has no parameter 'lambda_'" in wrong.output
