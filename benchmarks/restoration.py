@@ -937,13 +937,14 @@ def rule_line(rows: dict[str, dict[str, Any]], budget_s: float = BUDGET_S) -> st
     for target in TARGETS:
         chosen = pick(rows, target, budget_s)
         classical = pick({k: dict(r, target=target) for k, r in rows.items() if r["target"] == "-"}, target, math.inf)
+        unbounded = ranked(rows, target, math.inf)
         if chosen is None:
-            over = ranked(rows, target, math.inf)
-            if over:
-                parts.append(f"{target}: none within {budget_s:g} s / image [over it, best first: {', '.join(over)}]")
+            if unbounded:
+                over = ", ".join(unbounded)
+                parts.append(f"{target}: none within {budget_s:g} s / image [over it, best first: {over}]")
             continue
         metric, sign = RULE_METRIC[target]
-        better = [k for k in ranked(rows, target, math.inf) if sign * rows[k][metric] > sign * rows[chosen][metric]]
+        better = [k for k in unbounded if sign * rows[k][metric] > sign * rows[chosen][metric]]
         parts.append(f"{target}: {chosen}" + (f" (best classical: {classical})" if classical else "")
                      + (f" [over {budget_s:g} s / image, better: {', '.join(better)}]" if better else ""))
     return "rule (docs/STRATEGIES.md): " + ("; ".join(parts) if parts else "no strategy row")
