@@ -375,6 +375,23 @@ def split_specs(text: str) -> list[str]:
     return specs
 
 
+def nfe_budget(name: str, steps: int) -> int:
+    """The NFE budget of one sample of strategy ``name`` at ``steps``: steps x the catalog's NFE per step."""
+    from restore.strategies.catalog import facts
+
+    fact = facts(parse_strategy(name)[0])
+    return round(steps * (fact.nfe_per_step if fact else 1))
+
+
+def row_label(spec: str, budget: int, samples: Optional[int] = None, antithetic: bool = False) -> str:
+    """A strategy row's label in the tables: a run's output (an estimate or one sample), or with
+    ``samples`` the mean of that many of its samples (in antithetic pairs where ``antithetic``)."""
+    if samples is None:
+        return f"{spec}, {budget} NFE"
+    pairs = " in antithetic pairs" if antithetic and samples > 1 else ""
+    return f"{spec} mean of {samples}{pairs}, {budget} NFE each"
+
+
 def strategy_rows(registry: Any, prior: Any, prior_key: str, spec: str, budget: int, targets: tuple[str, ...],
                   samples: int, device: torch.device, clip_step: Optional[float] = None,
                   antithetic: bool = False) -> list[Method]:
@@ -407,18 +424,18 @@ def strategy_rows(registry: Any, prior: Any, prior_key: str, spec: str, budget: 
 
     def sample(k: int, target: str) -> Method:
         if antithetic and k % 2:  # the negation of sample k - 1's noise
-            return Method(f"{base}/sample{k - 1}-negated", f"{spec}, {budget} NFE", target, run_negated,
+            return Method(f"{base}/sample{k - 1}-negated", row_label(spec, budget), target, run_negated,
                           strategy=True, seed_offset=k - 1, device=device)
-        return Method(f"{base}/sample{k}", f"{spec}, {budget} NFE", target, run, strategy=True, seed_offset=k,
+        return Method(f"{base}/sample{k}", row_label(spec, budget), target, run, strategy=True, seed_offset=k,
                       device=device)
 
     if getattr(cls, "posterior_mean", False):
         return [sample(0, "fidelity")] if "fidelity" in targets else []
     rows = [sample(0, "perceptual")] if "perceptual" in targets else []
     if "fidelity" in targets:
-        pairs = " in antithetic pairs" if antithetic and samples > 1 else ""
+        pairs = antithetic and samples > 1
         rows.append(Method(f"{base}/mean{samples}{'-antithetic' if pairs else ''}",
-                           f"{spec} mean of {samples}{pairs}, {budget} NFE each", "fidelity",
+                           row_label(spec, budget, samples, antithetic), "fidelity",
                            parts=tuple(sample(k, "perceptual") for k in range(samples)), strategy=True))
     return rows
 
@@ -677,11 +694,7 @@ def strategy_specs(args: argparse.Namespace, registry: Any, task: dict[str, Any]
                    op: Any, prior: Any = None) -> list[tuple[str, int, str]]:
     """(strategy spec, NFE budget per sample, target) of every strategy row of a task; the
     catalog's defaults are those of ``prior`` (a conditional network's are its own)."""
-    from restore.strategies.catalog import HIGH_FACTOR, QUALITIES, default_run, facts
-
-    def budget(name: str, steps: int) -> int:
-        fact = facts(parse_strategy(name)[0])
-        return round(steps * (fact.nfe_per_step if fact else 1))
+    from restore.strategies.catalog import HIGH_FACTOR, QUALITIES, default_run
 
     if args.strategies or args.mode == "screen":
         names = split_specs(args.strategies) if args.strategies else \
@@ -695,10 +708,10 @@ def strategy_specs(args: argparse.Namespace, registry: Any, task: dict[str, Any]
                 specs.append((name, int(nfe), target))
         for quality in (("fast",) if args.quick or args.mode == "full" else QUALITIES):
             choice = default_run(op, quality, target, prior)
-            specs.append((choice.spec, budget(choice.method, choice.steps), target))
+            specs.append((choice.spec, nfe_budget(choice.method, choice.steps), target))
         fast = default_run(op, "fast", target, prior)
         if not (args.quick or args.mode) and fast.steps > 1:  # the rule's candidate for high (module docstring)
-            specs.append((fast.spec, budget(fast.method, HIGH_FACTOR * fast.steps), target))
+            specs.append((fast.spec, nfe_budget(fast.method, HIGH_FACTOR * fast.steps), target))
     return list(dict.fromkeys(specs))
 
 
