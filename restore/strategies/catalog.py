@@ -179,50 +179,15 @@ def _both(fast: Default, high_steps: Optional[int] = None) -> dict[str, Default]
 #: DDNM+ started from DPIR's estimate at t0 = 0.2 (:mod:`restore.strategies.warm`): the mask sampler.
 WARM_DDNM = (("warm_start", "dpir"), ("t0", 0.2))
 
-#: The default run by operator kind (:func:`operator_kind`), target and quality; chosen by the rule of
-#: docs/STRATEGIES.md (mean over the kind's tasks) from
-#: ``benchmarks/results/restoration_targets_kodak24_cpu.md`` (all 24 images) and
-#: ``restoration_targets_cbsd68_cpu.md`` (all 68), the noisy masks from
-#: ``restoration_noisy_inpaint_kodak24_cpu.md`` and ``restoration_noisy_inpaint_cbsd68_cpu.md``; the inpaint
-#: perceptual t0 and the SR fidelity lambda from screens on CBSD432 training crops; ``high`` (5x the steps
-#: where that beat ``fast`` on the kind's mean on both sets, else ``fast``) from
-#: ``restoration_quality_kodak24_cpu.md`` (all 24 Kodak24 images) and ``restoration_quality_cbsd68_cpu.md``
-#: (all 68 CBSD68 images, the runs that won on Kodak24); ``svd``, ``linear`` and ``other`` were not measured on
-#: images.  Since, each (kind, target, quality) keeps its run until a challenger wins on both sets at that
-#: budget: ``reverse-from-y`` took denoising's perceptual ``fast`` from DDRM at 20 NFE, and DDRM at 100 kept
-#: ``high`` (``restoration_denoise_reverse_kodak24_cpu.md``, ``restoration_denoise_reverse_cbsd68_cpu.md``).
-#: The hole kinds (:data:`HOLE_DEPTH`) split from the mask kinds after those choices and took their runs; a
-#: cold DDNM+ sample at 20 NFE beat the warm start at 20 and 100 steps on both boxes of both sets
-#: (``restoration_box_cold_kodak24_cpu.md``, ``restoration_box_cold_cbsd68_cpu.md``), so it took both of their
-#: perceptual qualities, and the mean of 4 such samples beat DPIR (no noise) and the mean of 2 warm samples
-#: (noise) in PSNR there, so it took both fidelity qualities; on both boxes (noiseless and noisy) the mean of 6
-#: beat that of 4, and the mean of 8 that of 6, on both sets, and the mean of 8 runs within the 60 s once the
-#: CPU runs a batch in chunks (:data:`restore.accel.CPU_CHUNK_PIXELS`;
-#: ``benchmarks/results/commands_cpu.txt``), so it holds the fidelity of both hole kinds (more samples were not
-#: measured); drawn in antithetic pairs the mean of 8 beat the independent one on both boxes on both sets
-#: (``restoration_box_antithetic_kodak24_cpu.md``, ``restoration_box_antithetic_cbsd68_cpu.md``: noisy;
-#: ``restoration_box96_antithetic_kodak24_cpu.md``, ``restoration_box96_antithetic_cbsd68_cpu.md``: noiseless),
-#: so both hole kinds draw their 8 in pairs.  That left the noiseless sparse kind one task, the 70 % random
-#: mask, where DPIR at 40 NFE, the screen's choice (``restoration_dpir_screen_cbsd432_cpu.md``), beat DPIR at
-#: 20 on both sets (``restoration_dpir_random_kodak24_cpu.md``, ``restoration_dpir_random_cbsd68_cpu.md``) and
-#: took both of its fidelity qualities (DPIR at 100 NFE, ``high``'s candidate, had lost to 20 on Kodak24). On
-#: both deblurrings the mean of 4 DDRM samples beat the mean of 2 in PSNR on every image of both sets, and the
-#: mean of 8 the mean of 4 (``restoration_deblur_samples_kodak24_cpu.md``,
-#: ``restoration_deblur_samples_cbsd68_cpu.md``): the mean of 8 holds both of the blur kind's fidelity
-#: qualities (more samples were not measured); drawn in antithetic pairs
-#: (:func:`restore.diffusion.randomness.antithetic_pairs`) the mean of 8 beat the independent one on both sets,
-#: and beat the means of 2 and 4 in pairs (``restoration_deblur_antithetic_kodak24_cpu.md``,
-#: ``restoration_deblur_antithetic_cbsd68_cpu.md``): the blur kind's fidelity draws its 8 in pairs. On
-#: denoising, Tweedie with 4 EM passes over the clipped samples of integer data
-#: (:mod:`restore.strategies.censored`; 4, the screen's choice on CBSD432 crops,
-#: ``restoration_clip_screen_cbsd432_cpu.md``) beat Tweedie alone on both sets
-#: (``restoration_clip_kodak24_cpu.md``, ``restoration_clip_cbsd68_cpu.md``) and took both of the kind's
-#: fidelity qualities; ``reverse-from-y`` with the clipped samples drawn anew around that estimate
-#: (``restoration_rfy_clip_screen_cbsd432_cpu.md``) beat it reading y as it is on both sets
-#: (``restoration_rfy_clip_kodak24_cpu.md``, ``restoration_rfy_clip_cbsd68_cpu.md``) and took the perceptual
-#: ``fast``. On the noisy 70 % random mask the mean of 2 warm samples drawn as one antithetic pair beat the
-#: independent mean on every image of both sets (``restoration_random_antithetic_kodak24_cpu.md``,
-#: ``restoration_random_antithetic_cbsd68_cpu.md``), so the noisy sparse kind draws its 2 as a pair.
+#: The default run by operator kind (:func:`operator_kind`), target and quality, chosen by the rule of
+#: docs/STRATEGIES.md ("Targets and default methods": the highest mean PSNR, or the lowest mean LPIPS of a
+#: sample, within 60 s per 256 x 256 image; a run keeps its place until a challenger wins on both test sets at
+#: its budget) from ``benchmarks/restoration.py``'s tables of all images of Kodak24 and CBSD68.  Which table
+#: holds each benchmarked default's whole-set row is ``EVIDENCE`` of ``benchmarks/defaults_summary.py``
+#: (``tests/test_defaults_summary.py`` fails on a default without it); docs/STRATEGIES.md tells how each
+#: choice was made (screens on CBSD432 training crops, the challengers it beat).  ``high`` is 5x the steps
+#: where that beat ``fast`` on the kind's mean on both sets, else ``fast``; ``svd``, ``linear`` and ``other``
+#: were not measured on images.
 DEFAULTS: dict[str, dict[str, dict[str, Default]]] = {
     "denoise": {"fidelity": _both(Default("tweedie", 1, params=(("clipped_passes", 4),))),
                 "perceptual": {"fast": Default("reverse-from-y", 20, params=(("clipped_passes", 4),)),
