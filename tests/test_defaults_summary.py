@@ -83,3 +83,11 @@ def test_a_default_changed_without_its_measurement_is_an_error(summary, monkeypa
 def test_a_missing_table_is_an_error_naming_it(summary, tmp_path):
     with pytest.raises(SystemExit, match="restoration_targets_kodak24_cpu.md is missing"):
         summary.collect(tmp_path)
+
+
+def test_the_readme_quotes_every_fidelity_gain_of_the_summary(entries):
+    readme = (ROOT / "README.md").read_text().replace("\n", " ")
+    assert "benchmarks/results/defaults_summary_cpu.md" in readme
+    for key, e in entries.items():
+        if key[2] == "fidelity":
+            assert f"{e['row']['psnr'] - e['classical_row']['psnr']:+.2f}" in readme, key
