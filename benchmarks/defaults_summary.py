@@ -100,7 +100,7 @@ def entry(prior: str, task: str, target: str, set_key: str, doc: dict[str, Any],
                          f"the catalog's default for {prior} is not measured there")
     metric, higher = METRIC[target]
     classical: dict[str, dict[str, Any]] = {}
-    for name in dict.fromkeys(EVIDENCE[prior, task, t] for t in METRIC if (prior, task, t) in EVIDENCE):
+    for name in dict.fromkeys(EVIDENCE[prior, task, t] for t in METRIC):
         for other, found in whole_set_rows(results / name.format(set=set_key), task, images).items():
             if found["target"] == "-":
                 classical.setdefault(other, found)
