@@ -88,11 +88,10 @@ def whole_set_rows(path: Path, task: str, images: int) -> dict[str, dict[str, An
     return {label: row for label, row in tasks[task][2].items() if row["images"] == images}
 
 
-def entry(prior: str, task: str, target: str, set_key: str, doc: dict[str, Any], registry: Any,
-          results: Path) -> dict[str, Any]:
-    """One cell group of the summary: the default's row and the best classical row (module docstring)."""
+def entry(prior: str, task: str, target: str, set_key: str, words: str, label: str, results: Path) -> dict[str, Any]:
+    """One cell group of the summary: the default's row (``label``; ``words``: :func:`default_label`) and the
+    best classical row (module docstring)."""
     images = SETS[set_key][1]
-    words, label = default_label(prior, task, target, doc, registry)
     table = results / EVIDENCE[prior, task, target].format(set=set_key)
     row = whole_set_rows(table, task, images).get(label)
     if row is None or row["target"] != target:
@@ -116,9 +115,9 @@ def collect(results: Path = RESULTS) -> dict[tuple[str, str, str, str], dict[str
     from restore.plugins import default_registry
 
     doc, registry = bench.load_tasks(), default_registry()
-    return {(prior, task, target, s): entry(prior, task, target, s, doc, registry, results)
-            for prior, tasks in PRIORS.items() for task in (tasks or doc["tasks"]) for target in METRIC
-            for s in SETS}
+    runs = {(prior, task, target): default_label(prior, task, target, doc, registry)
+            for prior, tasks in PRIORS.items() for task in (tasks or doc["tasks"]) for target in METRIC}
+    return {(*key, s): entry(*key, s, *words_label, results) for key, words_label in runs.items() for s in SETS}
 
 
 def _task_name(prior: str, task: str) -> str:
