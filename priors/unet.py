@@ -20,7 +20,7 @@ c_noise = ln(sigma) / 4 (Karras et al. 2022, Table 1) for the EDM preconditionin
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Optional
 
 import torch
@@ -172,3 +172,39 @@ class CompactUNet(nn.Module):
             if level < len(self.upsample):
                 out = self.upsample[level](out)
         return self.out(out)
+
+
+def deepen(network: CompactUNet, trained: CompactUNet) -> None:
+    """Load ``trained`` into ``network``, the same UNet with more residual blocks per level, so that
+    ``network`` computes ``trained``'s function exactly (function-preserving growth: Net2Net's deeper
+    networks, Chen, Goodfellow & Shlens, ICLR 2016).  An encoder level's added blocks follow its
+    trained ones and are identities (a zero last convolution, an identity skip): each pushes a copy
+    of the level's last activation.  The decoder pops those in reverse, so its level's first block
+    gets such a copy, as before; the added decoder blocks follow that first block, get the other
+    copies and pass the first block's output through (their 1x1 skip convolution selects its
+    channels, their last convolution is zero); the trained blocks after them get what they got
+    before.  The added blocks' other weights stay as ``network`` has them, so they train."""
+    small, big = trained.config, network.config
+    if replace(big, num_res_blocks=small.num_res_blocks) != small or big.num_res_blocks < small.num_res_blocks:
+        raise ValueError(f"deepen: {big} is not {small} with more residual blocks per level")
+    added = big.num_res_blocks - small.num_res_blocks
+    state = network.state_dict()
+    for key, value in trained.state_dict().items():
+        part = key.split(".")
+        if part[0] == "up" and int(part[2]) > 0:  # up.LEVEL.BLOCK...: the trained blocks after the added ones
+            part[2] = str(int(part[2]) + added)
+        state[".".join(part)] = value
+    network.load_state_dict(state)
+    with torch.no_grad():
+        for blocks in network.down:
+            for block in blocks[small.num_res_blocks:]:
+                block.conv2.weight.zero_()
+                block.conv2.bias.zero_()
+        for blocks in network.up:
+            for block in blocks[1:1 + added]:
+                width = block.conv2.out_channels
+                block.conv2.weight.zero_()
+                block.conv2.bias.zero_()
+                block.skip.weight.zero_()
+                block.skip.bias.zero_()
+                block.skip.weight[:, :width, 0, 0] = torch.eye(width)

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -265,8 +266,38 @@ def test_init_from_the_embedded_default_is_its_weights():
     assert start.state.keys() == shipped.keys() and all(torch.equal(start.state[k], shipped[k]) for k in shipped)
 
 
+def test_init_with_more_residual_blocks_deepens_the_trained_prior_into_the_same_function(folder, tmp_path):
+    """``--init`` of a network with fewer ``--num-res-blocks``: the run starts from a deeper network
+    that computes the trained one's function exactly (restore.priors.unet.deepen), with trainable
+    added blocks, and says so in the model card; fewer blocks than the trained network's is refused."""
+    from restore.priors.native import load_native
+    from restore.priors.unet import deepen
+    from restore.training.prior import initial_weights
+
+    a = tmp_path / "a"
+    _train(folder, a, "--images", "4")
+    trained, config = load_native(a)
+    start = initial_weights(f"unet:{a}", replace(config.architecture, num_res_blocks=3))
+    assert start.architecture == config.architecture
+    x, noise = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)), torch.tensor([0.5, -1.0])
+    for blocks in (2, 3):
+        deeper = CompactUNet(replace(config.architecture, num_res_blocks=blocks))
+        deepen(deeper, trained)
+        assert len(deeper.down[0]) == blocks and len(deeper.up[0]) == blocks + 1
+        with torch.no_grad():
+            assert torch.equal(deeper(x, noise), trained(x, noise)), blocks
+        loss = deeper(x, noise).square().sum() + (deeper(x, noise) - x).square().sum()
+        loss.backward()
+        assert deeper.up[0][1].conv2.weight.grad.abs().sum() > 0 and deeper.down[0][1].conv2.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="is not"):
+        deepen(CompactUNet(config.architecture), CompactUNet(replace(config.architecture, num_res_blocks=2)))
+    _train(folder, tmp_path / "b", "--images", "2", "--init", f"unet:{a}", "--num-res-blocks", "2")
+    assert "deepens it from 1 to 2 residual blocks a level" in (tmp_path / "b" / "MODEL_CARD.md").read_text()
+    assert load_native(tmp_path / "b")[1].architecture.num_res_blocks == 2
+
+
 @pytest.mark.parametrize("init, extra, message", [
-    ("unet:{a}", ["--num-res-blocks", "2"], "--channels 3 --base-channels 8 --channel-mult 1,2 --num-res-blocks 1"),
+    ("unet:{a}", ["--base-channels", "16"], "--channels 3 --base-channels 8 --channel-mult 1,2 --num-res-blocks 1"),
     ("default-sr3x4", [], "a conditional network"),
     ("gaussian:3x8x8", [], "training starts only from the compact UNet"),
     ("unet:{a}", ["-o", "{a}"], "is the --init folder"),

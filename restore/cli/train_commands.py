@@ -148,7 +148,8 @@ def train_prior(data: Data, output: Output, val: Val = None, val_count: ValCount
                 init: Annotated[Optional[str], typer.Option(
                     "--init", help="Start from a trained prior's weights instead of seeded ones (fine-tuning): an "
                                    "embedded prior's name (default) or unet:DIR, of the architecture the options "
-                                   "give (a mismatch is an error naming its options).")] = None,
+                                   "give, or of it with fewer --num-res-blocks (deepened: the added blocks start as "
+                                   "identities); another mismatch is an error naming its options.")] = None,
                 quiet: Quiet = False, overwrite: Overwrite = False) -> None:
     """Train the compact UNet as an EDM image prior on random augmented crops of a folder;
     validation prints the Tweedie denoising PSNR at sigma 15 / 25 / 50 (0..255)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -28,7 +28,7 @@ from restore.diffusion.schedules import VEContinuous
 from restore.files import atomic_write
 from restore.priors.native import WEIGHTS, NativeConfig, load_native, save_native
 from restore.priors.sizing import PaddedNetwork
-from restore.priors.unet import CompactUNet, UNetConfig
+from restore.priors.unet import CompactUNet, UNetConfig, deepen
 from restore.training.data import AUGMENTATION, CropSampler
 from restore.training.export import describe, model_card, seeded_network
 
@@ -94,11 +94,13 @@ def tweedie_psnr(denoiser: Callable[[Tensor, Tensor], Tensor], images: Sequence[
 @dataclass(frozen=True)
 class InitialWeights:
     """Trained weights a run starts from instead of seeded ones (fine-tuning, ``--init``):
-    the prior ``source`` named, its weights ``state`` and the sha256 of its weights file."""
+    the prior ``source`` named, its weights ``state``, the sha256 of its weights file and its
+    ``architecture`` (the run's, or one with fewer residual blocks per level: :func:`deepen`)."""
 
     source: str
     state: dict[str, Tensor]
     sha256: str
+    architecture: UNetConfig
 
     def identity(self) -> dict:
         return {"source": self.source, "sha256": self.sha256}
@@ -120,8 +122,9 @@ def init_folder(spec: str) -> Path:
 
 def initial_weights(spec: str, architecture: UNetConfig, loss: EDMLoss = EDMLoss()) -> InitialWeights:
     """The weights of the prior ``spec`` (:func:`init_folder`), checked to be what :class:`PriorTask`
-    trains: an unconditional network of ``architecture`` with the EDM parametrization, schedule,
-    data range and sigma_data of ``loss``."""
+    trains: an unconditional network of ``architecture``, or of ``architecture`` with fewer residual
+    blocks per level (the run deepens it), with the EDM parametrization, schedule, data range and
+    sigma_data of ``loss``."""
     folder = init_folder(spec)
     network, config = load_native(folder)
     if config.condition is not None:
@@ -132,18 +135,20 @@ def initial_weights(spec: str, architecture: UNetConfig, loss: EDMLoss = EDMLoss
     if trained != here:
         raise ValueError(f"--init {spec}: trained as (parametrization, schedule, data range, sigma_data) {trained}, "
                          f"this command trains {here}")
-    if config.architecture != architecture:
-        a = config.architecture
+    a = config.architecture
+    if replace(architecture, num_res_blocks=a.num_res_blocks) != a or architecture.num_res_blocks < a.num_res_blocks:
         raise ValueError(f"--init {spec} is a {describe(a)}, the options ask for a {describe(architecture)}: pass "
                          f"its architecture, --channels {a.channels} --base-channels {a.base_channels} --channel-mult "
-                         f"{','.join(map(str, a.channel_mult))} --num-res-blocks {a.num_res_blocks}")
+                         f"{','.join(map(str, a.channel_mult))} --num-res-blocks {a.num_res_blocks} (or more "
+                         "residual blocks, to deepen it)")
     digest = hashlib.sha256((folder / WEIGHTS).read_bytes()).hexdigest()
-    return InitialWeights(spec, {k: v.detach().clone() for k, v in network.state_dict().items()}, digest)
+    return InitialWeights(spec, {k: v.detach().clone() for k, v in network.state_dict().items()}, digest, a)
 
 
 class PriorTask:
     """The EDM prior as a :class:`restore.training.loop.Task`; from ``init``'s weights when given
-    (fine-tuning), else from weights seeded by ``seed``."""
+    (fine-tuning; an ``init`` with fewer residual blocks per level is deepened, its added blocks
+    seeded by ``seed``: :func:`restore.priors.unet.deepen`), else from weights seeded by ``seed``."""
 
     def __init__(self, architecture: UNetConfig, data: CropSampler, data_name: str,
                  validation: Sequence[Tensor] = (), validation_name: str = "", loss: EDMLoss = EDMLoss(),
@@ -151,8 +156,12 @@ class PriorTask:
         if architecture.channels != data.channels:
             raise ValueError(f"architecture has {architecture.channels} channels, the data {data.channels}")
         self.network = seeded_network(architecture, seed)
-        if init is not None:
+        if init is not None and init.architecture == architecture:
             self.network.load_state_dict(init.state)
+        elif init is not None:
+            trained = CompactUNet(init.architecture)
+            trained.load_state_dict(init.state)
+            deepen(self.network, trained)
         self.init = init
         self.architecture = architecture
         self.data = data
@@ -189,6 +198,10 @@ class PriorTask:
         save_native(out, network, config)
         card = self.card if self.init is None else {
             **self.card, "init": f"`{self.init.source}` ({WEIGHTS} sha256 {self.init.sha256[:16]}...): "
-                                 "this run fine-tunes it; its own training is in its model card"}
+                                 + ("this run fine-tunes it" if self.init.architecture == self.architecture else
+                                    f"this run deepens it from {self.init.architecture.num_res_blocks} to "
+                                    f"{self.architecture.num_res_blocks} residual blocks a level (the added blocks "
+                                    "start as identities: the same function) and trains it")
+                                 + "; its own training is in its model card"}
         text = model_card(describe(self.architecture), network, self.data_name, self.validation_name, record, card)
         atomic_write(Path(out) / "MODEL_CARD.md", lambda tmp: tmp.write_text(text))
