@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from restore.priors.native import NativeConfig, save_native
@@ -86,13 +87,15 @@ def test_startup_reports_every_phase_in_order():
     assert walls == sorted(walls) and all(row[0] == row[1] and row[2] == row[3] for row in rows.values())
 
 
-def test_every_default_command_is_within_the_budget():
-    """benchmarks/results/commands_cpu.txt, the committed measurement on the 2-core CPU: at 256 x 256
+@pytest.mark.parametrize("table", ["commands_cpu.txt", "commands_amx_cpu.txt"])
+def test_every_default_command_is_within_the_budget(table):
+    """benchmarks/results/commands_cpu.txt and commands_amx_cpu.txt, the committed measurements on
+    the 2-core CPU (AMD EPYC with AVX2; Intel Xeon with AMX, where bf16 runs natively): at 256 x 256
     every case runs its kind's ``fast`` default of both targets (method and samples; colorize is
     the ``svd`` kind), each within issue 16's 60 s a command, on the two threads of the idle machine
     (the sidecar's count: a command that counted its own threads as busy ran on one), with the
     sidecar's NFE per image (:func:`assert_nfe_per_image`)."""
-    text = (Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "commands_cpu.txt").read_text()
+    text = (Path(__file__).resolve().parents[1] / "benchmarks" / "results" / table).read_text()
     rows = [line.split() for line in text.splitlines() if line.split()[2:3] == ["256x256"]]
     kinds = {"colorize": "svd"}
     assert {(r[0], r[1]) for r in rows} == {(case, target) for case in (*DEFAULTS.keys() - {"svd", "linear", "other"},
@@ -103,3 +106,22 @@ def test_every_default_command_is_within_the_budget():
         assert (method, int(steps), int(samples)) == (default.method, default.steps, default.samples), (case, target)
         assert float(seconds) <= 60 and threads == "2", (case, target)
         assert_nfe_per_image(default, int(steps), int(nfe))
+
+
+def test_the_amx_section_quotes_its_measurements():
+    """docs/PERFORMANCE.md, 'On a CPU with AMX': the network's seconds and ratios are those of
+    benchmarks/results/network_speed_amx_cpu.txt, the commands' range that of commands_amx_cpu.txt."""
+    root = Path(__file__).resolve().parents[1]
+    section = (root / "docs" / "PERFORMANCE.md").read_text().split("## On a CPU with AMX")[1].split("\n## ")[0]
+    speed = (root / "benchmarks" / "results" / "network_speed_amx_cpu.txt").read_text()
+    rows = {line[:36].strip(): line[36:].split() for line in speed.splitlines() if line.startswith(("fp32", "bf16 +"))}
+    assert len(rows) == 4 and "AMX" in speed
+    for name, (seconds, ratio, _) in rows.items():
+        label = name + (" (the default)" if name.endswith("mixed norms") else "")
+        row = next(line for line in section.splitlines() if line.startswith(f"| {label} |"))
+        assert [c.strip().strip("*") for c in row.strip("|").split("|")][1:3] == [seconds, ratio], name
+    commands = (root / "benchmarks" / "results" / "commands_amx_cpu.txt").read_text()
+    flat = section.replace("\n", " ")
+    for size in ("256x256", "768x512"):
+        walls = [float(line.split()[7]) for line in commands.splitlines() if line.split()[2:3] == [size]]
+        assert len(walls) == 16 and f"{min(walls):.1f} s to" in flat and f"{max(walls):.1f} s" in flat, size
