@@ -605,3 +605,19 @@ def test_bf16_training_runs_where_bf16_is_fast_and_says_so_where_it_is_not(folde
     assert history(tmp_path / "slow")["validation"] == fp32["validation"]
     assert said == ["note: this CPU (test 7) has no bf16 instructions, where bf16 is slower than float32: "
                     "training in float32"]
+
+
+def test_the_docs_quote_the_cpu_training_measurements():
+    """docs/STRATEGIES.md's gains of training `default` further on a CPU are the CBSD68 rows of
+    benchmarks/results/training_cpu_amx.md (sigma 25, against the shipped prior)."""
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "benchmarks" / "results" / "training_cpu_amx.md").read_text()
+    rows = {line.split("|")[1].strip(): [float(v) for v in line.split("|")[2:5]] for line in text.splitlines()
+            if line.startswith("| ") and line.split("|")[2].strip().replace(".", "").isdigit()
+            and len(line.split("|")) == 6}
+    shipped = rows["`default` (shipped)"][1]
+    deepened = next(v for k, v in rows.items() if k.startswith("deepened"))[1]
+    finetuned = next(v for k, v in rows.items() if k.startswith("same network"))[1]
+    docs = (root / "docs" / "STRATEGIES.md").read_text().replace("\n", " ")
+    assert f"by {finetuned - shipped:.2f} dB" in docs and f"--num-res-blocks 2`) by {deepened - shipped:.2f}" in docs
+    assert deepened > finetuned > shipped
