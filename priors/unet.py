@@ -174,6 +174,12 @@ class CompactUNet(nn.Module):
         return self.out(out)
 
 
+def deeper_or_same(config: UNetConfig, trained: UNetConfig) -> bool:
+    """Whether ``config`` is ``trained`` with as many or more residual blocks per level (:func:`deepen`)."""
+    return replace(config, num_res_blocks=trained.num_res_blocks) == trained and \
+        config.num_res_blocks >= trained.num_res_blocks
+
+
 def deepen(network: CompactUNet, trained: CompactUNet) -> None:
     """Load ``trained`` into ``network``, the same UNet with more residual blocks per level, so that
     ``network`` computes ``trained``'s function exactly (function-preserving growth: Net2Net's deeper
@@ -185,7 +191,7 @@ def deepen(network: CompactUNet, trained: CompactUNet) -> None:
     channels, their last convolution is zero); the trained blocks after them get what they got
     before.  The added blocks' other weights stay as ``network`` has them, so they train."""
     small, big = trained.config, network.config
-    if replace(big, num_res_blocks=small.num_res_blocks) != small or big.num_res_blocks < small.num_res_blocks:
+    if not deeper_or_same(big, small):
         raise ValueError(f"deepen: {big} is not {small} with more residual blocks per level")
     added = big.num_res_blocks - small.num_res_blocks
     state = network.state_dict()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -28,7 +28,7 @@ from restore.diffusion.schedules import VEContinuous
 from restore.files import atomic_write
 from restore.priors.native import WEIGHTS, NativeConfig, load_native, save_native
 from restore.priors.sizing import PaddedNetwork
-from restore.priors.unet import CompactUNet, UNetConfig, deepen
+from restore.priors.unet import CompactUNet, UNetConfig, deepen, deeper_or_same
 from restore.training.data import AUGMENTATION, CropSampler
 from restore.training.export import describe, model_card, seeded_network
 
@@ -136,7 +136,7 @@ def initial_weights(spec: str, architecture: UNetConfig, loss: EDMLoss = EDMLoss
         raise ValueError(f"--init {spec}: trained as (parametrization, schedule, data range, sigma_data) {trained}, "
                          f"this command trains {here}")
     a = config.architecture
-    if replace(architecture, num_res_blocks=a.num_res_blocks) != a or architecture.num_res_blocks < a.num_res_blocks:
+    if not deeper_or_same(architecture, a):
         raise ValueError(f"--init {spec} is a {describe(a)}, the options ask for a {describe(architecture)}: pass "
                          f"its architecture, --channels {a.channels} --base-channels {a.base_channels} --channel-mult "
                          f"{','.join(map(str, a.channel_mult))} --num-res-blocks {a.num_res_blocks} (or more "
